@@ -1,0 +1,87 @@
+# vmm: see README.md. `make` builds build/vmm; `make test` runs every tier.
+CC      ?= gcc
+BUILD   := build
+CFLAGS  ?= -O2 -g
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+           -Wmissing-prototypes -Wformat=2 -Wformat-security -Wvla \
+           -Wpointer-arith -Wcast-align -Wundef
+XCFLAGS := -std=gnu11 -D_GNU_SOURCE -Iinclude $(WARN) -MMD -MP \
+           -fno-strict-aliasing
+LDLIBS  := -lpthread
+SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer \
+           -fno-sanitize-recover=undefined
+
+LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c src/*/*.c))
+MAIN_SRC := src/main.c
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+
+LIB_OBJ      := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+LIB_OBJ_ASAN := $(LIB_SRC:%.c=$(BUILD)/asan/%.o)
+UNIT_BIN      := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+UNIT_BIN_ASAN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests-asan/%)
+
+.PHONY: all asan unit guests test test-unit test-guests test-lab demo bench \
+        deps format clean
+all: $(BUILD)/vmm
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(XCFLAGS) $(CFLAGS) -c $< -o $@
+$(BUILD)/asan/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(XCFLAGS) $(CFLAGS) $(SAN) -c $< -o $@
+
+$(BUILD)/vmm: $(LIB_OBJ) $(BUILD)/obj/src/main.o
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/vmm-asan: $(LIB_OBJ_ASAN) $(BUILD)/asan/src/main.o
+	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS)
+asan: $(BUILD)/vmm-asan
+
+# Unit tests (cmocka, no KVM), plain and sanitized.
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB_OBJ)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+$(BUILD)/tests-asan/%: $(BUILD)/asan/tests/unit/%.o $(LIB_OBJ_ASAN)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS) -lcmocka
+unit: $(UNIT_BIN) $(UNIT_BIN_ASAN)
+
+# Tiny freestanding guests (ELF64, entered in long mode by vmm).
+GUEST_SRC   := $(wildcard guests/*.c)
+GUEST_BIN   := $(GUEST_SRC:guests/%.c=$(BUILD)/guests/%.elf)
+GUEST_CFLAGS := -std=gnu11 -O2 -ffreestanding -fno-pic -fno-pie -nostdlib \
+                -mno-red-zone -mgeneral-regs-only -fno-stack-protector \
+                -fno-asynchronous-unwind-tables -Wall -Wextra \
+                -Werror -Iguests
+$(BUILD)/guests/%.elf: guests/%.c guests/start.S guests/guest.h guests/guest.ld
+	@mkdir -p $(@D)
+	$(CC) $(GUEST_CFLAGS) -mcmodel=small -static -no-pie -Wl,--build-id=none -Wl,--no-warn-rwx-segments \
+	  -T guests/guest.ld -o $@ guests/start.S $<
+guests: $(GUEST_BIN)
+
+deps:
+	@scripts/deps.sh
+
+test: deps
+	@scripts/run-tests.sh
+
+test-unit: all unit
+	@scripts/run-tests.sh unit
+test-guests: all asan guests
+	@scripts/run-tests.sh guests
+test-lab: all
+	@scripts/run-tests.sh lab
+
+demo: deps all
+	@scripts/demo.sh
+
+bench: deps all guests
+	@scripts/bench.sh
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD)/obj $(BUILD)/asan $(BUILD)/tests $(BUILD)/tests-asan \
+	  $(BUILD)/guests $(BUILD)/vmm $(BUILD)/vmm-asan
+
+-include $(shell find $(BUILD)/obj $(BUILD)/asan -name '*.d' 2>/dev/null)

@@ -1,0 +1,107 @@
+/*
+ * Legacy platform devices: 8250 UART, i8042 (reset only), CMOS RTC and
+ * the PCI host bridge. Devices know nothing of KVM: they raise interrupts
+ * through an irq_line and ask for a VM reset through a callback.
+ */
+#ifndef VMM_DEVICES_H
+#define VMM_DEVICES_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bus.h"
+#include "compiler.h"
+
+struct irq_line {
+	void (*set)(void *opaque, unsigned int gsi, int level);
+	void *opaque;
+	unsigned int gsi;
+};
+
+/* ---- 8250/16550A UART ---- */
+#define SERIAL_COM1_BASE 0x3f8
+#define SERIAL_COM1_IRQ 4
+#define SERIAL_RX_FIFO 4096
+
+struct serial {
+	pthread_mutex_t lock;
+	struct irq_line irq;
+	int out_fd; /* -1: output discarded */
+	uint8_t ier, iir_thri, lcr, mcr, lsr, msr, scr, dll, dlm, fcr;
+	bool irq_level;
+	uint8_t rx[SERIAL_RX_FIFO];
+	unsigned int rx_head, rx_len;
+	uint64_t tx_bytes;
+};
+
+void serial_init(struct serial *s, struct irq_line irq, int out_fd);
+void serial_destroy(struct serial *s);
+int serial_attach(struct serial *s, struct bus *pio, uint64_t base) WUR;
+/* From the I/O thread: queue input bytes; returns how many were taken. */
+size_t serial_receive(struct serial *s, const uint8_t *buf, size_t len);
+/* Free space in the receive FIFO. */
+size_t serial_rx_space(struct serial *s);
+void serial_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
+		bool is_write);
+
+/* ---- i8042: enough for Linux's reboot=k and its probe ---- */
+struct i8042 {
+	pthread_mutex_t lock;
+	void (*reset)(void *opaque);
+	void *opaque;
+	uint8_t ctr;	 /* controller command byte */
+	uint8_t pending; /* command waiting for its data byte, 0 if none */
+	uint8_t out;	 /* output buffer */
+	bool out_full;
+};
+
+void i8042_init(struct i8042 *k, void (*reset)(void *), void *opaque);
+int i8042_attach(struct i8042 *k, struct bus *pio) WUR;
+/* Port 0x60 (data) and 0x64 (status/command), for tests. */
+void i8042_data_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
+		    bool is_write);
+void i8042_cmd_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
+		   bool is_write);
+
+/* ---- CMOS RTC (0x70/0x71): time of day from the host, BCD, 24h ---- */
+struct rtc {
+	pthread_mutex_t lock;
+	uint8_t index;
+	uint8_t cmos[128];
+};
+
+void rtc_init(struct rtc *r);
+int rtc_attach(struct rtc *r, struct bus *pio) WUR;
+void rtc_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
+	     bool is_write);
+
+/* ---- PCI: configuration mechanism #1, bus 0 ---- */
+#define PCI_CONF_ADDR_PORT 0xcf8
+#define PCI_CONF_DATA_PORT 0xcfc
+#define PCI_MAX_DEVICES 32
+
+struct pci_device {
+	uint8_t cfg[256]; /* type 0 header + capabilities */
+	uint8_t wmask[256]; /* which bits the guest may write */
+	void *opaque;
+	/* Optional hooks, called with the config lock held. */
+	void (*cfg_write)(struct pci_device *dev, uint32_t offset, uint32_t len);
+};
+
+struct pci_bus {
+	pthread_mutex_t lock;
+	uint32_t conf_addr;
+	struct pci_device *slots[PCI_MAX_DEVICES];
+	struct pci_device host_bridge;
+};
+
+int pci_init(struct pci_bus *pci, struct bus *pio) WUR;
+void pci_destroy(struct pci_bus *pci);
+/* Put dev in slot (1..31); -EBUSY / -EINVAL. */
+int pci_add_device(struct pci_bus *pci, unsigned int slot,
+		   struct pci_device *dev) WUR;
+void pci_conf_access(struct pci_bus *pci, uint32_t addr, uint8_t *data,
+		     uint32_t len, bool is_write);
+
+#endif

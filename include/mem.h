@@ -1,0 +1,79 @@
+/*
+ * Guest physical memory. RAM is one anonymous mapping per region; the
+ * 32-bit MMIO hole [MEM_MMIO_HOLE_START, 4G) is never RAM, so RAM that
+ * would land there moves above 4G.
+ *
+ * mem_gpa_to_hva() is the only way any code reaches guest memory: it
+ * checks that [gpa, gpa+len) lies inside one RAM region, without overflow.
+ */
+#ifndef VMM_MEM_H
+#define VMM_MEM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "compiler.h"
+#include "config.h"
+
+#define MEM_MMIO_HOLE_START 0xC0000000ULL /* PCI MMIO, IOAPIC, LAPIC above */
+#define MEM_4G 0x100000000ULL
+#define MEM_MAX_REGIONS 2
+
+struct mem_region {
+	uint64_t gpa;
+	uint64_t size;
+	void *hva;
+};
+
+struct guest_mem {
+	struct mem_region regions[MEM_MAX_REGIONS];
+	unsigned int nr_regions;
+	uint64_t ram_bytes;
+	uint64_t page_size; /* 4K (THP or none), 2M or 1G hugetlb */
+	const char *backing; /* human-readable, for --verbose */
+};
+
+/*
+ * Lay out regions for ram_bytes of RAM (no mapping). Exposed for tests.
+ */
+void mem_layout(struct guest_mem *mem, uint64_t ram_bytes);
+
+/*
+ * Map guest RAM with the requested backing. Mappings are reserved only:
+ * nothing is pre-faulted. -ENOMEM with err filled when hugetlb pages are
+ * asked for explicitly but not available.
+ */
+int mem_create(struct guest_mem *mem, uint64_t ram_bytes,
+	       enum hugepages_mode mode, char *err, size_t errlen) WUR;
+void mem_destroy(struct guest_mem *mem);
+
+/* The gate: host pointer for [gpa, gpa+len), or NULL if not all RAM. */
+void *mem_gpa_to_hva(const struct guest_mem *mem, uint64_t gpa, uint64_t len);
+
+/* Copy helpers over the gate; -EFAULT when the range is not guest RAM. */
+int mem_write(const struct guest_mem *mem, uint64_t gpa, const void *src,
+	      uint64_t len) WUR;
+int mem_read(const struct guest_mem *mem, uint64_t gpa, void *dst,
+	     uint64_t len) WUR;
+
+/* Highest gpa + 1 of RAM below the 32-bit hole (the "low" RAM end). */
+uint64_t mem_low_end(const struct guest_mem *mem);
+
+/* e820 map: the usual low holes, then RAM regions. */
+#define E820_MAX_ENTRIES 8
+struct e820_entry_host {
+	uint64_t addr;
+	uint64_t size;
+	uint32_t type;
+};
+#define E820_TYPE_RAM 1
+#define E820_TYPE_RESERVED 2
+
+/* Returns number of entries written (<= max). */
+unsigned int mem_build_e820(const struct guest_mem *mem,
+			    struct e820_entry_host *out, unsigned int max);
+
+/* Free pages of the given hugetlb size on the host, or -1 if unknown. */
+long mem_hugepages_free(uint64_t page_size);
+
+#endif

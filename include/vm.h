@@ -1,0 +1,114 @@
+/*
+ * A VM: KVM handles, guest memory, buses, devices and vCPUs. The
+ * lifecycle is vm_create() -> vm_load() -> vm_run() -> vm_destroy();
+ * vm_run() returns the process exit status (enum vmm_exit or 128+sig).
+ *
+ * Threads: one per vCPU runs KVM_RUN and short device emulation; the
+ * calling thread becomes the I/O thread (epoll over stdin, signals and
+ * the stop eventfd).
+ */
+#ifndef VMM_VM_H
+#define VMM_VM_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <termios.h>
+
+#include "boot.h"
+#include "bus.h"
+#include "compiler.h"
+#include "config.h"
+#include "devices.h"
+#include "mem.h"
+
+struct vm;
+
+struct vcpu {
+	struct vm *vm;
+	unsigned int id;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool started;
+	uint64_t exits;
+};
+
+struct vm {
+	const struct vmm_config *cfg;
+	int kvm_fd;
+	int vm_fd;
+	int run_mmap_size;
+	unsigned int max_vcpus;
+	bool hw_virt; /* host CPU advertises vmx/svm */
+	struct guest_mem mem;
+	struct bus pio, mmio;
+	struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID, adjusted per vCPU */
+	struct vcpu *vcpus;
+	unsigned int nr_vcpus;
+	struct kernel_info kernel;
+
+	/* Devices. */
+	struct serial serial;
+	struct i8042 i8042;
+	struct rtc rtc;
+	struct pci_bus pci;
+
+	/* Console. */
+	int console_out_fd;  /* -1 for none */
+	bool console_out_owned;
+	int console_in_fd;   /* -1 for none */
+	bool tty_raw;
+	struct termios tty_saved;
+	bool escape_pending; /* saw Ctrl-A */
+
+	uint64_t start_ns; /* CLOCK_MONOTONIC at vm_create(), for --verbose */
+
+	/* Stop: the first request wins. */
+	int stop_efd;
+	int stopping; /* atomic */
+	int exit_status;
+	char exit_reason[160];
+};
+
+/*
+ * Open KVM, create the VM, map memory, set up irqchip, PIT and devices,
+ * create vCPUs. On failure returns a negative errno and has printed one
+ * line; *usage tells whether the user's input was at fault (exit 2).
+ */
+int vm_create(struct vm *vm, const struct vmm_config *cfg, bool *usage) WUR;
+/* Load kernel/initrd and write boot state. Same error convention. */
+int vm_load(struct vm *vm, bool *usage) WUR;
+int vm_run(struct vm *vm) WUR;
+void vm_destroy(struct vm *vm);
+
+/* Ask the VM to stop with this status; thread-safe, first caller wins. */
+void vm_request_stop(struct vm *vm, int status, const char *fmt, ...)
+	PRINTF_LIKE(3, 4);
+
+uint64_t vm_now_ns(void);
+
+/* KVM_IRQ_LINE through the in-kernel irqchip (irq_line callback). */
+void vm_set_irq(void *opaque, unsigned int gsi, int level);
+
+/* vCPU setup (src/cpu/vcpu.c). */
+int vcpu_create(struct vm *vm, struct vcpu *vcpu, unsigned int id) WUR;
+int vcpu_setup_boot(struct vcpu *vcpu, uint64_t entry, uint64_t zeropage) WUR;
+void vcpu_destroy(struct vcpu *vcpu);
+void *vcpu_thread(void *arg);
+void vcpu_kick(struct vcpu *vcpu);
+
+/* CPUID shaping for one vCPU (pure; exposed for tests). */
+void cpuid_adjust(struct kvm_cpuid2 *cpuid, unsigned int vcpu_id,
+		  unsigned int nr_vcpus);
+/* The vendor of supported CPUID leaf 0: 1 for AMD/Hygon, 0 otherwise. */
+bool cpuid_is_amd(const struct kvm_cpuid2 *cpuid);
+
+/* Console (src/console.c). */
+int console_open(struct vm *vm) WUR;
+void console_close(struct vm *vm);
+/* Bytes from stdin; handles the Ctrl-A escape, feeds the UART. */
+void console_input(struct vm *vm, const uint8_t *buf, size_t len);
+
+#endif

@@ -1,0 +1,190 @@
+# shellcheck shell=bash
+# scripts/lab/lib.sh - host-side helpers shared by run-tests and bench-boot.
+#
+# The lab is three levels deep:
+#   L0  this host (its /dev/kvm cannot run stock kernels)
+#   L1  Debian's kernel under qemu-system-x86_64 in TCG mode with an EPYC CPU
+#       that has SVM + NPT, so kvm_amd loads there and gives a real KVM
+#   L2  (the VMM process running inside L1) -> L3, the guest it boots
+# Everything below builds initramfs trees for L1 and L3 and boots L1.
+# Sourced, not executed; callers have `set -euo pipefail`.
+
+LAB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+LAB=$LAB_ROOT/build/lab
+LAB_SCRIPTS=$LAB_ROOT/scripts/lab
+LAB_SCENARIOS=${LAB_SCENARIOS:-$LAB_ROOT/tests/lab/scenarios.sh}
+# Modules L1 needs for KVM, in no particular order: dependencies are
+# resolved from each module's own modinfo (the .deb ships no modules.dep).
+LAB_KVM_MODULES="irqbypass ccp kvm kvm_amd"
+LAB_L1_TIMEOUT=${LAB_L1_TIMEOUT:-600}
+LAB_L1_MEM=${LAB_L1_MEM:-2048}
+
+lab_log() { printf '%s: %s\n' "${LAB_PROG:-lab}" "$*" >&2; }
+lab_die() { printf '%s: error: %s\n' "${LAB_PROG:-lab}" "$*" >&2; exit 1; }
+# Exit 77 ("cannot run here") with one reason line on stdout.
+lab_cannot_run() { printf '%s: cannot run: %s\n' "${LAB_PROG:-lab}" "$*"; exit 77; }
+
+# Host tools the lab needs; missing ones mean "cannot run", not "failed".
+lab_require_host_tools() {
+    local t
+    for t in qemu-system-x86_64 cpio ldd apt-get dpkg-deb timeout; do
+        command -v "$t" >/dev/null 2>&1 || lab_cannot_run "no $t on this host"
+    done
+}
+
+# Never run two L1 boots at once (2 cores; TCG is CPU bound).  A lock file
+# under build/lab makes a second caller wait instead of halving both.
+lab_lock() {
+    exec 9>"$LAB/.l1.lock"
+    if ! flock -n 9; then
+        lab_log "another lab boot is running; waiting for it"
+        flock 9
+    fi
+}
+
+# Put a static busybox at ROOT/bin/busybox with one symlink per applet, so
+# scripts can call `mount`, `insmod`, ... directly.
+lab_add_busybox() {
+    local root=$1 a
+    mkdir -p "$root/bin" "$root/sbin" "$root/usr/bin" "$root/usr/sbin"
+    cp "$LAB/busybox" "$root/bin/busybox"
+    for a in $("$LAB/busybox" --list); do
+        [ "$a" = busybox ] || ln -sf busybox "$root/bin/$a"
+    done
+}
+
+# Copy an ELF program to ROOT/DEST plus every shared library ldd lists (and
+# the dynamic loader) at the same absolute paths, so it runs unchanged in an
+# initramfs without ld.so.cache (Debian's loader searches the multiarch dirs).
+lab_add_elf() {
+    local root=$1 src=$2 dest=$3 lib
+    mkdir -p "$root/$(dirname "$dest")"
+    cp -L "$src" "$root/$dest"
+    # "not a dynamic executable" (static build) makes ldd fail: nothing to add
+    for lib in $(ldd "$src" 2>/dev/null | grep -o '/[^ ]*' || true); do
+        [ -e "$root/$lib" ] && continue
+        mkdir -p "$root/$(dirname "$lib")"
+        cp -L "$lib" "$root/$lib"
+    done
+}
+
+# Resolve a module name (dashes and underscores are the same) to its file.
+_lab_mod_file() {
+    local want=${1//-/_} f n
+    for f in $_LAB_MOD_FILES; do
+        n=$(basename "$f"); n=${n%%.ko*}
+        [ "${n//-/_}" = "$want" ] && { printf '%s\n' "$f"; return 0; }
+    done
+    return 1
+}
+
+# Print a module's decompressed bytes (Debian 12 ships plain .ko; later
+# releases compress them; L1's busybox insmod wants plain ones).
+_lab_mod_cat() {
+    case $1 in
+        *.ko) cat "$1" ;;
+        *.ko.xz) xz -dc "$1" ;;
+        *.ko.zst) zstd -dcq "$1" ;;
+        *.ko.gz) gzip -dc "$1" ;;
+        *) lab_die "unknown module format: $1" ;;
+    esac
+}
+
+# Depth-first: dependencies first, each module once.  Dependencies come
+# from the "depends=" entry of the module's .modinfo section.
+_lab_mod_visit() {
+    local name=${1//-/_} f deps d
+    case " $_LAB_MOD_DONE " in *" $name "*) return 0 ;; esac
+    f=$(_lab_mod_file "$name") || lab_die "module $name not found in $LAB/modules"
+    deps=$(_lab_mod_cat "$f" | tr '\0' '\n' | sed -n 's/^depends=//p' | head -n 1)
+    for d in ${deps//,/ }; do _lab_mod_visit "$d"; done
+    _LAB_MOD_DONE="$_LAB_MOD_DONE $name"
+    _lab_mod_cat "$f" >"$_LAB_MOD_OUT/$name.ko"
+    printf '%s\n' "$name" >>"$_LAB_MOD_OUT/order"
+}
+
+# Copy MODULES... (with their dependencies) to ROOT/lib/modules/lab as plain
+# .ko files, plus an "order" file listing them in insmod order.
+lab_add_modules() {
+    local root=$1 m; shift
+    _LAB_MOD_OUT=$root/lib/modules/lab
+    mkdir -p "$_LAB_MOD_OUT"
+    : >"$_LAB_MOD_OUT/order"
+    _LAB_MOD_DONE=
+    _LAB_MOD_FILES=$(find -L "$LAB/modules/kernel" -name '*.ko*' \
+        \( -path '*/virt/*' -o -path '*/arch/x86/kvm/*' -o -path '*/drivers/*' \))
+    for m in "$@"; do _lab_mod_visit "$m"; done
+}
+
+# Write the L3 guest initramfs: busybox plus an /init that prints the one
+# VMMGUEST result line and reboots.  MARKER goes to /initrd-marker so the host
+# can tell that this very initrd was loaded.
+lab_make_guest_initramfs() {
+    local out=$1 marker=$2 dir
+    dir=$(mktemp -d "$LAB/guest-root.XXXXXX")
+    lab_add_busybox "$dir"
+    mkdir -p "$dir/proc" "$dir/sys" "$dir/dev"
+    cp "$LAB_SCRIPTS/guest-init" "$dir/init"
+    chmod 755 "$dir/init"
+    printf '%s\n' "$marker" >"$dir/initrd-marker"
+    lab_cpio "$dir" "$out"
+    rm -rf "$dir"
+}
+
+# Common L1 tree: busybox, KVM modules, L1 helper library, stock kernel and
+# the guest initramfs.  Callers add their own /init and programs.
+lab_make_l1_root() {
+    local dir=$1 guest_initrd=$2
+    lab_add_busybox "$dir"
+    mkdir -p "$dir/proc" "$dir/sys" "$dir/dev" "$dir/tmp" "$dir/lab"
+    # shellcheck disable=SC2086  # word splitting intended: a list of names
+    lab_add_modules "$dir" $LAB_KVM_MODULES
+    cp "$LAB_SCRIPTS/l1-lib.sh" "$dir/lab/l1-lib.sh"
+    cp "$LAB/bzImage" "$dir/lab/bzImage"
+    cp "$guest_initrd" "$dir/lab/guest.cpio"
+}
+
+# Pack DIR as an uncompressed newc cpio: L1 runs under TCG where unpacking
+# is a plain copy but decompressing ~100 MB would cost seconds.
+lab_cpio() {
+    local dir=$1 out=$2
+    (cd "$dir" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet) >"$out.tmp"
+    mv "$out.tmp" "$out"
+}
+
+# Copy QEMU with its libraries and the firmware it needs to run x86 guests
+# with -nodefaults into ROOT (binary at /usr/bin, firmware at /lab/qemu-fw,
+# to be passed with -L).  Used by bench-boot and by the stand-in VMM.
+lab_add_qemu() {
+    local root=$1 fw f src d
+    lab_add_elf "$root" "$(command -v qemu-system-x86_64)" /usr/bin/qemu-system-x86_64
+    fw=$root/lab/qemu-fw
+    mkdir -p "$fw"
+    # qemu -L help lists the search path of this build (share/qemu,
+    # share/seabios, lib/ipxe/qemu); take each file from the first dir
+    # that has it.
+    for f in bios-microvm.bin qboot.rom bios-256k.bin bios.bin linuxboot_dma.bin \
+             linuxboot.bin kvmvapic.bin pvh.bin multiboot_dma.bin; do
+        src=
+        for d in $(qemu-system-x86_64 -L help 2>/dev/null); do
+            [ -e "$d/$f" ] && { src=$d/$f; break; }
+        done
+        [ -n "$src" ] && cp -L "$src" "$fw/$f"
+    done
+    [ -e "$fw/bios-256k.bin" ] || lab_log "warning: no bios-256k.bin found for QEMU in L1"
+}
+
+# Boot L1 with INITRD, log to LOG, hard wall-clock limit.  -no-reboot turns
+# both poweroff and reboot (and panic=-1) into a QEMU exit.  Returns QEMU's
+# (or timeout's, 124) exit status.
+lab_boot_l1() {
+    local initrd=$1 log=$2 rc=0
+    lab_log "booting L1 (TCG, log: ${log#"$LAB_ROOT"/}, limit ${LAB_L1_TIMEOUT}s)"
+    timeout -k 10 "$LAB_L1_TIMEOUT" qemu-system-x86_64 \
+        -accel tcg,thread=multi -M q35 -cpu EPYC,+svm,+npt -smp 2 -m "$LAB_L1_MEM" \
+        -nographic -no-reboot \
+        -kernel "$LAB/bzImage" -initrd "$initrd" \
+        -append "console=ttyS0 panic=-1 quiet mitigations=off" \
+        </dev/null >"$log" 2>&1 || rc=$?
+    return "$rc"
+}

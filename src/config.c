@@ -1,0 +1,233 @@
+/* Command-line parsing into struct vmm_config; validation as a whole. */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+
+int parse_size(const char *s, uint64_t *out)
+{
+	uint64_t v = 0, mult = 1;
+	const char *p = s;
+
+	if (!s || !isdigit((unsigned char)*p))
+		return -EINVAL;
+	for (; isdigit((unsigned char)*p); p++) {
+		unsigned int d = (unsigned int)(*p - '0');
+
+		if (v > (UINT64_MAX - d) / 10)
+			return -ERANGE;
+		v = v * 10 + d;
+	}
+	switch (tolower((unsigned char)*p)) {
+	case 'k': mult = 1ULL << 10; p++; break;
+	case 'm': mult = 1ULL << 20; p++; break;
+	case 'g': mult = 1ULL << 30; p++; break;
+	case 't': mult = 1ULL << 40; p++; break;
+	default: break;
+	}
+	/* Accept "512M", "512MB" and "512MiB" alike. */
+	if (mult != 1 && (!strcmp(p, "B") || !strcmp(p, "iB")))
+		p += strlen(p);
+	if (*p)
+		return -EINVAL;
+	if (v > UINT64_MAX / mult)
+		return -ERANGE;
+	*out = v * mult;
+	return 0;
+}
+
+int parse_uint(const char *s, unsigned long min, unsigned long max,
+	       unsigned long *out)
+{
+	unsigned long v;
+	char *end;
+
+	if (!s || !isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (*end)
+		return -EINVAL;
+	if (errno == ERANGE || v < min || v > max)
+		return -ERANGE;
+	*out = v;
+	return 0;
+}
+
+const char *hugepages_name(enum hugepages_mode m)
+{
+	switch (m) {
+	case HUGEPAGES_AUTO: return "auto";
+	case HUGEPAGES_2M: return "2M";
+	case HUGEPAGES_1G: return "1G";
+	case HUGEPAGES_OFF: return "off";
+	}
+	return "?";
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+	PRINTF_LIKE(3, 4);
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+static int parse_mem(const char *arg, uint64_t *out, char *err, size_t errlen)
+{
+	uint64_t v;
+	int r;
+
+	/* A bare number means MiB, as with QEMU's -m. */
+	if (*arg && strspn(arg, "0123456789") == strlen(arg) && strlen(arg) < 15) {
+		v = strtoull(arg, NULL, 10) << 20;
+		r = 0;
+	} else {
+		r = parse_size(arg, &v);
+	}
+	if (r)
+		return fail(err, errlen,
+			    "--mem: '%s' is not a size (use e.g. 512M or 4G)",
+			    arg);
+	if (v < VMM_MIN_MEM)
+		return fail(err, errlen, "--mem: '%s' is too small (minimum 4M)",
+			    arg);
+	if (v > VMM_MAX_MEM)
+		return fail(err, errlen, "--mem: '%s' is too large (maximum 1T)",
+			    arg);
+	if (!IS_ALIGNED(v, 4096ULL))
+		return fail(err, errlen,
+			    "--mem: '%s' is not a multiple of 4K", arg);
+	*out = v;
+	return 0;
+}
+
+static int parse_console(struct vmm_config *cfg, const char *arg, char *err,
+			 size_t errlen)
+{
+	if (!strcmp(arg, "stdio")) {
+		cfg->console = CONSOLE_STDIO;
+	} else if (!strcmp(arg, "none")) {
+		cfg->console = CONSOLE_NONE;
+	} else if (!strncmp(arg, "file:", 5) && arg[5]) {
+		cfg->console = CONSOLE_FILE;
+		cfg->console_path = arg + 5;
+	} else {
+		return fail(err, errlen,
+			    "--console: '%s' is not stdio, none or file:PATH",
+			    arg);
+	}
+	return 0;
+}
+
+enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS,
+       OPT_HUGEPAGES, OPT_CONSOLE };
+
+int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[],
+		     bool *help, char *err, size_t errlen)
+{
+	static const struct option opts[] = {
+		{"kernel", required_argument, NULL, OPT_KERNEL},
+		{"initrd", required_argument, NULL, OPT_INITRD},
+		{"cmdline", required_argument, NULL, OPT_CMDLINE},
+		{"mem", required_argument, NULL, OPT_MEM},
+		{"cpus", required_argument, NULL, OPT_CPUS},
+		{"hugepages", required_argument, NULL, OPT_HUGEPAGES},
+		{"console", required_argument, NULL, OPT_CONSOLE},
+		{"verbose", no_argument, NULL, 'v'},
+		{"quiet", no_argument, NULL, 'q'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	unsigned long n;
+	int c, r;
+
+	*cfg = (struct vmm_config){
+		.cmdline = VMM_DEFAULT_CMDLINE,
+		.mem_bytes = VMM_DEFAULT_MEM,
+		.cpus = 1,
+		.hugepages = HUGEPAGES_AUTO,
+		.console = CONSOLE_STDIO,
+	};
+	*help = false;
+	opterr = 0;
+	optind = 0; /* full re-initialisation, so tests can parse repeatedly */
+	while ((c = getopt_long(argc, argv, "+:vqh", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_KERNEL: cfg->kernel = optarg; break;
+		case OPT_INITRD: cfg->initrd = optarg; break;
+		case OPT_CMDLINE: cfg->cmdline = optarg; break;
+		case OPT_MEM:
+			r = parse_mem(optarg, &cfg->mem_bytes, err, errlen);
+			if (r)
+				return r;
+			break;
+		case OPT_CPUS:
+			r = parse_uint(optarg, 1, VMM_MAX_CPUS, &n);
+			if (r == -EINVAL)
+				return fail(err, errlen,
+					    "--cpus: '%s' is not a number",
+					    optarg);
+			if (r)
+				return fail(err, errlen,
+					    "--cpus: '%s' is out of range (1 to %d)",
+					    optarg, VMM_MAX_CPUS);
+			cfg->cpus = (unsigned int)n;
+			break;
+		case OPT_HUGEPAGES:
+			if (!strcmp(optarg, "auto"))
+				cfg->hugepages = HUGEPAGES_AUTO;
+			else if (!strcmp(optarg, "2M"))
+				cfg->hugepages = HUGEPAGES_2M;
+			else if (!strcmp(optarg, "1G"))
+				cfg->hugepages = HUGEPAGES_1G;
+			else if (!strcmp(optarg, "off"))
+				cfg->hugepages = HUGEPAGES_OFF;
+			else
+				return fail(err, errlen,
+					    "--hugepages: '%s' is not auto, 2M, 1G or off",
+					    optarg);
+			break;
+		case OPT_CONSOLE:
+			r = parse_console(cfg, optarg, err, errlen);
+			if (r)
+				return r;
+			break;
+		case 'v': cfg->verbosity = cfg->verbosity < 0 ? 1 : cfg->verbosity + 1; break;
+		case 'q': cfg->verbosity = -1; break;
+		case 'h': *help = true; return 0;
+		case ':':
+			return fail(err, errlen, "option '%s' needs a value",
+				    argv[optind - 1]);
+		default:
+			return fail(err, errlen, "unknown option '%s'",
+				    argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return fail(err, errlen, "unexpected argument '%s'", argv[optind]);
+	if (!cfg->kernel)
+		return fail(err, errlen, "missing --kernel PATH");
+	if (!*cfg->kernel)
+		return fail(err, errlen, "--kernel: empty path");
+	if (cfg->initrd && !*cfg->initrd)
+		return fail(err, errlen, "--initrd: empty path");
+	if (cfg->hugepages == HUGEPAGES_2M && !IS_ALIGNED(cfg->mem_bytes, 2 * MiB))
+		return fail(err, errlen,
+			    "--mem: %llu bytes is not a multiple of 2M, needed by --hugepages 2M",
+			    (unsigned long long)cfg->mem_bytes);
+	if (cfg->hugepages == HUGEPAGES_1G && !IS_ALIGNED(cfg->mem_bytes, GiB))
+		return fail(err, errlen,
+			    "--mem: %llu bytes is not a multiple of 1G, needed by --hugepages 1G",
+			    (unsigned long long)cfg->mem_bytes);
+	return 0;
+}

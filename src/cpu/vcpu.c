@@ -1,0 +1,383 @@
+/* vCPU creation, CPUID/MSR/FPU/LAPIC state, 64-bit boot registers, run loop. */
+#include <asm/processor-flags.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "vm.h"
+
+/* Architectural MSRs (not in the uapi headers). */
+#define MSR_IA32_TSC 0x10
+#define MSR_IA32_SYSENTER_CS 0x174
+#define MSR_IA32_SYSENTER_ESP 0x175
+#define MSR_IA32_SYSENTER_EIP 0x176
+#define MSR_IA32_MISC_ENABLE 0x1a0
+#define MSR_MTRR_DEF_TYPE 0x2ff
+#define MSR_STAR 0xc0000081
+#define MSR_LSTAR 0xc0000082
+#define MSR_CSTAR 0xc0000083
+#define MSR_SYSCALL_MASK 0xc0000084
+#define MSR_KERNEL_GS_BASE 0xc0000102
+
+#define MISC_ENABLE_FAST_STRING 1ULL
+#define MTRR_ENABLE_WB ((1ULL << 11) | 6) /* MTRRs on, default type WB */
+
+#define EFER_LME (1ULL << 8)
+#define EFER_LMA (1ULL << 10)
+
+#define APIC_LVT0 0x350
+#define APIC_LVT1 0x360
+#define APIC_MODE_NMI 0x4
+#define APIC_MODE_EXTINT 0x7
+
+bool cpuid_is_amd(const struct kvm_cpuid2 *cpuid)
+{
+	for (unsigned int i = 0; i < cpuid->nent; i++) {
+		const struct kvm_cpuid_entry2 *e = &cpuid->entries[i];
+
+		if (e->function == 0)
+			/* "AuthenticAMD" / "HygonGenuine": ebx "Auth" / "Hygo". */
+			return e->ebx == 0x68747541 || e->ebx == 0x6f677948;
+	}
+	return false;
+}
+
+static unsigned int order_base2(unsigned int n)
+{
+	unsigned int b = 0;
+
+	while ((1u << b) < n)
+		b++;
+	return b;
+}
+
+void cpuid_adjust(struct kvm_cpuid2 *cpuid, unsigned int vcpu_id,
+		  unsigned int nr_vcpus)
+{
+	const bool amd = cpuid_is_amd(cpuid);
+	const unsigned int core_bits = order_base2(nr_vcpus);
+
+	/* One socket, nr_vcpus cores, one thread each; APIC ID = vCPU id. */
+	for (unsigned int i = 0; i < cpuid->nent; i++) {
+		struct kvm_cpuid_entry2 *e = &cpuid->entries[i];
+
+		switch (e->function) {
+		case 1:
+			e->ebx = (vcpu_id << 24) | (MIN(nr_vcpus, 255u) << 16) |
+				 (e->ebx & 0xffff);
+			e->ecx |= 1u << 31; /* running under a hypervisor */
+			if (nr_vcpus > 1)
+				e->edx |= 1u << 28; /* HTT: >1 logical CPU */
+			break;
+		case 4:
+			if (!amd)
+				e->eax = (e->eax & 0x03ffffff) |
+					 (MIN(nr_vcpus - 1, 63u) << 26);
+			break;
+		case 0xb:
+		case 0x1f:
+			e->edx = vcpu_id;
+			if (e->index == 0) { /* SMT level */
+				e->eax = 0;
+				e->ebx = 1;
+				e->ecx = 0 | (1u << 8);
+			} else if (e->index == 1) { /* core level */
+				e->eax = core_bits;
+				e->ebx = nr_vcpus;
+				e->ecx = 1 | (2u << 8);
+			} else {
+				e->eax = e->ebx = 0;
+				e->ecx = e->index;
+			}
+			break;
+		case 0x80000008:
+			if (amd)
+				e->ecx = (e->ecx & ~0xf0ffu) | (core_bits << 12) |
+					 (nr_vcpus - 1);
+			break;
+		case 0x8000001e:
+			if (amd) {
+				e->eax = vcpu_id;
+				e->ebx = vcpu_id & 0xff; /* core id, 1 thread/core */
+				e->ecx = 0;
+			}
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+static int set_msrs(struct vcpu *v)
+{
+	static const struct { uint32_t index; uint64_t data; } init[] = {
+		{MSR_IA32_SYSENTER_CS, 0}, {MSR_IA32_SYSENTER_ESP, 0},
+		{MSR_IA32_SYSENTER_EIP, 0}, {MSR_STAR, 0}, {MSR_LSTAR, 0},
+		{MSR_CSTAR, 0}, {MSR_SYSCALL_MASK, 0}, {MSR_KERNEL_GS_BASE, 0},
+		{MSR_IA32_TSC, 0}, {MSR_IA32_MISC_ENABLE, MISC_ENABLE_FAST_STRING},
+		{MSR_MTRR_DEF_TYPE, MTRR_ENABLE_WB},
+	};
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry e[ARRAY_SIZE(init)];
+	} msrs;
+	int r;
+
+	memset(&msrs, 0, sizeof(msrs));
+	msrs.hdr.nmsrs = ARRAY_SIZE(init);
+	for (size_t i = 0; i < ARRAY_SIZE(init); i++) {
+		msrs.e[i].index = init[i].index;
+		msrs.e[i].data = init[i].data;
+	}
+	r = ioctl(v->fd, KVM_SET_MSRS, &msrs);
+	if (r < 0)
+		return -errno;
+	if ((size_t)r != ARRAY_SIZE(init))
+		/* KVM stops at the first MSR it rejects; the rest keep reset values. */
+		log_debug("vcpu", "KVM accepted %d of %zu boot MSRs (0x%x refused)",
+			  r, ARRAY_SIZE(init), init[r].index);
+	return 0;
+}
+
+static int set_lint(struct vcpu *v)
+{
+	struct kvm_lapic_state lapic;
+	uint32_t lvt;
+
+	if (ioctl(v->fd, KVM_GET_LAPIC, &lapic) < 0)
+		return -errno;
+	memcpy(&lvt, &lapic.regs[APIC_LVT0], 4);
+	lvt = (lvt & ~0x700u) | (APIC_MODE_EXTINT << 8);
+	memcpy(&lapic.regs[APIC_LVT0], &lvt, 4);
+	memcpy(&lvt, &lapic.regs[APIC_LVT1], 4);
+	lvt = (lvt & ~0x700u) | (APIC_MODE_NMI << 8);
+	memcpy(&lapic.regs[APIC_LVT1], &lvt, 4);
+	return ioctl(v->fd, KVM_SET_LAPIC, &lapic) < 0 ? -errno : 0;
+}
+
+int vcpu_create(struct vm *vm, struct vcpu *v, unsigned int id)
+{
+	struct kvm_fpu fpu = {.fcw = 0x37f, .mxcsr = 0x1f80};
+	size_t cpuid_size = sizeof(*vm->cpuid) +
+			    vm->cpuid->nent * sizeof(vm->cpuid->entries[0]);
+	struct kvm_cpuid2 *cpuid;
+	int r;
+
+	memset(v, 0, sizeof(*v));
+	v->vm = vm;
+	v->id = id;
+	v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)id);
+	if (v->fd < 0)
+		return -errno;
+	v->run = mmap(NULL, (size_t)vm->run_mmap_size, PROT_READ | PROT_WRITE,
+		      MAP_SHARED, v->fd, 0);
+	if (v->run == MAP_FAILED) {
+		v->run = NULL;
+		return -errno;
+	}
+	cpuid = malloc(cpuid_size);
+	if (!cpuid)
+		return -ENOMEM;
+	memcpy(cpuid, vm->cpuid, cpuid_size);
+	cpuid_adjust(cpuid, id, vm->nr_vcpus);
+	r = ioctl(v->fd, KVM_SET_CPUID2, cpuid) < 0 ? -errno : 0;
+	free(cpuid);
+	if (r)
+		return r;
+	r = set_msrs(v);
+	if (r)
+		return r;
+	if (ioctl(v->fd, KVM_SET_FPU, &fpu) < 0)
+		return -errno;
+	return set_lint(v);
+}
+
+static void set_seg(struct kvm_segment *s, uint16_t sel, uint8_t type,
+		    uint8_t s_bit, uint8_t db, uint8_t l)
+{
+	*s = (struct kvm_segment){.base = 0, .limit = 0xffffffff,
+				  .selector = sel, .type = type, .present = 1,
+				  .dpl = 0, .db = db, .s = s_bit, .l = l, .g = 1};
+}
+
+int vcpu_setup_boot(struct vcpu *v, uint64_t entry, uint64_t zeropage)
+{
+	struct kvm_sregs sregs;
+	struct kvm_regs regs;
+
+	if (ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0)
+		return -errno;
+	set_seg(&sregs.cs, BOOT_SEL_CODE, 0xb, 1, 0, 1);
+	set_seg(&sregs.ds, BOOT_SEL_DATA, 0x3, 1, 1, 0);
+	sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
+	set_seg(&sregs.tr, BOOT_SEL_TSS, 0xb, 0, 0, 0);
+	sregs.gdt.base = BOOT_GDT_GPA;
+	sregs.gdt.limit = 5 * 8 - 1;
+	sregs.idt.base = 0;
+	sregs.idt.limit = 0; /* any exception before the kernel's IDT: triple fault */
+	sregs.cr0 = X86_CR0_PE | X86_CR0_MP | X86_CR0_ET | X86_CR0_NE |
+		    X86_CR0_WP | X86_CR0_PG;
+	sregs.cr3 = BOOT_PML4_GPA;
+	sregs.cr4 = X86_CR4_PAE | X86_CR4_OSFXSR | X86_CR4_OSXMMEXCPT;
+	sregs.efer = EFER_LME | EFER_LMA;
+	if (ioctl(v->fd, KVM_SET_SREGS, &sregs) < 0)
+		return -errno;
+
+	memset(&regs, 0, sizeof(regs));
+	regs.rflags = 0x2;
+	regs.rip = entry;
+	regs.rsi = zeropage; /* struct boot_params, per the boot protocol */
+	regs.rsp = BOOT_STACK_GPA;
+	return ioctl(v->fd, KVM_SET_REGS, &regs) < 0 ? -errno : 0;
+}
+
+void vcpu_destroy(struct vcpu *v)
+{
+	if (v->run)
+		munmap(v->run, (size_t)v->vm->run_mmap_size);
+	if (v->fd >= 0)
+		close(v->fd);
+	v->run = NULL;
+	v->fd = -1;
+}
+
+void vcpu_kick(struct vcpu *v)
+{
+	if (v->run)
+		__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+	if (v->started)
+		pthread_kill(v->thread, SIGUSR1);
+}
+
+static void dump_regs(struct vcpu *v)
+{
+	struct kvm_regs r;
+	struct kvm_sregs s;
+
+	if (log_get_level() < LOG_INFO || ioctl(v->fd, KVM_GET_REGS, &r) < 0 ||
+	    ioctl(v->fd, KVM_GET_SREGS, &s) < 0)
+		return;
+	log_info("vcpu", "vcpu%u rip=%016llx rsp=%016llx rflags=%08llx rax=%016llx rbx=%016llx rcx=%016llx rdx=%016llx rsi=%016llx rdi=%016llx",
+		 v->id, r.rip, r.rsp, r.rflags, r.rax, r.rbx, r.rcx, r.rdx,
+		 r.rsi, r.rdi);
+	log_info("vcpu", "vcpu%u cr0=%llx cr2=%llx cr3=%llx cr4=%llx efer=%llx cs=%04x(l=%u) ss=%04x",
+		 v->id, s.cr0, s.cr2, s.cr3, s.cr4, s.efer, s.cs.selector,
+		 s.cs.l, s.ss.selector);
+}
+
+static uint64_t cur_rip(struct vcpu *v)
+{
+	struct kvm_regs r;
+
+	return ioctl(v->fd, KVM_GET_REGS, &r) < 0 ? 0 : r.rip;
+}
+
+/* Handle one exit; returns false when the vCPU must stop. */
+static bool handle_exit(struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+	struct vm *vm = v->vm;
+
+	switch (run->exit_reason) {
+	case KVM_EXIT_IO: {
+		uint8_t *p = (uint8_t *)run + run->io.data_offset;
+
+		for (uint32_t i = 0; i < run->io.count; i++, p += run->io.size)
+			bus_access(&vm->pio, run->io.port, p, run->io.size,
+				   run->io.direction == KVM_EXIT_IO_OUT);
+		return true;
+	}
+	case KVM_EXIT_MMIO:
+		bus_access(&vm->mmio, run->mmio.phys_addr, run->mmio.data,
+			   run->mmio.len, run->mmio.is_write);
+		return true;
+	case KVM_EXIT_INTR:
+		return true;
+	case KVM_EXIT_HLT:
+		vm_request_stop(vm, VMM_EXIT_OK, "guest halted");
+		return false;
+	case KVM_EXIT_SHUTDOWN:
+		dump_regs(v);
+		vm_request_stop(vm, VMM_EXIT_FAILURE,
+				"guest triple fault on vcpu%u (rip 0x%llx)", v->id,
+				(unsigned long long)cur_rip(v));
+		return false;
+	case KVM_EXIT_SYSTEM_EVENT:
+		switch (run->system_event.type) {
+		case KVM_SYSTEM_EVENT_RESET:
+			vm_request_stop(vm, VMM_EXIT_OK, "guest reset");
+			break;
+		case KVM_SYSTEM_EVENT_SHUTDOWN:
+			vm_request_stop(vm, VMM_EXIT_OK, "guest powered off");
+			break;
+		default:
+			dump_regs(v);
+			vm_request_stop(vm, VMM_EXIT_FAILURE,
+					"guest crashed (system event %u) on vcpu%u",
+					run->system_event.type, v->id);
+		}
+		return false;
+	case KVM_EXIT_INTERNAL_ERROR:
+		dump_regs(v);
+		vm_request_stop(vm, VMM_EXIT_FAILURE,
+				"KVM internal error %u%s on vcpu%u (rip 0x%llx)",
+				run->internal.suberror,
+				run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION
+					? " (instruction emulation failed)" : "",
+				v->id, (unsigned long long)cur_rip(v));
+		return false;
+	case KVM_EXIT_FAIL_ENTRY:
+		dump_regs(v);
+		vm_request_stop(vm, VMM_EXIT_FAILURE,
+				"KVM could not enter the guest on vcpu%u (hardware reason 0x%llx)",
+				v->id,
+				(unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+		return false;
+	default:
+		dump_regs(v);
+		vm_request_stop(vm, VMM_EXIT_FAILURE,
+				"unexpected KVM exit reason %u on vcpu%u (rip 0x%llx)",
+				run->exit_reason, v->id,
+				(unsigned long long)cur_rip(v));
+		return false;
+	}
+}
+
+void *vcpu_thread(void *arg)
+{
+	struct vcpu *v = arg;
+	struct vm *vm = v->vm;
+	sigset_t set;
+	char name[16];
+
+	snprintf(name, sizeof(name), "vcpu%u", v->id);
+	pthread_setname_np(pthread_self(), name);
+	/* Only vCPU threads take SIGUSR1: it kicks them out of KVM_RUN. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+
+	if (v->id == 0)
+		log_info("vcpu", "first KVM_RUN %.3f ms after VM creation began",
+			 (double)(vm_now_ns() - vm->start_ns) / 1e6);
+	while (!__atomic_load_n(&vm->stopping, __ATOMIC_ACQUIRE)) {
+		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			vm_request_stop(vm, VMM_EXIT_FAILURE,
+					"KVM_RUN failed on vcpu%u: %s", v->id,
+					strerror(errno));
+			break;
+		}
+		v->exits++;
+		if (!handle_exit(v))
+			break;
+	}
+	return NULL;
+}

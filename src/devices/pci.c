@@ -1,0 +1,126 @@
+/*
+ * PCI bus 0 behind configuration mechanism #1 (0xcf8 address, 0xcfc data),
+ * with a host bridge at 00:00.0. Later devices plug into the other slots.
+ */
+#include <errno.h>
+#include <linux/pci_regs.h>
+#include <string.h>
+
+#include "devices.h"
+
+#define HOST_BRIDGE_VENDOR 0x1b36 /* Red Hat, Inc. */
+#define HOST_BRIDGE_DEVICE 0x0008 /* generic PCIe host bridge */
+#define CONF_ENABLE 0x80000000u
+#define CLASS_BRIDGE_HOST 0x0600 /* not in the uapi pci_regs.h */
+
+static void put16(uint8_t *p, uint16_t v)
+{
+	memcpy(p, &v, 2);
+}
+
+static void host_bridge_init(struct pci_device *d)
+{
+	memset(d, 0, sizeof(*d));
+	put16(&d->cfg[PCI_VENDOR_ID], HOST_BRIDGE_VENDOR);
+	put16(&d->cfg[PCI_DEVICE_ID], HOST_BRIDGE_DEVICE);
+	put16(&d->cfg[PCI_CLASS_DEVICE], CLASS_BRIDGE_HOST);
+	d->cfg[PCI_HEADER_TYPE] = PCI_HEADER_TYPE_NORMAL;
+	/* Only the command register is the guest's to change. */
+	put16(&d->wmask[PCI_COMMAND], PCI_COMMAND_IO | PCI_COMMAND_MEMORY |
+				       PCI_COMMAND_MASTER);
+}
+
+static void addr_pio(void *opaque, uint64_t offset, uint8_t *data,
+		     uint32_t len, bool is_write)
+{
+	struct pci_bus *pci = opaque;
+
+	/* Mechanism #1 decodes only dword accesses to 0xcf8. */
+	if (offset != 0 || len != 4) {
+		if (!is_write)
+			memset(data, 0xff, len);
+		return;
+	}
+	pthread_mutex_lock(&pci->lock);
+	if (is_write)
+		memcpy(&pci->conf_addr, data, 4);
+	else
+		memcpy(data, &pci->conf_addr, 4);
+	pthread_mutex_unlock(&pci->lock);
+}
+
+void pci_conf_access(struct pci_bus *pci, uint32_t addr, uint8_t *data,
+		     uint32_t len, bool is_write)
+{
+	unsigned int bus = (addr >> 16) & 0xff, slot = (addr >> 11) & 0x1f;
+	unsigned int fn = (addr >> 8) & 7, reg = addr & 0xfc;
+	struct pci_device *dev = NULL;
+
+	/* An access may not cross its dword. */
+	if ((addr & CONF_ENABLE) && bus == 0 && fn == 0 && len <= 4 &&
+	    (addr & 3) + len <= 4)
+		dev = pci->slots[slot];
+	if (!dev) {
+		if (!is_write)
+			memset(data, 0xff, len);
+		return;
+	}
+	reg += addr & 3;
+	if (is_write) {
+		for (uint32_t i = 0; i < len; i++) {
+			uint8_t m = dev->wmask[reg + i];
+
+			dev->cfg[reg + i] =
+				(uint8_t)((dev->cfg[reg + i] & ~m) | (data[i] & m));
+		}
+		if (dev->cfg_write)
+			dev->cfg_write(dev, reg, len);
+	} else {
+		memcpy(data, &dev->cfg[reg], len);
+	}
+}
+
+static void data_pio(void *opaque, uint64_t offset, uint8_t *data,
+		     uint32_t len, bool is_write)
+{
+	struct pci_bus *pci = opaque;
+
+	pthread_mutex_lock(&pci->lock);
+	pci_conf_access(pci, (pci->conf_addr & ~3u) | (uint32_t)offset, data,
+			len, is_write);
+	pthread_mutex_unlock(&pci->lock);
+}
+
+int pci_init(struct pci_bus *pci, struct bus *pio)
+{
+	int r;
+
+	memset(pci, 0, sizeof(*pci));
+	pthread_mutex_init(&pci->lock, NULL);
+	host_bridge_init(&pci->host_bridge);
+	pci->slots[0] = &pci->host_bridge;
+	r = bus_register(pio, PCI_CONF_ADDR_PORT, 4, addr_pio, pci, "pci-addr");
+	if (r)
+		return r;
+	return bus_register(pio, PCI_CONF_DATA_PORT, 4, data_pio, pci, "pci-data");
+}
+
+void pci_destroy(struct pci_bus *pci)
+{
+	pthread_mutex_destroy(&pci->lock);
+}
+
+int pci_add_device(struct pci_bus *pci, unsigned int slot, struct pci_device *dev)
+{
+	int r = 0;
+
+	if (slot == 0 || slot >= PCI_MAX_DEVICES)
+		return -EINVAL;
+	pthread_mutex_lock(&pci->lock);
+	if (pci->slots[slot])
+		r = -EBUSY;
+	else
+		pci->slots[slot] = dev;
+	pthread_mutex_unlock(&pci->lock);
+	return r;
+}

@@ -1,0 +1,90 @@
+/*
+ * MC146818 CMOS RTC at 0x70/0x71: the host's UTC time in BCD, 24-hour
+ * mode, never "update in progress". Guests read the wall clock at boot
+ * from it; without it Linux may spin on the UIP bit of an absent chip.
+ */
+#include <string.h>
+#include <time.h>
+
+#include "devices.h"
+
+enum { RTC_SEC = 0x00, RTC_MIN = 0x02, RTC_HOUR = 0x04, RTC_WDAY = 0x06,
+       RTC_MDAY = 0x07, RTC_MON = 0x08, RTC_YEAR = 0x09, RTC_REG_A = 0x0a,
+       RTC_REG_B = 0x0b, RTC_REG_C = 0x0c, RTC_REG_D = 0x0d,
+       RTC_CENTURY = 0x32 };
+
+#define REG_B_24H 0x02
+#define REG_D_VALID 0x80
+
+void rtc_init(struct rtc *r)
+{
+	memset(r, 0, sizeof(*r));
+	pthread_mutex_init(&r->lock, NULL);
+	r->cmos[RTC_REG_A] = 0x26; /* 32.768 kHz base, 1024 Hz rate, UIP clear */
+	r->cmos[RTC_REG_B] = REG_B_24H;
+	r->cmos[RTC_REG_D] = REG_D_VALID;
+}
+
+#define REG_B_BINARY 0x04
+
+/* BCD unless the guest switched the chip to binary mode. */
+static uint8_t enc(const struct rtc *r, int v)
+{
+	if (r->cmos[RTC_REG_B] & REG_B_BINARY)
+		return (uint8_t)v;
+	return (uint8_t)(((v / 10) << 4) | (v % 10));
+}
+
+static uint8_t read_reg(struct rtc *r, uint8_t idx)
+{
+	struct tm tm;
+	time_t now;
+
+	if (idx > RTC_YEAR && idx != RTC_CENTURY)
+		return idx == RTC_REG_A ? (uint8_t)(r->cmos[idx] & 0x7f) : r->cmos[idx];
+	now = time(NULL);
+	gmtime_r(&now, &tm);
+	switch (idx) {
+	case RTC_SEC: return enc(r, tm.tm_sec);
+	case RTC_MIN: return enc(r, tm.tm_min);
+	case RTC_HOUR: return enc(r, tm.tm_hour);
+	case RTC_WDAY: return enc(r, tm.tm_wday + 1);
+	case RTC_MDAY: return enc(r, tm.tm_mday);
+	case RTC_MON: return enc(r, tm.tm_mon + 1);
+	case RTC_YEAR: return enc(r, tm.tm_year % 100);
+	case RTC_CENTURY: return enc(r, (tm.tm_year + 1900) / 100);
+	default: return r->cmos[idx]; /* alarm registers */
+	}
+}
+
+void rtc_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
+	     bool is_write)
+{
+	struct rtc *r = opaque;
+
+	if (len != 1) {
+		if (!is_write)
+			memset(data, 0xff, len);
+		return;
+	}
+	pthread_mutex_lock(&r->lock);
+	if (offset == 0) {
+		if (is_write)
+			r->index = data[0] & 0x7f; /* bit 7 is the NMI mask */
+		else
+			data[0] = 0xff;
+	} else if (is_write) {
+		/* Time registers follow the host; C and D are read-only. */
+		if (r->index > RTC_YEAR && r->index != RTC_REG_C &&
+		    r->index != RTC_REG_D && r->index != RTC_CENTURY)
+			r->cmos[r->index] = data[0];
+	} else {
+		data[0] = read_reg(r, r->index);
+	}
+	pthread_mutex_unlock(&r->lock);
+}
+
+int rtc_attach(struct rtc *r, struct bus *pio)
+{
+	return bus_register(pio, 0x70, 2, rtc_pio, r, "rtc");
+}

@@ -1,0 +1,50 @@
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+static enum log_level cur_level = LOG_WARN;
+
+void log_set_level(enum log_level level)
+{
+	cur_level = level;
+}
+
+enum log_level log_get_level(void)
+{
+	return cur_level;
+}
+
+void log_msg(enum log_level level, const char *subsys, const char *fmt, ...)
+{
+	static const char *const tags[] = {"", "warning: ", "", "debug: "};
+	char line[1024];
+	int n;
+	va_list ap;
+
+	if (level > cur_level)
+		return;
+	/* Build the whole line first: one write keeps lines from interleaving. */
+	n = snprintf(line, sizeof(line), "vmm: %s%s%s", tags[level],
+		     subsys ? subsys : "", subsys ? ": " : "");
+	va_start(ap, fmt);
+	if (n >= 0 && (size_t)n < sizeof(line))
+		vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+	va_end(ap);
+	line[sizeof(line) - 2] = '\0';
+	strcat(line, "\n");
+	fputs(line, stderr);
+}
+
+int log_ratelimit_ok(int64_t *last_sec)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	if (__atomic_load_n(last_sec, __ATOMIC_RELAXED) == ts.tv_sec)
+		return 0;
+	__atomic_store_n(last_sec, ts.tv_sec, __ATOMIC_RELAXED);
+	return 1;
+}

@@ -1,0 +1,93 @@
+/* vmm: command-line entry point. Only main() decides the exit status. */
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+#include "vm.h"
+
+#define VMM_VERSION "0.1.0"
+
+static const char usage_top[] =
+	"usage: vmm run --kernel PATH [options]   boot a guest\n"
+	"       vmm --help | --version\n"
+	"\n"
+	"Run 'vmm run --help' for the options of run.\n";
+
+static const char usage_run[] =
+	"usage: vmm run --kernel PATH [options]\n"
+	"\n"
+	"  --kernel PATH        bzImage (64-bit boot protocol) or ELF64 vmlinux\n"
+	"  --initrd PATH        initial ramdisk\n"
+	"  --cmdline STR        kernel command line, replacing the default:\n"
+	"                       \"" VMM_DEFAULT_CMDLINE "\"\n"
+	"  --mem SIZE           guest RAM, e.g. 512M, 4G (a bare number is MiB;\n"
+	"                       default 512M)\n"
+	"  --cpus N             vCPUs (default 1)\n"
+	"  --hugepages MODE     auto|2M|1G|off (default auto: 2M hugetlb pages when\n"
+	"                       enough are free, else transparent huge pages)\n"
+	"  --console SINK       stdio|file:PATH|none (default stdio; on a terminal,\n"
+	"                       Ctrl-A x quits and Ctrl-A Ctrl-A sends Ctrl-A)\n"
+	"  -v, --verbose        more detail on stderr (repeat for debug)\n"
+	"  -q, --quiet          errors only\n"
+	"  -h, --help           this text\n"
+	"\n"
+	"exit status:\n"
+	"  0      the guest rebooted, reset or powered off\n"
+	"  1      runtime failure: host error, guest triple fault, KVM error\n"
+	"  2      usage error: bad option or value, unusable kernel/initrd file\n"
+	"  128+N  stopped by signal N (130 for SIGINT or Ctrl-A x, 143 for SIGTERM)\n";
+
+static int cmd_run(int argc, char *argv[])
+{
+	struct vmm_config cfg;
+	struct vm vm;
+	char err[256];
+	bool help, usage;
+	int r;
+
+	if (config_parse_run(&cfg, argc, argv, &help, err, sizeof(err))) {
+		log_err(NULL, "%s", err);
+		return VMM_EXIT_USAGE;
+	}
+	if (help) {
+		fputs(usage_run, stdout);
+		return VMM_EXIT_OK;
+	}
+	log_set_level(cfg.verbosity < 0 ? LOG_ERROR
+		      : cfg.verbosity == 0 ? LOG_WARN
+		      : cfg.verbosity == 1 ? LOG_INFO : LOG_DEBUG);
+
+	r = vm_create(&vm, &cfg, &usage);
+	if (!r)
+		r = vm_load(&vm, &usage);
+	if (r) {
+		vm_destroy(&vm);
+		return usage ? VMM_EXIT_USAGE : VMM_EXIT_FAILURE;
+	}
+	r = vm_run(&vm);
+	vm_destroy(&vm);
+	return r;
+}
+
+int main(int argc, char *argv[])
+{
+	if (argc < 2) {
+		fputs(usage_top, stderr);
+		return VMM_EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+	    !strcmp(argv[1], "help")) {
+		fputs(usage_top, stdout);
+		return VMM_EXIT_OK;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("vmm %s\n", VMM_VERSION);
+		return VMM_EXIT_OK;
+	}
+	if (!strcmp(argv[1], "run"))
+		return cmd_run(argc - 1, argv + 1);
+	log_err(NULL, "unknown command '%s' (try 'vmm --help')", argv[1]);
+	return VMM_EXIT_USAGE;
+}

@@ -1,0 +1,411 @@
+/* VM lifecycle: KVM setup, memory, devices, boot state, run, teardown. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "vm.h"
+
+#define KVM_TSS_GPA 0xfffbd000ULL
+#define KVM_IDENTITY_MAP_GPA 0xfffbc000ULL
+
+void vm_request_stop(struct vm *vm, int status, const char *fmt, ...)
+{
+	uint64_t one = 1;
+	int expected = 0;
+	va_list ap;
+
+	if (!__atomic_compare_exchange_n(&vm->stopping, &expected, 1, false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		return; /* the first reason stands */
+	vm->exit_status = status;
+	va_start(ap, fmt);
+	vsnprintf(vm->exit_reason, sizeof(vm->exit_reason), fmt, ap);
+	va_end(ap);
+	if (write(vm->stop_efd, &one, sizeof(one)) < 0)
+		log_debug("vm", "stop eventfd: %s", strerror(errno));
+}
+
+void vm_set_irq(void *opaque, unsigned int gsi, int level)
+{
+	struct vm *vm = opaque;
+	struct kvm_irq_level irq = {.irq = gsi, .level = (uint32_t)level};
+
+	if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq) < 0)
+		log_ratelimited(LOG_WARN, "vm", "KVM_IRQ_LINE %u: %s", gsi,
+				strerror(errno));
+}
+
+uint64_t vm_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static void reset_cb(void *opaque)
+{
+	vm_request_stop(opaque, VMM_EXIT_OK, "guest reset");
+}
+
+static bool host_has_hw_virt(void)
+{
+	char line[4096];
+	bool found = false;
+	FILE *f = fopen("/proc/cpuinfo", "re");
+
+	if (!f)
+		return true; /* cannot tell: do not warn */
+	while (!found && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "flags", 5))
+			found = strstr(line, " vmx") || strstr(line, " svm");
+	fclose(f);
+	return found;
+}
+
+static int get_supported_cpuid(struct vm *vm)
+{
+	for (unsigned int nent = 128; nent <= 4096; nent *= 2) {
+		struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + nent * sizeof(c->entries[0]));
+
+		if (!c)
+			return -ENOMEM;
+		c->nent = nent;
+		if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
+			vm->cpuid = c;
+			return 0;
+		}
+		free(c);
+		if (errno != E2BIG)
+			return -errno;
+	}
+	return -E2BIG;
+}
+
+static int check_cap(struct vm *vm, long cap, const char *name)
+{
+	if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, cap) > 0)
+		return 0;
+	log_err(NULL, "this host's KVM lacks %s", name);
+	return -ENOTSUP;
+}
+
+#define FAIL_SYS(what)                                                         \
+	do {                                                                   \
+		r = -errno;                                                    \
+		log_err(NULL, "%s: %s", what, strerror(errno));                \
+		return r;                                                      \
+	} while (0)
+
+int vm_create(struct vm *vm, const struct vmm_config *cfg, bool *usage)
+{
+	struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
+	char err[256];
+	int r, max;
+
+	memset(vm, 0, sizeof(*vm));
+	vm->cfg = cfg;
+	vm->start_ns = vm_now_ns();
+	vm->kvm_fd = vm->vm_fd = vm->stop_efd = -1;
+	vm->console_out_fd = vm->console_in_fd = -1;
+	*usage = false;
+
+	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0) {
+		r = -errno;
+		log_err(NULL, "cannot open /dev/kvm: %s%s", strerror(errno),
+			errno == ENOENT ? " (is the kvm module loaded, or is this a VM without nested virtualisation?)"
+			: errno == EACCES ? " (run as root or join the kvm group)" : "");
+		return r;
+	}
+	r = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
+	if (r != KVM_API_VERSION) {
+		log_err(NULL, "/dev/kvm speaks API version %d, vmm needs %d", r,
+			KVM_API_VERSION);
+		return -ENOTSUP;
+	}
+	vm->hw_virt = host_has_hw_virt();
+	if (!vm->hw_virt)
+		log_warn(NULL, "this host's KVM is not hardware-assisted (no vmx/svm CPU flag): stock Linux kernels will not boot here; scripts/lab runs them on a real KVM");
+
+	max = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+	if (max <= 0)
+		max = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+	vm->max_vcpus = max > 0 ? (unsigned int)max : 4;
+	if (cfg->cpus > vm->max_vcpus) {
+		log_err(NULL, "--cpus: %u exceeds this host's KVM limit of %u vCPUs",
+			cfg->cpus, vm->max_vcpus);
+		*usage = true;
+		return -EINVAL;
+	}
+	if ((r = check_cap(vm, KVM_CAP_IRQCHIP, "an in-kernel irqchip")) ||
+	    (r = check_cap(vm, KVM_CAP_PIT2, "an in-kernel PIT")) ||
+	    (r = check_cap(vm, KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT")) ||
+	    (r = check_cap(vm, KVM_CAP_USER_MEMORY, "user memory regions")))
+		return r;
+
+	do
+		vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	while (vm->vm_fd < 0 && errno == EINTR);
+	if (vm->vm_fd < 0)
+		FAIL_SYS("KVM_CREATE_VM");
+	vm->run_mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (vm->run_mmap_size <= 0)
+		FAIL_SYS("KVM_GET_VCPU_MMAP_SIZE");
+	/* Intel needs these two pages set aside below 4G; AMD ignores them. */
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, KVM_TSS_GPA) < 0)
+		FAIL_SYS("KVM_SET_TSS_ADDR");
+	if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_SET_IDENTITY_MAP_ADDR) > 0) {
+		uint64_t id_map = KVM_IDENTITY_MAP_GPA;
+
+		if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &id_map) < 0)
+			FAIL_SYS("KVM_SET_IDENTITY_MAP_ADDR");
+	}
+	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
+		FAIL_SYS("KVM_CREATE_IRQCHIP");
+	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
+		FAIL_SYS("KVM_CREATE_PIT2");
+
+	r = mem_create(&vm->mem, cfg->mem_bytes, cfg->hugepages, err, sizeof(err));
+	if (r) {
+		log_err(NULL, "%s", err);
+		return r;
+	}
+	log_info("mem", "%llu MiB of guest RAM, %s",
+		 (unsigned long long)(cfg->mem_bytes >> 20), vm->mem.backing);
+	for (unsigned int i = 0; i < vm->mem.nr_regions; i++) {
+		const struct mem_region *reg = &vm->mem.regions[i];
+		struct kvm_userspace_memory_region kr = {
+			.slot = i,
+			.guest_phys_addr = reg->gpa,
+			.memory_size = reg->size,
+			.userspace_addr = (uint64_t)(uintptr_t)reg->hva,
+		};
+
+		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &kr) < 0)
+			FAIL_SYS("KVM_SET_USER_MEMORY_REGION");
+	}
+	r = get_supported_cpuid(vm);
+	if (r) {
+		log_err(NULL, "KVM_GET_SUPPORTED_CPUID: %s", strerror(-r));
+		return r;
+	}
+
+	vm->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vm->stop_efd < 0)
+		FAIL_SYS("eventfd");
+	if ((r = bus_init(&vm->pio, "pio")) || (r = bus_init(&vm->mmio, "mmio"))) {
+		log_err(NULL, "bus: %s", strerror(-r));
+		return r;
+	}
+	serial_init(&vm->serial,
+		    (struct irq_line){vm_set_irq, vm, SERIAL_COM1_IRQ}, -1);
+	i8042_init(&vm->i8042, reset_cb, vm);
+	rtc_init(&vm->rtc);
+	if ((r = serial_attach(&vm->serial, &vm->pio, SERIAL_COM1_BASE)) ||
+	    (r = i8042_attach(&vm->i8042, &vm->pio)) ||
+	    (r = rtc_attach(&vm->rtc, &vm->pio)) ||
+	    (r = pci_init(&vm->pci, &vm->pio))) {
+		log_err(NULL, "registering platform devices: %s", strerror(-r));
+		return r;
+	}
+
+	vm->vcpus = calloc(cfg->cpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus)
+		return -ENOMEM;
+	vm->nr_vcpus = cfg->cpus;
+	for (unsigned int i = 0; i < cfg->cpus; i++) {
+		vm->vcpus[i].fd = -1;
+		r = vcpu_create(vm, &vm->vcpus[i], i);
+		if (r) {
+			log_err(NULL, "creating vcpu%u: %s", i, strerror(-r));
+			return r;
+		}
+	}
+	return 0;
+}
+
+/* Open a regular, non-empty input file; one usage line on failure. */
+static int open_input(const char *opt, const char *path, int *fd_out,
+		      uint64_t *size_out)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		log_err(NULL, "%s: cannot open '%s': %s", opt, path, strerror(errno));
+		return -errno;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		log_err(NULL, "%s: '%s' is not a regular file", opt, path);
+		close(fd);
+		return -EINVAL;
+	}
+	if (st.st_size == 0) {
+		log_err(NULL, "%s: '%s' is empty", opt, path);
+		close(fd);
+		return -EINVAL;
+	}
+	*fd_out = fd;
+	*size_out = (uint64_t)st.st_size;
+	return 0;
+}
+
+static int load_kernel(struct vm *vm)
+{
+	const char *path = vm->cfg->kernel;
+	char err[256];
+	uint64_t size;
+	void *buf;
+	int fd, r;
+
+	r = open_input("--kernel", path, &fd, &size);
+	if (r)
+		return r;
+	buf = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (buf == MAP_FAILED) {
+		log_err(NULL, "--kernel: cannot map '%s': %s", path, strerror(errno));
+		return -EINVAL;
+	}
+	r = kernel_load(&vm->mem, buf, size, &vm->kernel, err, sizeof(err));
+	munmap(buf, size);
+	if (r)
+		log_err(NULL, "--kernel: '%s': %s", path, err);
+	else
+		log_info("boot", "%s kernel at 0x%llx, entry 0x%llx",
+			 vm->kernel.kind == KERNEL_BZIMAGE ? "bzImage" : "ELF",
+			 (unsigned long long)vm->kernel.load_gpa,
+			 (unsigned long long)vm->kernel.entry_gpa);
+	return r;
+}
+
+static int load_initrd(struct vm *vm, uint64_t *gpa, uint64_t *size)
+{
+	const char *path = vm->cfg->initrd;
+	uint64_t done = 0;
+	uint8_t *dst;
+	int fd, r;
+
+	r = open_input("--initrd", path, &fd, size);
+	if (r)
+		return r;
+	if (initrd_place(&vm->mem, &vm->kernel, *size, gpa)) {
+		log_err(NULL, "--initrd: '%s' (%llu MiB) does not fit in guest memory with the kernel (--mem %llu MiB)",
+			path, (unsigned long long)(*size >> 20),
+			(unsigned long long)(vm->cfg->mem_bytes >> 20));
+		close(fd);
+		return -ENOSPC;
+	}
+	dst = mem_gpa_to_hva(&vm->mem, *gpa, *size);
+	while (dst && done < *size) {
+		ssize_t n = pread(fd, dst + done, *size - done, (off_t)done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			log_err(NULL, "--initrd: reading '%s': %s", path,
+				n < 0 ? strerror(errno) : "file shrank");
+			close(fd);
+			return -EIO;
+		}
+		done += (uint64_t)n;
+	}
+	close(fd);
+	log_info("boot", "initrd at 0x%llx, %llu bytes", (unsigned long long)*gpa,
+		 (unsigned long long)*size);
+	return dst ? 0 : -EFAULT;
+}
+
+static void cpu_signature(const struct kvm_cpuid2 *c, uint32_t *sig,
+			  uint32_t *features)
+{
+	*sig = *features = 0;
+	for (unsigned int i = 0; i < c->nent; i++)
+		if (c->entries[i].function == 1) {
+			*sig = c->entries[i].eax;
+			*features = c->entries[i].edx;
+		}
+}
+
+int vm_load(struct vm *vm, bool *usage)
+{
+	uint64_t initrd_gpa = 0, initrd_size = 0;
+	uint32_t sig, features;
+	int r;
+
+	*usage = true; /* until the user's inputs have all been accepted */
+	r = load_kernel(vm);
+	if (r)
+		return r;
+	if (vm->cfg->initrd) {
+		r = load_initrd(vm, &initrd_gpa, &initrd_size);
+		if (r)
+			return r;
+	}
+	r = boot_write_params(&vm->mem, &vm->kernel, vm->cfg->cmdline,
+			      initrd_gpa, initrd_size);
+	if (r == -E2BIG) {
+		log_err(NULL, "--cmdline: %zu bytes is longer than the kernel accepts (%u)",
+			strlen(vm->cfg->cmdline), vm->kernel.hdr.cmdline_size);
+		return r;
+	}
+	*usage = false;
+	cpu_signature(vm->cpuid, &sig, &features);
+	if (r || (r = boot_write_pagetables(&vm->mem)) ||
+	    (r = boot_write_gdt(&vm->mem)) ||
+	    (r = mptable_write(&vm->mem, vm->nr_vcpus, sig, features))) {
+		log_err(NULL, "writing boot state into guest memory: %s",
+			strerror(-r));
+		return r;
+	}
+	r = vcpu_setup_boot(&vm->vcpus[0], vm->kernel.entry_gpa, BOOT_ZEROPAGE_GPA);
+	if (r) {
+		log_err(NULL, "setting up vcpu0 registers: %s", strerror(-r));
+		return r;
+	}
+	/* Last, so that bad input never leaves a console file behind. */
+	r = console_open(vm);
+	if (r) {
+		log_err(NULL, "--console: cannot open '%s': %s",
+			vm->cfg->console_path, strerror(-r));
+		*usage = true;
+		return r;
+	}
+	vm->serial.out_fd = vm->console_out_fd;
+	return 0;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	console_close(vm);
+	for (unsigned int i = 0; vm->vcpus && i < vm->nr_vcpus; i++)
+		vcpu_destroy(&vm->vcpus[i]);
+	free(vm->vcpus);
+	vm->vcpus = NULL;
+	free(vm->cpuid);
+	vm->cpuid = NULL;
+	if (vm->pio.ranges || vm->mmio.ranges) {
+		bus_destroy(&vm->pio);
+		bus_destroy(&vm->mmio);
+	}
+	mem_destroy(&vm->mem);
+	if (vm->stop_efd >= 0)
+		close(vm->stop_efd);
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	vm->stop_efd = vm->vm_fd = vm->kvm_fd = -1;
+}
