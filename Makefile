@@ -39,6 +39,7 @@ asan: $(BUILD)/vmm-asan
 
 # Unit tests (cmocka, no KVM), plain and sanitized.
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB_OBJ)
+	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 $(BUILD)/tests-asan/%: $(BUILD)/asan/tests/unit/%.o $(LIB_OBJ_ASAN)
 	@mkdir -p $(@D)
@@ -85,3 +86,11 @@ clean:
 	  $(BUILD)/guests $(BUILD)/vmm $(BUILD)/vmm-asan
 
 -include $(shell find $(BUILD)/obj $(BUILD)/asan -name '*.d' 2>/dev/null)
+
+# Guest tests: tiny guests on /dev/kvm through the library (plain and ASan).
+$(BUILD)/tests/guest_tests: $(BUILD)/obj/tests/guest/guest_tests.o $(LIB_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+$(BUILD)/tests-asan/guest_tests: $(BUILD)/asan/tests/guest/guest_tests.o $(LIB_OBJ_ASAN)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS) -lcmocka

@@ -166,7 +166,8 @@ static int io_loop(struct vm *vm, int sfd)
 
 				if (read(sfd, &si, sizeof(si)) == sizeof(si))
 					vm_request_stop(vm, VMM_EXIT_SIGNAL + (int)si.ssi_signo,
-							"stopped by %s", strsignal((int)si.ssi_signo));
+							"stopped by SIG%s",
+							sigabbrev_np((int)si.ssi_signo));
 			} else if (evs[i].data.u64 == EV_STDIN) {
 				input_pump(vm, &in);
 			}
