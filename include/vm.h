@@ -78,6 +78,12 @@ struct vm {
  * line; *usage tells whether the user's input was at fault (exit 2).
  */
 int vm_create(struct vm *vm, const struct vmm_config *cfg, bool *usage) WUR;
+/*
+ * Check that the kernel and initrd are readable, regular, non-empty files
+ * before any KVM work, so bad input is reported the same with or without
+ * /dev/kvm. Prints one line and returns -errno on failure (a usage error).
+ */
+int vm_check_inputs(const struct vmm_config *cfg) WUR;
 /* Load kernel/initrd and write boot state. Same error convention. */
 int vm_load(struct vm *vm, bool *usage) WUR;
 int vm_run(struct vm *vm) WUR;

@@ -88,8 +88,14 @@ static int parse_mem(const char *arg, uint64_t *out, char *err, size_t errlen)
 	int r;
 
 	/* A bare number means MiB, as with QEMU's -m. */
-	if (*arg && strspn(arg, "0123456789") == strlen(arg) && strlen(arg) < 15) {
-		v = strtoull(arg, NULL, 10) << 20;
+	if (*arg && strspn(arg, "0123456789") == strlen(arg)) {
+		unsigned long long mib;
+
+		errno = 0;
+		mib = strtoull(arg, NULL, 10);
+		/* Saturate instead of letting the shift wrap. */
+		v = (errno == ERANGE || mib > (UINT64_MAX >> 20)) ? UINT64_MAX
+								  : mib << 20;
 		r = 0;
 	} else {
 		r = parse_size(arg, &v);

@@ -59,6 +59,8 @@ static int cmd_run(int argc, char *argv[])
 		      : cfg.verbosity == 0 ? LOG_WARN
 		      : cfg.verbosity == 1 ? LOG_INFO : LOG_DEBUG);
 
+	if (vm_check_inputs(&cfg))
+		return VMM_EXIT_USAGE;
 	r = vm_create(&vm, &cfg, &usage);
 	if (!r)
 		r = vm_load(&vm, &usage);
@@ -66,6 +68,8 @@ static int cmd_run(int argc, char *argv[])
 		vm_destroy(&vm);
 		return usage ? VMM_EXIT_USAGE : VMM_EXIT_FAILURE;
 	}
+	if (!vm.hw_virt)
+		log_warn(NULL, "this host's KVM is not hardware-assisted (no vmx/svm CPU flag): stock Linux kernels will not boot here; scripts/lab runs them on a real KVM");
 	r = vm_run(&vm);
 	vm_destroy(&vm);
 	return r;

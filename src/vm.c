@@ -136,8 +136,6 @@ int vm_create(struct vm *vm, const struct vmm_config *cfg, bool *usage)
 		return -ENOTSUP;
 	}
 	vm->hw_virt = host_has_hw_virt();
-	if (!vm->hw_virt)
-		log_warn(NULL, "this host's KVM is not hardware-assisted (no vmx/svm CPU flag): stock Linux kernels will not boot here; scripts/lab runs them on a real KVM");
 
 	max = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
 	if (max <= 0)
@@ -259,6 +257,24 @@ static int open_input(const char *opt, const char *path, int *fd_out,
 	}
 	*fd_out = fd;
 	*size_out = (uint64_t)st.st_size;
+	return 0;
+}
+
+int vm_check_inputs(const struct vmm_config *cfg)
+{
+	uint64_t size;
+	int fd, r;
+
+	r = open_input("--kernel", cfg->kernel, &fd, &size);
+	if (r)
+		return r;
+	close(fd);
+	if (cfg->initrd) {
+		r = open_input("--initrd", cfg->initrd, &fd, &size);
+		if (r)
+			return r;
+		close(fd);
+	}
 	return 0;
 }
 

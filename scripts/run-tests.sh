@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Runs the test tiers and ends with one line: "N passed, N failed, N skipped".
+#   unit    cmocka unit tests (no KVM), plain and under ASan/UBSan
+#   guests  tiny guests on the host's /dev/kvm (ASan/UBSan and plain), and
+#           the command-line tests against build/vmm and build/vmm-asan
+#   lab     stock Debian kernels under vmm on a real (nested) KVM in QEMU
+# No argument runs all three. A tier that cannot run here counts as skipped.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+tiers=("$@")
+[ ${#tiers[@]} -eq 0 ] && tiers=(unit guests lab)
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+pass=0 fail=0 skip=0
+failed=()
+
+# Add a runner's counts from its log (cmocka or our "N passed, ..." line).
+count() {
+	local name=$1 log=$2 rc=$3 p f s
+	p=$(grep -ohE '^\[  PASSED  \] [0-9]+' "$log" | awk '{s+=$4} END {print s+0}')
+	f=$(grep -ohE '^\[  FAILED  \] [0-9]+ test' "$log" | awk '{s+=$4} END {print s+0}')
+	s=$(grep -ohE '^\[  SKIPPED \] [0-9]+' "$log" | awk '{s+=$4} END {print s+0}')
+	if line=$(grep -oE '[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$log" | tail -n1); then
+		read -r p _ f _ s _ <<<"$line"
+	fi
+	# A runner that died without saying so still counts as a failure.
+	if [ "$rc" != 0 ] && [ "$rc" != 77 ] && [ "$f" = 0 ]; then f=1; fi
+	[ "$rc" = 77 ] && [ "$p$f$s" = 000 ] && s=1
+	pass=$((pass + p)) fail=$((fail + f)) skip=$((skip + s))
+	[ "$f" != 0 ] && failed+=("$name")
+	printf '%-32s %3s passed, %s failed, %s skipped\n' "$name" "$p" "$f" "$s"
+}
+
+run_one() {
+	local name=$1
+	shift
+	local log
+	log=$(mktemp /tmp/vmm-test.XXXXXX)
+	"$@" >"$log" 2>&1
+	local rc=$?
+	if [ -n "${VERBOSE:-}" ] || { [ "$rc" != 0 ] && [ "$rc" != 77 ]; }; then
+		sed "s|^|  $name: |" "$log"
+	fi
+	count "$name" "$log" "$rc"
+	rm -f "$log"
+}
+
+build() {
+	make -s -j"$(nproc)" "$@" >/tmp/vmm-build.log 2>&1 || {
+		cat /tmp/vmm-build.log
+		echo "build failed"
+		echo "0 passed, 1 failed, 0 skipped"
+		exit 1
+	}
+}
+
+for tier in "${tiers[@]}"; do
+	case $tier in
+	unit)
+		build all unit
+		for t in build/tests/test_* build/tests-asan/test_*; do
+			[ -x "$t" ] && run_one "${t#build/}" "$t"
+		done
+		;;
+	guests)
+		build all asan guests build/tests/guest_tests build/tests-asan/guest_tests
+		run_one tests-asan/guest_tests build/tests-asan/guest_tests
+		run_one tests/guest_tests build/tests/guest_tests
+		run_one cli env VMM=build/vmm tests/cli/test_cli.sh
+		run_one cli-asan env VMM=build/vmm-asan tests/cli/test_cli.sh
+		;;
+	lab)
+		build all
+		run_one lab scripts/lab/run-tests
+		;;
+	*)
+		echo "unknown tier '$tier' (unit, guests, lab)" >&2
+		exit 2
+		;;
+	esac
+done
+
+[ ${#failed[@]} -gt 0 ] && echo "failed: ${failed[*]}"
+echo "$pass passed, $fail failed, $skip skipped"
+[ "$fail" = 0 ]

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# The command line as a user meets it: exit statuses, exactly one stderr line
+# for bad input, clean stdout, console sinks, signals. Uses $VMM (default
+# build/vmm) and the tiny guests in build/guests. Boot cases skip without
+# a usable /dev/kvm; bad-input cases never need it.
+set -u
+VMM=${VMM:-build/vmm}
+G=build/guests
+T=$(mktemp -d /tmp/vmm-cli.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+pass=0 fail=0 skip=0
+
+ok() { pass=$((pass + 1)); echo "ok - $1"; }
+bad() { fail=$((fail + 1)); echo "not ok - $1: $2"; }
+skipped() { skip=$((skip + 1)); echo "skip - $1: $2"; }
+have_kvm() { [ -r /dev/kvm ] && [ -w /dev/kvm ]; }
+
+# run NAME: runs "${cmd[@]}" capturing rc, stdout, stderr (quiet mode off).
+run() {
+	"$@" >"$T/out" 2>"$T/err" </dev/null
+	rc=$?
+	out=$(cat "$T/out")
+	err=$(cat "$T/err")
+	nerr=$(wc -l <"$T/err")
+}
+
+# expect_usage NAME RC NEEDLE ARGS...: exit RC, exactly one stderr line
+# starting "vmm: " and containing NEEDLE, nothing on stdout.
+expect_error() {
+	local name=$1 want=$2 needle=$3
+	shift 3
+	run "$VMM" "$@"
+	if [ "$rc" != "$want" ]; then bad "$name" "exit $rc, want $want ($err)"
+	elif [ "$nerr" != 1 ]; then bad "$name" "$nerr stderr lines: $err"
+	elif [[ "$err" != "vmm: "* ]]; then bad "$name" "stderr not 'vmm: ...': $err"
+	elif [[ "$err" != *"$needle"* ]]; then bad "$name" "stderr lacks '$needle': $err"
+	elif [ -n "$out" ]; then bad "$name" "stdout not empty: $out"
+	else ok "$name"; fi
+}
+
+printf 'just text\n' >"$T/text"
+: >"$T/empty"
+truncate -s 32M "$T/big"
+
+# --- usage and bad input: exit 2, one line naming the value -------------
+run "$VMM"
+[ "$rc" = 2 ] && [[ "$err" == usage:* ]] && [ -z "$out" ] && ok "no arguments" || bad "no arguments" "rc=$rc err=$err"
+run "$VMM" --help
+[ "$rc" = 0 ] && [[ "$out" == usage:* ]] && [ -z "$err" ] && ok "--help" || bad "--help" "rc=$rc"
+run "$VMM" --version
+[ "$rc" = 0 ] && [[ "$out" =~ ^vmm\ [0-9]+\.[0-9]+\.[0-9]+$ ]] && ok "--version" || bad "--version" "rc=$rc out=$out"
+run "$VMM" run --help
+[ "$rc" = 0 ] && [[ "$out" == *"exit status:"* ]] && [[ "$out" == *"--hugepages"* ]] && ok "run --help" || bad "run --help" "rc=$rc"
+
+expect_error "unknown command" 2 "'frobnicate'" frobnicate
+expect_error "unknown option" 2 "'--bogus'" run --kernel "$G/hello.elf" --bogus
+expect_error "option without value" 2 "'--mem'" run --kernel "$G/hello.elf" --mem
+expect_error "stray argument" 2 "'extra'" run --kernel "$G/hello.elf" extra
+expect_error "missing --kernel" 2 "--kernel" run --mem 64M
+expect_error "--mem 0" 2 "'0'" run --kernel "$G/hello.elf" --mem 0
+expect_error "--mem abc" 2 "'abc'" run --kernel "$G/hello.elf" --mem abc
+expect_error "--mem 12X" 2 "'12X'" run --kernel "$G/hello.elf" --mem 12X
+expect_error "--mem too large" 2 "'4T'" run --kernel "$G/hello.elf" --mem 4T
+expect_error "--cpus 0" 2 "'0'" run --kernel "$G/hello.elf" --cpus 0
+expect_error "--cpus 999" 2 "'999'" run --kernel "$G/hello.elf" --cpus 999
+expect_error "--cpus x" 2 "'x'" run --kernel "$G/hello.elf" --cpus x
+expect_error "--hugepages bad" 2 "'4M'" run --kernel "$G/hello.elf" --hugepages 4M
+expect_error "--console bad" 2 "'tty'" run --kernel "$G/hello.elf" --console tty
+expect_error "kernel missing" 2 "'$T/nonexistent'" run --kernel "$T/nonexistent"
+expect_error "kernel is a directory" 2 "not a regular file" run --kernel "$T"
+expect_error "kernel is empty" 2 "is empty" run --kernel "$T/empty"
+expect_error "initrd missing" 2 "'$T/nope'" run --kernel "$G/hello.elf" --initrd "$T/nope"
+
+# --- cases that need KVM (bad files caught after guest memory exists) ---
+if have_kvm; then
+	expect_error "kernel is not a kernel" 2 "not a Linux kernel" run -q --kernel "$T/text" --mem 16M
+	expect_error "initrd larger than memory" 2 "does not fit" run -q --kernel "$G/hello.elf" --mem 16M --initrd "$T/big"
+	expect_error "cmdline too long" 2 "--cmdline" run -q --kernel "$G/hello.elf" --mem 16M --cmdline "$(head -c 70000 /dev/zero | tr '\0' x)"
+	expect_error "console dir missing" 2 "'$T/no/dir/log'" run -q --kernel "$G/hello.elf" --mem 16M --console "file:$T/no/dir/log"
+	[ ! -e "$T/no" ] && ok "nothing half-written" || bad "nothing half-written" "$T/no exists"
+	run "$VMM" run -q --kernel "$T/text" --mem 16M --console "file:$T/never.log"
+	[ "$rc" = 2 ] && [ ! -e "$T/never.log" ] && ok "bad kernel leaves no console file" || bad "bad kernel leaves no console file" "rc=$rc"
+
+	free1g=$(cat /sys/kernel/mm/hugepages/hugepages-1048576kB/free_hugepages 2>/dev/null || echo 0)
+	if [ "$free1g" = 0 ]; then
+		expect_error "--hugepages 1G none free" 1 "huge pages needed" run -q --kernel "$G/hello.elf" --mem 1G --hugepages 1G
+	else
+		skipped "--hugepages 1G none free" "this host has free 1G pages"
+	fi
+
+	run "$VMM" run -q --kernel "$G/hello.elf" --mem 16M
+	[ "$rc" = 0 ] && [ "$out" = "hello from guest" ] && [ -z "$err" ] && ok "boot to stdout" || bad "boot to stdout" "rc=$rc out=$out err=$err"
+	run "$VMM" run --kernel "$G/hello.elf" --mem 16M
+	if grep -qwE 'vmx|svm' /proc/cpuinfo; then
+		[ -z "$err" ] && ok "no warning on hardware KVM" || bad "no warning on hardware KVM" "$err"
+	else
+		[ "$nerr" = 1 ] && [[ "$err" == *"not hardware-assisted"* ]] && ok "one warning on software KVM" || bad "one warning on software KVM" "$err"
+	fi
+	run "$VMM" run -q --kernel "$G/hello.elf" --mem 16M --console "file:$T/con.log"
+	[ "$rc" = 0 ] && [ -z "$out" ] && [ "$(cat "$T/con.log")" = "hello from guest" ] && ok "console to file" || bad "console to file" "rc=$rc out=$out"
+	run "$VMM" run -q --kernel "$G/hello.elf" --mem 16M --console none
+	[ "$rc" = 0 ] && [ -z "$out" ] && [ -z "$err" ] && ok "console none" || bad "console none" "rc=$rc"
+	out=$(printf 'abc def\n' | "$VMM" run -q --kernel "$G/echo.elf" --mem 16M 2>"$T/err")
+	rc=$?
+	[ "$rc" = 0 ] && [ "$out" = $'echo: ready\ngot: abc def' ] && ok "stdin reaches the guest" || bad "stdin reaches the guest" "rc=$rc out=$out"
+	run "$VMM" run -q --kernel "$G/crash.elf" --mem 16M
+	[ "$rc" = 1 ] && [ "$nerr" = 1 ] && [[ "$err" == *"triple fault"* ]] && ok "triple fault exits 1" || bad "triple fault exits 1" "rc=$rc err=$err"
+	run "$VMM" run -q --kernel "$G/smp.elf" --mem 16M --cpus 3 --hugepages off
+	[ "$rc" = 0 ] && [ "$out" = "smp: 03 cpus: 00 01 02" ] && ok "three vCPUs" || bad "three vCPUs" "rc=$rc out=$out"
+	for sig in TERM INT; do
+		"$VMM" run -q --kernel "$G/hang.elf" --mem 16M >"$T/out" 2>"$T/err" </dev/null &
+		pid=$!
+		for _ in $(seq 50); do grep -q halting "$T/out" && break; sleep 0.1; done
+		kill -s $sig $pid
+		wait $pid
+		rc=$?
+		want=$((128 + $(kill -l $sig)))
+		[ "$rc" = $want ] && [ "$(wc -l <"$T/err")" = 1 ] && grep -q "stopped by SIG$sig" "$T/err" && ok "SIG$sig exits $want" || bad "SIG$sig exits $want" "rc=$rc $(cat "$T/err")"
+	done
+else
+	for n in "kernel is not a kernel" "initrd larger than memory" "boot cases"; do
+		skipped "$n" "/dev/kvm is not usable here"
+	done
+fi
+
+echo "cli: $pass passed, $fail failed, $skip skipped"
+[ "$fail" = 0 ]
