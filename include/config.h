@@ -25,7 +25,7 @@ enum console_kind { CONSOLE_STDIO, CONSOLE_FILE, CONSOLE_NONE };
 #define VMM_MIN_MEM (4ULL << 20)
 #define VMM_MAX_MEM (1ULL << 40) /* 1 TiB: well inside 40-bit guest physical */
 #define VMM_MAX_CPUS 254	 /* 8-bit APIC IDs in the MP table, 0xff is broadcast */
-#define VMM_DEFAULT_CMDLINE "console=ttyS0 reboot=k panic=1 i8042.noaux i8042.nomux i8042.nopnp"
+#define VMM_DEFAULT_CMDLINE "console=ttyS0 reboot=k panic=1 acpi=off i8042.noaux i8042.nomux i8042.nopnp"
 
 struct vmm_config {
 	const char *kernel;
