@@ -89,7 +89,13 @@ static int bzimage_place(const struct guest_mem *mem, struct kernel_info *ki,
 	uint64_t low_end = mem_low_end(mem);
 	uint64_t need = ki->hdr.init_size;
 
-	if (ki->load_gpa + need > low_end && ki->hdr.relocatable_kernel) {
+	/* Below 1M lie our zero page, page tables, GDT and MP table. */
+	if (ki->load_gpa < BOOT_HIMEM_GPA && !ki->hdr.relocatable_kernel)
+		return fail(-EINVAL, err, errlen,
+			    "kernel wants to load at 0x%llx, below 1M, and is not relocatable",
+			    (unsigned long long)ki->load_gpa);
+	if ((ki->load_gpa < BOOT_HIMEM_GPA || ki->load_gpa + need > low_end) &&
+	    ki->hdr.relocatable_kernel) {
 		ki->load_gpa = ALIGN_UP(BOOT_HIMEM_GPA,
 					(uint64_t)ki->hdr.kernel_alignment);
 		ki->end_gpa = ki->load_gpa + need;

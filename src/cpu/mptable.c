@@ -141,6 +141,8 @@ int mptable_write(const struct guest_mem *mem, unsigned int ncpus,
 		p += sizeof(l1);
 	}
 
+	/* Entry count: CPUs, the bus, the IOAPIC, IRQs and two LINTs. */
+	mpc->oemcount = (uint16_t)(ncpus + 1 + 1 + MP_IRQS + 2);
 	memcpy(mpc->signature, "PCMP", 4);
 	mpc->length = (uint16_t)(p - (uint8_t *)mpc);
 	mpc->spec = 4;

@@ -35,12 +35,24 @@ static uint8_t enc(const struct rtc *r, int v)
 	return (uint8_t)(((v / 10) << 4) | (v % 10));
 }
 
+/* Registers computed from the host clock rather than stored. */
+static bool rtc_is_time_reg(uint8_t idx)
+{
+	switch (idx) {
+	case RTC_SEC: case RTC_MIN: case RTC_HOUR: case RTC_WDAY:
+	case RTC_MDAY: case RTC_MON: case RTC_YEAR: case RTC_CENTURY:
+		return true;
+	default:
+		return false;
+	}
+}
+
 static uint8_t read_reg(struct rtc *r, uint8_t idx)
 {
 	struct tm tm;
 	time_t now;
 
-	if (idx > RTC_YEAR && idx != RTC_CENTURY)
+	if (!rtc_is_time_reg(idx))
 		return idx == RTC_REG_A ? (uint8_t)(r->cmos[idx] & 0x7f) : r->cmos[idx];
 	now = time(NULL);
 	gmtime_r(&now, &tm);
@@ -75,8 +87,8 @@ void rtc_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
 			data[0] = 0xff;
 	} else if (is_write) {
 		/* Time registers follow the host; C and D are read-only. */
-		if (r->index > RTC_YEAR && r->index != RTC_REG_C &&
-		    r->index != RTC_REG_D && r->index != RTC_CENTURY)
+		if (!rtc_is_time_reg(r->index) && r->index != RTC_REG_C &&
+		    r->index != RTC_REG_D)
 			r->cmos[r->index] = data[0];
 	} else {
 		data[0] = read_reg(r, r->index);

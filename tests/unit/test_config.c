@@ -1,0 +1,494 @@
+/* Unit tests: size/uint parsing and `vmm run` option parsing (src/config.c). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "config.h"
+
+#define SENTINEL 0xdeadbeefcafef00dULL
+
+/* ---- parse_size ---- */
+
+static void expect_size(const char *s, uint64_t want)
+{
+	uint64_t v = SENTINEL;
+
+	assert_int_equal(parse_size(s, &v), 0);
+	assert_true(v == want);
+}
+
+static void expect_size_err(const char *s, int err)
+{
+	uint64_t v = SENTINEL;
+
+	assert_int_equal(parse_size(s, &v), err);
+	assert_true(v == SENTINEL); /* untouched on error */
+}
+
+static void test_parse_size_suffixes(void **state)
+{
+	(void)state;
+	expect_size("512M", 512ULL << 20);
+	expect_size("4G", 4ULL << 30);
+	expect_size("64k", 64ULL << 10);
+	expect_size("64K", 64ULL << 10);
+	expect_size("1MiB", 1ULL << 20);
+	expect_size("1MB", 1ULL << 20);
+	expect_size("2g", 2ULL << 30);
+	expect_size("3T", 3ULL << 40);
+	expect_size("1048576", 1048576);
+	expect_size("0", 0);
+	expect_size("0G", 0);
+}
+
+static void test_parse_size_limits(void **state)
+{
+	(void)state;
+	expect_size("18446744073709551615", UINT64_MAX);
+	expect_size("16777215T", (16777215ULL << 40));
+	expect_size_err("18446744073709551616", -ERANGE);
+	expect_size_err("99999999999999999999", -ERANGE);
+	expect_size_err("16777216T", -ERANGE);
+	expect_size_err("17179869184G", -ERANGE);
+}
+
+static void test_parse_size_syntax(void **state)
+{
+	(void)state;
+	expect_size_err("abc", -EINVAL);
+	expect_size_err("12X", -EINVAL);
+	expect_size_err("", -EINVAL);
+	expect_size_err("-1", -EINVAL);
+	expect_size_err("+1", -EINVAL);
+	expect_size_err(" 1", -EINVAL);
+	expect_size_err("1 ", -EINVAL);
+	expect_size_err("1.5G", -EINVAL);
+	expect_size_err("M", -EINVAL);
+	expect_size_err("1B", -EINVAL);   /* B only after a multiplier */
+	expect_size_err("1Mb", -EINVAL);  /* lowercase b is bits */
+	expect_size_err("1MiBx", -EINVAL);
+	expect_size_err("1KM", -EINVAL);
+	expect_size_err(NULL, -EINVAL);
+}
+
+/* ---- parse_uint ---- */
+
+static void test_parse_uint_bounds(void **state)
+{
+	unsigned long v;
+
+	(void)state;
+	v = 7;
+	assert_int_equal(parse_uint("0", 0, 10, &v), 0);
+	assert_int_equal(v, 0);
+	assert_int_equal(parse_uint("10", 0, 10, &v), 0);
+	assert_int_equal(v, 10);
+	assert_int_equal(parse_uint("1", 1, 1, &v), 0);
+	assert_int_equal(v, 1);
+
+	v = 7;
+	assert_int_equal(parse_uint("0", 1, 10, &v), -ERANGE);
+	assert_int_equal(parse_uint("11", 1, 10, &v), -ERANGE);
+	assert_int_equal(parse_uint("18446744073709551616", 0, ULONG_MAX, &v),
+			 -ERANGE);
+	assert_int_equal(v, 7);
+	assert_int_equal(parse_uint("18446744073709551615", 0, ULONG_MAX, &v), 0);
+	assert_true(v == ULONG_MAX);
+}
+
+static void test_parse_uint_syntax(void **state)
+{
+	unsigned long v = 7;
+
+	(void)state;
+	assert_int_equal(parse_uint("", 0, 10, &v), -EINVAL);
+	assert_int_equal(parse_uint("-1", 0, 10, &v), -EINVAL);
+	assert_int_equal(parse_uint(" 1", 0, 10, &v), -EINVAL);
+	assert_int_equal(parse_uint("1 ", 0, 10, &v), -EINVAL);
+	assert_int_equal(parse_uint("1x", 0, 10, &v), -EINVAL);
+	assert_int_equal(parse_uint("x", 0, 10, &v), -EINVAL);
+	assert_int_equal(parse_uint("0x5", 0, 10, &v), -EINVAL);
+	assert_int_equal(parse_uint(NULL, 0, 10, &v), -EINVAL);
+	assert_int_equal(v, 7);
+}
+
+/* ---- config_parse_run ---- */
+
+struct parsed {
+	struct vmm_config cfg;
+	bool help;
+	char err[256];
+	int r;
+};
+
+/* argv[0] is "run"; the array is copied into mutable storage. */
+#define PARSE(p, ...)                                                          \
+	do {                                                                   \
+		char *argv_[] = {(char *)"run", __VA_ARGS__};                  \
+		parse_argv((p), (int)ARRAY_SIZE(argv_), argv_);                \
+	} while (0)
+
+static void parse_argv(struct parsed *p, int argc, char **argv)
+{
+	static char storage[32][256];
+
+	assert_true(argc <= 32);
+	for (int i = 0; i < argc; i++) {
+		assert_true(strlen(argv[i]) < sizeof(storage[i]));
+		strcpy(storage[i], argv[i]);
+		argv[i] = storage[i];
+	}
+	memset(p, 0x5a, sizeof(*p));
+	p->help = true;
+	strcpy(p->err, "");
+	p->r = config_parse_run(&p->cfg, argc, argv, &p->help, p->err,
+				sizeof(p->err));
+}
+
+static void expect_usage_error(const struct parsed *p, const char *needle)
+{
+	assert_int_equal(p->r, -EINVAL);
+	assert_false(p->help);
+	if (!strstr(p->err, needle))
+		fail_msg("error '%s' does not mention '%s'", p->err, needle);
+	assert_null(strstr(p->err, "vmm: "));
+	assert_null(strchr(p->err, '\n'));
+}
+
+static void test_run_defaults(void **state)
+{
+	struct parsed p;
+
+	(void)state;
+	PARSE(&p, "--kernel", "bzImage");
+	assert_int_equal(p.r, 0);
+	assert_false(p.help);
+	assert_string_equal(p.cfg.kernel, "bzImage");
+	assert_null(p.cfg.initrd);
+	assert_string_equal(p.cfg.cmdline, VMM_DEFAULT_CMDLINE);
+	assert_true(p.cfg.mem_bytes == 512ULL * MiB);
+	assert_int_equal(p.cfg.cpus, 1);
+	assert_int_equal(p.cfg.hugepages, HUGEPAGES_AUTO);
+	assert_int_equal(p.cfg.console, CONSOLE_STDIO);
+	assert_null(p.cfg.console_path);
+	assert_int_equal(p.cfg.verbosity, 0);
+}
+
+static void test_run_every_option(void **state)
+{
+	struct parsed p;
+
+	(void)state;
+	PARSE(&p, "--kernel", "/k", "--initrd", "/i", "--cmdline",
+	      "console=ttyS0 quiet", "--mem", "2G", "--cpus", "254",
+	      "--hugepages", "off", "--console", "file:/tmp/out.log", "-v",
+	      "--verbose");
+	assert_int_equal(p.r, 0);
+	assert_string_equal(p.err, "");
+	assert_false(p.help);
+	assert_string_equal(p.cfg.kernel, "/k");
+	assert_string_equal(p.cfg.initrd, "/i");
+	assert_string_equal(p.cfg.cmdline, "console=ttyS0 quiet");
+	assert_true(p.cfg.mem_bytes == 2 * GiB);
+	assert_int_equal(p.cfg.cpus, 254);
+	assert_int_equal(p.cfg.hugepages, HUGEPAGES_OFF);
+	assert_int_equal(p.cfg.console, CONSOLE_FILE);
+	assert_string_equal(p.cfg.console_path, "/tmp/out.log");
+	assert_int_equal(p.cfg.verbosity, 2);
+
+	/* --opt=value spelling, and the other enum values. */
+	PARSE(&p, "--kernel=/k2", "--hugepages=2M", "--console=none",
+	      "--mem=64M", "--cmdline=", "-q");
+	assert_int_equal(p.r, 0);
+	assert_string_equal(p.cfg.kernel, "/k2");
+	assert_int_equal(p.cfg.hugepages, HUGEPAGES_2M);
+	assert_int_equal(p.cfg.console, CONSOLE_NONE);
+	assert_true(p.cfg.mem_bytes == 64 * MiB);
+	assert_string_equal(p.cfg.cmdline, "");
+	assert_int_equal(p.cfg.verbosity, -1);
+
+	PARSE(&p, "--kernel", "k", "--hugepages", "1G", "--mem", "2G",
+	      "--console", "stdio");
+	assert_int_equal(p.r, 0);
+	assert_int_equal(p.cfg.hugepages, HUGEPAGES_1G);
+	assert_int_equal(p.cfg.console, CONSOLE_STDIO);
+
+	PARSE(&p, "--kernel", "k", "--hugepages", "auto");
+	assert_int_equal(p.r, 0);
+	assert_int_equal(p.cfg.hugepages, HUGEPAGES_AUTO);
+}
+
+static void test_run_verbosity(void **state)
+{
+	struct parsed p;
+
+	(void)state;
+	PARSE(&p, "-vv", "--kernel", "k");
+	assert_int_equal(p.r, 0);
+	assert_int_equal(p.cfg.verbosity, 2);
+	PARSE(&p, "--quiet", "--kernel", "k");
+	assert_int_equal(p.r, 0);
+	assert_int_equal(p.cfg.verbosity, -1);
+	PARSE(&p, "-q", "-v", "--kernel", "k"); /* -v after -q: verbose 1 */
+	assert_int_equal(p.r, 0);
+	assert_int_equal(p.cfg.verbosity, 1);
+	PARSE(&p, "-v", "-q", "--kernel", "k"); /* last wins */
+	assert_int_equal(p.r, 0);
+	assert_int_equal(p.cfg.verbosity, -1);
+}
+
+static void test_run_repeated_parses_are_independent(void **state)
+{
+	struct parsed p;
+
+	(void)state;
+	PARSE(&p, "--kernel", "a", "--cpus", "4", "--mem", "1G");
+	assert_int_equal(p.r, 0);
+	assert_int_equal(p.cfg.cpus, 4);
+	PARSE(&p, "--kernel", "b");
+	assert_int_equal(p.r, 0);
+	assert_string_equal(p.cfg.kernel, "b");
+	assert_int_equal(p.cfg.cpus, 1);
+	assert_true(p.cfg.mem_bytes == VMM_DEFAULT_MEM);
+}
+
+static void test_run_mem_bare_number_is_mib(void **state)
+{
+	struct parsed p;
+
+	(void)state;
+	PARSE(&p, "--kernel", "k", "--mem", "256");
+	assert_int_equal(p.r, 0);
+	assert_true(p.cfg.mem_bytes == 256 * MiB);
+	PARSE(&p, "--kernel", "k", "--mem", "4"); /* the minimum */
+	assert_int_equal(p.r, 0);
+	assert_true(p.cfg.mem_bytes == 4 * MiB);
+	PARSE(&p, "--kernel", "k", "--mem", "1048576"); /* 1T, the maximum */
+	assert_int_equal(p.r, 0);
+	assert_true(p.cfg.mem_bytes == VMM_MAX_MEM);
+	PARSE(&p, "--kernel", "k", "--mem", "4M");
+	assert_int_equal(p.r, 0);
+	assert_true(p.cfg.mem_bytes == VMM_MIN_MEM);
+	PARSE(&p, "--kernel", "k", "--mem", "1T");
+	assert_int_equal(p.r, 0);
+	assert_true(p.cfg.mem_bytes == VMM_MAX_MEM);
+	PARSE(&p, "--kernel", "k", "--mem", "5000k"); /* 4K multiple */
+	assert_int_equal(p.r, 0);
+	assert_true(p.cfg.mem_bytes == 5000 * KiB);
+}
+
+static void test_run_mem_errors(void **state)
+{
+	struct parsed p;
+
+	(void)state;
+	PARSE(&p, "--kernel", "k", "--mem", "0");
+	expect_usage_error(&p, "'0'");
+	expect_usage_error(&p, "too small");
+	PARSE(&p, "--kernel", "k", "--mem", "abc");
+	expect_usage_error(&p, "'abc'");
+	expect_usage_error(&p, "not a size");
+	PARSE(&p, "--kernel", "k", "--mem", "");
+	expect_usage_error(&p, "--mem: ''");
+	PARSE(&p, "--kernel", "k", "--mem", "1M");
+	expect_usage_error(&p, "'1M' is too small");
+	PARSE(&p, "--kernel", "k", "--mem", "3");
+	expect_usage_error(&p, "'3' is too small");
+	PARSE(&p, "--kernel", "k", "--mem", "2T");
+	expect_usage_error(&p, "'2T' is too large");
+	PARSE(&p, "--kernel", "k", "--mem", "1048577");
+	expect_usage_error(&p, "'1048577' is too large");
+	PARSE(&p, "--kernel", "k", "--mem", "4097k");
+	expect_usage_error(&p, "'4097k' is not a multiple of 4K");
+	PARSE(&p, "--kernel", "k", "--mem", "99999999999999999999G");
+	expect_usage_error(&p, "'99999999999999999999G'");
+	PARSE(&p, "--kernel", "k", "--mem", "-512M");
+	expect_usage_error(&p, "'-512M'");
+}
+
+/*
+ * Regression: a bare number is MiB and must never wrap when shifted;
+ * 17592186044672 = 2^44 + 256 once wrapped to 256 MiB and was accepted.
+ */
+static void test_run_mem_bare_number_overflow(void **state)
+{
+	struct parsed p;
+
+	(void)state;
+	PARSE(&p, "--kernel", "k", "--mem", "17592186044672");
+	expect_usage_error(&p, "'17592186044672' is too large");
+	PARSE(&p, "--kernel", "k", "--mem", "17592186044416"); /* 2^44 */
+	expect_usage_error(&p, "'17592186044416' is too large");
+	PARSE(&p, "--kernel", "k", "--mem", "99999999999999999999");
+	expect_usage_error(&p, "'99999999999999999999' is too large");
+	PARSE(&p, "--kernel", "k", "--mem", "17592186044415"); /* 2^44 - 1 */
+	expect_usage_error(&p, "is too large");
+	/* Leading zeros do not turn MiB into bytes. */
+	PARSE(&p, "--kernel", "k", "--mem", "0000000000000000256");
+	assert_int_equal(p.r, 0);
+	assert_true(p.cfg.mem_bytes == 256 * MiB);
+}
+
+static void test_run_cpus_errors(void **state)
+{
+	struct parsed p;
+
+	(void)state;
+	PARSE(&p, "--kernel", "k", "--cpus", "0");
+	expect_usage_error(&p, "--cpus: '0' is out of range (1 to 254)");
+	PARSE(&p, "--kernel", "k", "--cpus", "255");
+	expect_usage_error(&p, "--cpus: '255' is out of range (1 to 254)");
+	PARSE(&p, "--kernel", "k", "--cpus", "99999999999999999999999");
+	expect_usage_error(&p, "'99999999999999999999999' is out of range");
+	PARSE(&p, "--kernel", "k", "--cpus", "x");
+	expect_usage_error(&p, "--cpus: 'x' is not a number");
+	PARSE(&p, "--kernel", "k", "--cpus", "-1");
+	expect_usage_error(&p, "--cpus: '-1' is not a number");
+	PARSE(&p, "--kernel", "k", "--cpus", "2x");
+	expect_usage_error(&p, "--cpus: '2x' is not a number");
+	PARSE(&p, "--kernel", "k", "--cpus", "1");
+	assert_int_equal(p.r, 0);
+	assert_int_equal(p.cfg.cpus, 1);
+}
+
+static void test_run_hugepages_errors(void **state)
+{
+	struct parsed p;
+
+	(void)state;
+	PARSE(&p, "--kernel", "k", "--hugepages", "4M");
+	expect_usage_error(&p, "--hugepages: '4M'");
+	PARSE(&p, "--kernel", "k", "--hugepages", "2m"); /* case matters */
+	expect_usage_error(&p, "'2m'");
+	PARSE(&p, "--kernel", "k", "--hugepages", "");
+	expect_usage_error(&p, "--hugepages: ''");
+
+	PARSE(&p, "--kernel", "k", "--hugepages", "2M", "--mem", "3M");
+	/* 3M is below the minimum: that is reported first. */
+	expect_usage_error(&p, "'3M' is too small");
+	PARSE(&p, "--kernel", "k", "--hugepages", "2M", "--mem", "5M");
+	expect_usage_error(&p, "5242880 bytes is not a multiple of 2M");
+	PARSE(&p, "--kernel", "k", "--mem", "5M", "--hugepages", "2M");
+	expect_usage_error(&p, "5242880 bytes is not a multiple of 2M");
+	PARSE(&p, "--kernel", "k", "--hugepages", "1G", "--mem", "1536M");
+	expect_usage_error(&p, "1610612736 bytes is not a multiple of 1G");
+	PARSE(&p, "--kernel", "k", "--hugepages", "1G"); /* default 512M */
+	expect_usage_error(&p, "536870912 bytes is not a multiple of 1G");
+	PARSE(&p, "--kernel", "k", "--hugepages", "2M", "--mem", "6M");
+	assert_int_equal(p.r, 0);
+	assert_true(p.cfg.mem_bytes == 6 * MiB);
+	/* off and auto accept any valid size */
+	PARSE(&p, "--kernel", "k", "--hugepages", "off", "--mem", "5M");
+	assert_int_equal(p.r, 0);
+}
+
+static void test_run_console(void **state)
+{
+	struct parsed p;
+
+	(void)state;
+	PARSE(&p, "--kernel", "k", "--console", "file:");
+	expect_usage_error(&p, "--console: 'file:'");
+	PARSE(&p, "--kernel", "k", "--console", "tty");
+	expect_usage_error(&p, "--console: 'tty' is not stdio, none or file:PATH");
+	PARSE(&p, "--kernel", "k", "--console", "file");
+	expect_usage_error(&p, "'file'");
+	PARSE(&p, "--kernel", "k", "--console", "");
+	expect_usage_error(&p, "--console: ''");
+	PARSE(&p, "--kernel", "k", "--console", "file:a:b");
+	assert_int_equal(p.r, 0);
+	assert_int_equal(p.cfg.console, CONSOLE_FILE);
+	assert_string_equal(p.cfg.console_path, "a:b");
+}
+
+static void test_run_bad_arguments(void **state)
+{
+	struct parsed p;
+
+	(void)state;
+	PARSE(&p, "--kernel", "k", "--bogus");
+	expect_usage_error(&p, "unknown option '--bogus'");
+	PARSE(&p, "--kernel", "k", "-x");
+	expect_usage_error(&p, "unknown option '-x'");
+	PARSE(&p, "--kernel", "k", "--verbose=2"); /* takes no value */
+	expect_usage_error(&p, "--verbose=2");
+	PARSE(&p, "--kernel");
+	expect_usage_error(&p, "option '--kernel' needs a value");
+	PARSE(&p, "--kernel", "k", "--mem");
+	expect_usage_error(&p, "option '--mem' needs a value");
+	PARSE(&p, "--kernel", "k", "--cpus");
+	expect_usage_error(&p, "option '--cpus' needs a value");
+	PARSE(&p, "--kernel", "k", "extra");
+	expect_usage_error(&p, "unexpected argument 'extra'");
+	PARSE(&p, "stray", "--kernel", "k"); /* '+': stop at the first */
+	expect_usage_error(&p, "unexpected argument 'stray'");
+	PARSE(&p, "--mem", "1G");
+	expect_usage_error(&p, "missing --kernel PATH");
+	PARSE(&p, "--kernel", "");
+	expect_usage_error(&p, "--kernel: empty path");
+	PARSE(&p, "--kernel", "k", "--initrd", "");
+	expect_usage_error(&p, "--initrd: empty path");
+}
+
+static void test_run_help(void **state)
+{
+	struct parsed p;
+
+	(void)state;
+	PARSE(&p, "--help");
+	assert_int_equal(p.r, 0);
+	assert_true(p.help);
+	PARSE(&p, "-h");
+	assert_int_equal(p.r, 0);
+	assert_true(p.help);
+	/* Nothing else is validated once --help is seen. */
+	PARSE(&p, "--cpus", "1", "--help", "--mem", "junk", "stray");
+	assert_int_equal(p.r, 0);
+	assert_true(p.help);
+	/* But an error before --help is still an error. */
+	PARSE(&p, "--mem", "junk", "--help");
+	expect_usage_error(&p, "'junk'");
+}
+
+static void test_hugepages_name(void **state)
+{
+	(void)state;
+	assert_string_equal(hugepages_name(HUGEPAGES_AUTO), "auto");
+	assert_string_equal(hugepages_name(HUGEPAGES_2M), "2M");
+	assert_string_equal(hugepages_name(HUGEPAGES_1G), "1G");
+	assert_string_equal(hugepages_name(HUGEPAGES_OFF), "off");
+	assert_string_equal(hugepages_name((enum hugepages_mode)42), "?");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_parse_size_suffixes),
+		cmocka_unit_test(test_parse_size_limits),
+		cmocka_unit_test(test_parse_size_syntax),
+		cmocka_unit_test(test_parse_uint_bounds),
+		cmocka_unit_test(test_parse_uint_syntax),
+		cmocka_unit_test(test_run_defaults),
+		cmocka_unit_test(test_run_every_option),
+		cmocka_unit_test(test_run_verbosity),
+		cmocka_unit_test(test_run_repeated_parses_are_independent),
+		cmocka_unit_test(test_run_mem_bare_number_is_mib),
+		cmocka_unit_test(test_run_mem_errors),
+		cmocka_unit_test(test_run_mem_bare_number_overflow),
+		cmocka_unit_test(test_run_cpus_errors),
+		cmocka_unit_test(test_run_hugepages_errors),
+		cmocka_unit_test(test_run_console),
+		cmocka_unit_test(test_run_bad_arguments),
+		cmocka_unit_test(test_run_help),
+		cmocka_unit_test(test_hugepages_name),
+	};
+
+	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+}
