@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# make bench: figures, not tests. Prints a table and one JSON line.
+#  1. Host: cost of `vmm run --mem 4G` until the first KVM_RUN, the whole
+#     process wall time for a tiny guest, and the VMM's resident memory apart
+#     from guest RAM (median of N runs on the host's own /dev/kvm).
+#  2. Lab: stock-kernel boot to init, vmm next to QEMU -accel kvm in the
+#     same L1 boot (scripts/lab/bench-boot).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${BENCH_RUNS:-11}
+out=build/bench
+mkdir -p "$out"
+
+median() { sort -n | awk '{a[NR]=$1} END {if (NR) print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2); else print "nan"}'; }
+
+host_json=null
+if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+	: >"$out/setup_ms" ; : >"$out/wall_ms"; : >"$out/rss_kib"
+	for _ in $(seq "$N"); do
+		t0=$(date +%s%N)
+		build/vmm run -v --kernel build/guests/hello.elf --mem 4G --console none 2>"$out/err"
+		t1=$(date +%s%N)
+		echo $(( (t1 - t0) / 1000 )) | awk '{print $1/1000}' >>"$out/wall_ms"
+		sed -n 's/.*first KVM_RUN \([0-9.]*\) ms.*/\1/p' "$out/err" >>"$out/setup_ms"
+		sed -n 's/.*VMM itself \([0-9]*\) KiB.*/\1/p' "$out/err" >>"$out/rss_kib"
+	done
+	setup=$(median <"$out/setup_ms"); wall=$(median <"$out/wall_ms"); rss=$(median <"$out/rss_kib")
+	printf '\nhost (/dev/kvm here, %s runs, tiny guest, --mem 4G)\n' "$N"
+	printf '  %-44s %10s\n' "setup until first KVM_RUN, median (ms)" "$setup"
+	printf '  %-44s %10s\n' "whole process, exec to exit, median (ms)" "$wall"
+	printf '  %-44s %10s\n' "VMM resident memory apart from guest RAM (KiB)" "$rss"
+	host_json=$(printf '{"runs":%s,"mem":"4G","setup_to_first_run_ms":%s,"process_wall_ms":%s,"vmm_rss_kib":%s}' "$N" "$setup" "$wall" "$rss")
+else
+	echo "host: /dev/kvm not usable here; host figures skipped"
+fi
+
+echo
+lab_json=null
+if [ "${BENCH_LAB:-1}" = 0 ]; then
+	echo "lab: skipped (BENCH_LAB=0)"
+elif scripts/lab/bench-boot | tee "$out/lab.txt"; then
+	lab_json=$(grep -m1 -E '^\{.*\}$' "$out/lab.txt" || echo null)
+else
+	echo "lab: bench-boot could not run (see above)"
+fi
+echo
+echo "{\"host\":$host_json,\"lab\":$lab_json}" | tee "$out/bench.json"
