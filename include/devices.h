@@ -45,18 +45,29 @@ size_t serial_rx_space(struct serial *s);
 void serial_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
 		bool is_write);
 
-/* ---- i8042: enough for Linux's reboot=k and its probe ---- */
+/*
+ * ---- i8042: the reset line Linux's reboot=k pulls, and a keyboard that
+ * answers the guest driver's probe (ACK, ID, BAT) so it does not wait for
+ * timeouts. Keyboard bytes raise IRQ 1, one edge per byte. ----
+ */
+#define I8042_KBD_IRQ 1
+#define I8042_OUTQ 8
+
 struct i8042 {
 	pthread_mutex_t lock;
+	struct irq_line irq;
 	void (*reset)(void *opaque);
 	void *opaque;
 	uint8_t ctr;	 /* controller command byte */
-	uint8_t pending; /* command waiting for its data byte, 0 if none */
-	uint8_t out;	 /* output buffer */
-	bool out_full;
+	uint8_t pending; /* controller command waiting for its data byte */
+	uint8_t kbd_arg; /* keyboard command waiting for its argument */
+	uint8_t outq[I8042_OUTQ];
+	unsigned int out_head, out_len;
+	bool irq_level;
 };
 
-void i8042_init(struct i8042 *k, void (*reset)(void *), void *opaque);
+void i8042_init(struct i8042 *k, struct irq_line irq, void (*reset)(void *),
+		void *opaque);
 int i8042_attach(struct i8042 *k, struct bus *pio) WUR;
 /* Port 0x60 (data) and 0x64 (status/command), for tests. */
 void i8042_data_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,

@@ -108,6 +108,10 @@ void vcpu_kick(struct vcpu *vcpu);
 /* CPUID shaping for one vCPU (pure; exposed for tests). */
 void cpuid_adjust(struct kvm_cpuid2 *cpuid, unsigned int vcpu_id,
 		  unsigned int nr_vcpus);
+/* Set one feature bit in every entry of a leaf (all sub-leaves). */
+enum cpuid_reg { CPUID_REG_EAX, CPUID_REG_EBX, CPUID_REG_ECX, CPUID_REG_EDX };
+void cpuid_set_feature(struct kvm_cpuid2 *cpuid, uint32_t leaf,
+		       enum cpuid_reg reg, unsigned int bit);
 /* The vendor of supported CPUID leaf 0: 1 for AMD/Hygon, 0 otherwise. */
 bool cpuid_is_amd(const struct kvm_cpuid2 *cpuid);
 

@@ -199,6 +199,12 @@ int vm_create(struct vm *vm, const struct vmm_config *cfg, bool *usage)
 		log_err(NULL, "KVM_GET_SUPPORTED_CPUID: %s", strerror(-r));
 		return r;
 	}
+	/*
+	 * KVM emulates the TSC-deadline timer but leaves advertising it to
+	 * us; without it Linux calibrates the LAPIC timer at every boot.
+	 */
+	if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0)
+		cpuid_set_feature(vm->cpuid, 1, CPUID_REG_ECX, 24);
 
 	vm->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (vm->stop_efd < 0)
@@ -209,7 +215,8 @@ int vm_create(struct vm *vm, const struct vmm_config *cfg, bool *usage)
 	}
 	serial_init(&vm->serial,
 		    (struct irq_line){vm_set_irq, vm, SERIAL_COM1_IRQ}, -1);
-	i8042_init(&vm->i8042, reset_cb, vm);
+	i8042_init(&vm->i8042,
+		   (struct irq_line){vm_set_irq, vm, I8042_KBD_IRQ}, reset_cb, vm);
 	rtc_init(&vm->rtc);
 	if ((r = serial_attach(&vm->serial, &vm->pio, SERIAL_COM1_BASE)) ||
 	    (r = i8042_attach(&vm->i8042, &vm->pio)) ||

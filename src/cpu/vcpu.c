@@ -48,6 +48,18 @@ bool cpuid_is_amd(const struct kvm_cpuid2 *cpuid)
 	return false;
 }
 
+void cpuid_set_feature(struct kvm_cpuid2 *cpuid, uint32_t leaf,
+		       enum cpuid_reg reg, unsigned int bit)
+{
+	for (unsigned int i = 0; i < cpuid->nent; i++) {
+		struct kvm_cpuid_entry2 *e = &cpuid->entries[i];
+		uint32_t *r[] = {&e->eax, &e->ebx, &e->ecx, &e->edx};
+
+		if (e->function == leaf)
+			*r[reg] |= 1u << bit;
+	}
+}
+
 static unsigned int order_base2(unsigned int n)
 {
 	unsigned int b = 0;

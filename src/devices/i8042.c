@@ -1,7 +1,8 @@
 /*
- * i8042 keyboard controller, only as much as a Linux guest touches: its
- * probe (self test, command byte) and the reset line that reboot=k pulls.
- * No keyboard or mouse sits behind it.
+ * i8042 keyboard controller: its probe (self test, command byte), the reset
+ * line that reboot=k pulls, and a keyboard with no keys that answers the
+ * commands Linux's atkbd sends when it probes, so that probe ends at once
+ * instead of after timeouts. No mouse: the aux port test fails.
  */
 #include <string.h>
 
@@ -20,22 +21,49 @@ enum {
 	CMD_WRITE_AUX_OUT = 0xd3, CMD_WRITE_AUX = 0xd4,
 };
 
+enum {
+	KBD_SET_LEDS = 0xed, KBD_ECHO = 0xee, KBD_SCANCODE_SET = 0xf0,
+	KBD_GET_ID = 0xf2, KBD_SET_RATE = 0xf3, KBD_ENABLE = 0xf4,
+	KBD_DISABLE = 0xf5, KBD_DEFAULTS = 0xf6, KBD_RESET = 0xff,
+	KBD_ACK = 0xfa, KBD_RESEND = 0xfe, KBD_BAT_OK = 0xaa,
+};
+
+#define CTR_KBD_INT 0x01
 #define CTR_KBD_DISABLE 0x10
 #define CTR_AUX_DISABLE 0x20
 
-void i8042_init(struct i8042 *k, void (*reset)(void *), void *opaque)
+void i8042_init(struct i8042 *k, struct irq_line irq, void (*reset)(void *),
+		void *opaque)
 {
 	memset(k, 0, sizeof(*k));
 	pthread_mutex_init(&k->lock, NULL);
+	k->irq = irq;
 	k->reset = reset;
 	k->opaque = opaque;
 	k->ctr = 0x45; /* translate, system flag, keyboard interrupt */
 }
 
+static void set_irq(struct i8042 *k, bool level)
+{
+	if (level != k->irq_level) {
+		k->irq_level = level;
+		if (k->irq.set)
+			k->irq.set(k->irq.opaque, k->irq.gsi, level);
+	}
+}
+
+/* IRQ 1 is high while a byte waits and the guest enabled the interrupt. */
+static void update_irq(struct i8042 *k)
+{
+	set_irq(k, k->out_len > 0 && (k->ctr & CTR_KBD_INT));
+}
+
 static void put_out(struct i8042 *k, uint8_t v)
 {
-	k->out = v;
-	k->out_full = true;
+	if (k->out_len == I8042_OUTQ)
+		return;
+	k->outq[(k->out_head + k->out_len) % I8042_OUTQ] = v;
+	k->out_len++;
 }
 
 /* Returns true when the guest asked for a reset. */
@@ -66,6 +94,40 @@ static bool command(struct i8042 *k, uint8_t cmd)
 	return false;
 }
 
+/* A byte for the keyboard itself: answer as a PS/2 MF2 keyboard would. */
+static void keyboard(struct i8042 *k, uint8_t v)
+{
+	if (k->kbd_arg) { /* the argument of SET_LEDS, SCANCODE_SET, SET_RATE */
+		k->kbd_arg = 0;
+		put_out(k, KBD_ACK);
+		return;
+	}
+	switch (v) {
+	case KBD_SET_LEDS:
+	case KBD_SCANCODE_SET:
+	case KBD_SET_RATE:
+		k->kbd_arg = v;
+		put_out(k, KBD_ACK);
+		break;
+	case KBD_GET_ID:
+		put_out(k, KBD_ACK);
+		put_out(k, 0xab);
+		put_out(k, 0x83);
+		break;
+	case KBD_ECHO: put_out(k, KBD_ECHO); break;
+	case KBD_ENABLE:
+	case KBD_DISABLE:
+	case KBD_DEFAULTS:
+		put_out(k, KBD_ACK);
+		break;
+	case KBD_RESET:
+		put_out(k, KBD_ACK);
+		put_out(k, KBD_BAT_OK);
+		break;
+	default: put_out(k, KBD_RESEND); break;
+	}
+}
+
 /* Returns true when the guest asked for a reset. */
 static bool data_write(struct i8042 *k, uint8_t v)
 {
@@ -77,7 +139,8 @@ static bool data_write(struct i8042 *k, uint8_t v)
 	case CMD_WRITE_OUTPUT: return !(v & 1); /* bit 0 low: reset */
 	case CMD_WRITE_KBD_OUT:
 	case CMD_WRITE_AUX_OUT: put_out(k, v); break;
-	default: break; /* bytes for a keyboard or mouse: nobody listens */
+	case CMD_WRITE_AUX: break; /* no mouse listens */
+	default: keyboard(k, v); break;
 	}
 	return false;
 }
@@ -90,13 +153,19 @@ void i8042_data_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
 
 	(void)offset;
 	pthread_mutex_lock(&k->lock);
+	memset(data, 0, is_write ? 0 : len);
 	if (is_write) {
 		reset = data_write(k, data[0]);
+	} else if (k->out_len) {
+		data[0] = k->outq[k->out_head];
+		k->out_head = (k->out_head + 1) % I8042_OUTQ;
+		k->out_len--;
+		/* The guest reads one byte per interrupt: an edge for the next. */
+		set_irq(k, false);
 	} else {
-		memset(data, 0, len);
-		data[0] = k->out;
-		k->out_full = false;
+		data[0] = k->outq[(k->out_head + I8042_OUTQ - 1) % I8042_OUTQ];
 	}
+	update_irq(k);
 	pthread_mutex_unlock(&k->lock);
 	if (reset && k->reset)
 		k->reset(k->opaque);
@@ -116,8 +185,9 @@ void i8042_cmd_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
 		memset(data, 0, len);
 		data[0] = STATUS_SYS | STATUS_UNLOCKED |
 			  (k->pending ? STATUS_CMD : 0) |
-			  (k->out_full ? STATUS_OBF : 0);
+			  (k->out_len ? STATUS_OBF : 0);
 	}
+	update_irq(k);
 	pthread_mutex_unlock(&k->lock);
 	if (reset && k->reset)
 		k->reset(k->opaque);

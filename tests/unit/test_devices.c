@@ -363,6 +363,7 @@ static void test_serial_wide_access(void **state)
 struct kbd_fx {
 	struct bus pio;
 	struct i8042 k;
+	struct irq_rec irq;
 	unsigned int resets;
 };
 
@@ -379,7 +380,9 @@ static int setup_kbd(void **state)
 
 	if (!f || bus_init(&f->pio, "pio"))
 		return -1;
-	i8042_init(&f->k, on_reset, f);
+	i8042_init(&f->k,
+		   (struct irq_line){.set = irq_set, .opaque = &f->irq, .gsi = 1},
+		   on_reset, f);
 	if (i8042_attach(&f->k, &f->pio))
 		return -1;
 	*state = f;
@@ -443,8 +446,10 @@ static void test_i8042_command_byte(void **state)
 	assert_int_equal(in8(&f->pio, 0x64), 0x15);
 	assert_int_equal(in8(&f->pio, 0x60), 0x9c);
 
-	/* A data byte with no command pending goes nowhere. */
+	/* A data byte with no command pending goes to the keyboard. */
 	out8(&f->pio, 0x60, 0xff);
+	assert_int_equal(in8(&f->pio, 0x60), 0xfa);
+	assert_int_equal(in8(&f->pio, 0x60), 0xaa);
 	out8(&f->pio, 0x64, 0x20);
 	assert_int_equal(in8(&f->pio, 0x60), 0x30);
 	assert_int_equal(f->resets, 0);
@@ -471,9 +476,54 @@ static void test_i8042_reset(void **state)
 	assert_int_equal(f->resets, 2);
 
 	/* Without a callback, nothing happens. */
-	i8042_init(&f->k, NULL, NULL);
+	i8042_init(&f->k, (struct irq_line){0}, NULL, NULL);
 	out8(&f->pio, 0x64, 0xfe);
 	assert_int_equal(f->resets, 2);
+}
+
+/*
+ * Linux's atkbd probe: GET_ID answers ACK, 0xab, 0x83 on IRQ 1, one
+ * rising edge per byte (its handler reads one byte per interrupt); SET_LEDS
+ * takes an argument and ACKs both bytes; unknown commands get RESEND.
+ */
+static void test_i8042_keyboard_probe(void **state)
+{
+	struct kbd_fx *f = *state;
+	static const uint8_t id[] = {0xfa, 0xab, 0x83};
+
+	out8(&f->pio, 0x60, 0xf2);
+	for (unsigned int i = 0; i < 3; i++) {
+		unsigned int calls = f->irq.calls;
+
+		assert_int_equal(f->irq.gsi, 1);
+		assert_int_equal(f->irq.level, 1);
+		assert_int_equal(in8(&f->pio, 0x64) & 0x01, 0x01);
+		assert_int_equal(in8(&f->pio, 0x60), id[i]);
+		/* Low after the read, and high again while bytes remain. */
+		assert_int_equal(f->irq.calls, calls + (i < 2 ? 2 : 1));
+		assert_int_equal(f->irq.level, i < 2);
+	}
+	assert_int_equal(in8(&f->pio, 0x64) & 0x01, 0);
+
+	out8(&f->pio, 0x60, 0xed);
+	assert_int_equal(in8(&f->pio, 0x60), 0xfa);
+	out8(&f->pio, 0x60, 0x07);
+	assert_int_equal(in8(&f->pio, 0x60), 0xfa);
+	out8(&f->pio, 0x60, 0xff);
+	assert_int_equal(in8(&f->pio, 0x60), 0xfa);
+	assert_int_equal(in8(&f->pio, 0x60), 0xaa);
+	out8(&f->pio, 0x60, 0x42);
+	assert_int_equal(in8(&f->pio, 0x60), 0xfe);
+	assert_int_equal(f->irq.level, 0);
+
+	/* With the keyboard interrupt disabled in the command byte: no IRQ. */
+	out8(&f->pio, 0x64, 0x60);
+	out8(&f->pio, 0x60, 0x44);
+	out8(&f->pio, 0x60, 0xf4);
+	assert_int_equal(f->irq.level, 0);
+	assert_int_equal(in8(&f->pio, 0x64) & 0x01, 0x01);
+	assert_int_equal(in8(&f->pio, 0x60), 0xfa);
+	assert_int_equal(f->resets, 0);
 }
 
 /* ---- RTC ---- */
@@ -884,6 +934,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_i8042_self_test, setup_kbd,
 						teardown_kbd),
 		cmocka_unit_test_setup_teardown(test_i8042_command_byte,
+						setup_kbd, teardown_kbd),
+		cmocka_unit_test_setup_teardown(test_i8042_keyboard_probe,
 						setup_kbd, teardown_kbd),
 		cmocka_unit_test_setup_teardown(test_i8042_reset, setup_kbd,
 						teardown_kbd),
