@@ -68,14 +68,11 @@ lab_add_elf() {
     done
 }
 
-# Resolve a module name (dashes and underscores are the same) to its file.
+# Resolve a module name (dashes and underscores are the same) to its file,
+# through the "name path" index built by lab_add_modules.
 _lab_mod_file() {
-    local want=${1//-/_} f n
-    for f in $_LAB_MOD_FILES; do
-        n=$(basename "$f"); n=${n%%.ko*}
-        [ "${n//-/_}" = "$want" ] && { printf '%s\n' "$f"; return 0; }
-    done
-    return 1
+    awk -v w="${1//-/_}" '$1 == w { print $2; found = 1; exit } END { exit !found }' \
+        "$_LAB_MOD_INDEX"
 }
 
 # Print a module's decompressed bytes (Debian 12 ships plain .ko; later
@@ -111,8 +108,10 @@ lab_add_modules() {
     mkdir -p "$_LAB_MOD_OUT"
     : >"$_LAB_MOD_OUT/order"
     _LAB_MOD_DONE=
-    _LAB_MOD_FILES=$(find -L "$LAB/modules/kernel" -name '*.ko*' \
-        \( -path '*/virt/*' -o -path '*/arch/x86/kvm/*' -o -path '*/drivers/*' \))
+    _LAB_MOD_INDEX=$LAB/modules.index
+    find -L "$LAB/modules/kernel" -name '*.ko*' |
+        awk -F/ '{ n = $NF; sub(/\.ko.*$/, "", n); gsub(/-/, "_", n); print n, $0 }' \
+        >"$_LAB_MOD_INDEX"
     for m in "$@"; do _lab_mod_visit "$m"; done
 }
 
