@@ -18,6 +18,8 @@
 #define MEM_MMIO_HOLE_START 0xC0000000ULL /* PCI MMIO, IOAPIC, LAPIC above */
 #define MEM_4G 0x100000000ULL
 #define MEM_MAX_REGIONS 2
+/* Host virtual alignment of every RAM region (huge-page friendly). */
+#define MEM_HVA_ALIGN (2ULL << 20)
 
 struct mem_region {
 	uint64_t gpa;

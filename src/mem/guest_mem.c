@@ -49,15 +49,31 @@ long mem_hugepages_free(uint64_t page_size)
 static void *map_region(uint64_t size, uint64_t page_size)
 {
 	int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
-	void *p;
+	const uint64_t align = MEM_HVA_ALIGN;
+	uint8_t *p, *aligned;
 
 	if (page_size == 2 * MiB)
 		flags |= MAP_HUGETLB | (int)MAP_HUGE_2MB_FLAG;
 	else if (page_size == GiB)
 		flags |= MAP_HUGETLB | (int)MAP_HUGE_1GB_FLAG;
 	/* No MAP_POPULATE: a 4G guest must start in milliseconds. */
-	p = mmap(NULL, size, PROT_READ | PROT_WRITE, flags, -1, 0);
-	return p == MAP_FAILED ? NULL : p;
+	if (flags & MAP_HUGETLB) { /* hugetlb mappings come aligned */
+		p = mmap(NULL, size, PROT_READ | PROT_WRITE, flags, -1, 0);
+		return p == MAP_FAILED ? NULL : p;
+	}
+	/*
+	 * Transparent huge pages, and KVM's 2M mappings of them in the nested
+	 * page tables, need host and guest addresses equally aligned within
+	 * 2M: over-map, then trim to a 2M-aligned start.
+	 */
+	p = mmap(NULL, size + align, PROT_READ | PROT_WRITE, flags, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	aligned = (uint8_t *)ALIGN_UP((uintptr_t)p, (uintptr_t)align);
+	if (aligned > p)
+		munmap(p, (size_t)(aligned - p));
+	munmap(aligned + size, (size_t)(p + align - aligned));
+	return aligned;
 }
 
 static void unmap_all(struct guest_mem *mem)
