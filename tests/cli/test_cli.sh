@@ -88,6 +88,16 @@ if have_kvm; then
 		skipped "--hugepages 1G none free" "this host has free 1G pages"
 	fi
 
+	# Without permission on /dev/kvm: one line naming it, a runtime failure.
+	if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null && [ "$(stat -c %a /dev/kvm)" = 600 ] &&
+		setpriv --reuid=65534 --regid=65534 --clear-groups test -r "$VMM" -a -r "$G/hello.elf"; then
+		run setpriv --reuid=65534 --regid=65534 --clear-groups "$VMM" run --kernel "$G/hello.elf" --mem 16M
+		[ "$rc" = 1 ] && [ "$nerr" = 1 ] && [[ "$err" == "vmm: cannot open /dev/kvm: Permission denied"* ]] &&
+			ok "/dev/kvm without permission" || bad "/dev/kvm without permission" "rc=$rc err=$err"
+	else
+		skipped "/dev/kvm without permission" "needs root, setpriv, a 0600 /dev/kvm and files readable by nobody"
+	fi
+
 	run "$VMM" run -q --kernel "$G/hello.elf" --mem 16M
 	[ "$rc" = 0 ] && [ "$out" = "hello from guest" ] && [ -z "$err" ] && ok "boot to stdout" || bad "boot to stdout" "rc=$rc out=$out err=$err"
 	run "$VMM" run --kernel "$G/hello.elf" --mem 16M
