@@ -55,6 +55,12 @@ build() {
 	}
 }
 
+# With the lab in the run, fetch its stock kernel first: the unit tier's
+# real-bzImage test uses it too (and skips, saying so, when it is absent).
+if [[ " ${tiers[*]} " == *" lab "* ]]; then
+	scripts/lab/prepare >/dev/null 2>&1 || echo "lab material could not be fetched; tests that need it will skip"
+fi
+
 for tier in "${tiers[@]}"; do
 	case $tier in
 	unit)
