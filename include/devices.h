@@ -19,6 +19,17 @@ struct irq_line {
 	unsigned int gsi;
 };
 
+/* Drive the line to level, calling out only when it changes. */
+static inline void irq_line_update(const struct irq_line *l, bool *cur,
+				   bool level)
+{
+	if (level == *cur)
+		return;
+	*cur = level;
+	if (l->set)
+		l->set(l->opaque, l->gsi, level);
+}
+
 /* ---- 8250/16550A UART ---- */
 #define SERIAL_COM1_BASE 0x3f8
 #define SERIAL_COM1_IRQ 4

@@ -65,9 +65,10 @@ struct vm {
 
 	uint64_t start_ns; /* CLOCK_MONOTONIC at vm_create(), for --verbose */
 
-	/* Stop: the first request wins. */
+	/* Stop: the first request claims, then publishes through stopping. */
 	int stop_efd;
-	int stopping; /* atomic */
+	int stop_claimed; /* atomic */
+	int stopping;	  /* atomic */
 	int exit_status;
 	char exit_reason[160];
 };

@@ -25,13 +25,15 @@ void vm_request_stop(struct vm *vm, int status, const char *fmt, ...)
 	int expected = 0;
 	va_list ap;
 
-	if (!__atomic_compare_exchange_n(&vm->stopping, &expected, 1, false,
+	if (!__atomic_compare_exchange_n(&vm->stop_claimed, &expected, 1, false,
 					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 		return; /* the first reason stands */
 	vm->exit_status = status;
 	va_start(ap, fmt);
 	vsnprintf(vm->exit_reason, sizeof(vm->exit_reason), fmt, ap);
 	va_end(ap);
+	/* Whoever sees stopping set also sees the status and reason. */
+	__atomic_store_n(&vm->stopping, 1, __ATOMIC_RELEASE);
 	if (write(vm->stop_efd, &one, sizeof(one)) < 0)
 		log_debug("vm", "stop eventfd: %s", strerror(errno));
 }

@@ -43,19 +43,11 @@ void i8042_init(struct i8042 *k, struct irq_line irq, void (*reset)(void *),
 	k->ctr = 0x45; /* translate, system flag, keyboard interrupt */
 }
 
-static void set_irq(struct i8042 *k, bool level)
-{
-	if (level != k->irq_level) {
-		k->irq_level = level;
-		if (k->irq.set)
-			k->irq.set(k->irq.opaque, k->irq.gsi, level);
-	}
-}
-
 /* IRQ 1 is high while a byte waits and the guest enabled the interrupt. */
 static void update_irq(struct i8042 *k)
 {
-	set_irq(k, k->out_len > 0 && (k->ctr & CTR_KBD_INT));
+	irq_line_update(&k->irq, &k->irq_level,
+			k->out_len > 0 && (k->ctr & CTR_KBD_INT));
 }
 
 static void put_out(struct i8042 *k, uint8_t v)
@@ -161,7 +153,7 @@ void i8042_data_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
 		k->out_head = (k->out_head + 1) % I8042_OUTQ;
 		k->out_len--;
 		/* The guest reads one byte per interrupt: an edge for the next. */
-		set_irq(k, false);
+		irq_line_update(&k->irq, &k->irq_level, false);
 	} else {
 		data[0] = k->outq[(k->out_head + I8042_OUTQ - 1) % I8042_OUTQ];
 	}

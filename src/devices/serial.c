@@ -60,13 +60,7 @@ static uint8_t iir(const struct serial *s)
 /* Recompute the interrupt line; called with the lock held. */
 static void update_irq(struct serial *s)
 {
-	bool level = !(iir(s) & IIR_NO_INT);
-
-	if (level != s->irq_level) {
-		s->irq_level = level;
-		if (s->irq.set)
-			s->irq.set(s->irq.opaque, s->irq.gsi, level);
-	}
+	irq_line_update(&s->irq, &s->irq_level, !(iir(s) & IIR_NO_INT));
 }
 
 static void rx_push(struct serial *s, uint8_t b)
