@@ -27,6 +27,22 @@ enum console_kind { CONSOLE_STDIO, CONSOLE_FILE, CONSOLE_NONE };
 #define VMM_MAX_CPUS 254	 /* 8-bit APIC IDs in the MP table, 0xff is broadcast */
 #define VMM_DEFAULT_CMDLINE "console=ttyS0 reboot=k panic=1 acpi=off i8042.noaux i8042.nomux i8042.nopnp"
 
+enum blk_engine_kind { BLK_ENGINE_IO_URING, BLK_ENGINE_AIO, BLK_ENGINE_SYNC };
+enum blk_cache { BLK_CACHE_WRITEBACK, BLK_CACHE_NONE };
+
+#define VMM_MAX_DISKS 16
+#define VIRTIO_BLK_ID_LEN 20 /* VIRTIO_BLK_ID_BYTES */
+
+/* --disk path=FILE[,readonly=on][,serial=ID][,cache=none|writeback][,engine=...][,queues=N] */
+struct disk_config {
+	const char *path;
+	bool readonly;
+	char serial[VIRTIO_BLK_ID_LEN + 1];
+	enum blk_cache cache;
+	enum blk_engine_kind engine;
+	unsigned int queues; /* 0: one per vCPU */
+};
+
 struct vmm_config {
 	const char *kernel;
 	const char *initrd;  /* NULL: none */
@@ -37,7 +53,18 @@ struct vmm_config {
 	enum console_kind console;
 	const char *console_path; /* CONSOLE_FILE */
 	int verbosity;		  /* 0 normal, -1 quiet, 1.. verbose */
+	struct disk_config disks[VMM_MAX_DISKS];
+	unsigned int nr_disks;
+	char *disk_args[VMM_MAX_DISKS]; /* owned copies the paths point into */
 };
+
+/*
+ * Parse one --disk value into d (path points into a copy owned by the
+ * caller's storage, see config_parse_run). -EINVAL with err naming the key.
+ */
+int parse_disk(char *arg, struct disk_config *d, char *err, size_t errlen) WUR;
+const char *blk_engine_name(enum blk_engine_kind e);
+void config_free(struct vmm_config *cfg);
 
 /*
  * Parse "512M", "4G", "1048576", "64k" into bytes. Returns 0 or -EINVAL

@@ -103,13 +103,34 @@ void rtc_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
 #define PCI_CONF_DATA_PORT 0xcfc
 #define PCI_MAX_DEVICES 32
 
+/* A 32-bit memory BAR; the guest may move it. */
+struct pci_bar {
+	uint64_t size;	 /* power of two >= 16; 0: no BAR */
+	uint64_t mapped; /* where it decodes now, 0 when it does not */
+};
+
 struct pci_device {
 	uint8_t cfg[256]; /* type 0 header + capabilities */
 	uint8_t wmask[256]; /* which bits the guest may write */
 	void *opaque;
+	struct pci_bar bars[6];
 	/* Optional hooks, called with the config lock held. */
 	void (*cfg_write)(struct pci_device *dev, uint32_t offset, uint32_t len);
+	/* A BAR starts (map) or stops decoding at gpa. */
+	void (*bar_map)(struct pci_device *dev, unsigned int bar, uint64_t gpa,
+			bool map);
 };
+
+/*
+ * Give dev a 32-bit memory BAR of size bytes at gpa (its initial address,
+ * as firmware would assign it). It decodes once the guest sets the
+ * command register's memory bit; moves follow the guest's writes.
+ */
+void pci_set_bar(struct pci_device *dev, unsigned int bar, uint64_t size,
+		 uint64_t gpa);
+/* Add a capability of len bytes (data[0] = id) at offset; links the list. */
+void pci_add_cap(struct pci_device *dev, uint8_t offset, const void *data,
+		 uint8_t len);
 
 struct pci_bus {
 	pthread_mutex_t lock;

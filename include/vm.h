@@ -35,6 +35,17 @@ struct vcpu {
 	uint64_t exits;
 };
 
+/* An fd the I/O thread watches; fn runs on the I/O thread when readable. */
+#define VM_MAX_WATCHES 128
+struct io_watch {
+	void (*fn)(void *opaque);
+	void *opaque;
+};
+
+/* GSI routing: the default irqchip routes plus MSI routes from GSI 24 up. */
+#define VM_IRQCHIP_GSIS 24
+#define VM_MAX_MSI_ROUTES 512
+
 struct vm {
 	const struct vmm_config *cfg;
 	int kvm_fd;
@@ -64,6 +75,19 @@ struct vm {
 	bool escape_pending; /* saw Ctrl-A */
 
 	uint64_t start_ns; /* CLOCK_MONOTONIC at vm_create(), for --verbose */
+
+	/* The I/O thread's epoll set and what it watches. */
+	int epfd;
+	struct io_watch watches[VM_MAX_WATCHES];
+	unsigned int nr_watches;
+
+	/* MSI routes (guarded by routes_lock; vCPU threads update them). */
+	pthread_mutex_t routes_lock;
+	struct kvm_irq_routing_entry msi_routes[VM_MAX_MSI_ROUTES];
+	bool msi_route_used[VM_MAX_MSI_ROUTES];
+
+	/* PCI MMIO window allocator for BARs (bump, never freed). */
+	uint64_t pci_mmio_next;
 
 	/* Stop: the first request claims, then publishes through stopping. */
 	int stop_efd;
@@ -95,6 +119,25 @@ void vm_request_stop(struct vm *vm, int status, const char *fmt, ...)
 	PRINTF_LIKE(3, 4);
 
 uint64_t vm_now_ns(void);
+
+/*
+ * Watch fd for readability on the I/O thread (level-triggered): fn(opaque)
+ * runs there. Before or during vm_run(). -ENOSPC when the table is full.
+ */
+int vm_io_watch(struct vm *vm, int fd, void (*fn)(void *), void *opaque) WUR;
+
+/* KVM interrupt plumbing (src/vm_irq.c). */
+/* Reserve a GSI for an MSI route; -ENOSPC. Starts masked (no route). */
+int vm_msi_alloc(struct vm *vm) WUR;
+/* Point gsi at an MSI message (address, data). */
+int vm_msi_set(struct vm *vm, int gsi, uint64_t addr, uint32_t data) WUR;
+/* Bind eventfd efd to gsi: a write to efd injects the interrupt in KVM. */
+int vm_irqfd(struct vm *vm, int efd, int gsi, bool assign) WUR;
+/* A guest write of len bytes at MMIO gpa signals efd inside KVM. */
+int vm_ioeventfd(struct vm *vm, int efd, uint64_t gpa, uint32_t len,
+		 bool assign) WUR;
+/* Take len bytes of the 32-bit PCI MMIO window, aligned to len (a power of two). */
+int vm_pci_mmio_alloc(struct vm *vm, uint64_t len, uint64_t *gpa) WUR;
 
 /* KVM_IRQ_LINE through the in-kernel irqchip (irq_line callback). */
 void vm_set_irq(void *opaque, unsigned int gsi, int level);

@@ -135,8 +135,86 @@ static int parse_console(struct vmm_config *cfg, const char *arg, char *err,
 	return 0;
 }
 
+const char *blk_engine_name(enum blk_engine_kind e)
+{
+	return e == BLK_ENGINE_IO_URING ? "io_uring" : e == BLK_ENGINE_AIO ? "aio" : "sync";
+}
+
+static int parse_onoff(const char *key, const char *v, bool *out, char *err,
+		       size_t errlen)
+{
+	if (!strcmp(v, "on") || !strcmp(v, "true") || !strcmp(v, "1"))
+		*out = true;
+	else if (!strcmp(v, "off") || !strcmp(v, "false") || !strcmp(v, "0"))
+		*out = false;
+	else
+		return fail(err, errlen, "--disk: %s='%s' is not on or off", key, v);
+	return 0;
+}
+
+int parse_disk(char *arg, struct disk_config *d, char *err, size_t errlen)
+{
+	char *save = NULL;
+	unsigned long n;
+
+	*d = (struct disk_config){.cache = BLK_CACHE_WRITEBACK,
+				  .engine = BLK_ENGINE_IO_URING};
+	for (char *kv = strtok_r(arg, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+		char *v = strchr(kv, '=');
+
+		if (!v)
+			return fail(err, errlen, "--disk: '%s' is not key=value", kv);
+		*v++ = '\0';
+		if (!strcmp(kv, "path")) {
+			if (!*v)
+				return fail(err, errlen, "--disk: path is empty");
+			d->path = v;
+		} else if (!strcmp(kv, "readonly")) {
+			if (parse_onoff(kv, v, &d->readonly, err, errlen))
+				return -EINVAL;
+		} else if (!strcmp(kv, "serial")) {
+			if (strlen(v) > VIRTIO_BLK_ID_LEN)
+				return fail(err, errlen, "--disk: serial='%s' is longer than %d bytes",
+					    v, VIRTIO_BLK_ID_LEN);
+			strcpy(d->serial, v);
+		} else if (!strcmp(kv, "cache")) {
+			if (!strcmp(v, "none"))
+				d->cache = BLK_CACHE_NONE;
+			else if (!strcmp(v, "writeback"))
+				d->cache = BLK_CACHE_WRITEBACK;
+			else
+				return fail(err, errlen, "--disk: cache='%s' is not none or writeback", v);
+		} else if (!strcmp(kv, "engine")) {
+			if (!strcmp(v, "io_uring"))
+				d->engine = BLK_ENGINE_IO_URING;
+			else if (!strcmp(v, "aio"))
+				d->engine = BLK_ENGINE_AIO;
+			else if (!strcmp(v, "sync"))
+				d->engine = BLK_ENGINE_SYNC;
+			else
+				return fail(err, errlen, "--disk: engine='%s' is not io_uring, aio or sync", v);
+		} else if (!strcmp(kv, "queues")) {
+			if (parse_uint(v, 1, 64, &n))
+				return fail(err, errlen, "--disk: queues='%s' is not a number from 1 to 64", v);
+			d->queues = (unsigned int)n;
+		} else {
+			return fail(err, errlen, "--disk: unknown key '%s'", kv);
+		}
+	}
+	if (!d->path)
+		return fail(err, errlen, "--disk: path=FILE is missing");
+	return 0;
+}
+
+void config_free(struct vmm_config *cfg)
+{
+	for (unsigned int i = 0; i < cfg->nr_disks; i++)
+		free(cfg->disk_args[i]);
+	cfg->nr_disks = 0;
+}
+
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS,
-       OPT_HUGEPAGES, OPT_CONSOLE };
+       OPT_HUGEPAGES, OPT_CONSOLE, OPT_DISK };
 
 int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[],
 		     bool *help, char *err, size_t errlen)
@@ -149,6 +227,7 @@ int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[],
 		{"cpus", required_argument, NULL, OPT_CPUS},
 		{"hugepages", required_argument, NULL, OPT_HUGEPAGES},
 		{"console", required_argument, NULL, OPT_CONSOLE},
+		{"disk", required_argument, NULL, OPT_DISK},
 		{"verbose", no_argument, NULL, 'v'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
@@ -205,6 +284,18 @@ int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[],
 			break;
 		case OPT_CONSOLE:
 			r = parse_console(cfg, optarg, err, errlen);
+			if (r)
+				return r;
+			break;
+		case OPT_DISK:
+			if (cfg->nr_disks == VMM_MAX_DISKS)
+				return fail(err, errlen, "--disk: at most %d disks", VMM_MAX_DISKS);
+			cfg->disk_args[cfg->nr_disks] = strdup(optarg);
+			if (!cfg->disk_args[cfg->nr_disks])
+				return fail(err, errlen, "out of memory");
+			r = parse_disk(cfg->disk_args[cfg->nr_disks],
+				       &cfg->disks[cfg->nr_disks], err, errlen);
+			cfg->nr_disks++;
 			if (r)
 				return r;
 			break;

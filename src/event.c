@@ -15,7 +15,23 @@
 #include "log.h"
 #include "vm.h"
 
-enum { EV_STOP = 1, EV_SIGNAL, EV_STDIN };
+/* epoll tags: these three, then EV_WATCH + index into vm->watches. */
+enum { EV_STOP = 1, EV_SIGNAL, EV_STDIN, EV_WATCH = 16 };
+
+int vm_io_watch(struct vm *vm, int fd, void (*fn)(void *), void *opaque)
+{
+	struct epoll_event ev = {.events = EPOLLIN};
+	unsigned int i = vm->nr_watches;
+
+	if (i == VM_MAX_WATCHES)
+		return -ENOSPC;
+	vm->watches[i] = (struct io_watch){fn, opaque};
+	ev.data.u64 = EV_WATCH + i;
+	if (epoll_ctl(vm->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+		return -errno;
+	vm->nr_watches++;
+	return 0;
+}
 
 static void sigusr1_handler(int sig)
 {
@@ -131,11 +147,9 @@ static void input_pump(struct vm *vm, struct input_state *in)
 
 static int io_loop(struct vm *vm, int sfd)
 {
-	struct input_state in = {.ep = epoll_create1(EPOLL_CLOEXEC)};
+	struct input_state in = {.ep = vm->epfd};
 	int r;
 
-	if (in.ep < 0)
-		return -errno;
 	if ((r = epoll_add(in.ep, vm->stop_efd, EV_STOP)) ||
 	    (r = epoll_add(in.ep, sfd, EV_SIGNAL)))
 		goto out;
@@ -152,9 +166,9 @@ static int io_loop(struct vm *vm, int sfd)
 	}
 	r = 0;
 	while (!__atomic_load_n(&vm->stopping, __ATOMIC_ACQUIRE)) {
-		struct epoll_event evs[8];
+		struct epoll_event evs[32];
 		bool poll_input = !in.eof && (in.unpollable || !in.watching);
-		int n = epoll_wait(in.ep, evs, 8, poll_input ? 10 : -1);
+		int n = epoll_wait(in.ep, evs, 32, poll_input ? 10 : -1);
 
 		if (n < 0 && errno != EINTR) {
 			r = -errno;
@@ -170,6 +184,10 @@ static int io_loop(struct vm *vm, int sfd)
 							sigabbrev_np((int)si.ssi_signo));
 			} else if (evs[i].data.u64 == EV_STDIN) {
 				input_pump(vm, &in);
+			} else if (evs[i].data.u64 >= EV_WATCH) {
+				struct io_watch *w = &vm->watches[evs[i].data.u64 - EV_WATCH];
+
+				w->fn(w->opaque);
 			}
 		}
 		if (poll_input) {
@@ -181,7 +199,6 @@ static int io_loop(struct vm *vm, int sfd)
 		}
 	}
 out:
-	close(in.ep);
 	return r;
 }
 

@@ -27,6 +27,10 @@ static const char usage_run[] =
 	"  --cpus N             vCPUs (default 1)\n"
 	"  --hugepages MODE     auto|2M|1G|off (default auto: 2M hugetlb pages when\n"
 	"                       enough are free, else transparent huge pages)\n"
+	"  --disk path=FILE[,readonly=on][,serial=ID][,cache=none|writeback]\n"
+	"       [,engine=io_uring|aio|sync][,queues=N]\n"
+	"                       a virtio-blk disk (repeatable: vda, vdb, ...);\n"
+	"                       default engine io_uring, one queue per vCPU\n"
 	"  --console SINK       stdio|file:PATH|none (default stdio; on a terminal,\n"
 	"                       Ctrl-A x quits and Ctrl-A Ctrl-A sends Ctrl-A)\n"
 	"  -v, --verbose        more detail on stderr (repeat for debug)\n"
@@ -35,7 +39,8 @@ static const char usage_run[] =
 	"\n"
 	"exit status:\n"
 	"  0      the guest rebooted, reset or powered off\n"
-	"  1      runtime failure: host error, guest triple fault, KVM error\n"
+	"  1      runtime failure: host error, guest triple fault, KVM error,\n"
+	"         a disk image locked by another process\n"
 	"  2      usage error: bad option or value, unusable kernel/initrd file\n"
 	"  128+N  stopped by signal N (130 for SIGINT or Ctrl-A x, 143 for SIGTERM)\n";
 
@@ -49,6 +54,7 @@ static int cmd_run(int argc, char *argv[])
 
 	if (config_parse_run(&cfg, argc, argv, &help, err, sizeof(err))) {
 		log_err(NULL, "%s", err);
+		config_free(&cfg);
 		return VMM_EXIT_USAGE;
 	}
 	if (help) {
@@ -72,6 +78,7 @@ static int cmd_run(int argc, char *argv[])
 		log_warn(NULL, "this host's KVM is not hardware-assisted (no vmx/svm CPU flag): stock Linux kernels will not boot here; scripts/lab runs them on a real KVM");
 	r = vm_run(&vm);
 	vm_destroy(&vm);
+	config_free(&cfg);
 	return r;
 }
 

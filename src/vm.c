@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "virtio.h"
 #include "vm.h"
 
 #define KVM_TSS_GPA 0xfffbd000ULL
@@ -119,7 +121,7 @@ int vm_create(struct vm *vm, const struct vmm_config *cfg, bool *usage)
 	memset(vm, 0, sizeof(*vm));
 	vm->cfg = cfg;
 	vm->start_ns = vm_now_ns();
-	vm->kvm_fd = vm->vm_fd = vm->stop_efd = -1;
+	vm->kvm_fd = vm->vm_fd = vm->stop_efd = vm->epfd = -1;
 	vm->console_out_fd = vm->console_in_fd = -1;
 	*usage = false;
 
@@ -211,6 +213,10 @@ int vm_create(struct vm *vm, const struct vmm_config *cfg, bool *usage)
 	vm->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (vm->stop_efd < 0)
 		FAIL_SYS("eventfd");
+	vm->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (vm->epfd < 0)
+		FAIL_SYS("epoll_create1");
+	pthread_mutex_init(&vm->routes_lock, NULL);
 	if ((r = bus_init(&vm->pio, "pio")) || (r = bus_init(&vm->mmio, "mmio"))) {
 		log_err(NULL, "bus: %s", strerror(-r));
 		return r;
@@ -239,6 +245,12 @@ int vm_create(struct vm *vm, const struct vmm_config *cfg, bool *usage)
 			log_err(NULL, "creating vcpu%u: %s", i, strerror(-r));
 			return r;
 		}
+	}
+	/* Disks after the vCPUs: each gets a queue per vCPU by default. */
+	for (unsigned int i = 0; i < cfg->nr_disks; i++) {
+		r = blk_create(vm, &cfg->disks[i], i, 1 + i, usage);
+		if (r)
+			return r;
 	}
 	return 0;
 }
@@ -428,9 +440,11 @@ void vm_destroy(struct vm *vm)
 	mem_destroy(&vm->mem);
 	if (vm->stop_efd >= 0)
 		close(vm->stop_efd);
+	if (vm->epfd >= 0)
+		close(vm->epfd);
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);
 	if (vm->kvm_fd >= 0)
 		close(vm->kvm_fd);
-	vm->stop_efd = vm->vm_fd = vm->kvm_fd = -1;
+	vm->stop_efd = vm->vm_fd = vm->kvm_fd = vm->epfd = -1;
 }

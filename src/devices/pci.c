@@ -49,6 +49,55 @@ static void addr_pio(void *opaque, uint64_t offset, uint8_t *data,
 	pthread_mutex_unlock(&pci->lock);
 }
 
+void pci_set_bar(struct pci_device *dev, unsigned int bar, uint64_t size,
+		 uint64_t gpa)
+{
+	uint32_t v = (uint32_t)gpa, m = (uint32_t)~(size - 1) & ~0xfu;
+
+	dev->bars[bar] = (struct pci_bar){.size = size};
+	memcpy(&dev->cfg[PCI_BASE_ADDRESS_0 + 4 * bar], &v, 4);
+	/* Address bits above the size are writable; sizing reads ~(size-1). */
+	memcpy(&dev->wmask[PCI_BASE_ADDRESS_0 + 4 * bar], &m, 4);
+}
+
+void pci_add_cap(struct pci_device *dev, uint8_t offset, const void *data,
+		 uint8_t len)
+{
+	memcpy(&dev->cfg[offset], data, len);
+	dev->cfg[offset + 1] = dev->cfg[PCI_CAPABILITY_LIST];
+	dev->cfg[PCI_CAPABILITY_LIST] = offset;
+	dev->cfg[PCI_STATUS] |= PCI_STATUS_CAP_LIST;
+}
+
+/* Make each BAR decode where its register and the command register say. */
+static void update_bars(struct pci_device *dev)
+{
+	uint16_t cmd;
+
+	memcpy(&cmd, &dev->cfg[PCI_COMMAND], 2);
+	for (unsigned int i = 0; i < 6; i++) {
+		struct pci_bar *b = &dev->bars[i];
+		uint32_t reg;
+		uint64_t want;
+
+		if (!b->size)
+			continue;
+		memcpy(&reg, &dev->cfg[PCI_BASE_ADDRESS_0 + 4 * i], 4);
+		want = reg & ~0xfu;
+		/* Off, unassigned, or left at the all-ones sizing pattern. */
+		if (!(cmd & PCI_COMMAND_MEMORY) || want == 0 ||
+		    want == ((uint32_t)~(b->size - 1) & ~0xfu))
+			want = 0;
+		if (want == b->mapped)
+			continue;
+		if (b->mapped && dev->bar_map)
+			dev->bar_map(dev, i, b->mapped, false);
+		b->mapped = want;
+		if (want && dev->bar_map)
+			dev->bar_map(dev, i, want, true);
+	}
+}
+
 void pci_conf_access(struct pci_bus *pci, uint32_t addr, uint8_t *data,
 		     uint32_t len, bool is_write)
 {
@@ -73,6 +122,7 @@ void pci_conf_access(struct pci_bus *pci, uint32_t addr, uint8_t *data,
 			dev->cfg[reg + i] =
 				(uint8_t)((dev->cfg[reg + i] & ~m) | (data[i] & m));
 		}
+		update_bars(dev);
 		if (dev->cfg_write)
 			dev->cfg_write(dev, reg, len);
 	} else {

@@ -1,0 +1,559 @@
+/*
+ * virtio-blk (virtio 1.2, section 5.2) over a host file. Requests are
+ * parsed from the popped chain (header, payload, status byte), checked
+ * (lengths, bounds, direction, read-only) and handed to the disk's engine;
+ * completions come back on the I/O thread, are pushed, and each queue is
+ * notified once per batch. A bad request completes with an error status;
+ * only a broken ring stops the device.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/virtio_blk.h>
+#include <linux/virtio_ids.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "blk.h"
+#include "log.h"
+#include "vm.h"
+
+#define BLK_QUEUE_SIZE 256
+#define SECTOR 512ULL
+#define HDR_LEN sizeof(struct virtio_blk_outhdr)
+#define MAX_DISCARD_SEG 1
+
+struct blk {
+	struct virtio_dev dev;
+	const struct disk_config *cfg;
+	char name[8]; /* vda, vdb, ... */
+	int fd;
+	uint64_t size; /* bytes, a multiple of SECTOR */
+	struct blk_engine engine;
+	bool engine_ready;
+	struct virtio_blk_config config;
+	struct blk_req *reqs[VIRTIO_MAX_QUEUES]; /* per-queue pools */
+	struct blk_req *free_list[VIRTIO_MAX_QUEUES];
+	uint64_t notify_mask; /* queues with pushes since the last notify */
+};
+
+static struct blk_req *req_get(struct blk *b, unsigned int q)
+{
+	struct blk_req *r = b->free_list[q];
+
+	if (r)
+		b->free_list[q] = r->next_free;
+	return r;
+}
+
+static void req_put(struct blk *b, struct blk_req *r)
+{
+	r->next_free = b->free_list[r->q];
+	b->free_list[r->q] = r;
+}
+
+/* Finish r with a status: push it and remember to notify its queue. */
+static void complete(struct blk_req *r, uint8_t status)
+{
+	struct blk *b = r->blk;
+
+	if (r->status) {
+		*r->status = status;
+		r->used_len++;
+	}
+	virtq_push(&b->dev.vqs[r->q], r->chain.head, r->used_len);
+	b->notify_mask |= 1ULL << r->q;
+	req_put(b, r);
+}
+
+static void flush_notifications(struct blk *b)
+{
+	for (unsigned int q = 0; b->notify_mask; q++) {
+		if (!(b->notify_mask & (1ULL << q)))
+			continue;
+		b->notify_mask &= ~(1ULL << q);
+		if (virtq_should_notify(&b->dev.vqs[q]))
+			virtio_notify_queue(&b->dev, q);
+	}
+}
+
+/* Copy iov [skip, skip+len) of a chain side into dst; returns bytes. */
+static size_t iov_copy_out(const struct iovec *iov, unsigned int n, size_t skip,
+			   void *dst, size_t len)
+{
+	size_t done = 0;
+
+	for (unsigned int i = 0; i < n && done < len; i++) {
+		size_t l = iov[i].iov_len;
+
+		if (skip >= l) {
+			skip -= l;
+			continue;
+		}
+		l = MIN(l - skip, len - done);
+		memcpy((uint8_t *)dst + done, (uint8_t *)iov[i].iov_base + skip, l);
+		done += l;
+		skip = 0;
+	}
+	return done;
+}
+
+/* The part of iov after skip bytes and before trim bytes from the end. */
+static unsigned int iov_slice(const struct iovec *iov, unsigned int n,
+			      size_t skip, size_t trim, struct iovec *out)
+{
+	size_t total = 0, end, pos = 0;
+	unsigned int k = 0;
+
+	for (unsigned int i = 0; i < n; i++)
+		total += iov[i].iov_len;
+	if (skip + trim > total)
+		return 0;
+	end = total - trim;
+	for (unsigned int i = 0; i < n; i++) {
+		size_t a = pos, z = pos + iov[i].iov_len;
+
+		pos = z;
+		a = MAX(a, skip);
+		z = MIN(z, end);
+		if (a >= z)
+			continue;
+		out[k].iov_base = (uint8_t *)iov[i].iov_base + (a - (pos - iov[i].iov_len));
+		out[k].iov_len = z - a;
+		k++;
+	}
+	return k;
+}
+
+/* An I/O finished (or failed); short transfers finish synchronously. */
+static void rw_done(struct blk_req *r, int64_t res)
+{
+	struct blk *b = r->blk;
+	bool write = r->type == VIRTIO_BLK_T_OUT;
+
+	if (res >= 0 && (uint64_t)res < r->len) {
+		/* Rare on files, but an acknowledged write must be whole. */
+		uint64_t done = (uint64_t)res;
+
+		while (done < r->len) {
+			struct iovec rest[VIRTQ_MAX_SEGS];
+			unsigned int n = iov_slice(r->data, r->ndata, done, 0, rest);
+			ssize_t k = write ? pwritev(b->fd, rest, (int)n, (off_t)(r->offset + done))
+					  : preadv(b->fd, rest, (int)n, (off_t)(r->offset + done));
+
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k <= 0) {
+				res = k < 0 ? -errno : -EIO;
+				break;
+			}
+			done += (uint64_t)k;
+		}
+		if (done == r->len)
+			res = (int64_t)done;
+	}
+	if (res < 0) {
+		log_ratelimited(LOG_WARN, b->name, "%s at sector %llu failed: %s",
+				r->type == VIRTIO_BLK_T_FLUSH ? "flush" : write ? "write" : "read",
+				(unsigned long long)(r->offset / SECTOR), strerror((int)-res));
+		complete(r, VIRTIO_BLK_S_IOERR);
+		return;
+	}
+	if (r->type == VIRTIO_BLK_T_IN)
+		r->used_len += (uint32_t)r->len;
+	complete(r, VIRTIO_BLK_S_OK);
+}
+
+/* DISCARD and WRITE_ZEROES: ranges from the payload, done in place. */
+static uint8_t discard_or_zero(struct blk *b, struct blk_req *r)
+{
+	struct virtio_blk_discard_write_zeroes seg;
+	uint64_t payload = r->chain.out_len - HDR_LEN;
+	bool zero = r->type == VIRTIO_BLK_T_WRITE_ZEROES;
+
+	if (payload == 0 || payload % sizeof(seg) || payload / sizeof(seg) > MAX_DISCARD_SEG)
+		return VIRTIO_BLK_S_IOERR;
+	for (uint64_t off = HDR_LEN; off < r->chain.out_len; off += sizeof(seg)) {
+		uint64_t start, len;
+		int mode;
+
+		iov_copy_out(r->chain.iov, r->chain.nout, off, &seg, sizeof(seg));
+		if (seg.sector > b->size / SECTOR || seg.num_sectors > b->size / SECTOR - seg.sector)
+			return VIRTIO_BLK_S_IOERR;
+		start = seg.sector * SECTOR;
+		len = (uint64_t)seg.num_sectors * SECTOR;
+		if (!len)
+			continue;
+		/* Discard punches holes; zeroes may too when unmap is allowed. */
+		if (!zero || (seg.flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP))
+			mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+		else
+			mode = FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
+		if (fallocate(b->fd, mode, (off_t)start, (off_t)len) < 0) {
+			/* A discard is a hint; zeroes must be zeroes. */
+			if (zero)
+				return VIRTIO_BLK_S_IOERR;
+		}
+	}
+	return VIRTIO_BLK_S_OK;
+}
+
+/* Parse and start one request; it completes now or later in rw_done. */
+static void handle(struct blk *b, struct blk_req *r)
+{
+	struct virtq_chain *c = &r->chain;
+	struct virtio_blk_outhdr hdr;
+	int64_t res = 0;
+	int started;
+
+	r->status = NULL;
+	r->used_len = 0;
+	/* The status byte: the last byte of the device-writable side. */
+	for (unsigned int i = c->nout + c->nin; i > c->nout; i--)
+		if (c->iov[i - 1].iov_len) {
+			r->status = (uint8_t *)c->iov[i - 1].iov_base + c->iov[i - 1].iov_len - 1;
+			break;
+		}
+	if (!r->status || c->out_len < HDR_LEN) {
+		log_ratelimited(LOG_WARN, b->name, "request without header or status byte");
+		r->status = NULL;
+		complete(r, 0);
+		return;
+	}
+	iov_copy_out(c->iov, c->nout, 0, &hdr, sizeof(hdr));
+	r->type = hdr.type;
+	r->offset = hdr.sector * SECTOR;
+
+	switch (hdr.type) {
+	case VIRTIO_BLK_T_IN:
+	case VIRTIO_BLK_T_OUT: {
+		bool write = hdr.type == VIRTIO_BLK_T_OUT;
+
+		r->len = write ? c->out_len - HDR_LEN : c->in_len - 1;
+		r->ndata = write ? iov_slice(c->iov, c->nout, HDR_LEN, 0, r->data)
+				 : iov_slice(c->iov + c->nout, c->nin, 0, 1, r->data);
+		if (write && b->cfg->readonly) {
+			complete(r, VIRTIO_BLK_S_IOERR);
+			return;
+		}
+		if (r->len % SECTOR || hdr.sector > b->size / SECTOR ||
+		    r->len > b->size - r->offset || (write && c->in_len != 1)) {
+			complete(r, VIRTIO_BLK_S_IOERR);
+			return;
+		}
+		if (r->len == 0) {
+			complete(r, VIRTIO_BLK_S_OK);
+			return;
+		}
+		started = blk_engine_rw(&b->engine, r, write, &res);
+		break;
+	}
+	case VIRTIO_BLK_T_FLUSH:
+		r->len = 0;
+		started = blk_engine_flush(&b->engine, r, &res);
+		break;
+	case VIRTIO_BLK_T_GET_ID: {
+		struct iovec id[VIRTQ_MAX_SEGS];
+		unsigned int n = iov_slice(c->iov + c->nout, c->nin, 0, 1, id);
+		size_t want = MIN((size_t)(c->in_len - 1), (size_t)VIRTIO_BLK_ID_BYTES);
+		char serial[VIRTIO_BLK_ID_BYTES] = {0};
+		size_t done = 0;
+
+		memcpy(serial, b->cfg->serial, strnlen(b->cfg->serial, sizeof(serial)));
+		for (unsigned int i = 0; i < n && done < want; i++) {
+			size_t l = MIN(id[i].iov_len, want - done);
+
+			memcpy(id[i].iov_base, serial + done, l);
+			done += l;
+		}
+		r->used_len = (uint32_t)done;
+		complete(r, VIRTIO_BLK_S_OK);
+		return;
+	}
+	case VIRTIO_BLK_T_DISCARD:
+	case VIRTIO_BLK_T_WRITE_ZEROES:
+		complete(r, b->cfg->readonly ? VIRTIO_BLK_S_IOERR : discard_or_zero(b, r));
+		return;
+	default:
+		complete(r, VIRTIO_BLK_S_UNSUPP);
+		return;
+	}
+	if (started < 0)
+		rw_done(r, started);
+	else if (started == 1)
+		rw_done(r, res);
+}
+
+static void blk_kick(struct virtio_dev *d, unsigned int q)
+{
+	struct blk *b = d->priv;
+	struct virtq *vq = &d->vqs[q];
+
+	for (;;) {
+		struct blk_req *r = req_get(b, q);
+		int n;
+
+		if (!r)
+			break; /* all in flight: completions will come back here */
+		n = virtq_pop(vq, d->mem, &r->chain);
+		if (n <= 0) {
+			req_put(b, r);
+			if (n < 0) {
+				virtio_set_needs_reset(d, "queue descriptors broke the rules");
+				break;
+			}
+			/*
+			 * Empty. With EVENT_IDX the driver may have added a buffer
+			 * just as we published avail_event: look once more.
+			 */
+			__atomic_thread_fence(__ATOMIC_SEQ_CST);
+			if (virtq_has_work(vq))
+				continue;
+			break;
+		}
+		handle(b, r);
+	}
+	blk_engine_submit(&b->engine);
+	flush_notifications(b);
+}
+
+static void blk_completions(void *opaque)
+{
+	struct blk *b = opaque;
+
+	pthread_mutex_lock(&b->dev.lock);
+	blk_engine_reap(&b->engine, rw_done);
+	flush_notifications(b);
+	/* Requests freed up: serve what waited for a free slot. */
+	for (unsigned int q = 0; q < b->dev.num_queues; q++)
+		if (b->reqs[q] && virtq_has_work(&b->dev.vqs[q]))
+			blk_kick(&b->dev, q);
+	pthread_mutex_unlock(&b->dev.lock);
+}
+
+static void free_pools(struct blk *b)
+{
+	for (unsigned int q = 0; q < b->dev.num_queues; q++) {
+		free(b->reqs[q]);
+		b->reqs[q] = NULL;
+		b->free_list[q] = NULL;
+	}
+}
+
+static int blk_activate(struct virtio_dev *d)
+{
+	struct blk *b = d->priv;
+
+	for (unsigned int q = 0; q < d->num_queues; q++) {
+		unsigned int n = d->vqs[q].size;
+
+		if (!d->vqs[q].ready)
+			continue;
+		b->reqs[q] = calloc(n, sizeof(struct blk_req));
+		if (!b->reqs[q]) {
+			free_pools(b);
+			return -ENOMEM;
+		}
+		for (unsigned int i = 0; i < n; i++) {
+			b->reqs[q][i] = (struct blk_req){.blk = b, .q = q};
+			req_put(b, &b->reqs[q][i]);
+		}
+	}
+	return 0;
+}
+
+/* Reset: in-flight I/O may still write into guest buffers, so wait for it. */
+static void drop_done(struct blk_req *r, int64_t res)
+{
+	(void)r;
+	(void)res;
+}
+
+static void blk_reset(struct virtio_dev *d)
+{
+	struct blk *b = d->priv;
+
+	blk_engine_drain(&b->engine, drop_done);
+	free_pools(b);
+	b->notify_mask = 0;
+}
+
+static void blk_config_access(struct virtio_dev *d, uint32_t off, uint8_t *data,
+			      uint32_t len, bool is_write)
+{
+	struct blk *b = d->priv;
+
+	if (is_write)
+		return; /* nothing in our configuration is writable */
+	memset(data, 0, len);
+	if (off < sizeof(b->config))
+		memcpy(data, (uint8_t *)&b->config + off,
+		       MIN((size_t)len, sizeof(b->config) - off));
+}
+
+static const struct virtio_dev_ops blk_ops = {
+	.config_access = blk_config_access,
+	.activate = blk_activate,
+	.reset = blk_reset,
+	.queue_kick = blk_kick,
+};
+
+/* Open, check and lock the image; one line and -errno on failure. */
+static int open_image(const struct disk_config *dc, int *fd_out, uint64_t *size,
+		      bool *usage)
+{
+	int flags = (dc->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC |
+		    (dc->cache == BLK_CACHE_NONE ? O_DIRECT : 0);
+	struct flock lk = {.l_type = dc->readonly ? F_RDLCK : F_WRLCK,
+			   .l_whence = SEEK_SET};
+	struct stat st;
+	int fd, e;
+
+	*usage = true;
+	fd = open(dc->path, flags);
+	if (fd < 0) {
+		e = errno;
+		if (e == EINVAL && dc->cache == BLK_CACHE_NONE)
+			log_err(NULL, "--disk: cache=none: the file system under '%s' does not support O_DIRECT",
+				dc->path);
+		else
+			log_err(NULL, "--disk: cannot open '%s': %s", dc->path, strerror(e));
+		return -e;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		log_err(NULL, "--disk: '%s' is not a regular file", dc->path);
+		close(fd);
+		return -EINVAL;
+	}
+	if (st.st_size == 0 || st.st_size % (off_t)SECTOR) {
+		log_err(NULL, "--disk: '%s' is %lld bytes: %s", dc->path,
+			(long long)st.st_size,
+			st.st_size ? "not a multiple of 512" : "an empty image");
+		close(fd);
+		return -EINVAL;
+	}
+	/* An OFD lock: a second writer (or a writer beside readers) fails. */
+	if (fcntl(fd, F_OFD_SETLK, &lk) < 0) {
+		e = errno;
+		*usage = false;
+		log_err(NULL, "--disk: '%s' is locked by another process (%s)", dc->path,
+			dc->readonly ? "it is open for writing" : "it is in use");
+		close(fd);
+		return -e;
+	}
+	*fd_out = fd;
+	*size = (uint64_t)st.st_size;
+	return 0;
+}
+
+struct virtio_dev *blk_open(const struct disk_config *dc, unsigned int index,
+			    unsigned int queues, const struct guest_mem *mem,
+			    bool *usage)
+{
+	struct blk *b = calloc(1, sizeof(*b));
+	struct virtio_dev *d;
+	int r;
+
+	*usage = false;
+	if (!b)
+		return NULL;
+	b->cfg = dc;
+	snprintf(b->name, sizeof(b->name), "vd%c", 'a' + (int)(index % 26));
+	if (open_image(dc, &b->fd, &b->size, usage)) {
+		free(b);
+		return NULL;
+	}
+	*usage = false;
+	queues = MIN(MAX(queues, 1u), (unsigned int)VIRTIO_MAX_QUEUES);
+	r = blk_engine_init(&b->engine, dc->engine, b->fd, BLK_QUEUE_SIZE * queues);
+	if (r) {
+		log_err(NULL, "--disk: %s engine for '%s': %s", blk_engine_name(dc->engine),
+			dc->path, strerror(-r));
+		blk_engine_destroy(&b->engine);
+		close(b->fd);
+		free(b);
+		return NULL;
+	}
+
+	b->config.capacity = b->size / SECTOR;
+	b->config.seg_max = VIRTQ_MAX_SEGS - 2; /* less header and status */
+	b->config.blk_size = SECTOR;
+	b->config.num_queues = (uint16_t)queues;
+	b->config.max_discard_sectors = UINT32_MAX;
+	b->config.max_discard_seg = MAX_DISCARD_SEG;
+	b->config.discard_sector_alignment = 1;
+	b->config.max_write_zeroes_sectors = UINT32_MAX;
+	b->config.max_write_zeroes_seg = MAX_DISCARD_SEG;
+	b->config.write_zeroes_may_unmap = 1;
+
+	d = &b->dev;
+	pthread_mutex_init(&d->lock, NULL);
+	d->ops = &blk_ops;
+	d->priv = b;
+	d->name = b->name;
+	d->device_id = VIRTIO_ID_BLOCK;
+	d->pci_class = 0x0180; /* mass storage, other */
+	d->num_queues = queues;
+	d->queue_max = BLK_QUEUE_SIZE;
+	d->mem = mem;
+	d->features = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_EVENT_IDX) |
+		      (1ULL << VIRTIO_RING_F_INDIRECT_DESC) | (1ULL << VIRTIO_BLK_F_SEG_MAX) |
+		      (1ULL << VIRTIO_BLK_F_BLK_SIZE) | (1ULL << VIRTIO_BLK_F_FLUSH) |
+		      (queues > 1 ? 1ULL << VIRTIO_BLK_F_MQ : 0);
+	if (dc->readonly)
+		d->features |= 1ULL << VIRTIO_BLK_F_RO;
+	else
+		d->features |= (1ULL << VIRTIO_BLK_F_DISCARD) | (1ULL << VIRTIO_BLK_F_WRITE_ZEROES);
+	return d;
+}
+
+int blk_completion_fd(struct virtio_dev *d)
+{
+	return ((struct blk *)d->priv)->engine.efd;
+}
+
+void blk_complete(void *dev)
+{
+	blk_completions(((struct virtio_dev *)dev)->priv);
+}
+
+void blk_close(struct virtio_dev *d)
+{
+	struct blk *b = d->priv;
+
+	pthread_mutex_lock(&d->lock);
+	blk_reset(d);
+	pthread_mutex_unlock(&d->lock);
+	blk_engine_destroy(&b->engine);
+	close(b->fd);
+	pthread_mutex_destroy(&d->lock);
+	free(b);
+}
+
+int blk_create(struct vm *vm, const struct disk_config *dc, unsigned int index,
+	       unsigned int slot, bool *usage)
+{
+	unsigned int queues = dc->queues ? dc->queues : vm->nr_vcpus;
+	struct virtio_dev *d = blk_open(dc, index, queues, &vm->mem, usage);
+	struct blk *b;
+	int r;
+
+	if (!d)
+		return -EINVAL;
+	b = d->priv;
+	if (b->engine.efd >= 0 && (r = vm_io_watch(vm, b->engine.efd, blk_completions, b)))
+		return r;
+	r = virtio_pci_create(vm, d, slot);
+	if (r)
+		log_err(NULL, "--disk: cannot attach '%s': %s", dc->path, strerror(-r));
+	else
+		log_info(b->name, "%s: %llu MiB, %u queue%s, %s engine%s%s", dc->path,
+			 (unsigned long long)(b->size >> 20), d->num_queues,
+			 d->num_queues > 1 ? "s" : "", blk_engine_name(dc->engine),
+			 dc->readonly ? ", read-only" : "",
+			 dc->cache == BLK_CACHE_NONE ? ", O_DIRECT" : "");
+	return r;
+}

@@ -1,0 +1,66 @@
+/*
+ * virtio-blk internals shared by the device model (blk.c) and its I/O
+ * engines (blk_io.c). Requests live in a per-queue pool sized to the
+ * queue: nothing is allocated on the data path.
+ */
+#ifndef VMM_VIRTIO_BLK_H
+#define VMM_VIRTIO_BLK_H
+
+#include <libaio.h>
+#include <liburing.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "config.h"
+#include "virtio.h"
+
+struct blk;
+
+struct blk_req {
+	struct blk *blk;
+	unsigned int q;
+	struct virtq_chain chain;
+	struct iovec data[VIRTQ_MAX_SEGS]; /* the payload part of the chain */
+	unsigned int ndata;
+	uint64_t offset, len; /* bytes */
+	uint32_t type;
+	uint8_t *status;   /* the chain's last writable byte */
+	uint32_t used_len; /* bytes written into the guest's buffers */
+	struct iocb iocb;  /* aio engine */
+	struct blk_req *next_free;
+};
+
+struct blk_engine {
+	enum blk_engine_kind kind;
+	int fd;
+	int efd; /* completions (io_uring, aio); -1 for sync */
+	unsigned int inflight;
+	struct io_uring ring;
+	bool ring_ready;
+	io_context_t aio;
+	struct iocb *pending[256]; /* aio: prepared, not yet submitted */
+	unsigned int npending;
+};
+
+/* Completion callback: res is bytes transferred or -errno. */
+typedef void (*blk_done_fn)(struct blk_req *r, int64_t res);
+
+int blk_engine_init(struct blk_engine *e, enum blk_engine_kind kind, int fd,
+		    unsigned int depth) WUR;
+void blk_engine_destroy(struct blk_engine *e);
+/*
+ * Start a read/write/flush of r. Returns 1 when it completed at once (res
+ * in *res), 0 when it is in flight, -errno when it could not be started.
+ */
+int blk_engine_rw(struct blk_engine *e, struct blk_req *r, bool write,
+		  int64_t *res) WUR;
+int blk_engine_flush(struct blk_engine *e, struct blk_req *r, int64_t *res) WUR;
+/* Hand everything prepared to the kernel: one syscall per batch. */
+void blk_engine_submit(struct blk_engine *e);
+/* Collect finished requests, calling done for each. */
+void blk_engine_reap(struct blk_engine *e, blk_done_fn done);
+/* Wait until nothing is in flight (device reset), calling done for each. */
+void blk_engine_drain(struct blk_engine *e, blk_done_fn done);
+
+#endif

@@ -1,0 +1,288 @@
+/*
+ * Split virtqueues, device side (virtio 1.2, 2.7). The rings are guest
+ * memory the driver may rewrite at any moment: each descriptor is copied
+ * out once and only the copy is checked and used; every range goes
+ * through mem_gpa_to_hva(); every walk is bounded.
+ *
+ * Decisions where the spec leaves room:
+ * - An INDIRECT descriptor is accepted only as the head of a chain (it
+ *   cannot carry NEXT, so it is the whole chain), as Linux drivers build
+ *   them. Its own WRITE flag is ignored (spec 2.7.5.3.2).
+ * - Zero-length descriptors are skipped: no iovec entry and no gate check
+ *   (nothing is ever accessed through them), but they still count against
+ *   the chain bounds and the readable-before-writable rule.
+ * - VIRTQ_MAX_SEGS bounds the descriptors of a chain (the indirect
+ *   descriptor itself not counted), so a chain longer than that fails even
+ *   if some of its descriptors are empty.
+ * - A pop on a queue that is not ready returns 0 (nothing to do); a pop on
+ *   a broken queue returns -EIO.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "virtq.h"
+
+/* Ring sizes in bytes, event fields included. */
+static uint64_t desc_bytes(uint16_t size)
+{
+	return (uint64_t)sizeof(struct vring_desc) * size;
+}
+
+static uint64_t avail_bytes(uint16_t size)
+{
+	return sizeof(struct vring_avail) + sizeof(uint16_t) * (uint64_t)size +
+	       sizeof(uint16_t);
+}
+
+static uint64_t used_bytes(uint16_t size)
+{
+	return sizeof(struct vring_used) +
+	       sizeof(struct vring_used_elem) * (uint64_t)size +
+	       sizeof(uint16_t);
+}
+
+int virtq_enable(struct virtq *vq, const struct guest_mem *mem)
+{
+	uint16_t size = vq->size;
+	void *desc, *avail, *used;
+
+	vq->ready = false;
+	vq->broken = false;
+	vq->desc = NULL;
+	vq->avail = NULL;
+	vq->used = NULL;
+	vq->used_event = NULL;
+	vq->avail_event = NULL;
+	vq->last_avail = 0;
+	vq->used_idx = 0;
+	vq->signalled_used = 0;
+	vq->signalled_valid = false;
+
+	if (size == 0 || size > VIRTQ_MAX_SIZE || (size & (size - 1)) != 0)
+		return -EINVAL;
+	if (!IS_ALIGNED(vq->desc_gpa, 16) || !IS_ALIGNED(vq->avail_gpa, 2) ||
+	    !IS_ALIGNED(vq->used_gpa, 4))
+		return -EINVAL;
+
+	desc = mem_gpa_to_hva(mem, vq->desc_gpa, desc_bytes(size));
+	avail = mem_gpa_to_hva(mem, vq->avail_gpa, avail_bytes(size));
+	used = mem_gpa_to_hva(mem, vq->used_gpa, used_bytes(size));
+	if (!desc || !avail || !used)
+		return -EFAULT;
+
+	vq->desc = desc;
+	vq->avail = avail;
+	vq->used = used;
+	vq->used_event = (uint16_t *)&vq->avail->ring[size];
+	vq->avail_event = (uint16_t *)&vq->used->ring[size];
+	vq->ready = true;
+	return 0;
+}
+
+/*
+ * Whole struct to zero, configuration included: the transport owns the
+ * configuration (size, addresses, features) and sets it again before the
+ * next virtq_enable(), so nothing here may outlive a reset.
+ */
+void virtq_reset(struct virtq *vq)
+{
+	memset(vq, 0, sizeof(*vq));
+}
+
+/*
+ * One copy of a descriptor out of guest memory. The signal fence keeps the
+ * compiler from re-reading the guest's copy in place of ours.
+ */
+static void desc_read(struct vring_desc *out, const void *hva)
+{
+	memcpy(out, hva, sizeof(*out));
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+}
+
+static int chain_fail(struct virtq *vq)
+{
+	vq->broken = true;
+	return -EIO;
+}
+
+/* Walk state shared by the main ring and an indirect table. */
+struct walk {
+	struct virtq_chain *chain;
+	unsigned int ndesc; /* data descriptors seen, for VIRTQ_MAX_SEGS */
+	bool seen_write;
+};
+
+/* Account one data descriptor (already copied out). 0 or -EIO. */
+static int walk_add(struct walk *w, const struct guest_mem *mem,
+		    const struct vring_desc *d)
+{
+	struct virtq_chain *c = w->chain;
+	bool write = d->flags & VRING_DESC_F_WRITE;
+	void *hva;
+
+	if (++w->ndesc > VIRTQ_MAX_SEGS)
+		return -EIO;
+	if (write)
+		w->seen_write = true;
+	else if (w->seen_write)
+		return -EIO;
+	if (d->len == 0)
+		return 0;
+	hva = mem_gpa_to_hva(mem, d->addr, d->len);
+	if (!hva)
+		return -EIO;
+	c->iov[c->nout + c->nin] =
+		(struct iovec){.iov_base = hva, .iov_len = d->len};
+	if (write) {
+		c->nin++;
+		c->in_len += d->len;
+	} else {
+		c->nout++;
+		c->out_len += d->len;
+	}
+	return 0;
+}
+
+/* Walk an indirect table described by d (already copied out). */
+static int walk_indirect(struct walk *w, const struct guest_mem *mem,
+			 const struct vring_desc *d)
+{
+	const uint8_t *table;
+	unsigned int n, visited = 0;
+	uint16_t i = 0;
+
+	if (d->flags & VRING_DESC_F_NEXT)
+		return -EIO;
+	if (d->len == 0 || d->len % sizeof(struct vring_desc) != 0 ||
+	    d->len > sizeof(struct vring_desc) * VIRTQ_MAX_INDIRECT)
+		return -EIO;
+	n = d->len / sizeof(struct vring_desc);
+	table = mem_gpa_to_hva(mem, d->addr, d->len);
+	if (!table)
+		return -EIO;
+
+	for (;;) {
+		struct vring_desc e;
+		int ret;
+
+		if (++visited > n)
+			return -EIO; /* a loop inside the table */
+		desc_read(&e, table + (size_t)i * sizeof(e));
+		if (e.flags & VRING_DESC_F_INDIRECT)
+			return -EIO;
+		ret = walk_add(w, mem, &e);
+		if (ret)
+			return ret;
+		if (!(e.flags & VRING_DESC_F_NEXT))
+			return 0;
+		if (e.next >= n)
+			return -EIO;
+		i = e.next;
+	}
+}
+
+int virtq_pop(struct virtq *vq, const struct guest_mem *mem,
+	      struct virtq_chain *chain)
+{
+	uint16_t size = vq->size, avail_idx, head, i;
+	unsigned int visited = 0;
+	struct walk w = {.chain = chain};
+
+	if (vq->broken)
+		return -EIO;
+	if (!vq->ready)
+		return 0;
+
+	avail_idx = __atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE);
+	if ((uint16_t)(avail_idx - vq->last_avail) > size)
+		return chain_fail(vq);
+	if (avail_idx == vq->last_avail)
+		return 0;
+
+	head = __atomic_load_n(&vq->avail->ring[vq->last_avail & (size - 1)],
+			       __ATOMIC_RELAXED);
+	if (head >= size)
+		return chain_fail(vq);
+
+	chain->head = head;
+	chain->nout = chain->nin = 0;
+	chain->out_len = chain->in_len = 0;
+
+	for (i = head;;) {
+		struct vring_desc d;
+		int ret;
+
+		if (++visited > size)
+			return chain_fail(vq); /* a loop in the ring */
+		desc_read(&d, &vq->desc[i]);
+		if (d.flags & VRING_DESC_F_INDIRECT) {
+			if (!vq->indirect || i != head)
+				return chain_fail(vq);
+			if (walk_indirect(&w, mem, &d))
+				return chain_fail(vq);
+			break;
+		}
+		ret = walk_add(&w, mem, &d);
+		if (ret)
+			return chain_fail(vq);
+		if (!(d.flags & VRING_DESC_F_NEXT))
+			break;
+		if (d.next >= size)
+			return chain_fail(vq);
+		i = d.next;
+	}
+
+	vq->last_avail++;
+	if (vq->event_idx)
+		__atomic_store_n(vq->avail_event, vq->last_avail,
+				 __ATOMIC_RELEASE);
+	return 1;
+}
+
+void virtq_push(struct virtq *vq, uint16_t head, uint32_t len)
+{
+	struct vring_used_elem *e;
+
+	if (!vq->ready)
+		return;
+	e = &vq->used->ring[vq->used_idx & (vq->size - 1)];
+	e->id = head;
+	e->len = len;
+	vq->used_idx++;
+	__atomic_store_n(&vq->used->idx, vq->used_idx, __ATOMIC_RELEASE);
+}
+
+bool virtq_should_notify(struct virtq *vq)
+{
+	uint16_t old = vq->signalled_used, now = vq->used_idx;
+	bool valid = vq->signalled_valid;
+
+	if (!vq->ready)
+		return false;
+	/* Our used->idx store must be visible before we read the driver's
+	 * suppression state, or both sides may skip the wakeup. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	vq->signalled_used = now;
+	vq->signalled_valid = true;
+
+	if (vq->event_idx) {
+		uint16_t event = __atomic_load_n(vq->used_event,
+						 __ATOMIC_RELAXED);
+
+		if (!valid)
+			return true;
+		return vring_need_event(event, now, old);
+	}
+	if (valid && now == old)
+		return false;
+	return !(__atomic_load_n(&vq->avail->flags, __ATOMIC_RELAXED) &
+		 VRING_AVAIL_F_NO_INTERRUPT);
+}
+
+bool virtq_has_work(const struct virtq *vq)
+{
+	if (!vq->ready || vq->broken)
+		return false;
+	return __atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE) !=
+	       vq->last_avail;
+}

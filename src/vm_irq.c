@@ -1,0 +1,125 @@
+/*
+ * KVM interrupt plumbing for devices: MSI routes, irqfds, ioeventfds.
+ * Setting any GSI route replaces KVM's whole table, so the default
+ * irqchip routes (GSI 0-15 to the PICs and the IOAPIC, 16-23 to the
+ * IOAPIC) are always sent along with the MSI routes.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "log.h"
+#include "vm.h"
+
+#define PCI_MMIO_WINDOW_END 0xfec00000ULL /* the IOAPIC sits above */
+
+static unsigned int default_routes(struct kvm_irq_routing_entry *e)
+{
+	unsigned int n = 0;
+
+	for (unsigned int gsi = 0; gsi < VM_IRQCHIP_GSIS; gsi++) {
+		e[n++] = (struct kvm_irq_routing_entry){
+			.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
+			.u.irqchip = {.irqchip = KVM_IRQCHIP_IOAPIC, .pin = gsi}};
+		if (gsi < 16)
+			e[n++] = (struct kvm_irq_routing_entry){
+				.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
+				.u.irqchip = {.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER
+								 : KVM_IRQCHIP_PIC_SLAVE,
+					      .pin = gsi % 8}};
+	}
+	return n;
+}
+
+/* Called with routes_lock held. */
+static int commit_routes(struct vm *vm)
+{
+	const size_t max = VM_IRQCHIP_GSIS * 2 + VM_MAX_MSI_ROUTES;
+	struct kvm_irq_routing *t;
+	unsigned int n;
+	int r = 0;
+
+	t = calloc(1, sizeof(*t) + max * sizeof(t->entries[0]));
+	if (!t)
+		return -ENOMEM;
+	n = default_routes(t->entries);
+	for (unsigned int i = 0; i < VM_MAX_MSI_ROUTES; i++)
+		if (vm->msi_route_used[i] && vm->msi_routes[i].type == KVM_IRQ_ROUTING_MSI)
+			t->entries[n++] = vm->msi_routes[i];
+	t->nr = n;
+	if (ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, t) < 0)
+		r = -errno;
+	free(t);
+	return r;
+}
+
+int vm_msi_alloc(struct vm *vm)
+{
+	int gsi = -ENOSPC;
+
+	pthread_mutex_lock(&vm->routes_lock);
+	for (unsigned int i = 0; i < VM_MAX_MSI_ROUTES; i++)
+		if (!vm->msi_route_used[i]) {
+			vm->msi_route_used[i] = true;
+			memset(&vm->msi_routes[i], 0, sizeof(vm->msi_routes[i]));
+			gsi = (int)(VM_IRQCHIP_GSIS + i);
+			break;
+		}
+	pthread_mutex_unlock(&vm->routes_lock);
+	return gsi;
+}
+
+int vm_msi_set(struct vm *vm, int gsi, uint64_t addr, uint32_t data)
+{
+	unsigned int i = (unsigned int)gsi - VM_IRQCHIP_GSIS;
+	struct kvm_irq_routing_entry e = {
+		.gsi = (uint32_t)gsi, .type = KVM_IRQ_ROUTING_MSI,
+		.u.msi = {.address_lo = (uint32_t)addr,
+			  .address_hi = (uint32_t)(addr >> 32), .data = data}};
+	int r = 0;
+
+	if (gsi < VM_IRQCHIP_GSIS || i >= VM_MAX_MSI_ROUTES)
+		return -EINVAL;
+	pthread_mutex_lock(&vm->routes_lock);
+	/* Rewriting the same message is common (unmask): skip the ioctl. */
+	if (memcmp(&vm->msi_routes[i], &e, sizeof(e))) {
+		vm->msi_routes[i] = e;
+		r = commit_routes(vm);
+	}
+	pthread_mutex_unlock(&vm->routes_lock);
+	return r;
+}
+
+int vm_irqfd(struct vm *vm, int efd, int gsi, bool assign)
+{
+	struct kvm_irqfd irqfd = {.fd = (uint32_t)efd, .gsi = (uint32_t)gsi,
+				  .flags = assign ? 0 : KVM_IRQFD_FLAG_DEASSIGN};
+
+	return ioctl(vm->vm_fd, KVM_IRQFD, &irqfd) < 0 ? -errno : 0;
+}
+
+int vm_ioeventfd(struct vm *vm, int efd, uint64_t gpa, uint32_t len,
+		 bool assign)
+{
+	struct kvm_ioeventfd io = {.addr = gpa, .len = len, .fd = efd,
+				   .flags = assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN};
+
+	return ioctl(vm->vm_fd, KVM_IOEVENTFD, &io) < 0 ? -errno : 0;
+}
+
+int vm_pci_mmio_alloc(struct vm *vm, uint64_t len, uint64_t *gpa)
+{
+	uint64_t base;
+
+	if (len == 0 || (len & (len - 1)))
+		return -EINVAL;
+	if (!vm->pci_mmio_next)
+		vm->pci_mmio_next = MEM_MMIO_HOLE_START;
+	base = ALIGN_UP(vm->pci_mmio_next, len);
+	if (base + len > PCI_MMIO_WINDOW_END)
+		return -ENOSPC;
+	vm->pci_mmio_next = base + len;
+	*gpa = base;
+	return 0;
+}
