@@ -12,6 +12,10 @@
 #define MP_APIC_VERSION 0x14
 #define MP_IOAPIC_VERSION 0x11
 #define MP_IRQS 16
+#define MP_PCI_SLOTS 31 /* slots 1-31 of bus 0 */
+/* PCI INTA of slot s reaches IOAPIC pin MP_PCI_GSI(s) (virtio-pci's INTx). */
+#define MP_PCI_GSI(s) (16 + (s) % 8)
+#define MP_IRQ_LEVEL_LOW 0x0f /* polarity active low, level triggered */
 
 struct mpf_intel {
 	char signature[4]; /* "_MP_" */
@@ -63,6 +67,7 @@ enum { MP_INT = 0, MP_NMI = 1, MP_EXTINT = 3 };
 #define CPU_ENABLED 1
 #define CPU_BOOTPROCESSOR 2
 #define MP_BUS_ISA 0
+#define MP_BUS_PCI 1
 
 static uint8_t checksum(const uint8_t *p, size_t len)
 {
@@ -77,9 +82,9 @@ int mptable_write(const struct guest_mem *mem, unsigned int ncpus,
 		  uint32_t cpu_signature, uint32_t cpu_features)
 {
 	const size_t size = sizeof(struct mpf_intel) + sizeof(struct mpc_table) +
-			    ncpus * sizeof(struct mpc_cpu) + sizeof(struct mpc_bus) +
+			    ncpus * sizeof(struct mpc_cpu) + 2 * sizeof(struct mpc_bus) +
 			    sizeof(struct mpc_ioapic) +
-			    (MP_IRQS + 2) * sizeof(struct mpc_intsrc);
+			    (MP_IRQS + MP_PCI_SLOTS + 2) * sizeof(struct mpc_intsrc);
 	uint8_t *base = mem_gpa_to_hva(mem, BOOT_MPTABLE_GPA, size);
 	const uint8_t ioapic_id = (uint8_t)ncpus; /* after the CPUs' APIC IDs */
 	struct mpf_intel *mpf;
@@ -111,6 +116,10 @@ int mptable_write(const struct guest_mem *mem, unsigned int ncpus,
 		memcpy(b.bustype, "ISA   ", 6);
 		memcpy(p, &b, sizeof(b));
 		p += sizeof(b);
+		b.busid = MP_BUS_PCI;
+		memcpy(b.bustype, "PCI   ", 6);
+		memcpy(p, &b, sizeof(b));
+		p += sizeof(b);
 	}
 	{
 		struct mpc_ioapic io = {.type = MP_IOAPIC, .apicid = ioapic_id,
@@ -124,6 +133,16 @@ int mptable_write(const struct guest_mem *mem, unsigned int ncpus,
 		struct mpc_intsrc s = {.type = MP_INTSRC, .irqtype = MP_INT,
 				       .srcbus = MP_BUS_ISA, .srcbusirq = (uint8_t)irq,
 				       .dstapic = ioapic_id, .dstirq = (uint8_t)irq};
+		memcpy(p, &s, sizeof(s));
+		p += sizeof(s);
+	}
+	/* PCI INTA of each slot, level-triggered and active low. */
+	for (unsigned int slot = 1; slot <= MP_PCI_SLOTS; slot++) {
+		struct mpc_intsrc s = {.type = MP_INTSRC, .irqtype = MP_INT,
+				       .irqflag = MP_IRQ_LEVEL_LOW, .srcbus = MP_BUS_PCI,
+				       .srcbusirq = (uint8_t)(slot << 2),
+				       .dstapic = ioapic_id,
+				       .dstirq = (uint8_t)MP_PCI_GSI(slot)};
 		memcpy(p, &s, sizeof(s));
 		p += sizeof(s);
 	}
@@ -141,8 +160,8 @@ int mptable_write(const struct guest_mem *mem, unsigned int ncpus,
 		p += sizeof(l1);
 	}
 
-	/* Entry count: CPUs, the bus, the IOAPIC, IRQs and two LINTs. */
-	mpc->oemcount = (uint16_t)(ncpus + 1 + 1 + MP_IRQS + 2);
+	/* Entry count: CPUs, two buses, the IOAPIC, interrupts, two LINTs. */
+	mpc->oemcount = (uint16_t)(ncpus + 2 + 1 + MP_IRQS + MP_PCI_SLOTS + 2);
 	memcpy(mpc->signature, "PCMP", 4);
 	mpc->length = (uint16_t)(p - (uint8_t *)mpc);
 	mpc->spec = 4;

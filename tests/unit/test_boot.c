@@ -351,7 +351,7 @@ static struct mp_seen check_mptable(const struct guest_mem *m, unsigned int n,
 	const struct mpc *mpc;
 	const uint8_t *p, *end;
 	struct mp_seen seen = {0};
-	const unsigned int want_len = 44 + 20 * n + 8 + 8 + 18 * 8;
+	const unsigned int want_len = 44 + 20 * n + 2 * 8 + 8 + (16 + 31 + 2) * 8;
 
 	assert_int_equal(sizeof(*mpf), 16);
 	assert_int_equal(sizeof(*mpc), 44);
@@ -386,9 +386,9 @@ static struct mp_seen check_mptable(const struct guest_mem *m, unsigned int n,
 			seen.cpus++;
 			p += 20;
 			break;
-		case 1: /* bus */
-			assert_int_equal(p[1], 0);
-			assert_memory_equal(p + 2, "ISA   ", 6);
+		case 1: /* buses: ISA 0, then PCI 1 */
+			assert_int_equal(p[1], seen.buses);
+			assert_memory_equal(p + 2, seen.buses ? "PCI   " : "ISA   ", 6);
 			seen.buses++;
 			p += 8;
 			break;
@@ -404,12 +404,22 @@ static struct mp_seen check_mptable(const struct guest_mem *m, unsigned int n,
 			p += 8;
 			break;
 		}
-		case 3: /* I/O interrupt: ISA IRQ i -> IOAPIC pin i */
+		case 3: /* ISA IRQ i -> IOAPIC pin i; then PCI slot s INTA -> pin 16 + s % 8 */
 			assert_int_equal(p[1], 0); /* INT */
-			assert_int_equal(p[4], 0); /* ISA bus */
-			assert_int_equal(p[5], seen.intsrc);
 			assert_int_equal(p[6], seen.ioapic_id);
-			assert_int_equal(p[7], seen.intsrc);
+			if (seen.intsrc < 16) {
+				assert_int_equal(p[2] | p[3] << 8, 0); /* conforms to ISA */
+				assert_int_equal(p[4], 0);
+				assert_int_equal(p[5], seen.intsrc);
+				assert_int_equal(p[7], seen.intsrc);
+			} else {
+				unsigned int slot = seen.intsrc - 15;
+
+				assert_int_equal(p[2] | p[3] << 8, 0x0f); /* level, active low */
+				assert_int_equal(p[4], 1);
+				assert_int_equal(p[5], slot << 2);
+				assert_int_equal(p[7], 16 + slot % 8);
+			}
 			seen.intsrc++;
 			p += 8;
 			break;
@@ -440,10 +450,10 @@ static void test_mptable(void **state)
 		assert_int_equal(mptable_write(m, n, 0x000806f8, 0x178bfbff), 0);
 		s = check_mptable(m, n, 0x000806f8, 0x178bfbff);
 		assert_int_equal(s.cpus, n);
-		assert_int_equal(s.buses, 1);
+		assert_int_equal(s.buses, 2);
 		assert_int_equal(s.ioapics, 1);
 		assert_int_equal(s.ioapic_id, n);
-		assert_int_equal(s.intsrc, 16);
+		assert_int_equal(s.intsrc, 16 + 31);
 		assert_int_equal(s.lintsrc, 2);
 	}
 }
@@ -462,8 +472,8 @@ static void test_mptable_bad_ncpus(void **state)
 
 /*
  * The MP configuration table header's ENTRY COUNT (offset 0x22) holds the
- * number of entries (MP spec 1.4 table 4-2): ncpus + 1 bus + 1 IOAPIC +
- * 16 I/O interrupts + 2 local interrupts. It was once left at 0.
+ * number of entries (MP spec 1.4 table 4-2): ncpus + 2 buses + 1 IOAPIC +
+ * 16 ISA and 31 PCI interrupts + 2 local interrupts. It was once left at 0.
  */
 static void test_mptable_entry_count(void **state)
 {
@@ -473,7 +483,7 @@ static void test_mptable_entry_count(void **state)
 
 	assert_int_equal(mptable_write(m, 4, 0, 0), 0);
 	s = check_mptable(m, 4, 0, 0);
-	assert_int_equal(s.entries, 4 + 20);
+	assert_int_equal(s.entries, 4 + 52);
 	mpc = at(m, BOOT_MPTABLE_GPA + 16, sizeof(*mpc));
 	assert_int_equal(mpc->count, s.entries);
 }
