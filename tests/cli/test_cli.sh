@@ -70,6 +70,11 @@ expect_error "kernel missing" 2 "'$T/nonexistent'" run --kernel "$T/nonexistent"
 expect_error "kernel is a directory" 2 "not a regular file" run --kernel "$T"
 expect_error "kernel is empty" 2 "is empty" run --kernel "$T/empty"
 expect_error "initrd missing" 2 "'$T/nope'" run --kernel "$G/hello.elf" --initrd "$T/nope"
+expect_error "--disk unknown key" 2 "'colour'" run --kernel "$G/hello.elf" --disk "path=$T/empty,colour=red"
+expect_error "--disk without path" 2 "path=FILE" run --kernel "$G/hello.elf" --disk readonly=on
+expect_error "--disk bad engine" 2 "'uring'" run --kernel "$G/hello.elf" --disk "path=$T/empty,engine=uring"
+expect_error "--disk bad readonly" 2 "readonly='maybe'" run --kernel "$G/hello.elf" --disk "path=$T/empty,readonly=maybe"
+expect_error "--disk queues=0" 2 "queues='0'" run --kernel "$G/hello.elf" --disk "path=$T/empty,queues=0"
 
 # --- cases that need KVM (bad files caught after guest memory exists) ---
 if have_kvm; then
@@ -80,6 +85,26 @@ if have_kvm; then
 	[ ! -e "$T/no" ] && ok "nothing half-written" || bad "nothing half-written" "$T/no exists"
 	run "$VMM" run -q --kernel "$T/text" --mem 16M --console "file:$T/never.log"
 	[ "$rc" = 2 ] && [ ! -e "$T/never.log" ] && ok "bad kernel leaves no console file" || bad "bad kernel leaves no console file" "rc=$rc"
+
+	truncate -s 1000 "$T/odd.img"
+	truncate -s 8M "$T/disk.img"
+	expect_error "--disk missing file" 2 "'$T/nodisk'" run -q --kernel "$G/hello.elf" --mem 16M --disk "path=$T/nodisk"
+	expect_error "--disk directory" 2 "'$T'" run -q --kernel "$G/hello.elf" --mem 16M --disk "path=$T"
+	expect_error "--disk empty image" 2 "empty image" run -q --kernel "$G/hello.elf" --mem 16M --disk "path=$T/empty"
+	expect_error "--disk odd size" 2 "not a multiple of 512" run -q --kernel "$G/hello.elf" --mem 16M --disk "path=$T/odd.img"
+	run "$VMM" run -q --kernel "$G/hello.elf" --mem 16M --disk "path=$T/disk.img" --disk "path=$T/disk2.img"
+	[ "$rc" = 2 ] && [ "$nerr" = 1 ] && ok "second disk missing" || bad "second disk missing" "rc=$rc err=$err"
+	truncate -s 8M "$T/disk2.img"
+	run "$VMM" run -q --kernel "$G/hello.elf" --mem 16M --disk "path=$T/disk.img" --disk "path=$T/disk2.img,readonly=on,engine=sync"
+	[ "$rc" = 0 ] && [ "$out" = "hello from guest" ] && [ -z "$err" ] && ok "boot with two disks" || bad "boot with two disks" "rc=$rc err=$err"
+	# A writable image is locked: a second vmm gets one line and exit 1.
+	"$VMM" run -q --kernel "$G/hang.elf" --mem 16M --disk "path=$T/disk.img" >"$T/hang.out" 2>&1 </dev/null &
+	hang=$!
+	for _ in $(seq 50); do grep -q halting "$T/hang.out" && break; sleep 0.1; done
+	expect_error "--disk locked by another vmm" 1 "is locked by another process" run -q --kernel "$G/hello.elf" --mem 16M --disk "path=$T/disk.img"
+	expect_error "--disk readonly beside a writer" 1 "is locked by another process" run -q --kernel "$G/hello.elf" --mem 16M --disk "path=$T/disk.img,readonly=on"
+	kill "$hang"
+	wait "$hang" 2>/dev/null
 
 	free1g=$(cat /sys/kernel/mm/hugepages/hugepages-1048576kB/free_hugepages 2>/dev/null || echo 0)
 	if [ "$free1g" = 0 ]; then
