@@ -94,6 +94,8 @@ void virtio_set_needs_reset(struct virtio_dev *d, const char *why);
  * kicks through ioeventfd served on the I/O thread. d must outlive vm.
  */
 int virtio_pci_create(struct vm *vm, struct virtio_dev *d, unsigned int slot) WUR;
+/* Free the transport of d (after the vCPUs and the I/O thread stopped). */
+void virtio_pci_destroy(struct virtio_dev *d);
 
 /*
  * virtio-blk (src/virtio/blk.c): open, check and lock the image of disk
@@ -102,6 +104,8 @@ int virtio_pci_create(struct vm *vm, struct virtio_dev *d, unsigned int slot) WU
  */
 int blk_create(struct vm *vm, const struct disk_config *dc, unsigned int index,
 	       unsigned int slot, bool *usage) WUR;
+/* Undo blk_create (transport included). */
+void blk_destroy(struct virtio_dev *d);
 
 /*
  * The same device without a VM, for tests: blk_open() gives the device

@@ -24,6 +24,7 @@
 #include "mem.h"
 
 struct vm;
+struct virtio_dev;
 
 struct vcpu {
 	struct vm *vm;
@@ -85,6 +86,10 @@ struct vm {
 	pthread_mutex_t routes_lock;
 	struct kvm_irq_routing_entry msi_routes[VM_MAX_MSI_ROUTES];
 	bool msi_route_used[VM_MAX_MSI_ROUTES];
+
+	/* Devices on the PCI bus, destroyed with the VM. */
+	struct virtio_dev *disks[VMM_MAX_DISKS];
+	unsigned int nr_disks;
 
 	/* PCI MMIO window allocator for BARs (bump, never freed). */
 	uint64_t pci_mmio_next;

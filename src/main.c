@@ -59,19 +59,23 @@ static int cmd_run(int argc, char *argv[])
 	}
 	if (help) {
 		fputs(usage_run, stdout);
+		config_free(&cfg);
 		return VMM_EXIT_OK;
 	}
 	log_set_level(cfg.verbosity < 0 ? LOG_ERROR
 		      : cfg.verbosity == 0 ? LOG_WARN
 		      : cfg.verbosity == 1 ? LOG_INFO : LOG_DEBUG);
 
-	if (vm_check_inputs(&cfg))
+	if (vm_check_inputs(&cfg)) {
+		config_free(&cfg);
 		return VMM_EXIT_USAGE;
+	}
 	r = vm_create(&vm, &cfg, &usage);
 	if (!r)
 		r = vm_load(&vm, &usage);
 	if (r) {
 		vm_destroy(&vm);
+		config_free(&cfg);
 		return usage ? VMM_EXIT_USAGE : VMM_EXIT_FAILURE;
 	}
 	if (!vm.hw_virt)

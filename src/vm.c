@@ -427,6 +427,9 @@ int vm_load(struct vm *vm, bool *usage)
 void vm_destroy(struct vm *vm)
 {
 	console_close(vm);
+	for (unsigned int i = 0; i < vm->nr_disks; i++)
+		blk_destroy(vm->disks[i]);
+	vm->nr_disks = 0;
 	for (unsigned int i = 0; vm->vcpus && i < vm->nr_vcpus; i++)
 		vcpu_destroy(&vm->vcpus[i]);
 	free(vm->vcpus);

@@ -543,6 +543,7 @@ int blk_create(struct vm *vm, const struct disk_config *dc, unsigned int index,
 
 	if (!d)
 		return -EINVAL;
+	vm->disks[vm->nr_disks++] = d; /* vm_destroy() takes it from here */
 	b = d->priv;
 	if (b->engine.efd >= 0 && (r = vm_io_watch(vm, b->engine.efd, blk_completions, b)))
 		return r;
@@ -556,4 +557,10 @@ int blk_create(struct vm *vm, const struct disk_config *dc, unsigned int index,
 			 dc->readonly ? ", read-only" : "",
 			 dc->cache == BLK_CACHE_NONE ? ", O_DIRECT" : "");
 	return r;
+}
+
+void blk_destroy(struct virtio_dev *d)
+{
+	virtio_pci_destroy(d);
+	blk_close(d);
 }

@@ -504,6 +504,22 @@ static void put16(uint8_t *p, uint16_t v)
 	memcpy(p, &v, 2);
 }
 
+void virtio_pci_destroy(struct virtio_dev *d)
+{
+	struct virtio_pci *vp = d->transport;
+
+	if (!vp)
+		return;
+	for (unsigned int v = 0; v < vp->nvec; v++)
+		if (vp->irqfd[v] > 0)
+			close(vp->irqfd[v]);
+	for (unsigned int q = 0; q < d->num_queues; q++)
+		if (vp->kicks[q].efd > 0)
+			close(vp->kicks[q].efd);
+	free(vp);
+	d->transport = NULL;
+}
+
 int virtio_pci_create(struct vm *vm, struct virtio_dev *d, unsigned int slot)
 {
 	struct virtio_pci *vp = calloc(1, sizeof(*vp));
