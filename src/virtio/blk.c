@@ -181,6 +181,10 @@ static uint8_t discard_or_zero(struct blk *b, struct blk_req *r)
 		int mode;
 
 		iov_copy_out(r->chain.iov, r->chain.nout, off, &seg, sizeof(seg));
+		/* Unknown flags, or UNMAP on a discard: not ours to guess (5.2.6.2). */
+		if ((seg.flags & ~(uint32_t)VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) ||
+		    (!zero && seg.flags))
+			return VIRTIO_BLK_S_UNSUPP;
 		if (seg.sector > b->size / SECTOR || seg.num_sectors > b->size / SECTOR - seg.sector)
 			return VIRTIO_BLK_S_IOERR;
 		start = seg.sector * SECTOR;
@@ -239,8 +243,11 @@ static void handle(struct blk *b, struct blk_req *r)
 			complete(r, VIRTIO_BLK_S_IOERR);
 			return;
 		}
+		/* Data only on its own side: the status alone is writable for
+		 * a write, the header alone readable for a read. */
 		if (r->len % SECTOR || hdr.sector > b->size / SECTOR ||
-		    r->len > b->size - r->offset || (write && c->in_len != 1)) {
+		    r->len > b->size - r->offset ||
+		    (write ? c->in_len != 1 : c->out_len != HDR_LEN)) {
 			complete(r, VIRTIO_BLK_S_IOERR);
 			return;
 		}

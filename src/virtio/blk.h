@@ -39,8 +39,8 @@ struct blk_engine {
 	struct io_uring ring;
 	bool ring_ready;
 	io_context_t aio;
-	struct iocb *pending[256]; /* aio: prepared, not yet submitted */
-	unsigned int npending;
+	struct iocb **pending; /* aio: prepared, not yet submitted (depth) */
+	unsigned int npending, depth;
 };
 
 /* Completion callback: res is bytes transferred or -errno. */

@@ -33,8 +33,12 @@ int blk_engine_init(struct blk_engine *e, enum blk_engine_kind kind, int fd,
 		e->ring_ready = true;
 		return io_uring_register_eventfd(&e->ring, e->efd);
 	}
-	r = io_setup((int)MIN(depth, ARRAY_SIZE(e->pending)), &e->aio);
-	return r;
+	/* Room for every request of every queue: io_submit never runs short. */
+	e->depth = depth;
+	e->pending = calloc(depth, sizeof(*e->pending));
+	if (!e->pending)
+		return -ENOMEM;
+	return io_setup((int)depth, &e->aio);
 }
 
 void blk_engine_destroy(struct blk_engine *e)
@@ -45,6 +49,8 @@ void blk_engine_destroy(struct blk_engine *e)
 		io_destroy(e->aio);
 	if (e->efd >= 0)
 		close(e->efd);
+	free(e->pending);
+	e->pending = NULL;
 	e->ring_ready = false;
 	e->aio = 0;
 	e->efd = -1;
@@ -71,9 +77,9 @@ static struct io_uring_sqe *get_sqe(struct blk_engine *e)
 
 static int aio_queue(struct blk_engine *e, struct blk_req *r)
 {
-	if (e->npending == ARRAY_SIZE(e->pending))
+	if (e->npending == e->depth)
 		blk_engine_submit(e);
-	if (e->npending == ARRAY_SIZE(e->pending))
+	if (e->npending == e->depth)
 		return -EAGAIN;
 	io_set_eventfd(&r->iocb, e->efd);
 	r->iocb.data = r;
