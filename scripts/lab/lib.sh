@@ -180,8 +180,8 @@ lab_add_qemu() {
 # Now and then (about one L1 boot in a dozen here) TCG's nested SVM wedges
 # L1 for good: both its vCPUs spin and even its own timers stop, so nothing
 # inside can recover.  L1's console is never silent for long in a healthy
-# run, so a silence of LAB_L1_STALL seconds means a wedge: kill it and boot
-# once more, saying so.
+# run, so a silence of LAB_L1_STALL seconds, or L1's watchdog reporting a
+# soft lockup, means a wedge: kill it and boot once more, saying so.
 LAB_L1_STALL=${LAB_L1_STALL:-90}
 lab_boot_l1() {
     local initrd=$1 log=$2 rc attempt
@@ -189,7 +189,7 @@ lab_boot_l1() {
         rc=0
         _lab_boot_l1_once "$initrd" "$log" || rc=$?
         [ "$rc" = 125 ] || return "$rc"
-        lab_log "L1 wedged (console silent for ${LAB_L1_STALL}s, attempt $attempt of 2)"
+        lab_log "L1 wedged (soft lockup, or console silent for ${LAB_L1_STALL}s; attempt $attempt of 2)"
     done
     return 124
 }
@@ -213,7 +213,9 @@ _lab_boot_l1_once() {
             quiet_s=0
             last_size=$size
         fi
-        if [ "$quiet_s" -ge "$LAB_L1_STALL" ]; then
+        # The other face of the same wedge: L1 still prints, but only its
+        # watchdog, about a CPU stuck in the nested guest.
+        if [ "$quiet_s" -ge "$LAB_L1_STALL" ] || grep -aq 'soft lockup - CPU' "$log"; then
             kill "$pid" 2>/dev/null
             wait "$pid" 2>/dev/null
             return 125
