@@ -5,6 +5,8 @@
 #     from guest RAM (median of N runs on the host's own /dev/kvm).
 #  2. Lab: stock-kernel boot to init, vmm next to QEMU -accel kvm in the
 #     same L1 boot (scripts/lab/bench-boot).
+#  3. Lab: virtio-blk with fio in the guest, vmm (io_uring) next to QEMU
+#     (aio=io_uring) on the same image (scripts/lab/bench-blk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${BENCH_RUNS:-11}
@@ -44,4 +46,14 @@ else
 	echo "lab: bench-boot could not run (see above)"
 fi
 echo
-echo "{\"host\":$host_json,\"lab\":$lab_json}" | tee "$out/bench.json"
+blk_json=null
+if [ "${BENCH_LAB:-1}" = 0 ]; then
+	echo "lab disks: skipped (BENCH_LAB=0)"
+elif scripts/lab/bench-blk | tee "$out/blk.txt"; then
+	blk_json=$(grep -E '^\{.*\}$' "$out/blk.txt" | tail -n 1)
+	[ -n "$blk_json" ] || blk_json=null
+else
+	echo "lab disks: bench-blk could not run (see above)"
+fi
+echo
+echo "{\"host\":$host_json,\"lab\":$lab_json,\"lab_blk\":$blk_json}" | tee "$out/bench.json"

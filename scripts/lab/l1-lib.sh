@@ -26,8 +26,11 @@ lab_l1_setup() {
     mkdir -p /tmp /dev/hugepages
     mount -t hugetlbfs hugetlbfs /dev/hugepages 2>/dev/null
     # Modules in dependency order (computed on the host from modinfo).
+    # (NAME.args, when there, holds parameters: see lab_module_args)
     while read -r _m; do
-        if ! _out=$(insmod "/lib/modules/lab/$_m.ko" 2>&1); then
+        _args=$(cat "/lib/modules/lab/$_m.args" 2>/dev/null)
+        # shellcheck disable=SC2086  # word splitting intended: parameters
+        if ! _out=$(insmod "/lib/modules/lab/$_m.ko" $_args 2>&1); then
             echo "VMMLAB l1 insmod $_m: $_out"
         fi
     done </lib/modules/lab/order
@@ -73,6 +76,102 @@ lab_run() {
         echo "VMMLAB $_n stderr: $_l"
     done <"/tmp/$_n.err"
     return "$_rc"
+}
+
+# Background runs, for scenarios that must act while the VMM runs (kill it
+# at a given moment, or hold a disk open while another VMM tries it):
+#   lab_bg_start NAME CMD [ARGS...]   start CMD, console (stdout) and stderr
+#                                     to files
+#   lab_bg_wait NAME PATTERN SECS     wait until a console line has PATTERN;
+#                                     true if it came
+#   lab_bg_stop NAME                  SIGKILL it and all its descendants,
+#                                     then report it the way lab_run does
+# lab_bg_stop prints the whole record at once (begin, console, rc, time_s,
+# stderr, and "waited=found|exited|timeout" from lab_bg_wait), so that
+# scenarios run meanwhile do not land inside this one's section.  rc is 137
+# when the kill ended it, the VMM's own status when it had exited before.
+lab_bg_start() {
+    _n=$1
+    shift
+    lab_now >"/tmp/$_n.t0"
+    echo none >"/tmp/$_n.waited"
+    "$@" </dev/null >"/tmp/$_n.out" 2>"/tmp/$_n.err" &
+    echo $! >"/tmp/$_n.pid"
+}
+
+lab_bg_wait() {
+    _n=$1 _p=$2 _t=$3
+    _pid=$(cat "/tmp/$_n.pid")
+    _end=$(awk -v n="$(lab_now)" -v t="$_t" 'BEGIN { print int(n + t) }')
+    while :; do
+        if grep -q -- "$_p" "/tmp/$_n.out"; then _w=found; break; fi
+        if ! _lab_alive "$_pid"; then _w=exited; break; fi
+        _now=$(lab_now)
+        if [ "${_now%.*}" -ge "$_end" ]; then _w=timeout; break; fi
+        sleep 0.2
+    done
+    echo "$_w" >"/tmp/$_n.waited"
+    [ "$_w" = found ]
+}
+
+lab_bg_stop() {
+    _n=$1
+    _pid=$(cat "/tmp/$_n.pid")
+    # descendants first: once the parent dies they are re-parented to init
+    # shellcheck disable=SC2046  # word splitting intended: a list of PIDs
+    kill -9 "$_pid" $(_lab_descendants "$_pid") 2>/dev/null
+    wait "$_pid"
+    _rc=$?
+    _e=$(lab_now)
+    echo "VMMLAB $_n begin"
+    cat "/tmp/$_n.out"
+    echo
+    echo "VMMLAB $_n rc=$_rc"
+    echo "VMMLAB $_n time_s=$(awk -v s="$(cat "/tmp/$_n.t0")" -v e="$_e" 'BEGIN { printf "%.2f", e - s }')"
+    echo "VMMLAB $_n waited=$(cat "/tmp/$_n.waited")"
+    while IFS= read -r _l || [ -n "$_l" ]; do
+        echo "VMMLAB $_n stderr: $_l"
+    done <"/tmp/$_n.err"
+    rm -f "/tmp/$_n.out" "/tmp/$_n.err" "/tmp/$_n.pid" "/tmp/$_n.t0" "/tmp/$_n.waited"
+}
+
+# True while PID runs (a zombie, dead but not yet waited for, does not).
+_lab_alive() {
+    [ -r "/proc/$1/stat" ] || return 1
+    [ "$(sed 's/^.*) \(.\).*$/\1/' "/proc/$1/stat" 2>/dev/null)" != Z ]
+}
+
+# PIDs of all descendants of PID (from the ppid field of /proc/*/stat).
+_lab_descendants() {
+    cat /proc/[0-9]*/stat 2>/dev/null | awk -v root="$1" '
+        { s = $0; sub(/^.*\) /, "", s); split(s, f, " "); parent[$1] = f[2] }
+        END {
+            want[root] = 1
+            do {
+                more = 0
+                for (p in parent)
+                    if (!(p in want) && (parent[p] in want)) { want[p] = 1; more = 1; print p }
+            } while (more)
+        }'
+}
+
+# lab_scratch_fs DIR: an ext2 file system on the RAM disk /dev/ram0 (brd,
+# loaded with its size by lab_l1_setup), mounted at DIR, for disk images:
+# unlike tmpfs it takes O_DIRECT (cache=none).  Prints why on failure.
+lab_scratch_fs() {
+    [ -b /dev/ram0 ] || { echo "no /dev/ram0 (brd module not loaded)"; return 1; }
+    _o=$(mke2fs -F -m 0 /dev/ram0 2>&1 >/dev/null) || { echo "mke2fs /dev/ram0: $_o"; return 1; }
+    mkdir -p "$1"
+    _o=$(mount -t ext2 /dev/ram0 "$1" 2>&1) || { echo "mount /dev/ram0: $_o"; return 1; }
+}
+
+# lab_sha256 FILE [MIB]: sha256 of FILE, or of its first MIB MiB.
+lab_sha256() {
+    if [ -n "${2:-}" ]; then
+        dd if="$1" bs=1M count="$2" 2>/dev/null | sha256sum | cut -d ' ' -f 1
+    else
+        sha256sum "$1" | cut -d ' ' -f 1
+    fi
 }
 
 # lab_skip NAME WHY...: record that a scenario was not run.

@@ -16,6 +16,17 @@ LAB_SCENARIOS=${LAB_SCENARIOS:-$LAB_ROOT/tests/lab/scenarios.sh}
 # Modules L1 needs for KVM, in no particular order: dependencies are
 # resolved from each module's own modinfo (the .deb ships no modules.dep).
 LAB_KVM_MODULES="irqbypass ccp kvm kvm_amd"
+# Disk scenarios: the L3 guest needs the virtio-pci transport, virtio-blk
+# and ext4 (which also serves ext2: CONFIG_EXT4_USE_FOR_EXT2=y; all three
+# are modules in Debian's kernel); L1 needs a RAM disk (brd) with ext2 on it
+# for the disk images, because its tmpfs (6.1) has no O_DIRECT and
+# cache=none needs it.  ext4 in 6.1 wants a crc32c driver at every mount,
+# even of ext2 ("Cannot load crc32c driver"); modinfo names it only as a
+# softdep, so it is listed here.
+# shellcheck disable=SC2034  # used by the scripts that source this file
+LAB_BLK_GUEST_MODULES="virtio_pci virtio_blk ext4 crc32c_generic"
+# shellcheck disable=SC2034
+LAB_BLK_L1_MODULES="brd ext4 crc32c_generic"
 LAB_L1_TIMEOUT=${LAB_L1_TIMEOUT:-300}
 LAB_L1_MEM=${LAB_L1_MEM:-2048}
 
@@ -68,6 +79,23 @@ lab_add_elf() {
     done
 }
 
+# lab_fetch_deb PKG: path of a .deb of PKG in build/lab/cache, fetched with
+# `apt-get download` (after `apt-get update` if that fails) unless there.
+lab_fetch_deb() {
+    local pkg=$1 cache=$LAB/cache deb
+    mkdir -p "$cache"
+    deb=$(find "$cache" -maxdepth 1 -name "${pkg}_*.deb" | sort | tail -n 1)
+    if [ -z "$deb" ]; then
+        lab_log "downloading $pkg"
+        if ! (cd "$cache" && apt-get download "$pkg" >/dev/null 2>&1); then
+            apt-get update >/dev/null 2>&1 || true
+            (cd "$cache" && apt-get download "$pkg" >/dev/null 2>&1) || return 1
+        fi
+        deb=$(find "$cache" -maxdepth 1 -name "${pkg}_*.deb" | sort | tail -n 1)
+    fi
+    [ -n "$deb" ] && printf '%s\n' "$deb"
+}
+
 # Resolve a module name (dashes and underscores are the same) to its file,
 # through the "name path" index built by lab_add_modules.
 _lab_mod_file() {
@@ -101,7 +129,8 @@ _lab_mod_visit() {
 }
 
 # Copy MODULES... (with their dependencies) to ROOT/lib/modules/lab as plain
-# .ko files, plus an "order" file listing them in insmod order.
+# .ko files, plus an "order" file listing them in insmod order.  Call it
+# once per tree: it starts the order file afresh.
 lab_add_modules() {
     local root=$1 m; shift
     _LAB_MOD_OUT=$root/lib/modules/lab
@@ -115,13 +144,22 @@ lab_add_modules() {
     for m in "$@"; do _lab_mod_visit "$m"; done
 }
 
+# lab_module_args ROOT NAME ARGS: parameters for insmod of module NAME in
+# ROOT's L1 tree (lab_l1_setup reads ROOT/lib/modules/lab/NAME.args).
+lab_module_args() {
+    printf '%s\n' "$3" >"$1/lib/modules/lab/${2//-/_}.args"
+}
+
 # Write the L3 guest initramfs: busybox plus an /init that prints the one
 # VMMGUEST result line and reboots.  MARKER goes to /initrd-marker so the host
-# can tell that this very initrd was loaded.
+# can tell that this very initrd was loaded.  MODULES (optional) go to
+# /lib/modules/lab for the init's disk modes (see scripts/lab/guest-init).
 lab_make_guest_initramfs() {
     local out=$1 marker=$2 dir
+    shift 2
     dir=$(mktemp -d "$LAB/guest-root.XXXXXX")
     lab_add_busybox "$dir"
+    [ $# -eq 0 ] || lab_add_modules "$dir" "$@"
     mkdir -p "$dir/proc" "$dir/sys" "$dir/dev"
     cp "$LAB_SCRIPTS/guest-init" "$dir/init"
     chmod 755 "$dir/init"
@@ -130,14 +168,16 @@ lab_make_guest_initramfs() {
     rm -rf "$dir"
 }
 
-# Common L1 tree: busybox, KVM modules, L1 helper library, stock kernel and
-# the guest initramfs.  Callers add their own /init and programs.
+# Common L1 tree: busybox, KVM modules (and EXTRA_MODULES, if given), L1
+# helper library, stock kernel and the guest initramfs.  Callers add their
+# own /init and programs.
 lab_make_l1_root() {
     local dir=$1 guest_initrd=$2
+    shift 2
     lab_add_busybox "$dir"
     mkdir -p "$dir/proc" "$dir/sys" "$dir/dev" "$dir/tmp" "$dir/lab"
     # shellcheck disable=SC2086  # word splitting intended: a list of names
-    lab_add_modules "$dir" $LAB_KVM_MODULES
+    lab_add_modules "$dir" $LAB_KVM_MODULES "$@"
     cp "$LAB_SCRIPTS/l1-lib.sh" "$dir/lab/l1-lib.sh"
     cp "$LAB/bzImage" "$dir/lab/bzImage"
     cp "$guest_initrd" "$dir/lab/guest.cpio"
@@ -181,7 +221,8 @@ lab_add_qemu() {
 # L1 for good: both its vCPUs spin and even its own timers stop, so nothing
 # inside can recover.  L1's console is never silent for long in a healthy
 # run, so a silence of LAB_L1_STALL seconds, or L1's watchdog reporting a
-# soft lockup, means a wedge: kill it and boot once more, saying so.
+# soft lockup, means a wedge: kill it and boot once more, saying so (the
+# wedged attempt's log is kept as LOG.wedgedN).
 LAB_L1_STALL=${LAB_L1_STALL:-90}
 lab_boot_l1() {
     local initrd=$1 log=$2 rc attempt
@@ -189,7 +230,8 @@ lab_boot_l1() {
         rc=0
         _lab_boot_l1_once "$initrd" "$log" || rc=$?
         [ "$rc" = 125 ] || return "$rc"
-        lab_log "L1 wedged (soft lockup, or console silent for ${LAB_L1_STALL}s; attempt $attempt of 2)"
+        cp "$log" "$log.wedged$attempt"
+        lab_log "L1 wedged (soft lockup, or console silent for ${LAB_L1_STALL}s; attempt $attempt of 2; its log: ${log#"$LAB_ROOT"/}.wedged$attempt)"
     done
     return 124
 }

@@ -7,12 +7,17 @@
 # Keep it POSIX sh.  To add a scenario, add a lab_run line below and a
 # matching check line in lab_expectations, using the same NAME.
 #
-# Inside L1 (see scripts/lab/l1-lib.sh for lab_run, lab_skip, lab_note):
+# Inside L1 (see scripts/lab/l1-lib.sh for lab_run, lab_skip, lab_note, and
+# lab_bg_start/_wait/_stop, lab_scratch_fs, lab_sha256 for disk scenarios):
 #   $VMM      the VMM under test       $KERNEL   stock bzImage
 #   $VMLINUX  ELF vmlinux of it        $INITRD   guest initramfs (uncompressed)
 #   $GUEST_CMDLINE  console + reset settings every booting scenario needs
+# l1-lib.sh's functions keep their state in variables named _x: use other
+# names (blk_x, ...) for loops and values that must survive a lab_run call.
 # The guest prints one line, then resets:
 #   VMMGUEST nproc=N memtotal_kb=N cmdline=... initrd=<marker>
+# With vmmblk=OP,... on its command line it first works on its disks and
+# prints "VMMBLK KEY=VALUE" facts (scripts/lab/guest-init has the OPs).
 #
 # On the host (see scripts/lab/run-tests for the check_* helpers):
 #   check_boot NAME [nproc=N] [mem=SIZE] [cmdline=SUBSTRING]
@@ -23,7 +28,23 @@
 #       WORD, if given, must appear in that line (case-insensitive), so the
 #       error is about what the scenario got wrong and not something else.
 #   check_note NAME KEY OP VALUE   a "VMMLAB NAME KEY=N" fact, OP: -eq -ge ...
+#       (or = for strings)
+#   check_error NAME RC WORD   like check_usage_error, for exit status RC
+#   check_exit NAME RC         the exit status alone
+#   check_guest NAME LABEL KEY=VALUE...
+#       "VMMBLK KEY=VALUE" lines the guest printed (scripts/lab/guest-init,
+#       disk modes) in NAME's console; an empty VALUE means "not reported"
+#   check_same LABEL REF REF...
+#       the facts REF are all reported and equal; REF is g:NAME:KEY (guest
+#       "VMMBLK KEY=" in NAME's console) or l1:NAME:KEY ("VMMLAB NAME KEY=")
 # A scenario that printed "VMMLAB NAME skip: WHY" makes its checks SKIP.
+
+# Disk scenarios (virtio-blk, `vmm run --disk ...`), in run order; all of
+# them are skipped while the VMM does not list --disk in `run --help`.
+BLK_SCENARIOS="blk-io_uring blk-aio blk-sync blk-lock blk-sigkill blk-verify
+    blk-bad-key blk-bad-missing blk-bad-dir blk-bad-empty blk-bad-unaligned
+    blk-bad-readonly blk-bad-engine"
+BLK_MIB=64      # MiB of data each disk scenario writes and checks
 
 lab_scenarios() {
     GUEST_CMDLINE="console=ttyS0 reboot=k panic=-1"
@@ -73,6 +94,107 @@ lab_scenarios() {
     lab_run bad-initrd-too-big 30 "$VMM" run --kernel "$KERNEL" --initrd /tmp/big-initrd \
         --mem 128M --cmdline "$GUEST_CMDLINE"
     rm -f /tmp/big-initrd
+
+    # f. virtio-blk disks
+    lab_blk_scenarios
+}
+
+# Images live on an ext2 file system on a RAM disk (/img, see
+# lab_scratch_fs): tmpfs would refuse cache=none (O_DIRECT).  What the guest
+# does with its disks is set by vmmblk= (see scripts/lab/guest-init).  Boots
+# are what cost time here, so each boot checks several things.
+lab_blk_scenarios() {
+    if ! "$VMM" run --help 2>&1 | grep -q -- --disk; then
+        blk_why="vmm has no --disk yet (not in 'vmm run --help')"
+    elif blk_why=$(lab_scratch_fs /img); then
+        blk_why=
+    fi
+    if [ -n "$blk_why" ]; then
+        for blk_n in $BLK_SCENARIOS; do lab_skip "$blk_n" "$blk_why"; done
+        return 0
+    fi
+    blk_boot="--kernel $KERNEL --initrd $INITRD"
+    blk_cmd="$GUEST_CMDLINE vmmblk_mib=$BLK_MIB"
+
+    # g. each I/O engine, two disks: the guest formats vda (ext2) and writes
+    #    BLK_MIB MiB of random data to a file on it, and the same bytes raw
+    #    to vdb (fsync); L1 then reads vdb's image file (blk-verify reads
+    #    vda's file after a reboot).  io_uring also runs with 2 vCPUs and 2
+    #    request queues on vda.  The asynchronous engines run with
+    #    cache=none (O_DIRECT), sync with cache=writeback.
+    for blk_eng in io_uring aio sync; do
+        blk_cache=none blk_cpus=1 blk_q=
+        [ "$blk_eng" != sync ] || blk_cache=writeback
+        [ "$blk_eng" != io_uring ] || { blk_cpus=2; blk_q=,queues=2; }
+        truncate -s 256M "/img/fs-$blk_eng.img"
+        truncate -s 128M /img/raw.img
+        # shellcheck disable=SC2086  # $blk_boot: word splitting intended
+        lab_run "blk-$blk_eng" "$BOOT_SECS" "$VMM" run $blk_boot --cpus "$blk_cpus" --mem 384M \
+            --cmdline "$blk_cmd vmmtest=blk-$blk_eng vmmblk=fs:vda,raw:vdb" \
+            --disk "path=/img/fs-$blk_eng.img,engine=$blk_eng,cache=$blk_cache,serial=lab-$blk_eng$blk_q" \
+            --disk "path=/img/raw.img,engine=$blk_eng,cache=$blk_cache"
+        lab_note "blk-$blk_eng" "image_sha256=$(lab_sha256 /img/raw.img "$BLK_MIB")"
+        lab_note "blk-$blk_eng" "image_bytes=$(stat -c %s "/img/fs-$blk_eng.img"),$(stat -c %s /img/raw.img)"
+        rm -f /img/raw.img
+    done
+
+    # h. SIGKILL right after the guest's fsync returned (page cache of the
+    #    host, cache=writeback): what it wrote must be in the image file.
+    #    While that guest holds its disk, a second VMM on the same image
+    #    must fail: exit 1, "locked" (blk-lock).
+    truncate -s 128M /img/kill.img
+    # shellcheck disable=SC2086
+    lab_bg_start blk-sigkill "$VMM" run $blk_boot --cpus 1 --mem 384M \
+        --cmdline "$blk_cmd vmmtest=blk-sigkill vmmblk=raw:vda,hold" \
+        --disk "path=/img/kill.img,cache=writeback"
+    if lab_bg_wait blk-sigkill "VMMBLK holding=1" "$BOOT_SECS"; then
+        # shellcheck disable=SC2086
+        lab_run blk-lock 30 "$VMM" run $blk_boot --cpus 1 --mem 256M \
+            --cmdline "$GUEST_CMDLINE vmmtest=blk-lock" --disk "path=/img/kill.img"
+    else
+        lab_skip blk-lock "the guest of blk-sigkill never held its disk"
+    fi
+    lab_bg_stop blk-sigkill
+    lab_note blk-sigkill "image_sha256=$(lab_sha256 /img/kill.img "$BLK_MIB")"
+
+    # i. one boot, five disks, each VMM engine: the file systems of g. (does
+    #    the data survive a reboot), the image of h. (the killed VMM's lock
+    #    must be gone), and a readonly=on disk that the guest tries to write
+    #    (it must see it read-only, the write must fail, the bytes stay).
+    #    The read-only image sits on a read-only (bind) mount, so that the
+    #    VMM cannot open it for writing either.
+    mkdir -p /img/ro /ro
+    dd if=/dev/urandom of=/img/ro/ro.img bs=1M count=1 2>/dev/null
+    truncate -s 64M /img/ro/ro.img
+    mount -o bind /img/ro /ro && mount -o remount,bind,ro /ro
+    if touch /ro/probe 2>/dev/null; then blk_rofs=no; else blk_rofs=yes; fi
+    lab_note blk-verify "ro_mount=$blk_rofs"
+    lab_note blk-verify "ro_sha256_before=$(lab_sha256 /ro/ro.img 1)"
+    # shellcheck disable=SC2086
+    lab_run blk-verify "$BOOT_SECS" "$VMM" run $blk_boot --cpus 1 --mem 256M \
+        --cmdline "$blk_cmd vmmtest=blk-verify vmmblk=fsread:vda,fsread:vdb,fsread:vdc,rawread:vdd,ro:vde" \
+        --disk "path=/img/fs-io_uring.img,engine=io_uring,cache=none" \
+        --disk "path=/img/fs-aio.img,engine=aio,cache=none" \
+        --disk "path=/img/fs-sync.img,engine=sync" \
+        --disk "path=/img/kill.img" \
+        --disk "path=/ro/ro.img,readonly=on,serial=lab-ro"
+    lab_note blk-verify "ro_sha256_after=$(lab_sha256 /ro/ro.img 1)"
+    umount /ro
+    rm -rf /img/fs-*.img /img/kill.img /img/ro
+
+    # j. bad --disk values: usage errors (rc 2), one stderr line, no boot
+    truncate -s 64M /img/good.img
+    mkdir -p /img/adir
+    : >/img/empty.img
+    truncate -s 1000 /img/odd.img
+    for blk_t in "key path=/img/good.img,bogus=1" "missing path=/img/missing.img" \
+              "dir path=/img/adir" "empty path=/img/empty.img" "unaligned path=/img/odd.img" \
+              "readonly path=/img/good.img,readonly=maybe" "engine path=/img/good.img,engine=warp"; do
+        # shellcheck disable=SC2086
+        lab_run "blk-bad-${blk_t%% *}" 30 "$VMM" run $blk_boot --mem 256M \
+            --cmdline "$GUEST_CMDLINE" --disk "${blk_t#* }"
+    done
+    rm -rf /img/good.img /img/adir /img/empty.img /img/odd.img
 }
 
 lab_expectations() {
@@ -91,4 +213,38 @@ lab_expectations() {
     check_usage_error bad-kernel-missing /nonexistent
     check_usage_error bad-kernel-format /init
     check_usage_error bad-initrd-too-big initrd
+
+    # (the guest's own facts: see scripts/lab/guest-init)
+    for e in io_uring aio sync; do
+        q=1
+        [ "$e" != io_uring ] || q=2
+        check_boot "blk-$e" nproc="$q" cmdline=vmmblk=fs:vda,raw:vdb
+        check_guest "blk-$e" disks disks=2 vda_sectors=524288 vdb_sectors=262144 \
+            vda_ro=0 vdb_ro=0 vda_serial="lab-$e" vdb_serial= vda_queues="$q" error=
+        check_guest "blk-$e" write data_bytes=$((BLK_MIB * 1048576)) error=
+        check_same "blk-$e/image" "g:blk-$e:data_sha256" "l1:blk-$e:image_sha256"
+        check_note "blk-$e" image_bytes = 268435456,134217728
+    done
+    check_note blk-sigkill waited = found
+    check_exit blk-sigkill 137
+    check_guest blk-sigkill write data_bytes=$((BLK_MIB * 1048576)) error=
+    check_same blk-sigkill/image g:blk-sigkill:data_sha256 l1:blk-sigkill:image_sha256
+    check_error blk-lock 1 locked
+    check_boot blk-verify nproc=1 cmdline=vmmblk=fsread:vda
+    check_guest blk-verify disks disks=5 vde_serial=lab-ro vda_ro=0 vde_ro=1 error=
+    check_same blk-verify/io_uring g:blk-io_uring:data_sha256 g:blk-verify:vda_sha256
+    check_same blk-verify/aio g:blk-aio:data_sha256 g:blk-verify:vdb_sha256
+    check_same blk-verify/sync g:blk-sync:data_sha256 g:blk-verify:vdc_sha256
+    check_same blk-verify/sigkill g:blk-sigkill:data_sha256 g:blk-verify:vdd_sha256
+    check_guest blk-verify readonly vde_ro=1 vde_write=failed
+    check_note blk-verify ro_mount = yes
+    check_same blk-verify/readonly-unchanged l1:blk-verify:ro_sha256_before \
+        g:blk-verify:vde_sha256_before g:blk-verify:vde_sha256 l1:blk-verify:ro_sha256_after
+    check_usage_error blk-bad-key bogus
+    check_usage_error blk-bad-missing missing.img
+    check_usage_error blk-bad-dir adir
+    check_usage_error blk-bad-empty empty.img
+    check_usage_error blk-bad-unaligned odd.img
+    check_usage_error blk-bad-readonly maybe
+    check_usage_error blk-bad-engine warp
 }
