@@ -36,24 +36,22 @@ else
 	echo "host: /dev/kvm not usable here; host figures skipped"
 fi
 
-echo
-lab_json=null
-if [ "${BENCH_LAB:-1}" = 0 ]; then
-	echo "lab: skipped (BENCH_LAB=0)"
-elif scripts/lab/bench-boot | tee "$out/lab.txt"; then
-	lab_json=$(grep -m1 -E '^\{.*\}$' "$out/lab.txt" || echo null)
-else
-	echo "lab: bench-boot could not run (see above)"
-fi
-echo
-blk_json=null
-if [ "${BENCH_LAB:-1}" = 0 ]; then
-	echo "lab disks: skipped (BENCH_LAB=0)"
-elif scripts/lab/bench-blk | tee "$out/blk.txt"; then
-	blk_json=$(grep -E '^\{.*\}$' "$out/blk.txt" | tail -n 1)
-	[ -n "$blk_json" ] || blk_json=null
-else
-	echo "lab disks: bench-blk could not run (see above)"
-fi
+# lab_section LABEL SCRIPT: run a lab bench, echo its JSON line (or null).
+lab_section() {
+	local label=$1 script=$2 log=$out/$(basename "$2").txt json
+	echo >&2
+	if [ "${BENCH_LAB:-1}" = 0 ]; then
+		echo "$label: skipped (BENCH_LAB=0)" >&2
+	elif "$script" | tee "$log" >&2; then
+		json=$(grep -E '^\{.*\}$' "$log" | tail -n 1)
+		echo "${json:-null}"
+		return
+	else
+		echo "$label: $(basename "$script") could not run (see above)" >&2
+	fi
+	echo null
+}
+lab_json=$(lab_section lab scripts/lab/bench-boot)
+blk_json=$(lab_section "lab disks" scripts/lab/bench-blk)
 echo
 echo "{\"host\":$host_json,\"lab\":$lab_json,\"lab_blk\":$blk_json}" | tee "$out/bench.json"

@@ -57,8 +57,6 @@ struct virtio_pci {
 	struct pci_device pci;
 	struct virtio_dev *dev;
 	struct vm *vm;
-	unsigned int slot;
-	uint64_t bar; /* where BAR0 decodes now, 0 if nowhere */
 
 	/* Common configuration registers. */
 	uint32_t dfselect, gfselect;
@@ -272,6 +270,15 @@ static void set_half(uint64_t *v, bool hi, uint32_t x)
 		: (*v & ~0xffffffffULL) | x;
 }
 
+/* A ring address: one 64-bit write, or either 32-bit half. */
+static void ring_addr_write(uint64_t *gpa, bool hi, uint64_t v, uint32_t len)
+{
+	if (len == 8)
+		*gpa = v;
+	else
+		set_half(gpa, hi, (uint32_t)v);
+}
+
 #define CC(field) offsetof(struct virtio_pci_common_cfg, field)
 
 static void common_write(struct virtio_pci *vp, uint32_t off, uint64_t v,
@@ -308,28 +315,16 @@ static void common_write(struct virtio_pci *vp, uint32_t off, uint64_t v,
 			enable_queue(vp, q);
 		break;
 	case CC(queue_desc_lo): case CC(queue_desc_hi):
-		if (qw) {
-			if (len == 8)
-				vq->desc_gpa = v;
-			else
-				set_half(&vq->desc_gpa, off == CC(queue_desc_hi), (uint32_t)v);
-		}
+		if (qw)
+			ring_addr_write(&vq->desc_gpa, off == CC(queue_desc_hi), v, len);
 		break;
 	case CC(queue_avail_lo): case CC(queue_avail_hi):
-		if (qw) {
-			if (len == 8)
-				vq->avail_gpa = v;
-			else
-				set_half(&vq->avail_gpa, off == CC(queue_avail_hi), (uint32_t)v);
-		}
+		if (qw)
+			ring_addr_write(&vq->avail_gpa, off == CC(queue_avail_hi), v, len);
 		break;
 	case CC(queue_used_lo): case CC(queue_used_hi):
-		if (qw) {
-			if (len == 8)
-				vq->used_gpa = v;
-			else
-				set_half(&vq->used_gpa, off == CC(queue_used_hi), (uint32_t)v);
-		}
+		if (qw)
+			ring_addr_write(&vq->used_gpa, off == CC(queue_used_hi), v, len);
 		break;
 	default: /* read-only fields and unaligned writes are ignored */
 		break;
@@ -438,7 +433,6 @@ static void bar_map(struct pci_device *pdev, unsigned int bar, uint64_t gpa,
 		if (bus_unregister(&vp->vm->mmio, gpa))
 			log_warn(d->name, "BAR at 0x%llx was not registered",
 				 (unsigned long long)gpa);
-		vp->bar = 0;
 		return;
 	}
 	if (bus_register(&vp->vm->mmio, gpa, BAR_SIZE, bar_access, vp, d->name)) {
@@ -447,7 +441,6 @@ static void bar_map(struct pci_device *pdev, unsigned int bar, uint64_t gpa,
 				(unsigned long long)gpa);
 		return;
 	}
-	vp->bar = gpa;
 	for (unsigned int q = 0; q < d->num_queues; q++)
 		if (vm_ioeventfd(vp->vm, vp->kicks[q].efd,
 				 gpa + OFF_NOTIFY + NOTIFY_MULT * q, 2, true))
@@ -537,7 +530,6 @@ int virtio_pci_create(struct vm *vm, struct virtio_dev *d, unsigned int slot)
 	}
 	vp->dev = d;
 	vp->vm = vm;
-	vp->slot = slot;
 	vp->nvec = d->num_queues + 1;
 	vp->intx_gsi = 16 + (slot % 8); /* the MP table's PCI INTA wiring */
 	d->transport = vp;
