@@ -116,6 +116,8 @@ struct pci_device {
 	struct pci_bar bars[6];
 	/* Optional hooks, called with the config lock held. */
 	void (*cfg_write)(struct pci_device *dev, uint32_t offset, uint32_t len);
+	/* Before a read: bring cfg[offset, offset + len) up to date. */
+	void (*cfg_read)(struct pci_device *dev, uint32_t offset, uint32_t len);
 	/* A BAR starts (map) or stops decoding at gpa. */
 	void (*bar_map)(struct pci_device *dev, unsigned int bar, uint64_t gpa,
 			bool map);

@@ -126,6 +126,8 @@ void pci_conf_access(struct pci_bus *pci, uint32_t addr, uint8_t *data,
 		if (dev->cfg_write)
 			dev->cfg_write(dev, reg, len);
 	} else {
+		if (dev->cfg_read)
+			dev->cfg_read(dev, reg, len);
 		memcpy(data, &dev->cfg[reg], len);
 	}
 }

@@ -9,7 +9,9 @@
  * Kicks go through ioeventfds into the I/O thread's epoll and never stop a
  * vCPU in userspace; interrupts leave through irqfds on KVM MSI routes,
  * one vector per queue plus one for configuration changes. Without MSI-X
- * the device falls back to INTx with the ISR register.
+ * the device falls back to INTx with the ISR register. A
+ * VIRTIO_PCI_CAP_PCI_CFG capability gives drivers that cannot map the BAR
+ * a window onto it through configuration space.
  */
 #include <errno.h>
 #include <linux/pci_regs.h>
@@ -39,6 +41,8 @@
 #define CAP_DEVICE 0x60
 #define CAP_NOTIFY 0x70
 #define CAP_MSIX 0x88
+#define CAP_PCICFG 0x98 /* struct virtio_pci_cfg_cap, 20 bytes */
+#define PCICFG_DATA (CAP_PCICFG + offsetof(struct virtio_pci_cfg_cap, pci_cfg_data))
 
 #define ISR_QUEUE 0x1
 #define ISR_CONFIG 0x2
@@ -447,12 +451,54 @@ static void bar_map(struct pci_device *pdev, unsigned int bar, uint64_t gpa,
 			log_warn(d->name, "queue %u ioeventfd failed: kicks take the slow path", q);
 }
 
-/* MSI-X enable and function-mask changes arrive through config space. */
+static bool overlaps(uint32_t off, uint32_t len, uint32_t start, uint32_t n)
+{
+	return off < start + n && start < off + len;
+}
+
+/*
+ * The PCI_CFG window: where cap.bar/offset/length point, if that is a
+ * valid access (BAR 0, 1/2/4 bytes, naturally aligned, inside the BAR).
+ */
+static bool pcicfg_window(const struct virtio_pci *vp, uint32_t *off, uint32_t *len)
+{
+	struct virtio_pci_cfg_cap c;
+
+	memcpy(&c, &vp->pci.cfg[CAP_PCICFG], sizeof(c));
+	*off = c.cap.offset;
+	*len = c.cap.length;
+	return c.cap.bar == 0 && (*len == 1 || *len == 2 || *len == 4) &&
+	       *off % *len == 0 && *off < BAR_SIZE;
+}
+
+/* A read of pci_cfg_data reads the BAR through the window first. */
+static void cfg_read(struct pci_device *pdev, uint32_t offset, uint32_t len)
+{
+	struct virtio_pci *vp = pdev->opaque;
+	uint32_t off, n;
+
+	if (!overlaps(offset, len, PCICFG_DATA, 4))
+		return;
+	memset(&pdev->cfg[PCICFG_DATA], 0, 4);
+	if (pcicfg_window(vp, &off, &n))
+		bar_access(vp, off, &pdev->cfg[PCICFG_DATA], n, false);
+}
+
+/*
+ * Writes through the PCI_CFG window, and MSI-X enable or function-mask
+ * changes, arrive through config space.
+ */
 static void cfg_write(struct pci_device *pdev, uint32_t offset, uint32_t len)
 {
 	struct virtio_pci *vp = pdev->opaque;
+	uint32_t off, n;
 
-	if (offset + len <= CAP_MSIX || offset >= CAP_MSIX + 12)
+	if (overlaps(offset, len, PCICFG_DATA, 4)) {
+		if (pcicfg_window(vp, &off, &n))
+			bar_access(vp, off, &pdev->cfg[PCICFG_DATA], n, true);
+		return;
+	}
+	if (!overlaps(offset, len, CAP_MSIX, 12))
 		return;
 	pthread_mutex_lock(&vp->dev->lock);
 	if (msix_enabled(vp)) {
@@ -538,6 +584,7 @@ int virtio_pci_create(struct vm *vm, struct virtio_dev *d, unsigned int slot)
 	p = &vp->pci;
 	p->opaque = vp;
 	p->cfg_write = cfg_write;
+	p->cfg_read = cfg_read;
 	p->bar_map = bar_map;
 	put16(&p->cfg[PCI_VENDOR_ID], VIRTIO_PCI_VENDOR);
 	put16(&p->cfg[PCI_DEVICE_ID], (uint16_t)(VIRTIO_PCI_DEVICE_BASE + d->device_id));
@@ -569,6 +616,12 @@ int virtio_pci_create(struct vm *vm, struct virtio_dev *d, unsigned int slot)
 	memcpy(&msix[PCI_MSIX_PBA], &pba, 4);
 	pci_add_cap(p, CAP_MSIX, msix, sizeof(msix));
 	put16(&p->wmask[CAP_MSIX + PCI_MSIX_FLAGS], PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL);
+	put_cap(p, CAP_PCICFG, VIRTIO_PCI_CAP_PCI_CFG, 0, 0, sizeof(struct virtio_pci_cfg_cap));
+	memset(&p->cfg[PCICFG_DATA], 0, 4);
+	/* The driver points the window (bar, offset, length) and moves data. */
+	p->wmask[CAP_PCICFG + offsetof(struct virtio_pci_cap, bar)] = 0xff;
+	memset(&p->wmask[CAP_PCICFG + offsetof(struct virtio_pci_cap, offset)], 0xff, 8);
+	memset(&p->wmask[PCICFG_DATA], 0xff, 4);
 
 	for (unsigned int v = 0; v < vp->nvec; v++) {
 		vp->table[v].ctrl = PCI_MSIX_ENTRY_CTRL_MASKBIT;

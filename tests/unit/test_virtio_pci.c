@@ -1,0 +1,721 @@
+/*
+ * Unit tests: the modern virtio-pci transport (src/virtio/pci.c) without
+ * KVM. The KVM plumbing it calls (MSI routes, irqfds, ioeventfds, the I/O
+ * thread's watch list, the INTx line, the BAR allocator) is replaced at
+ * link time (-Wl,--wrap, see the Makefile) by recorders; the test drives
+ * the device through PCI configuration mechanism #1 and the BAR as a
+ * driver would, with a fake device model behind the transport.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <linux/pci_regs.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_pci.h>
+#include <linux/virtio_ring.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "virtio.h"
+#include "vm.h"
+
+#define SLOT 3
+#define NQ 2
+#define QMAX 256
+#define BAR_GPA 0xc0000000ULL
+#define BAR_SIZE 0x8000ULL
+#define RAM_BYTES (4ULL << 20)
+#define CC(field) offsetof(struct virtio_pci_common_cfg, field)
+
+/* ---- recorders behind the wrapped KVM plumbing ---- */
+
+static int g_next_gsi;
+static struct {
+	int gsi;
+	uint64_t addr;
+	uint32_t data;
+	unsigned int calls;
+} g_msi;
+static int g_irqfd_of_gsi[64];
+static struct {
+	uint64_t gpa;
+	int efd;
+	bool assign;
+} g_ioev[16];
+static unsigned int g_nioev;
+static struct io_watch g_watch[16];
+static int g_watch_fd[16];
+static unsigned int g_nwatch;
+static int g_irq_level[32];
+static unsigned int g_irq_calls;
+
+int __wrap_vm_msi_alloc(struct vm *vm);
+int __wrap_vm_msi_set(struct vm *vm, int gsi, uint64_t addr, uint32_t data);
+int __wrap_vm_irqfd(struct vm *vm, int efd, int gsi, bool assign);
+int __wrap_vm_ioeventfd(struct vm *vm, int efd, uint64_t gpa, uint32_t len,
+			bool assign);
+int __wrap_vm_pci_mmio_alloc(struct vm *vm, uint64_t len, uint64_t *gpa);
+int __wrap_vm_io_watch(struct vm *vm, int fd, void (*fn)(void *), void *opaque);
+void __wrap_vm_set_irq(void *opaque, unsigned int gsi, int level);
+
+int __wrap_vm_msi_alloc(struct vm *vm)
+{
+	(void)vm;
+	return VM_IRQCHIP_GSIS + g_next_gsi++;
+}
+
+int __wrap_vm_msi_set(struct vm *vm, int gsi, uint64_t addr, uint32_t data)
+{
+	(void)vm;
+	g_msi.gsi = gsi;
+	g_msi.addr = addr;
+	g_msi.data = data;
+	g_msi.calls++;
+	return 0;
+}
+
+int __wrap_vm_irqfd(struct vm *vm, int efd, int gsi, bool assign)
+{
+	(void)vm;
+	assert_true(assign);
+	assert_in_range(gsi, 0, 63);
+	g_irqfd_of_gsi[gsi] = efd;
+	return 0;
+}
+
+int __wrap_vm_ioeventfd(struct vm *vm, int efd, uint64_t gpa, uint32_t len,
+			bool assign)
+{
+	(void)vm;
+	assert_int_equal(len, 2);
+	assert_true(g_nioev < 16);
+	g_ioev[g_nioev].gpa = gpa;
+	g_ioev[g_nioev].efd = efd;
+	g_ioev[g_nioev].assign = assign;
+	g_nioev++;
+	return 0;
+}
+
+int __wrap_vm_pci_mmio_alloc(struct vm *vm, uint64_t len, uint64_t *gpa)
+{
+	(void)vm;
+	assert_int_equal(len, BAR_SIZE);
+	*gpa = BAR_GPA;
+	return 0;
+}
+
+int __wrap_vm_io_watch(struct vm *vm, int fd, void (*fn)(void *), void *opaque)
+{
+	(void)vm;
+	assert_true(g_nwatch < 16);
+	g_watch[g_nwatch] = (struct io_watch){fn, opaque};
+	g_watch_fd[g_nwatch++] = fd;
+	return 0;
+}
+
+void __wrap_vm_set_irq(void *opaque, unsigned int gsi, int level)
+{
+	(void)opaque;
+	assert_true(gsi < 32);
+	g_irq_level[gsi] = level;
+	g_irq_calls++;
+}
+
+/* ---- a fake device model ---- */
+
+static unsigned int g_activated, g_resets, g_kicks[NQ];
+static uint8_t g_devcfg[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+static int g_activate_result;
+
+static void fake_config(struct virtio_dev *d, uint32_t off, uint8_t *data,
+			uint32_t len, bool is_write)
+{
+	(void)d;
+	if (off + len > sizeof(g_devcfg)) {
+		memset(data, 0, len);
+		return;
+	}
+	if (is_write)
+		memcpy(&g_devcfg[off], data, len);
+	else
+		memcpy(data, &g_devcfg[off], len);
+}
+
+static int fake_activate(struct virtio_dev *d)
+{
+	(void)d;
+	g_activated++;
+	return g_activate_result;
+}
+
+static void fake_reset(struct virtio_dev *d)
+{
+	(void)d;
+	g_resets++;
+}
+
+static void fake_kick(struct virtio_dev *d, unsigned int q)
+{
+	(void)d;
+	assert_true(q < NQ);
+	g_kicks[q]++;
+}
+
+static const struct virtio_dev_ops fake_ops = {
+	.config_access = fake_config,
+	.activate = fake_activate,
+	.reset = fake_reset,
+	.queue_kick = fake_kick,
+};
+
+#define FEATURES ((1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_EVENT_IDX) | \
+		  (1ULL << 3))
+
+static struct vm g_vm;
+static struct virtio_dev g_dev;
+
+static int setup(void **state)
+{
+	char err[128];
+
+	(void)state;
+	memset(&g_vm, 0, sizeof(g_vm));
+	memset(&g_dev, 0, sizeof(g_dev));
+	memset(&g_msi, 0, sizeof(g_msi));
+	memset(g_irq_level, 0, sizeof(g_irq_level));
+	g_next_gsi = 0;
+	g_nioev = g_nwatch = g_irq_calls = 0;
+	g_activated = g_resets = 0;
+	g_activate_result = 0;
+	memset(g_kicks, 0, sizeof(g_kicks));
+	assert_int_equal(mem_create(&g_vm.mem, RAM_BYTES, HUGEPAGES_OFF, err, sizeof(err)), 0);
+	assert_int_equal(bus_init(&g_vm.pio, "pio"), 0);
+	assert_int_equal(bus_init(&g_vm.mmio, "mmio"), 0);
+	assert_int_equal(pci_init(&g_vm.pci, &g_vm.pio), 0);
+	g_dev.ops = &fake_ops;
+	g_dev.name = "fake";
+	g_dev.device_id = 2;
+	g_dev.pci_class = 0x0180;
+	g_dev.features = FEATURES;
+	g_dev.num_queues = NQ;
+	g_dev.queue_max = QMAX;
+	g_dev.mem = &g_vm.mem;
+	pthread_mutex_init(&g_dev.lock, NULL);
+	assert_int_equal(virtio_pci_create(&g_vm, &g_dev, SLOT), 0);
+	g_resets = 0; /* the transport starts from a reset */
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	virtio_pci_destroy(&g_dev);
+	pthread_mutex_destroy(&g_dev.lock);
+	pci_destroy(&g_vm.pci);
+	bus_destroy(&g_vm.mmio);
+	bus_destroy(&g_vm.pio);
+	mem_destroy(&g_vm.mem);
+	return 0;
+}
+
+/* ---- driver-side helpers ---- */
+
+static uint32_t cfg_rd(uint32_t reg, uint32_t len)
+{
+	uint32_t v = 0;
+
+	pci_conf_access(&g_vm.pci, 0x80000000u | (SLOT << 11) | reg, (uint8_t *)&v, len, false);
+	return v;
+}
+
+static void cfg_wr(uint32_t reg, uint32_t v, uint32_t len)
+{
+	pci_conf_access(&g_vm.pci, 0x80000000u | (SLOT << 11) | reg, (uint8_t *)&v, len, true);
+}
+
+/* Map the BAR at BAR_GPA and turn on memory decoding and bus mastering. */
+static void map_bar(void)
+{
+	cfg_wr(PCI_BASE_ADDRESS_0, (uint32_t)BAR_GPA, 4);
+	cfg_wr(PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2);
+}
+
+static uint64_t bar_rd(uint64_t off, uint32_t len)
+{
+	uint64_t v = 0;
+
+	assert_true(bus_access(&g_vm.mmio, BAR_GPA + off, (uint8_t *)&v, len, false));
+	return v;
+}
+
+static void bar_wr(uint64_t off, uint64_t v, uint32_t len)
+{
+	assert_true(bus_access(&g_vm.mmio, BAR_GPA + off, (uint8_t *)&v, len, true));
+}
+
+/* The offset of the first vendor capability of cfg_type type, or 0. */
+static uint8_t find_vcap(uint8_t type)
+{
+	for (uint8_t at = (uint8_t)cfg_rd(PCI_CAPABILITY_LIST, 1), n = 0; at && n < 48;
+	     at = (uint8_t)cfg_rd(at + 1u, 1), n++)
+		if (cfg_rd(at, 1) == PCI_CAP_ID_VNDR && cfg_rd(at + 3u, 1) == type)
+			return at;
+	return 0;
+}
+
+static uint8_t find_cap(uint8_t id)
+{
+	for (uint8_t at = (uint8_t)cfg_rd(PCI_CAPABILITY_LIST, 1), n = 0; at && n < 48;
+	     at = (uint8_t)cfg_rd(at + 1u, 1), n++)
+		if (cfg_rd(at, 1) == id)
+			return at;
+	return 0;
+}
+
+static uint8_t status(void)
+{
+	return (uint8_t)bar_rd(CC(device_status), 1);
+}
+
+/* Negotiate FEATURES and get to FEATURES_OK. */
+static void negotiate(void)
+{
+	bar_wr(CC(device_status), VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER, 1);
+	bar_wr(CC(guest_feature_select), 0, 4);
+	bar_wr(CC(guest_feature), (uint32_t)FEATURES, 4);
+	bar_wr(CC(guest_feature_select), 1, 4);
+	bar_wr(CC(guest_feature), (uint32_t)(FEATURES >> 32), 4);
+	bar_wr(CC(device_status), VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+					  VIRTIO_CONFIG_S_FEATURES_OK, 1);
+	assert_int_equal(status() & VIRTIO_CONFIG_S_FEATURES_OK, VIRTIO_CONFIG_S_FEATURES_OK);
+}
+
+/* Rings of queue q at gpa base (inside RAM unless the test says otherwise). */
+static void setup_queue(uint16_t q, uint16_t size, uint64_t base)
+{
+	bar_wr(CC(queue_select), q, 2);
+	bar_wr(CC(queue_size), size, 2);
+	bar_wr(CC(queue_desc_lo), base, 8);
+	bar_wr(CC(queue_avail_lo), base + 0x4000, 8);
+	bar_wr(CC(queue_used_lo), base + 0x8000, 8);
+	bar_wr(CC(queue_enable), 1, 2);
+}
+
+static void driver_ok(void)
+{
+	bar_wr(CC(device_status), VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+					  VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK, 1);
+}
+
+static uint64_t efd_take(int efd)
+{
+	uint64_t n = 0;
+
+	if (read(efd, &n, sizeof(n)) != sizeof(n))
+		return 0;
+	return n;
+}
+
+/* ---- tests ---- */
+
+static void test_identity_and_caps(void **state)
+{
+	uint8_t at;
+
+	(void)state;
+	assert_int_equal(cfg_rd(PCI_VENDOR_ID, 2), 0x1af4);
+	assert_int_equal(cfg_rd(PCI_DEVICE_ID, 2), 0x1042);
+	assert_int_equal(cfg_rd(PCI_REVISION_ID, 1), 1);
+	assert_int_equal(cfg_rd(PCI_CLASS_DEVICE, 2), 0x0180);
+	assert_int_equal(cfg_rd(PCI_SUBSYSTEM_ID, 2) >= 0x40, 1);
+	assert_true(cfg_rd(PCI_STATUS, 2) & PCI_STATUS_CAP_LIST);
+	assert_int_equal(cfg_rd(PCI_INTERRUPT_PIN, 1), 1);
+
+	/* Each structure in BAR 0 where its capability says. */
+	at = find_vcap(VIRTIO_PCI_CAP_COMMON_CFG);
+	assert_int_not_equal(at, 0);
+	assert_int_equal(cfg_rd(at + offsetof(struct virtio_pci_cap, bar), 1), 0);
+	assert_int_equal(cfg_rd(at + offsetof(struct virtio_pci_cap, length), 4),
+			 sizeof(struct virtio_pci_common_cfg));
+	assert_int_not_equal(find_vcap(VIRTIO_PCI_CAP_ISR_CFG), 0);
+	assert_int_not_equal(find_vcap(VIRTIO_PCI_CAP_DEVICE_CFG), 0);
+	at = find_vcap(VIRTIO_PCI_CAP_NOTIFY_CFG);
+	assert_int_not_equal(at, 0);
+	assert_int_equal(cfg_rd(at + 2, 1), sizeof(struct virtio_pci_notify_cap));
+	assert_int_equal(cfg_rd(at + offsetof(struct virtio_pci_notify_cap, notify_off_multiplier), 4), 4);
+	at = find_vcap(VIRTIO_PCI_CAP_PCI_CFG);
+	assert_int_not_equal(at, 0);
+	assert_int_equal(cfg_rd(at + 2, 1), sizeof(struct virtio_pci_cfg_cap));
+	/* MSI-X: one vector per queue plus config, table and PBA in BAR 0. */
+	at = find_cap(PCI_CAP_ID_MSIX);
+	assert_int_not_equal(at, 0);
+	assert_int_equal(cfg_rd(at + PCI_MSIX_FLAGS, 2) & PCI_MSIX_FLAGS_QSIZE, NQ);
+	assert_int_equal(cfg_rd(at + PCI_MSIX_TABLE, 4) & PCI_MSIX_TABLE_BIR, 0);
+}
+
+static void test_bar_sizing_and_moves(void **state)
+{
+	(void)state;
+	cfg_wr(PCI_BASE_ADDRESS_0, 0xffffffffu, 4);
+	assert_int_equal(cfg_rd(PCI_BASE_ADDRESS_0, 4), (uint32_t)~(BAR_SIZE - 1));
+	/* Not decoding until the memory bit is set. */
+	cfg_wr(PCI_BASE_ADDRESS_0, (uint32_t)BAR_GPA, 4);
+	assert_int_equal(g_nioev, 0);
+	cfg_wr(PCI_COMMAND, PCI_COMMAND_MEMORY, 2);
+	/* Mapped: one ioeventfd per queue at its notify address. */
+	assert_int_equal(g_nioev, NQ);
+	for (unsigned int q = 0; q < NQ; q++) {
+		assert_int_equal(g_ioev[q].gpa, BAR_GPA + 0x3000 + 4 * q);
+		assert_true(g_ioev[q].assign);
+	}
+	assert_int_equal(bar_rd(CC(num_queues), 2), NQ);
+	/* Moved: the old range and ioeventfds go, the new ones come. */
+	cfg_wr(PCI_BASE_ADDRESS_0, (uint32_t)(BAR_GPA + 0x100000), 4);
+	assert_int_equal(g_nioev, 3 * NQ);
+	for (unsigned int q = 0; q < NQ; q++) {
+		assert_int_equal(g_ioev[NQ + q].gpa, BAR_GPA + 0x3000 + 4 * q);
+		assert_false(g_ioev[NQ + q].assign);
+		assert_int_equal(g_ioev[2 * NQ + q].gpa, BAR_GPA + 0x100000 + 0x3000 + 4 * q);
+		assert_true(g_ioev[2 * NQ + q].assign);
+	}
+	uint64_t v = 0;
+	assert_false(bus_access(&g_vm.mmio, BAR_GPA, (uint8_t *)&v, 4, false));
+	v = 0;
+	assert_true(bus_access(&g_vm.mmio, BAR_GPA + 0x100000 + CC(num_queues), (uint8_t *)&v, 2, false));
+	assert_int_equal(v, NQ);
+	/* Memory decoding off: unmapped. */
+	cfg_wr(PCI_COMMAND, 0, 2);
+	assert_false(bus_access(&g_vm.mmio, BAR_GPA + 0x100000, (uint8_t *)&v, 4, false));
+}
+
+static void test_feature_negotiation(void **state)
+{
+	(void)state;
+	map_bar();
+	bar_wr(CC(device_feature_select), 0, 4);
+	assert_int_equal(bar_rd(CC(device_feature), 4), (uint32_t)FEATURES);
+	bar_wr(CC(device_feature_select), 1, 4);
+	assert_int_equal(bar_rd(CC(device_feature), 4), (uint32_t)(FEATURES >> 32));
+	bar_wr(CC(device_feature_select), 7, 4);
+	assert_int_equal(bar_rd(CC(device_feature), 4), 0);
+
+	/* A feature we did not offer: FEATURES_OK does not stick. */
+	bar_wr(CC(guest_feature_select), 0, 4);
+	bar_wr(CC(guest_feature), (uint32_t)FEATURES | (1u << 5), 4);
+	bar_wr(CC(guest_feature_select), 1, 4);
+	bar_wr(CC(guest_feature), (uint32_t)(FEATURES >> 32), 4);
+	bar_wr(CC(device_status), VIRTIO_CONFIG_S_FEATURES_OK, 1);
+	assert_int_equal(status() & VIRTIO_CONFIG_S_FEATURES_OK, 0);
+	/* No VERSION_1 (a legacy driver): refused as well. */
+	bar_wr(CC(guest_feature_select), 0, 4);
+	bar_wr(CC(guest_feature), (uint32_t)FEATURES, 4);
+	bar_wr(CC(guest_feature_select), 1, 4);
+	bar_wr(CC(guest_feature), 0, 4);
+	bar_wr(CC(device_status), VIRTIO_CONFIG_S_FEATURES_OK, 1);
+	assert_int_equal(status() & VIRTIO_CONFIG_S_FEATURES_OK, 0);
+	bar_wr(CC(device_status), 0, 1);
+	negotiate();
+	/* Features freeze at FEATURES_OK. */
+	bar_wr(CC(guest_feature_select), 0, 4);
+	bar_wr(CC(guest_feature), 0, 4);
+	assert_int_equal(bar_rd(CC(guest_feature), 4), (uint32_t)FEATURES);
+	assert_int_equal(g_activated, 0);
+	setup_queue(0, 64, 0x100000);
+	setup_queue(1, 64, 0x200000);
+	driver_ok();
+	assert_int_equal(g_activated, 1);
+	assert_int_equal(status() & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
+}
+
+static void test_queue_validation(void **state)
+{
+	(void)state;
+	map_bar();
+	negotiate();
+	bar_wr(CC(queue_select), 0, 2);
+	assert_int_equal(bar_rd(CC(queue_size), 2), QMAX);
+	assert_int_equal(bar_rd(CC(queue_notify_off), 2), 0);
+	bar_wr(CC(queue_select), 1, 2);
+	assert_int_equal(bar_rd(CC(queue_notify_off), 2), 1);
+	/* A queue that does not exist reads as size 0 and takes no writes. */
+	bar_wr(CC(queue_select), NQ, 2);
+	assert_int_equal(bar_rd(CC(queue_size), 2), 0);
+	bar_wr(CC(queue_enable), 1, 2);
+	assert_int_equal(status() & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
+
+	/* A valid queue: enabled, then its registers are frozen. */
+	setup_queue(0, 64, 0x100000);
+	assert_int_equal(bar_rd(CC(queue_enable), 2), 1);
+	bar_wr(CC(queue_desc_lo), 0x300000, 8);
+	bar_wr(CC(queue_size), 32, 2);
+	assert_int_equal(bar_rd(CC(queue_desc_lo), 4), 0x100000);
+	assert_int_equal(bar_rd(CC(queue_size), 2), 64);
+
+	/* Not a power of two: NEEDS_RESET; a reset clears it. */
+	setup_queue(1, 48, 0x200000);
+	assert_int_equal(bar_rd(CC(queue_enable), 2), 0);
+	assert_int_equal(status() & VIRTIO_CONFIG_S_NEEDS_RESET, VIRTIO_CONFIG_S_NEEDS_RESET);
+	bar_wr(CC(device_status), 0, 1);
+	assert_int_equal(status(), 0);
+	assert_int_equal(g_resets, 1);
+
+	/* Larger than offered. */
+	negotiate();
+	setup_queue(1, 512, 0x200000);
+	assert_int_equal(status() & VIRTIO_CONFIG_S_NEEDS_RESET, VIRTIO_CONFIG_S_NEEDS_RESET);
+	bar_wr(CC(device_status), 0, 1);
+
+	/* Rings outside guest RAM, and straddling its end. */
+	negotiate();
+	setup_queue(0, 64, 0xd0000000ULL);
+	assert_int_equal(status() & VIRTIO_CONFIG_S_NEEDS_RESET, VIRTIO_CONFIG_S_NEEDS_RESET);
+	bar_wr(CC(device_status), 0, 1);
+	negotiate();
+	setup_queue(0, 64, RAM_BYTES - 0x8000);
+	assert_int_equal(status() & VIRTIO_CONFIG_S_NEEDS_RESET, VIRTIO_CONFIG_S_NEEDS_RESET);
+	/* DRIVER_OK on a broken device does not activate it. */
+	driver_ok();
+	assert_int_equal(g_activated, 0);
+}
+
+static void test_reset_restores_defaults(void **state)
+{
+	(void)state;
+	map_bar();
+	negotiate();
+	bar_wr(CC(msix_config), 0, 2);
+	setup_queue(0, 64, 0x100000);
+	bar_wr(CC(queue_msix_vector), 1, 2);
+	driver_ok();
+	bar_wr(CC(device_status), 0, 1);
+	assert_int_equal(g_resets, 1);
+	assert_int_equal(status(), 0);
+	assert_int_equal(bar_rd(CC(msix_config), 2), VIRTIO_MSI_NO_VECTOR);
+	bar_wr(CC(queue_select), 0, 2);
+	assert_int_equal(bar_rd(CC(queue_enable), 2), 0);
+	assert_int_equal(bar_rd(CC(queue_size), 2), QMAX);
+	assert_int_equal(bar_rd(CC(queue_msix_vector), 2), VIRTIO_MSI_NO_VECTOR);
+	assert_int_equal(bar_rd(CC(queue_desc_lo), 8), 0);
+	bar_wr(CC(guest_feature_select), 0, 4);
+	assert_int_equal(bar_rd(CC(guest_feature), 4), 0);
+	/* And the driver can start again (driver reload). */
+	negotiate();
+	setup_queue(0, 64, 0x100000);
+	setup_queue(1, 64, 0x200000);
+	driver_ok();
+	assert_int_equal(g_activated, 2);
+}
+
+static void test_kicks(void **state)
+{
+	(void)state;
+	map_bar();
+	assert_int_equal(g_nwatch, NQ);
+	negotiate();
+	setup_queue(0, 64, 0x100000);
+	/* Before DRIVER_OK, a kick is not served. */
+	bar_wr(0x3000, 0, 2);
+	g_watch[0].fn(g_watch[0].opaque);
+	assert_int_equal(g_kicks[0], 0);
+	driver_ok();
+	/* A kick the ioeventfd missed (4 bytes wide) takes the same path. */
+	bar_wr(0x3000, 0, 4);
+	assert_int_equal(efd_take(g_watch_fd[0]), 1);
+	bar_wr(0x3000, 0, 2);
+	g_watch[0].fn(g_watch[0].opaque);
+	assert_int_equal(g_kicks[0], 1);
+	/* Queue 1 was never enabled: its kick is dropped. */
+	bar_wr(0x3004, 1, 2);
+	g_watch[1].fn(g_watch[1].opaque);
+	assert_int_equal(g_kicks[1], 0);
+	/* Past the last queue: nothing. */
+	uint64_t v = 0;
+	assert_true(bus_access(&g_vm.mmio, BAR_GPA + 0x3000 + 4 * NQ, (uint8_t *)&v, 2, true));
+}
+
+static void test_msix_routes_mask_and_pending(void **state)
+{
+	uint8_t msix;
+	int efd;
+
+	(void)state;
+	map_bar();
+	msix = find_cap(PCI_CAP_ID_MSIX);
+	negotiate();
+	setup_queue(0, 64, 0x100000);
+	bar_wr(CC(queue_msix_vector), 1, 2);
+	assert_int_equal(bar_rd(CC(queue_msix_vector), 2), 1);
+	/* A vector beyond the table: NO_VECTOR, as the spec wants. */
+	bar_wr(CC(msix_config), NQ + 1, 2);
+	assert_int_equal(bar_rd(CC(msix_config), 2), VIRTIO_MSI_NO_VECTOR);
+	driver_ok();
+	cfg_wr(msix + PCI_MSIX_FLAGS, PCI_MSIX_FLAGS_ENABLE, 2);
+
+	/* Programming vector 1 updates its KVM route. */
+	bar_wr(0x4000 + 16 + PCI_MSIX_ENTRY_LOWER_ADDR, 0xfee01000, 4);
+	bar_wr(0x4000 + 16 + PCI_MSIX_ENTRY_UPPER_ADDR, 0, 4);
+	bar_wr(0x4000 + 16 + PCI_MSIX_ENTRY_DATA, 0x4041, 4);
+	assert_int_equal(g_msi.gsi, VM_IRQCHIP_GSIS + 1);
+	assert_int_equal(g_msi.addr, 0xfee01000);
+	assert_int_equal(g_msi.data, 0x4041);
+	efd = g_irqfd_of_gsi[VM_IRQCHIP_GSIS + 1];
+	assert_true(efd > 0);
+
+	/* Still masked (the reset state): the interrupt waits in the PBA. */
+	pthread_mutex_lock(&g_dev.lock);
+	virtio_notify_queue(&g_dev, 0);
+	pthread_mutex_unlock(&g_dev.lock);
+	assert_int_equal(efd_take(efd), 0);
+	assert_int_equal(bar_rd(0x5000, 8), 1u << 1);
+	/* Unmasking delivers it and clears the pending bit. */
+	bar_wr(0x4000 + 16 + PCI_MSIX_ENTRY_VECTOR_CTRL, 0, 4);
+	assert_int_equal(efd_take(efd), 1);
+	assert_int_equal(bar_rd(0x5000, 8), 0);
+	pthread_mutex_lock(&g_dev.lock);
+	virtio_notify_queue(&g_dev, 0);
+	pthread_mutex_unlock(&g_dev.lock);
+	assert_int_equal(efd_take(efd), 1);
+	/* Function mask holds it back too, until it is lifted. */
+	cfg_wr(msix + PCI_MSIX_FLAGS, PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL, 2);
+	pthread_mutex_lock(&g_dev.lock);
+	virtio_notify_queue(&g_dev, 0);
+	pthread_mutex_unlock(&g_dev.lock);
+	assert_int_equal(efd_take(efd), 0);
+	cfg_wr(msix + PCI_MSIX_FLAGS, PCI_MSIX_FLAGS_ENABLE, 2);
+	assert_int_equal(efd_take(efd), 1);
+	/* Reads past the table are all ones; the line stays low with MSI-X. */
+	assert_int_equal(bar_rd(0x4000 + 16 * (NQ + 1), 4), 0xffffffffu);
+	assert_int_equal(g_irq_level[16 + SLOT], 0);
+}
+
+static void test_intx_fallback(void **state)
+{
+	(void)state;
+	map_bar();
+	negotiate();
+	setup_queue(0, 64, 0x100000);
+	driver_ok();
+	/* No MSI-X: the INTx line of the slot (MP table: 16 + slot % 8). */
+	pthread_mutex_lock(&g_dev.lock);
+	virtio_notify_queue(&g_dev, 0);
+	pthread_mutex_unlock(&g_dev.lock);
+	assert_int_equal(g_irq_level[16 + SLOT], 1);
+	/* Reading ISR acknowledges: the queue bit, then nothing; line low. */
+	assert_int_equal(bar_rd(0x1000, 1), 1);
+	assert_int_equal(g_irq_level[16 + SLOT], 0);
+	assert_int_equal(bar_rd(0x1000, 1), 0);
+	pthread_mutex_lock(&g_dev.lock);
+	virtio_notify_config(&g_dev);
+	pthread_mutex_unlock(&g_dev.lock);
+	assert_int_equal(g_irq_level[16 + SLOT], 1);
+	assert_int_equal(bar_rd(0x1000, 1), 2);
+	/* A reset lowers a raised line. */
+	pthread_mutex_lock(&g_dev.lock);
+	virtio_notify_queue(&g_dev, 0);
+	pthread_mutex_unlock(&g_dev.lock);
+	bar_wr(CC(device_status), 0, 1);
+	assert_int_equal(g_irq_level[16 + SLOT], 0);
+}
+
+static void test_device_config(void **state)
+{
+	(void)state;
+	map_bar();
+	assert_int_equal(bar_rd(0x2000, 4), 0x04030201);
+	bar_wr(0x2004, 0xaa, 1);
+	assert_int_equal(g_devcfg[4], 0xaa);
+	/* Past the common structure: all ones, writes dropped. */
+	assert_int_equal(bar_rd(sizeof(struct virtio_pci_common_cfg), 4), 0xffffffffu);
+	assert_int_equal(bar_rd(CC(queue_used_hi) + 2, 4), 0xffffffffu);
+	/* Read-only fields ignore writes. */
+	bar_wr(CC(num_queues), 9, 2);
+	assert_int_equal(bar_rd(CC(num_queues), 2), NQ);
+}
+
+static void test_pci_cfg_window(void **state)
+{
+	uint8_t at = find_vcap(VIRTIO_PCI_CAP_PCI_CFG);
+	uint32_t bar = at + offsetof(struct virtio_pci_cap, bar);
+	uint32_t off = at + offsetof(struct virtio_pci_cap, offset);
+	uint32_t len = at + offsetof(struct virtio_pci_cap, length);
+	uint32_t data = at + offsetof(struct virtio_pci_cfg_cap, pci_cfg_data);
+
+	(void)state;
+	/* Works without the BAR mapped: that is what the window is for. */
+	assert_int_equal(cfg_rd(data, 4), 0);
+	cfg_wr(bar, 0, 1);
+	cfg_wr(off, CC(num_queues), 4);
+	cfg_wr(len, 2, 4);
+	assert_int_equal(cfg_rd(data, 2), NQ);
+	assert_int_equal(cfg_rd(off, 4), CC(num_queues));
+	/* A write through the window: the status register. */
+	cfg_wr(off, CC(device_status), 4);
+	cfg_wr(len, 1, 4);
+	cfg_wr(data, VIRTIO_CONFIG_S_ACKNOWLEDGE, 1);
+	assert_int_equal(cfg_rd(data, 1), VIRTIO_CONFIG_S_ACKNOWLEDGE);
+	map_bar();
+	assert_int_equal(status(), VIRTIO_CONFIG_S_ACKNOWLEDGE);
+	/* Device configuration, 4 bytes. */
+	cfg_wr(off, 0x2000, 4);
+	cfg_wr(len, 4, 4);
+	assert_int_equal(cfg_rd(data, 4), 0x04030201);
+	/* Invalid windows read 0 and write nothing: another BAR, length 3,
+	 * unaligned, outside the BAR. */
+	cfg_wr(bar, 1, 1);
+	assert_int_equal(cfg_rd(data, 4), 0);
+	cfg_wr(bar, 0, 1);
+	cfg_wr(len, 3, 4);
+	assert_int_equal(cfg_rd(data, 4), 0);
+	cfg_wr(len, 4, 4);
+	cfg_wr(off, CC(device_status) + 1, 4);
+	assert_int_equal(cfg_rd(data, 4), 0);
+	cfg_wr(off, 0x10000000, 4);
+	assert_int_equal(cfg_rd(data, 4), 0);
+	cfg_wr(data, 0xffffffffu, 4);
+	assert_int_equal(status(), VIRTIO_CONFIG_S_ACKNOWLEDGE);
+	/* The capability header itself is read-only. */
+	cfg_wr(at, 0, 4);
+	assert_int_equal(cfg_rd(at, 1), PCI_CAP_ID_VNDR);
+	assert_int_equal(cfg_rd(at + 3u, 1), VIRTIO_PCI_CAP_PCI_CFG);
+}
+
+static void test_activation_failure(void **state)
+{
+	(void)state;
+	map_bar();
+	g_activate_result = -EIO;
+	negotiate();
+	setup_queue(0, 64, 0x100000);
+	driver_ok();
+	assert_int_equal(g_activated, 1);
+	assert_int_equal(status() & VIRTIO_CONFIG_S_NEEDS_RESET, VIRTIO_CONFIG_S_NEEDS_RESET);
+	/* The broken device gets no kicks. */
+	bar_wr(0x3000, 0, 2);
+	g_watch[0].fn(g_watch[0].opaque);
+	assert_int_equal(g_kicks[0], 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+		T(test_identity_and_caps),
+		T(test_bar_sizing_and_moves),
+		T(test_feature_negotiation),
+		T(test_queue_validation),
+		T(test_reset_restores_defaults),
+		T(test_kicks),
+		T(test_msix_routes_mask_and_pending),
+		T(test_intx_fallback),
+		T(test_device_config),
+		T(test_pci_cfg_window),
+		T(test_activation_failure),
+#undef T
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
