@@ -66,8 +66,12 @@ enum { MP_PROCESSOR = 0, MP_BUS = 1, MP_IOAPIC = 2, MP_INTSRC = 3, MP_LINTSRC = 
 enum { MP_INT = 0, MP_NMI = 1, MP_EXTINT = 3 };
 #define CPU_ENABLED 1
 #define CPU_BOOTPROCESSOR 2
-#define MP_BUS_ISA 0
-#define MP_BUS_PCI 1
+/*
+ * Linux looks a PCI interrupt up by the PCI bus number as the MP bus ID
+ * (IO_APIC_get_PCI_irq_vector): PCI bus 0 must be MP bus 0, so ISA is 1.
+ */
+#define MP_BUS_PCI 0
+#define MP_BUS_ISA 1
 
 static uint8_t checksum(const uint8_t *p, size_t len)
 {
@@ -111,13 +115,13 @@ int mptable_write(const struct guest_mem *mem, unsigned int ncpus,
 		p += sizeof(c);
 	}
 	{
-		struct mpc_bus b = {.type = MP_BUS, .busid = MP_BUS_ISA};
+		struct mpc_bus b = {.type = MP_BUS, .busid = MP_BUS_PCI};
 
-		memcpy(b.bustype, "ISA   ", 6);
+		memcpy(b.bustype, "PCI   ", 6);
 		memcpy(p, &b, sizeof(b));
 		p += sizeof(b);
-		b.busid = MP_BUS_PCI;
-		memcpy(b.bustype, "PCI   ", 6);
+		b.busid = MP_BUS_ISA;
+		memcpy(b.bustype, "ISA   ", 6);
 		memcpy(p, &b, sizeof(b));
 		p += sizeof(b);
 	}

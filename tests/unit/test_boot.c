@@ -386,9 +386,9 @@ static struct mp_seen check_mptable(const struct guest_mem *m, unsigned int n,
 			seen.cpus++;
 			p += 20;
 			break;
-		case 1: /* buses: ISA 0, then PCI 1 */
+		case 1: /* buses: PCI 0 (Linux wants its bus number), then ISA 1 */
 			assert_int_equal(p[1], seen.buses);
-			assert_memory_equal(p + 2, seen.buses ? "PCI   " : "ISA   ", 6);
+			assert_memory_equal(p + 2, seen.buses ? "ISA   " : "PCI   ", 6);
 			seen.buses++;
 			p += 8;
 			break;
@@ -409,14 +409,14 @@ static struct mp_seen check_mptable(const struct guest_mem *m, unsigned int n,
 			assert_int_equal(p[6], seen.ioapic_id);
 			if (seen.intsrc < 16) {
 				assert_int_equal(p[2] | p[3] << 8, 0); /* conforms to ISA */
-				assert_int_equal(p[4], 0);
+				assert_int_equal(p[4], 1); /* ISA */
 				assert_int_equal(p[5], seen.intsrc);
 				assert_int_equal(p[7], seen.intsrc);
 			} else {
 				unsigned int slot = seen.intsrc - 15;
 
 				assert_int_equal(p[2] | p[3] << 8, 0x0f); /* level, active low */
-				assert_int_equal(p[4], 1);
+				assert_int_equal(p[4], 0); /* PCI bus 0 */
 				assert_int_equal(p[5], slot << 2);
 				assert_int_equal(p[7], 16 + slot % 8);
 			}
