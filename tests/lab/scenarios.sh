@@ -41,7 +41,7 @@
 
 # Disk scenarios (virtio-blk, `vmm run --disk ...`), in run order; all of
 # them are skipped while the VMM does not list --disk in `run --help`.
-BLK_SCENARIOS="blk-io_uring blk-aio blk-sync blk-lock blk-sigkill blk-verify
+BLK_SCENARIOS="blk-io_uring blk-aio blk-sync blk-intx blk-lock blk-sigkill blk-verify
     blk-bad-key blk-bad-missing blk-bad-dir blk-bad-empty blk-bad-unaligned
     blk-bad-readonly blk-bad-engine"
 BLK_MIB=64      # MiB of data each disk scenario writes and checks
@@ -138,6 +138,17 @@ lab_blk_scenarios() {
         rm -f /img/raw.img
     done
 
+    # g2. no MSI-X (pci=nomsi): the INTx fallback, level-triggered, one
+    #    line for both queues of a 2-vCPU guest; then the driver unloads
+    #    (device reset) and loads again, and reads the data back
+    truncate -s 64M /img/intx.img
+    # shellcheck disable=SC2086
+    lab_run blk-intx "$BOOT_SECS" "$VMM" run $blk_boot --cpus 2 --mem 384M \
+        --cmdline "$GUEST_CMDLINE pci=nomsi vmmblk_mib=16 vmmtest=blk-intx vmmblk=raw:vda,reload:vda" \
+        --disk "path=/img/intx.img,queues=2"
+    lab_note blk-intx "image_sha256=$(lab_sha256 /img/intx.img 16)"
+    rm -f /img/intx.img
+
     # h. SIGKILL right after the guest's fsync returned (page cache of the
     #    host, cache=writeback): what it wrote must be in the image file.
     #    While that guest holds its disk, a second VMM on the same image
@@ -161,6 +172,8 @@ lab_blk_scenarios() {
     #    the data survive a reboot), the image of h. (the killed VMM's lock
     #    must be gone), and a readonly=on disk that the guest tries to write
     #    (it must see it read-only, the write must fail, the bytes stay).
+    #    Last, the driver is unloaded and loaded again (MSI-X this time)
+    #    and the killed VMM's data is read once more.
     #    The read-only image sits on a read-only (bind) mount, so that the
     #    VMM cannot open it for writing either.
     mkdir -p /img/ro /ro
@@ -172,7 +185,7 @@ lab_blk_scenarios() {
     lab_note blk-verify "ro_sha256_before=$(lab_sha256 /ro/ro.img 1)"
     # shellcheck disable=SC2086
     lab_run blk-verify "$BOOT_SECS" "$VMM" run $blk_boot --cpus 1 --mem 256M \
-        --cmdline "$blk_cmd vmmtest=blk-verify vmmblk=fsread:vda,fsread:vdb,fsread:vdc,rawread:vdd,ro:vde" \
+        --cmdline "$blk_cmd vmmtest=blk-verify vmmblk=fsread:vda,fsread:vdb,fsread:vdc,rawread:vdd,ro:vde,reload:vdd" \
         --disk "path=/img/fs-io_uring.img,engine=io_uring,cache=none" \
         --disk "path=/img/fs-aio.img,engine=aio,cache=none" \
         --disk "path=/img/fs-sync.img,engine=sync" \
@@ -225,6 +238,10 @@ lab_expectations() {
         check_same "blk-$e/image" "g:blk-$e:data_sha256" "l1:blk-$e:image_sha256"
         check_note "blk-$e" image_bytes = 268435456,134217728
     done
+    check_boot blk-intx nproc=2 cmdline=pci=nomsi
+    check_guest blk-intx intx irq=intx disks=1 vda_queues=2 data_bytes=16777216 reload=ok error=
+    check_same blk-intx/image g:blk-intx:data_sha256 l1:blk-intx:image_sha256 \
+        g:blk-intx:vda_reload_sha256
     check_note blk-sigkill waited = found
     check_exit blk-sigkill 137
     check_guest blk-sigkill write data_bytes=$((BLK_MIB * 1048576)) error=
@@ -237,6 +254,8 @@ lab_expectations() {
     check_same blk-verify/sync g:blk-sync:data_sha256 g:blk-verify:vdc_sha256
     check_same blk-verify/sigkill g:blk-sigkill:data_sha256 g:blk-verify:vdd_sha256
     check_guest blk-verify readonly vde_ro=1 vde_write=failed
+    check_guest blk-verify reload irq=msix reload=ok
+    check_same blk-verify/reload g:blk-sigkill:data_sha256 g:blk-verify:vdd_reload_sha256
     check_note blk-verify ro_mount = yes
     check_same blk-verify/readonly-unchanged l1:blk-verify:ro_sha256_before \
         g:blk-verify:vde_sha256_before g:blk-verify:vde_sha256 l1:blk-verify:ro_sha256_after
