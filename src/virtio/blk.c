@@ -22,6 +22,9 @@
 #include "vm.h"
 
 #define BLK_QUEUE_SIZE 256
+/* Largest segment the driver may send: a request's worth (Linux's default
+ * max_sectors is 1.25 MiB), so merging is never what limits a request. */
+#define BLK_SEG_SIZE_MAX (4u << 20)
 #define SECTOR 512ULL
 #define HDR_LEN sizeof(struct virtio_blk_outhdr)
 #define MAX_DISCARD_SEG 1
@@ -487,6 +490,7 @@ struct virtio_dev *blk_open(const struct disk_config *dc, unsigned int index,
 
 	b->config.capacity = b->size / SECTOR;
 	b->config.seg_max = VIRTQ_MAX_SEGS - 2; /* less header and status */
+	b->config.size_max = BLK_SEG_SIZE_MAX;
 	b->config.blk_size = SECTOR;
 	b->config.num_queues = (uint16_t)queues;
 	b->config.max_discard_sectors = UINT32_MAX;
@@ -508,6 +512,7 @@ struct virtio_dev *blk_open(const struct disk_config *dc, unsigned int index,
 	d->mem = mem;
 	d->features = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_EVENT_IDX) |
 		      (1ULL << VIRTIO_RING_F_INDIRECT_DESC) | (1ULL << VIRTIO_BLK_F_SEG_MAX) |
+		      (1ULL << VIRTIO_BLK_F_SIZE_MAX) |
 		      (1ULL << VIRTIO_BLK_F_BLK_SIZE) | (1ULL << VIRTIO_BLK_F_FLUSH) |
 		      (queues > 1 ? 1ULL << VIRTIO_BLK_F_MQ : 0);
 	if (dc->readonly)

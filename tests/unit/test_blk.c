@@ -1465,6 +1465,9 @@ static void test_config_space(void **state)
 	d->ops->config_access(d, offsetof(struct virtio_blk_config, seg_max),
 			      (uint8_t *)&v32, 4, false);
 	assert_int_equal(v32, VIRTQ_MAX_SEGS - 2);
+	d->ops->config_access(d, offsetof(struct virtio_blk_config, size_max),
+			      (uint8_t *)&v32, 4, false);
+	assert_int_equal(v32, 4u << 20);
 	d->ops->config_access(d, offsetof(struct virtio_blk_config, max_discard_seg),
 			      (uint8_t *)&v32, 4, false);
 	assert_int_equal(v32, 1);
@@ -1524,7 +1527,8 @@ static void test_features(void **state)
 	struct fx *f = *state;
 	uint64_t want = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_EVENT_IDX) |
 			(1ULL << VIRTIO_RING_F_INDIRECT_DESC) |
-			(1ULL << VIRTIO_BLK_F_SEG_MAX) | (1ULL << VIRTIO_BLK_F_BLK_SIZE) |
+			(1ULL << VIRTIO_BLK_F_SEG_MAX) | (1ULL << VIRTIO_BLK_F_SIZE_MAX) |
+			(1ULL << VIRTIO_BLK_F_BLK_SIZE) |
 			(1ULL << VIRTIO_BLK_F_FLUSH) | (1ULL << VIRTIO_BLK_F_DISCARD) |
 			(1ULL << VIRTIO_BLK_F_WRITE_ZEROES);
 
