@@ -87,7 +87,7 @@ format:
 
 clean:
 	rm -rf $(BUILD)/obj $(BUILD)/asan $(BUILD)/tests $(BUILD)/tests-asan \
-	  $(BUILD)/guests $(BUILD)/vmm $(BUILD)/vmm-asan
+	  $(BUILD)/guests $(BUILD)/vmm $(BUILD)/vmm-asan $(BUILD)/blkbench
 
 -include $(shell find $(BUILD)/obj $(BUILD)/asan -name '*.d' 2>/dev/null)
 

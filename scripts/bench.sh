@@ -3,9 +3,12 @@
 #  1. Host: cost of `vmm run --mem 4G` until the first KVM_RUN, the whole
 #     process wall time for a tiny guest, and the VMM's resident memory apart
 #     from guest RAM (median of N runs on the host's own /dev/kvm).
-#  2. Lab: stock-kernel boot to init, vmm next to QEMU -accel kvm in the
+#  2. Host: the virtio-blk data path without a guest (build/blkbench, QD32
+#     4K random I/O) next to fio --ioengine=io_uring on the same file
+#     (scripts/bench-host-blk; needs no /dev/kvm, runs with BENCH_LAB=0).
+#  3. Lab: stock-kernel boot to init, vmm next to QEMU -accel kvm in the
 #     same L1 boot (scripts/lab/bench-boot).
-#  3. Lab: virtio-blk with fio in the guest, vmm (io_uring) next to QEMU
+#  4. Lab: virtio-blk with fio in the guest, vmm (io_uring) next to QEMU
 #     (aio=io_uring) on the same image (scripts/lab/bench-blk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,22 +39,29 @@ else
 	echo "host: /dev/kvm not usable here; host figures skipped"
 fi
 
-# lab_section LABEL SCRIPT: run a lab bench, echo its JSON line (or null).
-lab_section() {
+# bench_section LABEL SCRIPT: run a bench script, echo its JSON line (or null).
+bench_section() {
 	local label=$1 script=$2 log=$out/$(basename "$2").txt json
 	echo >&2
-	if [ "${BENCH_LAB:-1}" = 0 ]; then
-		echo "$label: skipped (BENCH_LAB=0)" >&2
-	elif "$script" | tee "$log" >&2; then
+	if "$script" | tee "$log" >&2; then
 		json=$(grep -E '^\{.*\}$' "$log" | tail -n 1)
 		echo "${json:-null}"
 		return
-	else
-		echo "$label: $(basename "$script") could not run (see above)" >&2
 	fi
+	echo "$label: $(basename "$script") could not run (see above)" >&2
 	echo null
 }
+# lab_section LABEL SCRIPT: the same for a lab bench; BENCH_LAB=0 skips it.
+lab_section() {
+	if [ "${BENCH_LAB:-1}" = 0 ]; then
+		printf '\n%s: skipped (BENCH_LAB=0)\n' "$1" >&2
+		echo null
+		return
+	fi
+	bench_section "$@"
+}
+host_blk_json=$(bench_section "host disk" scripts/bench-host-blk)
 lab_json=$(lab_section lab scripts/lab/bench-boot)
 blk_json=$(lab_section "lab disks" scripts/lab/bench-blk)
 echo
-echo "{\"host\":$host_json,\"lab\":$lab_json,\"lab_blk\":$blk_json}" | tee "$out/bench.json"
+echo "{\"host\":$host_json,\"host_blk\":$host_blk_json,\"lab\":$lab_json,\"lab_blk\":$blk_json}" | tee "$out/bench.json"
