@@ -25,6 +25,7 @@
 
 struct vm;
 struct virtio_dev;
+struct vcpu_stats;
 
 struct vcpu {
 	struct vm *vm;
@@ -33,7 +34,7 @@ struct vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	bool started;
-	uint64_t exits;
+	uint64_t exits; /* KVM_RUN returns; atomic (stats_read reads it live) */
 };
 
 /* An fd the I/O thread watches; fn runs on the I/O thread when readable. */
@@ -86,6 +87,10 @@ struct vm {
 	pthread_mutex_t routes_lock;
 	struct kvm_irq_routing_entry msi_routes[VM_MAX_MSI_ROUTES];
 	bool msi_route_used[VM_MAX_MSI_ROUTES];
+
+	/* KVM binary stats (src/stats.c): one per vCPU, NULL when unavailable. */
+	struct vcpu_stats *stats;
+	unsigned int nr_stats;
 
 	/* Devices on the PCI bus, destroyed with the VM. */
 	struct virtio_dev *disks[VMM_MAX_DISKS];

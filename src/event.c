@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "stats.h"
 #include "vm.h"
 
 /* epoll tags: these three, then EV_WATCH + index into vm->watches. */
@@ -70,6 +71,21 @@ static void report_memory(const struct vm *vm)
 	log_info("vm", "resident: %llu KiB (peak %llu KiB), of which guest RAM %llu KiB; VMM itself %llu KiB",
 		 rss_kb, vmhwm_kb, guest_kb,
 		 rss_kb > guest_kb ? rss_kb - guest_kb : 0);
+}
+
+/* One "exits=... io=... userspace=..." line at level (subsystem "stats"). */
+static void report_stats(struct vm *vm, enum log_level level)
+{
+	struct vm_exit_stats st;
+	char line[512];
+	int r = stats_read(vm, &st);
+
+	if (stats_format(&st, line, sizeof(line)))
+		log_debug("stats", "line truncated");
+	if (r)
+		log_msg(level, "stats", "%s (KVM stats: %s)", line, strerror(-r));
+	else
+		log_msg(level, "stats", "%s", line);
 }
 
 static int start_vcpus(struct vm *vm)
@@ -178,7 +194,12 @@ static int io_loop(struct vm *vm, int sfd)
 			if (evs[i].data.u64 == EV_SIGNAL) {
 				struct signalfd_siginfo si;
 
-				if (read(sfd, &si, sizeof(si)) == sizeof(si))
+				if (read(sfd, &si, sizeof(si)) != sizeof(si))
+					continue;
+				/* Asked for, so printed at every level, even -q. */
+				if (si.ssi_signo == SIGUSR2)
+					report_stats(vm, LOG_ERROR);
+				else
 					vm_request_stop(vm, VMM_EXIT_SIGNAL + (int)si.ssi_signo,
 							"stopped by SIG%s",
 							sigabbrev_np((int)si.ssi_signo));
@@ -208,11 +229,15 @@ int vm_run(struct vm *vm)
 	sigset_t set;
 	int sfd, r;
 
-	/* SIGINT/SIGTERM/SIGHUP arrive on a signalfd; SIGUSR1 only kicks vCPUs. */
+	/*
+	 * SIGINT/SIGTERM/SIGHUP (stop) and SIGUSR2 (print the exit counters)
+	 * arrive on a signalfd; SIGUSR1 only kicks vCPUs.
+	 */
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR2);
 	sigaddset(&set, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	sigaction(SIGUSR1, &sa, NULL);
@@ -243,6 +268,7 @@ int vm_run(struct vm *vm)
 		log_info("vm", "%llu exits to userspace, %llu console bytes",
 			 (unsigned long long)exits,
 			 (unsigned long long)vm->serial.tx_bytes);
+		report_stats(vm, LOG_INFO);
 		report_memory(vm);
 	}
 	if (vm->exit_status == VMM_EXIT_OK)

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "stats.h"
 #include "virtio.h"
 #include "vm.h"
 
@@ -246,6 +247,10 @@ int vm_create(struct vm *vm, const struct vmm_config *cfg, bool *usage)
 			return r;
 		}
 	}
+	/* Exit counters are diagnostics: without them the VM still runs. */
+	r = stats_open(vm);
+	if (r)
+		log_info("stats", "KVM's binary stats unavailable: %s", strerror(-r));
 	/* Disks after the vCPUs: each gets a queue per vCPU by default. */
 	for (unsigned int i = 0; i < cfg->nr_disks; i++) {
 		r = blk_create(vm, &cfg->disks[i], i, 1 + i, usage);
@@ -430,6 +435,7 @@ void vm_destroy(struct vm *vm)
 	for (unsigned int i = 0; i < vm->nr_disks; i++)
 		blk_destroy(vm->disks[i]);
 	vm->nr_disks = 0;
+	stats_close(vm);
 	for (unsigned int i = 0; vm->vcpus && i < vm->nr_vcpus; i++)
 		vcpu_destroy(&vm->vcpus[i]);
 	free(vm->vcpus);

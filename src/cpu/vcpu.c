@@ -387,7 +387,8 @@ void *vcpu_thread(void *arg)
 					strerror(errno));
 			break;
 		}
-		v->exits++;
+		/* Only this thread writes it; stats_read() reads it live. */
+		__atomic_store_n(&v->exits, v->exits + 1, __ATOMIC_RELAXED);
 		if (!handle_exit(v))
 			break;
 	}
