@@ -43,6 +43,17 @@ struct disk_config {
 	unsigned int queues; /* 0: one per vCPU */
 };
 
+#define VMM_MAX_NETS 8
+#define NET_MAX_PAIRS 16  /* queue pairs of one device */
+#define NET_IFNAMSIZ 16	  /* IFNAMSIZ */
+
+/* --net tap=NAME[,mac=52:54:00:xx:xx:xx][,queues=N] */
+struct net_config {
+	char tap[NET_IFNAMSIZ];
+	uint8_t mac[6]; /* given, or derived from the tap's name */
+	unsigned int queues; /* queue pairs, 1..NET_MAX_PAIRS */
+};
+
 struct vmm_config {
 	const char *kernel;
 	const char *initrd;  /* NULL: none */
@@ -56,6 +67,8 @@ struct vmm_config {
 	struct disk_config disks[VMM_MAX_DISKS];
 	unsigned int nr_disks;
 	char *disk_args[VMM_MAX_DISKS]; /* owned copies the paths point into */
+	struct net_config nets[VMM_MAX_NETS];
+	unsigned int nr_nets;
 };
 
 /*
@@ -64,6 +77,10 @@ struct vmm_config {
  */
 int parse_disk(char *arg, struct disk_config *d, char *err, size_t errlen) WUR;
 const char *blk_engine_name(enum blk_engine_kind e);
+/* Parse one --net value into n. -EINVAL with err naming the key. */
+int parse_net(const char *arg, struct net_config *n, char *err, size_t errlen) WUR;
+/* The default MAC of a tap: 52:54:00 (locally run VMs) + a hash of its name. */
+void net_default_mac(const char *tap, uint8_t mac[6]);
 void config_free(struct vmm_config *cfg);
 
 /*

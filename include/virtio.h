@@ -47,6 +47,8 @@ struct virtio_dev_ops {
 struct virtio_transport_ops {
 	void (*notify_queue)(struct virtio_dev *d, unsigned int q);
 	void (*notify_config)(struct virtio_dev *d);
+	/* Run queue_kick(q) again soon (a device that stopped at a budget). */
+	void (*kick_again)(struct virtio_dev *d, unsigned int q);
 };
 
 struct virtio_dev {
@@ -106,6 +108,16 @@ int blk_create(struct vm *vm, const struct disk_config *dc, unsigned int index,
 	       unsigned int slot, bool *usage) WUR;
 /* Undo blk_create (transport included). */
 void blk_destroy(struct virtio_dev *d);
+
+/*
+ * virtio-net (src/virtio/net.c) on tap device nc->tap (created when it
+ * does not exist and we may), at PCI slot. One error line printed on
+ * failure; *usage says whether the user's input was at fault.
+ */
+int net_create(struct vm *vm, const struct net_config *nc, unsigned int index,
+	       unsigned int slot, bool *usage) WUR;
+/* Undo net_create (transport included). */
+void net_destroy(struct virtio_dev *d);
 
 /*
  * The same device without a VM, for tests: blk_open() gives the device

@@ -77,6 +77,12 @@ void virtq_reset(struct virtq *vq);
 int virtq_pop(struct virtq *vq, const struct guest_mem *mem,
 	      struct virtq_chain *chain) WUR;
 
+/*
+ * Give back the last n popped chains, unused (a device that found too few
+ * buffers for what it has to deliver). They are popped again later.
+ */
+void virtq_unpop(struct virtq *vq, unsigned int n);
+
 /* Return a chain: used element {head, len} published (release order). */
 void virtq_push(struct virtq *vq, uint16_t head, uint32_t len);
 

@@ -42,6 +42,7 @@ struct vcpu {
 struct io_watch {
 	void (*fn)(void *opaque);
 	void *opaque;
+	int fd;
 };
 
 /* GSI routing: the default irqchip routes plus MSI routes from GSI 24 up. */
@@ -95,6 +96,8 @@ struct vm {
 	/* Devices on the PCI bus, destroyed with the VM. */
 	struct virtio_dev *disks[VMM_MAX_DISKS];
 	unsigned int nr_disks;
+	struct virtio_dev *nets[VMM_MAX_NETS];
+	unsigned int nr_nets;
 
 	/* PCI MMIO window allocator for BARs (bump, never freed). */
 	uint64_t pci_mmio_next;
@@ -135,6 +138,8 @@ uint64_t vm_now_ns(void);
  * runs there. Before or during vm_run(). -ENOSPC when the table is full.
  */
 int vm_io_watch(struct vm *vm, int fd, void (*fn)(void *), void *opaque) WUR;
+/* Pause (on false) or resume watching fd; any thread. -ENOENT if not watched. */
+int vm_io_watch_enable(struct vm *vm, int fd, bool on) WUR;
 
 /* KVM interrupt plumbing (src/vm_irq.c). */
 /* Reserve a GSI for an MSI route; -ENOSPC. Starts masked (no route). */

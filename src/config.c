@@ -206,6 +206,85 @@ int parse_disk(char *arg, struct disk_config *d, char *err, size_t errlen)
 	return 0;
 }
 
+void net_default_mac(const char *tap, uint8_t mac[6])
+{
+	uint32_t h = 2166136261u; /* FNV-1a: stable across runs and builds */
+
+	for (const char *p = tap; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	mac[0] = 0x52;
+	mac[1] = 0x54;
+	mac[2] = 0x00;
+	mac[3] = (uint8_t)(h >> 16);
+	mac[4] = (uint8_t)(h >> 8);
+	mac[5] = (uint8_t)h;
+}
+
+static int parse_mac(const char *v, uint8_t mac[6])
+{
+	unsigned int b[6];
+	char end;
+
+	if (strlen(v) != 17 ||
+	    sscanf(v, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4],
+		   &b[5], &end) != 6)
+		return -EINVAL;
+	for (int i = 0; i < 6; i++) {
+		if (!isxdigit((unsigned char)v[3 * i]) || !isxdigit((unsigned char)v[3 * i + 1]))
+			return -EINVAL;
+		mac[i] = (uint8_t)b[i];
+	}
+	/* A NIC's own address is unicast and not all zeroes. */
+	if ((mac[0] & 1) || !(mac[0] | mac[1] | mac[2] | mac[3] | mac[4] | mac[5]))
+		return -EINVAL;
+	return 0;
+}
+
+int parse_net(const char *arg, struct net_config *n, char *err, size_t errlen)
+{
+	char buf[256], *save = NULL;
+	bool mac_set = false;
+	unsigned long q;
+
+	*n = (struct net_config){.queues = 1};
+	if (strlen(arg) >= sizeof(buf))
+		return fail(err, errlen, "--net: '%.32s...' is too long", arg);
+	strcpy(buf, arg);
+	for (char *kv = strtok_r(buf, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+		char *v = strchr(kv, '=');
+
+		if (!v)
+			return fail(err, errlen, "--net: '%s' is not key=value", kv);
+		*v++ = '\0';
+		if (!strcmp(kv, "tap")) {
+			if (!*v || strlen(v) >= NET_IFNAMSIZ || strpbrk(v, "/: \t\n") ||
+			    !strcmp(v, ".") || !strcmp(v, ".."))
+				return fail(err, errlen,
+					    "--net: tap='%s' is not an interface name (1 to %d characters, no '/', ':' or spaces)",
+					    v, NET_IFNAMSIZ - 1);
+			strcpy(n->tap, v);
+		} else if (!strcmp(kv, "mac")) {
+			if (parse_mac(v, n->mac))
+				return fail(err, errlen,
+					    "--net: mac='%s' is not a unicast MAC address like 52:54:00:12:34:56",
+					    v);
+			mac_set = true;
+		} else if (!strcmp(kv, "queues")) {
+			if (parse_uint(v, 1, NET_MAX_PAIRS, &q))
+				return fail(err, errlen, "--net: queues='%s' is not a number from 1 to %d",
+					    v, NET_MAX_PAIRS);
+			n->queues = (unsigned int)q;
+		} else {
+			return fail(err, errlen, "--net: unknown key '%s'", kv);
+		}
+	}
+	if (!n->tap[0])
+		return fail(err, errlen, "--net: tap=NAME is missing");
+	if (!mac_set)
+		net_default_mac(n->tap, n->mac);
+	return 0;
+}
+
 void config_free(struct vmm_config *cfg)
 {
 	for (unsigned int i = 0; i < cfg->nr_disks; i++)
@@ -214,7 +293,7 @@ void config_free(struct vmm_config *cfg)
 }
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS,
-       OPT_HUGEPAGES, OPT_CONSOLE, OPT_DISK };
+       OPT_HUGEPAGES, OPT_CONSOLE, OPT_DISK, OPT_NET };
 
 int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[],
 		     bool *help, char *err, size_t errlen)
@@ -228,6 +307,7 @@ int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[],
 		{"hugepages", required_argument, NULL, OPT_HUGEPAGES},
 		{"console", required_argument, NULL, OPT_CONSOLE},
 		{"disk", required_argument, NULL, OPT_DISK},
+		{"net", required_argument, NULL, OPT_NET},
 		{"verbose", no_argument, NULL, 'v'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
@@ -298,6 +378,18 @@ int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[],
 			cfg->nr_disks++;
 			if (r)
 				return r;
+			break;
+		case OPT_NET:
+			if (cfg->nr_nets == VMM_MAX_NETS)
+				return fail(err, errlen, "--net: at most %d network devices", VMM_MAX_NETS);
+			r = parse_net(optarg, &cfg->nets[cfg->nr_nets], err, errlen);
+			if (r)
+				return r;
+			for (unsigned int i = 0; i < cfg->nr_nets; i++)
+				if (!strcmp(cfg->nets[i].tap, cfg->nets[cfg->nr_nets].tap))
+					return fail(err, errlen, "--net: tap '%s' is given twice",
+						    cfg->nets[i].tap);
+			cfg->nr_nets++;
 			break;
 		case 'v': cfg->verbosity = cfg->verbosity < 0 ? 1 : cfg->verbosity + 1; break;
 		case 'q': cfg->verbosity = -1; break;

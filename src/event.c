@@ -26,12 +26,24 @@ int vm_io_watch(struct vm *vm, int fd, void (*fn)(void *), void *opaque)
 
 	if (i == VM_MAX_WATCHES)
 		return -ENOSPC;
-	vm->watches[i] = (struct io_watch){fn, opaque};
+	vm->watches[i] = (struct io_watch){fn, opaque, fd};
 	ev.data.u64 = EV_WATCH + i;
 	if (epoll_ctl(vm->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
 		return -errno;
 	vm->nr_watches++;
 	return 0;
+}
+
+int vm_io_watch_enable(struct vm *vm, int fd, bool on)
+{
+	for (unsigned int i = 0; i < vm->nr_watches; i++) {
+		struct epoll_event ev = {.events = on ? EPOLLIN : 0, .data.u64 = EV_WATCH + i};
+
+		if (vm->watches[i].fd != fd)
+			continue;
+		return epoll_ctl(vm->epfd, EPOLL_CTL_MOD, fd, &ev) < 0 ? -errno : 0;
+	}
+	return -ENOENT;
 }
 
 static void sigusr1_handler(int sig)

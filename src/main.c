@@ -31,6 +31,10 @@ static const char usage_run[] =
 	"       [,engine=io_uring|aio|sync][,queues=N]\n"
 	"                       a virtio-blk disk (repeatable: vda, vdb, ...);\n"
 	"                       default engine io_uring, one queue per vCPU\n"
+	"  --net tap=NAME[,mac=52:54:00:xx:xx:xx][,queues=N]\n"
+	"                       a virtio-net NIC on a tap device (repeatable;\n"
+	"                       created when missing and run as root); default\n"
+	"                       MAC from the tap's name, one queue pair\n"
 	"  --console SINK       stdio|file:PATH|none (default stdio; on a terminal,\n"
 	"                       Ctrl-A x quits and Ctrl-A Ctrl-A sends Ctrl-A)\n"
 	"  -v, --verbose        more detail on stderr (repeat for debug)\n"
@@ -40,7 +44,7 @@ static const char usage_run[] =
 	"exit status:\n"
 	"  0      the guest rebooted, reset or powered off\n"
 	"  1      runtime failure: host error, guest triple fault, KVM error,\n"
-	"         a disk image locked by another process\n"
+	"         a disk image locked by another process, a busy tap device\n"
 	"  2      usage error: bad option or value, unusable kernel/initrd file\n"
 	"  128+N  stopped by signal N (130 for SIGINT or Ctrl-A x, 143 for SIGTERM)\n";
 

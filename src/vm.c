@@ -257,6 +257,11 @@ int vm_create(struct vm *vm, const struct vmm_config *cfg, bool *usage)
 		if (r)
 			return r;
 	}
+	for (unsigned int i = 0; i < cfg->nr_nets; i++) {
+		r = net_create(vm, &cfg->nets[i], i, 1 + cfg->nr_disks + i, usage);
+		if (r)
+			return r;
+	}
 	return 0;
 }
 
@@ -435,6 +440,9 @@ void vm_destroy(struct vm *vm)
 	for (unsigned int i = 0; i < vm->nr_disks; i++)
 		blk_destroy(vm->disks[i]);
 	vm->nr_disks = 0;
+	for (unsigned int i = 0; i < vm->nr_nets; i++)
+		net_destroy(vm->nets[i]);
+	vm->nr_nets = 0;
 	stats_close(vm);
 	for (unsigned int i = 0; vm->vcpus && i < vm->nr_vcpus; i++)
 		vcpu_destroy(&vm->vcpus[i]);

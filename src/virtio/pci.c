@@ -154,9 +154,19 @@ static void pci_notify_config(struct virtio_dev *d)
 	raise_irq(vp, vp->config_vector, ISR_CONFIG);
 }
 
+static void pci_kick_again(struct virtio_dev *d, unsigned int q)
+{
+	struct virtio_pci *vp = d->transport;
+	uint64_t one = 1;
+
+	if (write(vp->kicks[q].efd, &one, sizeof(one)) < 0)
+		log_ratelimited(LOG_WARN, d->name, "kick: %s", strerror(errno));
+}
+
 static const struct virtio_transport_ops pci_tops = {
 	.notify_queue = pci_notify_queue,
 	.notify_config = pci_notify_config,
+	.kick_again = pci_kick_again,
 };
 
 /* After an unmask: deliver what was held back. */

@@ -239,6 +239,15 @@ int virtq_pop(struct virtq *vq, const struct guest_mem *mem,
 	return 1;
 }
 
+void virtq_unpop(struct virtq *vq, unsigned int n)
+{
+	/*
+	 * avail_event stays where the last pop put it (the avail index when
+	 * the ring ran dry), so the driver's next buffer still kicks us.
+	 */
+	vq->last_avail = (uint16_t)(vq->last_avail - n);
+}
+
 void virtq_push(struct virtq *vq, uint16_t head, uint32_t len)
 {
 	struct vring_used_elem *e;

@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include <stdio.h>
+
 #include "config.h"
 
 #define SENTINEL 0xdeadbeefcafef00dULL
@@ -467,6 +469,73 @@ static void test_hugepages_name(void **state)
 	assert_string_equal(hugepages_name((enum hugepages_mode)42), "?");
 }
 
+/* ---- --net ---- */
+
+static void test_net_values(void **state)
+{
+	struct parsed p;
+	uint8_t mac[6];
+
+	(void)state;
+	PARSE(&p, "--kernel", "k", "--net", "tap=tap0", "--net",
+	      "tap=vmtap1,mac=52:54:00:AB:cd:01,queues=4");
+	assert_int_equal(p.r, 0);
+	assert_int_equal(p.cfg.nr_nets, 2);
+	assert_string_equal(p.cfg.nets[0].tap, "tap0");
+	assert_int_equal(p.cfg.nets[0].queues, 1);
+	net_default_mac("tap0", mac);
+	assert_memory_equal(p.cfg.nets[0].mac, mac, 6);
+	assert_memory_equal(p.cfg.nets[1].mac, ((uint8_t[]){0x52, 0x54, 0, 0xab, 0xcd, 1}), 6);
+	assert_int_equal(p.cfg.nets[1].queues, 4);
+	/* The default MAC: locally administered prefix, stable, per name. */
+	assert_memory_equal(mac, ((uint8_t[]){0x52, 0x54, 0x00}), 3);
+	net_default_mac("tap1", mac + 0);
+	assert_memory_not_equal(p.cfg.nets[0].mac, mac, 6);
+	PARSE(&p, "--kernel", "k", "--net", "tap=123456789012345");
+	assert_int_equal(p.r, 0);
+}
+
+static void test_net_errors(void **state)
+{
+	struct parsed p;
+
+	(void)state;
+	PARSE(&p, "--kernel", "k", "--net", "mac=52:54:00:00:00:01");
+	expect_usage_error(&p, "--net: tap=NAME is missing");
+	PARSE(&p, "--kernel", "k", "--net", "tap=");
+	expect_usage_error(&p, "--net: tap='' is not an interface name");
+	PARSE(&p, "--kernel", "k", "--net", "tap=1234567890123456");
+	expect_usage_error(&p, "tap='1234567890123456' is not an interface name");
+	PARSE(&p, "--kernel", "k", "--net", "tap=a/b");
+	expect_usage_error(&p, "tap='a/b'");
+	PARSE(&p, "--kernel", "k", "--net", "tap=t0,speed=10");
+	expect_usage_error(&p, "--net: unknown key 'speed'");
+	PARSE(&p, "--kernel", "k", "--net", "tap=t0,mac");
+	expect_usage_error(&p, "--net: 'mac' is not key=value");
+	PARSE(&p, "--kernel", "k", "--net", "tap=t0,queues=0");
+	expect_usage_error(&p, "--net: queues='0' is not a number from 1 to 16");
+	PARSE(&p, "--kernel", "k", "--net", "tap=t0,queues=17");
+	expect_usage_error(&p, "queues='17'");
+	PARSE(&p, "--kernel", "k", "--net", "tap=t0", "--net", "tap=t0");
+	expect_usage_error(&p, "--net: tap 't0' is given twice");
+	static const char *const bad_macs[] = {
+		"52:54:00:00:00",	/* short */
+		"52:54:00:00:00:01:02", /* long */
+		"52-54-00-00-00-01",	/* separator */
+		"53:54:00:00:00:01",	/* multicast */
+		"00:00:00:00:00:00",	/* zero */
+		"5g:54:00:00:00:01",	/* not hex */
+		"52:54:00:00:00: 1",	/* sscanf would take it */
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(bad_macs); i++) {
+		char arg[64];
+
+		snprintf(arg, sizeof(arg), "tap=t0,mac=%s", bad_macs[i]);
+		PARSE(&p, "--kernel", "k", "--net", arg);
+		expect_usage_error(&p, "is not a unicast MAC address");
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -488,6 +557,8 @@ int main(void)
 		cmocka_unit_test(test_run_bad_arguments),
 		cmocka_unit_test(test_run_help),
 		cmocka_unit_test(test_hugepages_name),
+		cmocka_unit_test(test_net_values),
+		cmocka_unit_test(test_net_errors),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);

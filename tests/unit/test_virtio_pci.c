@@ -112,7 +112,7 @@ int __wrap_vm_io_watch(struct vm *vm, int fd, void (*fn)(void *), void *opaque)
 {
 	(void)vm;
 	assert_true(g_nwatch < 16);
-	g_watch[g_nwatch] = (struct io_watch){fn, opaque};
+	g_watch[g_nwatch] = (struct io_watch){fn, opaque, fd};
 	g_watch_fd[g_nwatch++] = fd;
 	return 0;
 }

@@ -1,0 +1,574 @@
+/*
+ * virtio-net (virtio 1.2, 5.1) over a tap device. Queue pair p is RX
+ * queue 2p and TX queue 2p + 1, each pair with its own tap fd (one fd, or
+ * IFF_MULTI_QUEUE); with more than one pair a control queue follows.
+ *
+ * Everything runs on the I/O thread under dev->lock: a TX kick writes the
+ * whole ring to the tap (one writev per packet, the virtio header passes
+ * straight through: the tap speaks the same header) and notifies once;
+ * a readable tap fd is read into a per-queue bounce buffer and copied
+ * into as many RX buffers as the packet needs (MRG_RXBUF). When the
+ * driver has no RX buffers, the packet waits in the bounce buffer, the
+ * tap fd leaves the epoll set and the next RX kick brings it back:
+ * nothing is dropped and nothing spins.
+ *
+ * The driver's headers are checked before they reach the tap; a bad one,
+ * or a chain of the wrong shape, puts the device in NEEDS_RESET.
+ */
+#include <errno.h>
+#include <linux/if_ether.h>
+#include <linux/virtio_ids.h>
+#include <linux/virtio_net.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "net.h"
+#include "virtio.h"
+#include "vm.h"
+
+#define NET_QUEUE_SIZE 256
+#define HDR_LEN sizeof(struct virtio_net_hdr_mrg_rxbuf) /* always, with VERSION_1 */
+/* Largest frame either way: a 64 KiB GSO packet plus its Ethernet header. */
+#define MAX_FRAME (65535 + ETH_HLEN)
+#define RX_BUF_LEN (HDR_LEN + MAX_FRAME)
+#define BUDGET 256 /* packets per queue per wakeup, then the others get a turn */
+
+struct net_rxq {
+	struct net *n;
+	unsigned int pair;
+	int fd;
+	uint8_t *buf;	/* bounce buffer: header + frame */
+	size_t len;	/* a packet waiting for buffers, or 0 */
+	bool watching;	/* fd in the I/O thread's epoll set */
+};
+
+struct net {
+	struct virtio_dev dev;
+	char name[8]; /* net0, net1, ... */
+	struct virtio_net_config config;
+	unsigned int pairs;
+	bool tap;	/* fds are taps (offloads can be set) */
+	net_watch_fn watch;
+	void *watch_opaque;
+	struct net_rxq rx[NET_MAX_PAIRS];
+	struct virtq_chain chain;		/* scratch for every pop */
+	struct vring_used_elem used[NET_QUEUE_SIZE]; /* RX chains of one packet */
+	struct net_stats stats;
+};
+
+static bool is_rx(const struct net *n, unsigned int q)
+{
+	return q < 2 * n->pairs && q % 2 == 0;
+}
+
+static bool is_ctrl(const struct net *n, unsigned int q)
+{
+	return n->pairs > 1 && q == 2 * n->pairs;
+}
+
+static void set_watch(struct net_rxq *rx, bool on)
+{
+	if (rx->watching != on) {
+		rx->watching = on;
+		rx->n->watch(rx->n->watch_opaque, rx->fd, on);
+	}
+}
+
+static void notify(struct net *n, unsigned int q)
+{
+	if (virtq_should_notify(&n->dev.vqs[q]))
+		virtio_notify_queue(&n->dev, q);
+}
+
+/* Copy len bytes between a flat buffer and an iovec list, from offset off. */
+static size_t iov_copy(const struct iovec *iov, unsigned int niov, size_t off,
+		       void *buf, size_t len, bool to_iov)
+{
+	size_t done = 0;
+
+	for (unsigned int i = 0; i < niov && done < len; i++) {
+		size_t n;
+
+		if (off >= iov[i].iov_len) {
+			off -= iov[i].iov_len;
+			continue;
+		}
+		n = MIN(iov[i].iov_len - off, len - done);
+		if (to_iov)
+			memcpy((uint8_t *)iov[i].iov_base + off, (uint8_t *)buf + done, n);
+		else
+			memcpy((uint8_t *)buf + done, (uint8_t *)iov[i].iov_base + off, n);
+		done += n;
+		off = 0;
+	}
+	return done;
+}
+
+const char *net_tx_hdr_check(const struct virtio_net_hdr *h, uint64_t frame_len,
+			     uint64_t features)
+{
+	uint8_t gso = h->gso_type & (uint8_t)~VIRTIO_NET_HDR_GSO_ECN;
+
+	if (frame_len < ETH_HLEN || frame_len > MAX_FRAME)
+		return "frame length out of range";
+	if (h->flags & ~VIRTIO_NET_HDR_F_NEEDS_CSUM)
+		return "unknown header flags";
+	if (h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
+		if (!(features & (1ULL << VIRTIO_NET_F_CSUM)))
+			return "checksum offload not negotiated";
+		if ((uint64_t)h->csum_start + h->csum_offset + 2 > frame_len)
+			return "checksum position outside the frame";
+	}
+	if (h->gso_type & VIRTIO_NET_HDR_GSO_ECN)
+		return "ECN segmentation not negotiated";
+	switch (gso) {
+	case VIRTIO_NET_HDR_GSO_NONE:
+		return NULL;
+	case VIRTIO_NET_HDR_GSO_TCPV4:
+		if (!(features & (1ULL << VIRTIO_NET_F_HOST_TSO4)))
+			return "TSO4 not negotiated";
+		break;
+	case VIRTIO_NET_HDR_GSO_TCPV6:
+		if (!(features & (1ULL << VIRTIO_NET_F_HOST_TSO6)))
+			return "TSO6 not negotiated";
+		break;
+	default:
+		return "unknown segmentation type";
+	}
+	if (!(h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM))
+		return "segmentation without checksum offload";
+	if (h->gso_size == 0)
+		return "segmentation with gso_size 0";
+	return NULL;
+}
+
+/* ---- TX ---- */
+
+static void tx_kick(struct net *n, unsigned int q)
+{
+	struct virtio_dev *d = &n->dev;
+	struct virtq *vq = &d->vqs[q];
+	struct virtq_chain *c = &n->chain;
+	int fd = n->rx[q / 2].fd;
+	unsigned int done = 0;
+
+	while (done < BUDGET) {
+		struct virtio_net_hdr h;
+		const char *why;
+		int r = virtq_pop(vq, d->mem, c);
+
+		if (r < 0) {
+			virtio_set_needs_reset(d, "TX descriptors broke the rules");
+			return;
+		}
+		if (r == 0) {
+			/* EVENT_IDX: a buffer may have come as avail_event moved. */
+			__atomic_thread_fence(__ATOMIC_SEQ_CST);
+			if (virtq_has_work(vq))
+				continue;
+			break;
+		}
+		if (c->nin || c->out_len < HDR_LEN) {
+			virtio_set_needs_reset(d, c->nin ? "TX buffer is device-writable"
+							 : "TX buffer shorter than the header");
+			return;
+		}
+		iov_copy(c->iov, c->nout, 0, &h, sizeof(h), false);
+		why = net_tx_hdr_check(&h, c->out_len - HDR_LEN, d->driver_features);
+		if (why) {
+			virtio_set_needs_reset(d, why);
+			return;
+		}
+		if (writev(fd, c->iov, (int)c->nout) < 0) {
+			/* The tap is down or full: the packet is lost on the wire,
+			 * as on a real link. */
+			n->stats.tx_dropped++;
+			log_ratelimited(LOG_WARN, n->name, "tap write: %s", strerror(errno));
+		} else {
+			n->stats.tx_packets++;
+			n->stats.tx_bytes += c->out_len - HDR_LEN;
+		}
+		virtq_push(vq, c->head, 0);
+		done++;
+	}
+	if (done == BUDGET)
+		d->tops->kick_again(d, q);
+	notify(n, q);
+}
+
+/* ---- RX ---- */
+
+/* The host address of byte off of an iovec list (the caller checked it exists). */
+static uint8_t *iov_byte(const struct iovec *iov, unsigned int niov, size_t off)
+{
+	for (unsigned int i = 0; i < niov; i++) {
+		if (off < iov[i].iov_len)
+			return (uint8_t *)iov[i].iov_base + off;
+		off -= iov[i].iov_len;
+	}
+	return NULL;
+}
+
+/*
+ * Put the waiting packet into the driver's buffers. 1: delivered (or
+ * dropped, if it can never fit); 0: not enough buffers yet, it keeps
+ * waiting; -1: the device broke.
+ */
+static int rx_deliver(struct net *n, struct net_rxq *rx)
+{
+	struct virtio_dev *d = &n->dev;
+	struct virtq *vq = &d->vqs[2 * rx->pair];
+	struct virtq_chain *c = &n->chain;
+	bool mrg = virtio_negotiated(d, VIRTIO_NET_F_MRG_RXBUF);
+	const size_t nb_off = offsetof(struct virtio_net_hdr_mrg_rxbuf, num_buffers);
+	uint8_t *nb[2] = {NULL, NULL}; /* num_buffers in the first buffer */
+	unsigned int nused = 0;
+	size_t off = 0;
+
+	while (off < rx->len) {
+		size_t len;
+		int r;
+
+		if (nused == vq->size) {
+			/* No packet may need more buffers than the ring holds. */
+			virtq_unpop(vq, nused);
+			n->stats.rx_dropped++;
+			return 1;
+		}
+		r = virtq_pop(vq, d->mem, c);
+		if (r < 0) {
+			virtio_set_needs_reset(d, "RX descriptors broke the rules");
+			return -1;
+		}
+		if (r == 0) {
+			__atomic_thread_fence(__ATOMIC_SEQ_CST);
+			if (virtq_has_work(vq))
+				continue;
+			virtq_unpop(vq, nused);
+			return 0;
+		}
+		if (c->nout || c->in_len < HDR_LEN) {
+			virtio_set_needs_reset(d, c->nout ? "RX buffer is device-readable"
+							  : "RX buffer shorter than the header");
+			return -1;
+		}
+		if (!mrg && c->in_len < rx->len) {
+			/* Without MRG_RXBUF a packet must fit one buffer. */
+			virtq_unpop(vq, 1);
+			n->stats.rx_dropped++;
+			return 1;
+		}
+		if (nused == 0) {
+			nb[0] = iov_byte(c->iov, c->nin, nb_off);
+			nb[1] = iov_byte(c->iov, c->nin, nb_off + 1);
+		}
+		len = iov_copy(c->iov, c->nin, 0, rx->buf + off, rx->len - off, true);
+		n->used[nused++] = (struct vring_used_elem){.id = c->head, .len = (uint32_t)len};
+		off += len;
+	}
+	*nb[0] = (uint8_t)nused;
+	*nb[1] = (uint8_t)(nused >> 8);
+	for (unsigned int i = 0; i < nused; i++)
+		virtq_push(vq, (uint16_t)n->used[i].id, n->used[i].len);
+	n->stats.rx_packets++;
+	n->stats.rx_bytes += rx->len - HDR_LEN;
+	return 1;
+}
+
+/* Read and deliver packets of queue pair p until the tap runs dry, the
+ * driver runs out of buffers or the budget is spent. */
+static void rx_run(struct net *n, struct net_rxq *rx)
+{
+	struct virtio_dev *d = &n->dev;
+	unsigned int q = 2 * rx->pair;
+	unsigned int done = 0;
+
+	if (!d->vqs[q].ready || (d->status & VIRTIO_CONFIG_S_NEEDS_RESET) ||
+	    !(d->status & VIRTIO_CONFIG_S_DRIVER_OK)) {
+		set_watch(rx, false); /* until the driver is ready */
+		return;
+	}
+	while (done < BUDGET) {
+		int r;
+
+		if (!rx->len) {
+			ssize_t got = read(rx->fd, rx->buf, RX_BUF_LEN);
+
+			if (got < 0)
+				break; /* EAGAIN: dry */
+			if ((size_t)got < HDR_LEN + ETH_HLEN) {
+				n->stats.rx_dropped++;
+				continue;
+			}
+			rx->len = (size_t)got;
+		}
+		r = rx_deliver(n, rx);
+		if (r < 0)
+			return;
+		if (r == 0) {
+			set_watch(rx, false); /* the RX kick resumes us */
+			break;
+		}
+		rx->len = 0;
+		done++;
+	}
+	if (done < BUDGET && rx->len == 0)
+		set_watch(rx, true);
+	notify(n, q);
+}
+
+/* ---- control queue (multi-queue only) ---- */
+
+static void ctrl_kick(struct net *n, unsigned int q)
+{
+	struct virtio_dev *d = &n->dev;
+	struct virtq *vq = &d->vqs[q];
+	struct virtq_chain *c = &n->chain;
+	int r;
+
+	while ((r = virtq_pop(vq, d->mem, c)) > 0) {
+		struct virtio_net_ctrl_hdr h;
+		uint8_t ack = VIRTIO_NET_ERR;
+		uint16_t pairs;
+
+		if (c->out_len < sizeof(h) || c->in_len < 1) {
+			virtio_set_needs_reset(d, "control request without header or ack byte");
+			return;
+		}
+		iov_copy(c->iov, c->nout, 0, &h, sizeof(h), false);
+		if (h.class == VIRTIO_NET_CTRL_MQ && h.cmd == VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET &&
+		    iov_copy(c->iov, c->nout, sizeof(h), &pairs, 2, false) == 2 &&
+		    pairs >= VIRTIO_NET_CTRL_MQ_VQ_PAIRS_MIN && pairs <= n->pairs)
+			ack = VIRTIO_NET_OK; /* every enabled pair is served anyway */
+		*iov_byte(c->iov + c->nout, c->nin, c->in_len - 1) = ack;
+		virtq_push(vq, c->head, 1);
+	}
+	if (r < 0)
+		virtio_set_needs_reset(d, "control descriptors broke the rules");
+	notify(n, q);
+}
+
+/* ---- device ops ---- */
+
+static void net_kick(struct virtio_dev *d, unsigned int q)
+{
+	struct net *n = d->priv;
+
+	if (is_rx(n, q))
+		rx_run(n, &n->rx[q / 2]); /* buffers: deliver what waits, read on */
+	else if (is_ctrl(n, q))
+		ctrl_kick(n, q);
+	else
+		tx_kick(n, q);
+}
+
+unsigned int net_tap_offloads(uint64_t features)
+{
+	unsigned int o = 0;
+
+	/* Segments from the tap need the guest to take partial checksums. */
+	if (features & (1ULL << VIRTIO_NET_F_GUEST_CSUM)) {
+		o |= TUN_F_CSUM;
+		if (features & (1ULL << VIRTIO_NET_F_GUEST_TSO4))
+			o |= TUN_F_TSO4;
+		if (features & (1ULL << VIRTIO_NET_F_GUEST_TSO6))
+			o |= TUN_F_TSO6;
+	}
+	return o;
+}
+
+static int net_activate(struct virtio_dev *d)
+{
+	struct net *n = d->priv;
+	unsigned int off = net_tap_offloads(d->driver_features);
+
+	for (unsigned int p = 0; p < n->pairs; p++) {
+		int r = n->tap ? tap_set_offload(n->rx[p].fd, off) : 0;
+
+		if (r) {
+			log_err(n->name, "setting the tap's offloads: %s", strerror(-r));
+			return r;
+		}
+		if (d->vqs[2 * p].ready)
+			set_watch(&n->rx[p], true);
+	}
+	return 0;
+}
+
+static void net_reset(struct virtio_dev *d)
+{
+	struct net *n = d->priv;
+
+	for (unsigned int p = 0; p < n->pairs; p++) {
+		set_watch(&n->rx[p], false);
+		n->rx[p].len = 0; /* its offloads were the old driver's */
+		if (n->tap && tap_set_offload(n->rx[p].fd, 0))
+			log_warn(n->name, "clearing the tap's offloads failed");
+	}
+}
+
+static void net_config_access(struct virtio_dev *d, uint32_t off, uint8_t *data,
+			      uint32_t len, bool is_write)
+{
+	struct net *n = d->priv;
+
+	if (is_write)
+		return; /* the MAC is read-only in virtio 1.x */
+	memset(data, 0, len);
+	if (off < sizeof(n->config))
+		memcpy(data, (uint8_t *)&n->config + off,
+		       MIN((size_t)len, sizeof(n->config) - off));
+}
+
+static const struct virtio_dev_ops net_ops = {
+	.config_access = net_config_access,
+	.activate = net_activate,
+	.reset = net_reset,
+	.queue_kick = net_kick,
+};
+
+void net_rx_ready(void *opaque)
+{
+	struct net_rxq *rx = opaque;
+	struct net *n = rx->n;
+
+	pthread_mutex_lock(&n->dev.lock);
+	rx_run(n, rx);
+	pthread_mutex_unlock(&n->dev.lock);
+}
+
+struct virtio_dev *net_open(const struct net_config *nc, unsigned int index,
+			    const int *fds, bool tap, const struct guest_mem *mem,
+			    net_watch_fn watch, void *watch_opaque)
+{
+	struct net *n = calloc(1, sizeof(*n));
+	struct virtio_dev *d;
+
+	if (!n)
+		return NULL;
+	snprintf(n->name, sizeof(n->name), "net%u", index % 100);
+	n->pairs = nc->queues;
+	n->tap = tap;
+	n->watch = watch;
+	n->watch_opaque = watch_opaque;
+	for (unsigned int p = 0; p < n->pairs; p++) {
+		n->rx[p] = (struct net_rxq){.n = n, .pair = p, .fd = fds[p]};
+		n->rx[p].buf = malloc(RX_BUF_LEN);
+		if (!n->rx[p].buf) {
+			while (p--)
+				free(n->rx[p].buf);
+			free(n);
+			return NULL;
+		}
+	}
+	memcpy(n->config.mac, nc->mac, 6);
+	n->config.status = VIRTIO_NET_S_LINK_UP;
+	n->config.max_virtqueue_pairs = (uint16_t)n->pairs;
+
+	d = &n->dev;
+	pthread_mutex_init(&d->lock, NULL);
+	d->ops = &net_ops;
+	d->priv = n;
+	d->name = n->name;
+	d->device_id = VIRTIO_ID_NET;
+	d->pci_class = 0x0200; /* network, Ethernet */
+	d->num_queues = 2 * n->pairs + (n->pairs > 1);
+	d->queue_max = NET_QUEUE_SIZE;
+	d->mem = mem;
+	d->features = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_EVENT_IDX) |
+		      (1ULL << VIRTIO_RING_F_INDIRECT_DESC) | (1ULL << VIRTIO_NET_F_MAC) |
+		      (1ULL << VIRTIO_NET_F_STATUS) | (1ULL << VIRTIO_NET_F_MRG_RXBUF) |
+		      (1ULL << VIRTIO_NET_F_CSUM) | (1ULL << VIRTIO_NET_F_GUEST_CSUM) |
+		      (1ULL << VIRTIO_NET_F_HOST_TSO4) | (1ULL << VIRTIO_NET_F_HOST_TSO6) |
+		      (1ULL << VIRTIO_NET_F_GUEST_TSO4) | (1ULL << VIRTIO_NET_F_GUEST_TSO6);
+	if (n->pairs > 1)
+		d->features |= (1ULL << VIRTIO_NET_F_CTRL_VQ) | (1ULL << VIRTIO_NET_F_MQ);
+	return d;
+}
+
+int net_rx_fd(struct virtio_dev *d, unsigned int pair, void **opaque)
+{
+	struct net *n = d->priv;
+
+	*opaque = &n->rx[pair];
+	return n->rx[pair].fd;
+}
+
+const struct net_stats *net_get_stats(struct virtio_dev *d)
+{
+	return &((struct net *)d->priv)->stats;
+}
+
+void net_close(struct virtio_dev *d)
+{
+	struct net *n = d->priv;
+
+	/* Closing the fds takes them out of any epoll set too. */
+	for (unsigned int p = 0; p < n->pairs; p++) {
+		close(n->rx[p].fd);
+		free(n->rx[p].buf);
+	}
+	pthread_mutex_destroy(&d->lock);
+	free(n);
+}
+
+/* ---- on a VM ---- */
+
+static void vm_watch(void *opaque, int fd, bool on)
+{
+	if (vm_io_watch_enable(opaque, fd, on))
+		log_ratelimited(LOG_WARN, NULL, "cannot %s watching a tap fd",
+				on ? "start" : "stop");
+}
+
+int net_create(struct vm *vm, const struct net_config *nc, unsigned int index,
+	       unsigned int slot, bool *usage)
+{
+	int fds[NET_MAX_PAIRS];
+	struct virtio_dev *d;
+	bool created;
+	int r;
+
+	r = tap_open(nc->tap, nc->queues, fds, &created, usage);
+	if (r)
+		return r;
+	d = net_open(nc, index, fds, true, &vm->mem, vm_watch, vm);
+	if (!d) {
+		for (unsigned int p = 0; p < nc->queues; p++)
+			close(fds[p]);
+		log_err(NULL, "--net: out of memory");
+		return -ENOMEM;
+	}
+	vm->nets[vm->nr_nets++] = d; /* vm_destroy() takes it from here */
+	for (unsigned int p = 0; p < nc->queues; p++) {
+		void *rx;
+		int fd = net_rx_fd(d, p, &rx);
+
+		r = vm_io_watch(vm, fd, net_rx_ready, rx);
+		if (!r)
+			r = vm_io_watch_enable(vm, fd, false); /* until DRIVER_OK */
+		if (r)
+			return r;
+	}
+	if (created)
+		log_warn(d->name, "created tap device '%s' and brought it up; it goes away when vmm exits",
+			 nc->tap);
+	r = virtio_pci_create(vm, d, slot);
+	if (r)
+		log_err(NULL, "--net: cannot attach tap '%s': %s", nc->tap, strerror(-r));
+	else
+		log_info(d->name, "tap %s, MAC %02x:%02x:%02x:%02x:%02x:%02x, %u queue pair%s",
+			 nc->tap, nc->mac[0], nc->mac[1], nc->mac[2], nc->mac[3], nc->mac[4],
+			 nc->mac[5], nc->queues, nc->queues > 1 ? "s" : "");
+	return r;
+}
+
+void net_destroy(struct virtio_dev *d)
+{
+	virtio_pci_destroy(d);
+	net_close(d);
+}

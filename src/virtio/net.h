@@ -1,0 +1,63 @@
+/*
+ * virtio-net internals shared by the device model (net.c), its tap
+ * backend (tap.c) and the unit tests.
+ */
+#ifndef VMM_VIRTIO_NET_H
+#define VMM_VIRTIO_NET_H
+
+#include <linux/if_tun.h>
+#include <linux/virtio_net.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "compiler.h"
+#include "config.h"
+#include "mem.h"
+
+struct virtio_dev;
+
+struct net_stats {
+	uint64_t rx_packets, rx_bytes, rx_dropped;
+	uint64_t tx_packets, tx_bytes, tx_dropped;
+};
+
+/* Start (on) or stop watching a backend fd for readability. */
+typedef void (*net_watch_fn)(void *opaque, int fd, bool on);
+
+/*
+ * The device over backend fds, one per queue pair, that carry packets with
+ * a 12-byte virtio_net_hdr_mrg_rxbuf in front (a tap with IFF_VNET_HDR, or
+ * in tests a datagram socket pair: tap false, no offload ioctls). The
+ * device owns the fds. When fd p is readable, call net_rx_ready() with
+ * the opaque from net_rx_fd(). NULL when out of memory.
+ */
+struct virtio_dev *net_open(const struct net_config *nc, unsigned int index,
+			    const int *fds, bool tap, const struct guest_mem *mem,
+			    net_watch_fn watch, void *watch_opaque);
+int net_rx_fd(struct virtio_dev *d, unsigned int pair, void **opaque);
+void net_rx_ready(void *opaque);
+const struct net_stats *net_get_stats(struct virtio_dev *d);
+void net_close(struct virtio_dev *d);
+
+/*
+ * Why a TX header (followed by frame_len bytes of frame) is unacceptable
+ * under the negotiated features, or NULL when it is fine.
+ */
+const char *net_tx_hdr_check(const struct virtio_net_hdr *h, uint64_t frame_len,
+			     uint64_t features);
+/* TUN_F_* offloads that match what the driver accepts (GUEST_* features). */
+unsigned int net_tap_offloads(uint64_t features);
+
+/*
+ * Attach to tap device name with one fd per queue pair (IFF_TAP |
+ * IFF_NO_PI | IFF_VNET_HDR, IFF_MULTI_QUEUE for more than one), creating
+ * and bringing it up when it does not exist (needs CAP_NET_ADMIN;
+ * *created says so). Prints one line on failure; *usage tells whether the
+ * user's input was at fault.
+ */
+int tap_open(const char *name, unsigned int pairs, int *fds, bool *created,
+	     bool *usage) WUR;
+/* TUNSETOFFLOAD: what the tap may hand us. 0 or -errno. */
+int tap_set_offload(int fd, unsigned int offloads) WUR;
+
+#endif
