@@ -97,6 +97,101 @@ lab_scenarios() {
 
     # f. virtio-blk disks
     lab_blk_scenarios
+
+    # k. virtio-net on a tap
+    lab_net_scenarios
+}
+
+# The tap's far end is L1 itself: L1 serves NET_MIB MiB over busybox httpd
+# on the tap's address and the guest fetches it, then the guest serves
+# NET_MIB MiB of its own and L1 fetches that (scripts/lab/guest-init,
+# vmmnet=; see lab_net_exchange).  The addresses live on the tap inside L1
+# only: no packet leaves the lab's machines.
+NET_SCENARIOS="net-tcp net-busy net-mq net-bad-mac net-bad-tap"
+NET_MIB=100
+
+# lab_net_exchange NAME GUEST_IP: with the VMM of NAME running in the
+# background, wait for its guest to serve, fetch NET_MIB MiB from it (up_*
+# facts), tell it we are done, and wait for it to end.
+lab_net_exchange() {
+    if lab_bg_wait "$1" "VMMNET serving=1" 300; then
+        _sha=$( (wget -q -O - "http://$2:8080/up"; echo "$?" >/tmp/up.rc) | sha256sum | cut -d ' ' -f 1)
+        lab_note "$1" "up_sha256=$_sha"
+        lab_note "$1" "up_rc=$(cat /tmp/up.rc)"
+        wget -q -O /dev/null "http://$2:8080/cgi-bin/done"
+    fi
+    lab_bg_wait "$1" "never printed: wait for the exit" 60
+    lab_bg_stop "$1"
+}
+
+# lab_net_wait_tap NAME: wait (up to 30 s) for a tap vmm creates
+lab_net_wait_tap() {
+    _i=0
+    while [ ! -e "/sys/class/net/$1" ] && [ "$_i" -lt 150 ]; do sleep 0.2; _i=$((_i + 1)); done
+    [ -e "/sys/class/net/$1" ]
+}
+
+lab_net_scenarios() {
+    if ! "$VMM" run --help 2>&1 | grep -q -- --net; then
+        net_why="vmm has no --net yet (not in 'vmm run --help')"
+    elif [ ! -c /dev/net/tun ]; then
+        net_why="no /dev/net/tun in L1 (tun module not loaded)"
+    else
+        net_why=
+    fi
+    if [ -n "$net_why" ]; then
+        for net_n in $NET_SCENARIOS; do lab_skip "$net_n" "$net_why"; done
+        return 0
+    fi
+    net_boot="--kernel $KERNEL --initrd $INITRD"
+    mkdir -p /srv
+    dd if=/dev/urandom of=/srv/data bs=1M count="$NET_MIB" 2>/dev/null
+    lab_note net-tcp "down_sha256=$(lab_sha256 /srv/data)"
+
+    # l. a tap made beforehand (tunctl, persistent), one queue pair: ping
+    #    and NET_MIB MiB each way.  While that guest runs, a second VMM on
+    #    the same tap must fail: exit 1, "in use" (net-busy).
+    tunctl -t vmtap0 >/dev/null
+    ip addr add 10.0.77.1/24 dev vmtap0
+    ip link set vmtap0 up
+    httpd -p 10.0.77.1:8080 -h /srv
+    # shellcheck disable=SC2086  # $net_boot: word splitting intended
+    lab_bg_start net-tcp "$VMM" run $net_boot --cpus 1 --mem 512M \
+        --cmdline "$GUEST_CMDLINE vmmtest=net-tcp vmmnet=10.0.77.2/24 vmmnet_peer=10.0.77.1 vmmnet_mib=$NET_MIB" \
+        --net tap=vmtap0,mac=52:54:00:12:34:56
+    if lab_bg_wait net-tcp "VMMNET up=1" "$BOOT_SECS"; then
+        # shellcheck disable=SC2086
+        lab_run net-busy 30 "$VMM" run $net_boot --mem 256M --cmdline "$GUEST_CMDLINE" \
+            --net tap=vmtap0
+    else
+        lab_skip net-busy "the guest of net-tcp never brought its link up"
+    fi
+    lab_net_exchange net-tcp 10.0.77.2
+    killall httpd 2>/dev/null
+    tunctl -d vmtap0 >/dev/null
+
+    # m. two vCPUs, two queue pairs on a tap vmm creates itself (multi-queue):
+    #    L1 gives it an address once it appears
+    # shellcheck disable=SC2086
+    lab_bg_start net-mq "$VMM" run $net_boot --cpus 2 --mem 512M \
+        --cmdline "$GUEST_CMDLINE vmmtest=net-mq vmmnet=10.0.78.2/24 vmmnet_peer=10.0.78.1 vmmnet_mib=$NET_MIB" \
+        --net tap=vmtapq,queues=2
+    if lab_net_wait_tap vmtapq; then
+        ip addr add 10.0.78.1/24 dev vmtapq
+        httpd -p 10.0.78.1:8080 -h /srv
+        lab_note net-mq "tap_created=yes"
+    else
+        lab_note net-mq "tap_created=no"
+    fi
+    lab_net_exchange net-mq 10.0.78.2
+    killall httpd 2>/dev/null
+    rm -rf /srv
+
+    # n. bad --net values: usage errors (rc 2), one stderr line, no boot
+    # shellcheck disable=SC2086
+    lab_run net-bad-mac 30 "$VMM" run $net_boot --mem 256M --net tap=t0,mac=01:02:03:04:05:06
+    # shellcheck disable=SC2086
+    lab_run net-bad-tap 30 "$VMM" run $net_boot --mem 256M --net tap=lo
 }
 
 # Images live on an ext2 file system on a RAM disk (/img, see
@@ -266,4 +361,22 @@ lab_expectations() {
     check_usage_error blk-bad-unaligned odd.img
     check_usage_error blk-bad-readonly maybe
     check_usage_error blk-bad-engine warp
+
+    # (the guest's own facts: VMMNET lines, see scripts/lab/guest-init)
+    for n in net-tcp net-mq; do
+        q=1
+        [ "$n" != net-mq ] || q=2
+        check_exit "$n" 0
+        check_boot "$n" nproc="$q" cmdline=vmmnet=
+        check_net "$n" link ping=ok queues="$q" irq=msix down_rc=0 fetched=yes done=1 error=
+        check_net_features "$n"
+        check_note "$n" up_rc = 0
+        check_same "$n/down" l1:net-tcp:down_sha256 "n:$n:down_sha256"
+        check_same "$n/up" "n:$n:up_sha256" "l1:$n:up_sha256"
+    done
+    check_net net-tcp mac mac=52:54:00:12:34:56
+    check_note net-mq tap_created = yes
+    check_error net-busy 1 "in use"
+    check_usage_error net-bad-mac mac=
+    check_usage_error net-bad-tap "not a tap"
 }
