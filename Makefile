@@ -48,6 +48,10 @@ $(BUILD)/tests-asan/%: $(BUILD)/asan/tests/unit/%.o $(LIB_OBJ_ASAN)
 $(BUILD)/tests/test_virtio_pci $(BUILD)/tests-asan/test_virtio_pci: \
   WRAP := $(foreach f,vm_msi_alloc vm_msi_set vm_irqfd vm_ioeventfd \
             vm_pci_mmio_alloc vm_io_watch vm_set_irq,-Wl,--wrap=$(f))
+# So does the VFIO device test (and it has no VFIO: the device is a file).
+$(BUILD)/tests/test_vfio $(BUILD)/tests-asan/test_vfio: \
+  WRAP := $(foreach f,vm_msi_alloc vm_msi_set vm_irqfd vm_irqfd_resample \
+            vm_pci_mmio_alloc vm_pci_io_alloc vm_alloc_memslot vm_set_memslot,-Wl,--wrap=$(f))
 unit: $(UNIT_BIN) $(UNIT_BIN_ASAN)
 
 # Tiny freestanding guests (ELF64, entered in long mode by vmm).

@@ -54,6 +54,10 @@ struct net_config {
 	unsigned int queues; /* queue pairs, 1..NET_MAX_PAIRS */
 };
 
+#define VMM_MAX_VFIO 8
+#define VMM_MAX_PCI_DEVICES 31 /* slots 1-31 of bus 0 */
+#define VFIO_BDF_LEN 13 /* "dddd:bb:dd.f" */
+
 struct vmm_config {
 	const char *kernel;
 	const char *initrd;  /* NULL: none */
@@ -69,6 +73,8 @@ struct vmm_config {
 	char *disk_args[VMM_MAX_DISKS]; /* owned copies the paths point into */
 	struct net_config nets[VMM_MAX_NETS];
 	unsigned int nr_nets;
+	char vfio[VMM_MAX_VFIO][VFIO_BDF_LEN]; /* --vfio, normalised BDFs */
+	unsigned int nr_vfio;
 };
 
 /*
@@ -79,6 +85,12 @@ int parse_disk(char *arg, struct disk_config *d, char *err, size_t errlen) WUR;
 const char *blk_engine_name(enum blk_engine_kind e);
 /* Parse one --net value into n. -EINVAL with err naming the key. */
 int parse_net(const char *arg, struct net_config *n, char *err, size_t errlen) WUR;
+/*
+ * One --vfio value: a PCI address "dddd:bb:dd.f" or "bb:dd.f" (domain 0),
+ * or a sysfs path ending in one (/sys/bus/pci/devices/0000:00:04.0), into
+ * the full lower-case form. -EINVAL with err naming the value.
+ */
+int parse_vfio(const char *arg, char bdf[VFIO_BDF_LEN], char *err, size_t errlen) WUR;
 /* The default MAC of a tap: 52:54:00 (locally run VMs) + a hash of its name. */
 void net_default_mac(const char *tap, uint8_t mac[6]);
 void config_free(struct vmm_config *cfg);

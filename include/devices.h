@@ -103,10 +103,12 @@ void rtc_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
 #define PCI_CONF_DATA_PORT 0xcfc
 #define PCI_MAX_DEVICES 32
 
-/* A 32-bit memory BAR; the guest may move it. */
+/* A memory (32- or 64-bit) or I/O BAR; the guest may move it. */
 struct pci_bar {
-	uint64_t size;	 /* power of two >= 16; 0: no BAR */
+	uint64_t size;	 /* power of two (>= 16 memory, >= 4 I/O); 0: no BAR */
 	uint64_t mapped; /* where it decodes now, 0 when it does not */
+	bool io;	 /* an I/O port BAR */
+	bool mem64;	 /* a 64-bit memory BAR: this register and the next */
 };
 
 struct pci_device {
@@ -130,6 +132,13 @@ struct pci_device {
  */
 void pci_set_bar(struct pci_device *dev, unsigned int bar, uint64_t size,
 		 uint64_t gpa);
+/*
+ * The same for any kind of BAR: low holds the register's read-only low
+ * bits (PCI_BASE_ADDRESS_SPACE_IO, or the memory type and prefetch bits).
+ * A 64-bit BAR takes registers bar and bar + 1.
+ */
+void pci_set_bar_kind(struct pci_device *dev, unsigned int bar, uint64_t size,
+		      uint64_t addr, uint32_t low);
 /* Add a capability of len bytes (data[0] = id) at offset; links the list. */
 void pci_add_cap(struct pci_device *dev, uint8_t offset, const void *data,
 		 uint8_t len);

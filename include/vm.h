@@ -26,6 +26,7 @@
 struct vm;
 struct virtio_dev;
 struct vcpu_stats;
+struct vfio_state;
 
 struct vcpu {
 	struct vm *vm;
@@ -99,8 +100,14 @@ struct vm {
 	struct virtio_dev *nets[VMM_MAX_NETS];
 	unsigned int nr_nets;
 
-	/* PCI MMIO window allocator for BARs (bump, never freed). */
+	/* PCI MMIO and port windows for BARs, KVM memory slots past RAM's
+	 * (bump allocators, never freed). */
 	uint64_t pci_mmio_next;
+	uint64_t pci_io_next;
+	unsigned int next_memslot;
+
+	/* VFIO passthrough (src/devices/vfio.c), NULL without --vfio. */
+	struct vfio_state *vfio;
 
 	/* Stop: the first request claims, then publishes through stopping. */
 	int stop_efd;
@@ -153,6 +160,27 @@ int vm_ioeventfd(struct vm *vm, int efd, uint64_t gpa, uint32_t len,
 		 bool assign) WUR;
 /* Take len bytes of the 32-bit PCI MMIO window, aligned to len (a power of two). */
 int vm_pci_mmio_alloc(struct vm *vm, uint64_t len, uint64_t *gpa) WUR;
+/* The same for port I/O BARs (0xc000-0xffff). */
+int vm_pci_io_alloc(struct vm *vm, uint64_t len, uint64_t *port) WUR;
+/* Map (size > 0) or remove (size 0) KVM memory slot slot at gpa -> hva. */
+int vm_set_memslot(struct vm *vm, int slot, uint64_t gpa, uint64_t size, void *hva) WUR;
+/*
+ * A level-triggered irqfd: a write to efd raises gsi (an IOAPIC pin) until
+ * the guest's EOI, which lowers it and signals resample_fd.
+ */
+int vm_irqfd_resample(struct vm *vm, int efd, int resample_fd, int gsi) WUR;
+/* A KVM memory slot number past guest RAM's; -ENOSPC. */
+#define VM_MAX_MEMSLOTS 256
+int vm_alloc_memslot(struct vm *vm) WUR;
+
+/*
+ * VFIO passthrough (src/devices/vfio.c): put host PCI device bdf (bound to
+ * vfio-pci) at slot, all guest RAM mapped for its DMA. One error line
+ * printed on failure; *usage says whether the user's input was at fault.
+ */
+int vfio_create(struct vm *vm, const char *bdf, unsigned int slot, bool *usage) WUR;
+/* Release every passed device: interrupts off, reset, DMA unmapped. */
+void vfio_destroy_all(struct vm *vm);
 
 /* KVM_IRQ_LINE through the in-kernel irqchip (irq_line callback). */
 void vm_set_irq(void *opaque, unsigned int gsi, int level);

@@ -285,6 +285,27 @@ int parse_net(const char *arg, struct net_config *n, char *err, size_t errlen)
 	return 0;
 }
 
+int parse_vfio(const char *arg, char bdf[VFIO_BDF_LEN], char *err, size_t errlen)
+{
+	const char *name = strrchr(arg, '/') ? strrchr(arg, '/') + 1 : arg;
+	unsigned int dom = 0, bus, dev, fn;
+	char end;
+	int n;
+
+	/* Two forms; every field hex, and nothing after the function. */
+	if (strchr(name, ':') != strrchr(name, ':'))
+		n = sscanf(name, "%4x:%2x:%2x.%1x%c", &dom, &bus, &dev, &fn, &end) == 4 ? 4 : 0;
+	else
+		n = sscanf(name, "%2x:%2x.%1x%c", &bus, &dev, &fn, &end) == 3 ? 4 : 0;
+	if (n != 4 || strspn(name, "0123456789abcdefABCDEF:.") != strlen(name) ||
+	    dev > 0x1f || fn > 7)
+		return fail(err, errlen,
+			    "--vfio: '%s' is not a PCI address like 0000:00:04.0 (or its sysfs path)",
+			    arg);
+	snprintf(bdf, VFIO_BDF_LEN, "%04x:%02x:%02x.%x", dom, bus, dev, fn);
+	return 0;
+}
+
 void config_free(struct vmm_config *cfg)
 {
 	for (unsigned int i = 0; i < cfg->nr_disks; i++)
@@ -293,7 +314,7 @@ void config_free(struct vmm_config *cfg)
 }
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS,
-       OPT_HUGEPAGES, OPT_CONSOLE, OPT_DISK, OPT_NET };
+       OPT_HUGEPAGES, OPT_CONSOLE, OPT_DISK, OPT_NET, OPT_VFIO };
 
 int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[],
 		     bool *help, char *err, size_t errlen)
@@ -308,6 +329,7 @@ int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[],
 		{"console", required_argument, NULL, OPT_CONSOLE},
 		{"disk", required_argument, NULL, OPT_DISK},
 		{"net", required_argument, NULL, OPT_NET},
+		{"vfio", required_argument, NULL, OPT_VFIO},
 		{"verbose", no_argument, NULL, 'v'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
@@ -391,6 +413,17 @@ int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[],
 						    cfg->nets[i].tap);
 			cfg->nr_nets++;
 			break;
+		case OPT_VFIO:
+			if (cfg->nr_vfio == VMM_MAX_VFIO)
+				return fail(err, errlen, "--vfio: at most %d devices", VMM_MAX_VFIO);
+			r = parse_vfio(optarg, cfg->vfio[cfg->nr_vfio], err, errlen);
+			if (r)
+				return r;
+			for (unsigned int i = 0; i < cfg->nr_vfio; i++)
+				if (!strcmp(cfg->vfio[i], cfg->vfio[cfg->nr_vfio]))
+					return fail(err, errlen, "--vfio: %s is given twice", cfg->vfio[i]);
+			cfg->nr_vfio++;
+			break;
 		case 'v': cfg->verbosity = cfg->verbosity < 0 ? 1 : cfg->verbosity + 1; break;
 		case 'q': cfg->verbosity = -1; break;
 		case 'h': *help = true; return 0;
@@ -404,6 +437,10 @@ int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[],
 	}
 	if (optind < argc)
 		return fail(err, errlen, "unexpected argument '%s'", argv[optind]);
+	/* PCI slots 1-31 of bus 0: disks, then NICs, then passed devices. */
+	if (cfg->nr_disks + cfg->nr_nets + cfg->nr_vfio > VMM_MAX_PCI_DEVICES)
+		return fail(err, errlen, "%u --disk, --net and --vfio devices: at most %d fit on the PCI bus",
+			    cfg->nr_disks + cfg->nr_nets + cfg->nr_vfio, VMM_MAX_PCI_DEVICES);
 	if (!cfg->kernel)
 		return fail(err, errlen, "missing --kernel PATH");
 	if (!*cfg->kernel)

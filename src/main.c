@@ -35,6 +35,9 @@ static const char usage_run[] =
 	"                       a virtio-net NIC on a tap device (repeatable;\n"
 	"                       created when missing and run as root); default\n"
 	"                       MAC from the tap's name, one queue pair\n"
+	"  --vfio BDF           pass host PCI device BDF (e.g. 0000:00:04.0, or its\n"
+	"                       sysfs path), bound to vfio-pci, to the guest\n"
+	"                       (repeatable; needs an IOMMU)\n"
 	"  --console SINK       stdio|file:PATH|none (default stdio; on a terminal,\n"
 	"                       Ctrl-A x quits and Ctrl-A Ctrl-A sends Ctrl-A)\n"
 	"  -v, --verbose        more detail on stderr (repeat for debug)\n"
@@ -45,7 +48,8 @@ static const char usage_run[] =
 	"  0      the guest rebooted, reset or powered off\n"
 	"  1      runtime failure: host error, guest triple fault, KVM error,\n"
 	"         a disk image locked by another process, a busy tap device\n"
-	"  2      usage error: bad option or value, unusable kernel/initrd file\n"
+	"  2      usage error: bad option or value, unusable kernel/initrd file,\n"
+	"         a --vfio device that does not exist or is not bound to vfio-pci\n"
 	"  128+N  stopped by signal N (130 for SIGINT or Ctrl-A x, 143 for SIGTERM)\n";
 
 static int cmd_run(int argc, char *argv[])

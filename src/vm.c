@@ -262,6 +262,11 @@ int vm_create(struct vm *vm, const struct vmm_config *cfg, bool *usage)
 		if (r)
 			return r;
 	}
+	for (unsigned int i = 0; i < cfg->nr_vfio; i++) {
+		r = vfio_create(vm, cfg->vfio[i], 1 + cfg->nr_disks + cfg->nr_nets + i, usage);
+		if (r)
+			return r;
+	}
 	return 0;
 }
 
@@ -443,6 +448,7 @@ void vm_destroy(struct vm *vm)
 	for (unsigned int i = 0; i < vm->nr_nets; i++)
 		net_destroy(vm->nets[i]);
 	vm->nr_nets = 0;
+	vfio_destroy_all(vm); /* before guest RAM goes: it unmaps its DMA */
 	stats_close(vm);
 	for (unsigned int i = 0; vm->vcpus && i < vm->nr_vcpus; i++)
 		vcpu_destroy(&vm->vcpus[i]);

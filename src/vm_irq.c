@@ -13,6 +13,9 @@
 #include "vm.h"
 
 #define PCI_MMIO_WINDOW_END 0xfec00000ULL /* the IOAPIC sits above */
+/* Port I/O BARs: above the legacy devices, as firmware puts them. */
+#define PCI_IO_WINDOW_START 0xc000ULL
+#define PCI_IO_WINDOW_END 0x10000ULL
 
 static unsigned int default_routes(struct kvm_irq_routing_entry *e)
 {
@@ -122,4 +125,44 @@ int vm_pci_mmio_alloc(struct vm *vm, uint64_t len, uint64_t *gpa)
 	vm->pci_mmio_next = base + len;
 	*gpa = base;
 	return 0;
+}
+
+int vm_pci_io_alloc(struct vm *vm, uint64_t len, uint64_t *port)
+{
+	uint64_t base;
+
+	if (len == 0 || (len & (len - 1)) || len > PCI_IO_WINDOW_END - PCI_IO_WINDOW_START)
+		return -EINVAL;
+	if (!vm->pci_io_next)
+		vm->pci_io_next = PCI_IO_WINDOW_START;
+	base = ALIGN_UP(vm->pci_io_next, len);
+	if (base + len > PCI_IO_WINDOW_END)
+		return -ENOSPC;
+	vm->pci_io_next = base + len;
+	*port = base;
+	return 0;
+}
+
+int vm_alloc_memslot(struct vm *vm)
+{
+	if (!vm->next_memslot)
+		vm->next_memslot = MEM_MAX_REGIONS;
+	return vm->next_memslot < VM_MAX_MEMSLOTS ? (int)vm->next_memslot++ : -ENOSPC;
+}
+
+int vm_set_memslot(struct vm *vm, int slot, uint64_t gpa, uint64_t size, void *hva)
+{
+	struct kvm_userspace_memory_region r = {
+		.slot = (uint32_t)slot, .guest_phys_addr = gpa, .memory_size = size,
+		.userspace_addr = (uint64_t)(uintptr_t)hva};
+
+	return ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0 ? -errno : 0;
+}
+
+int vm_irqfd_resample(struct vm *vm, int efd, int resample_fd, int gsi)
+{
+	struct kvm_irqfd f = {.fd = (uint32_t)efd, .gsi = (uint32_t)gsi,
+			      .flags = KVM_IRQFD_FLAG_RESAMPLE, .resamplefd = (uint32_t)resample_fd};
+
+	return ioctl(vm->vm_fd, KVM_IRQFD, &f) < 0 ? -errno : 0;
 }

@@ -49,15 +49,44 @@ static void addr_pio(void *opaque, uint64_t offset, uint8_t *data,
 	pthread_mutex_unlock(&pci->lock);
 }
 
+void pci_set_bar_kind(struct pci_device *dev, unsigned int bar, uint64_t size,
+		      uint64_t addr, uint32_t low)
+{
+	bool io = low & PCI_BASE_ADDRESS_SPACE_IO;
+	bool mem64 = !io && (low & PCI_BASE_ADDRESS_MEM_TYPE_MASK) == PCI_BASE_ADDRESS_MEM_TYPE_64;
+	uint32_t lowmask = io ? ~PCI_BASE_ADDRESS_IO_MASK : ~PCI_BASE_ADDRESS_MEM_MASK;
+	/* Address bits above the size are writable; sizing reads ~(size-1). */
+	uint64_t m = ~(size - 1) & ~(uint64_t)lowmask;
+	uint32_t v = ((uint32_t)addr & ~lowmask) | (low & lowmask), m32 = (uint32_t)m;
+
+	dev->bars[bar] = (struct pci_bar){.size = size, .io = io, .mem64 = mem64};
+	memcpy(&dev->cfg[PCI_BASE_ADDRESS_0 + 4 * bar], &v, 4);
+	memcpy(&dev->wmask[PCI_BASE_ADDRESS_0 + 4 * bar], &m32, 4);
+	if (mem64) {
+		v = (uint32_t)(addr >> 32);
+		m32 = (uint32_t)(m >> 32);
+		memcpy(&dev->cfg[PCI_BASE_ADDRESS_0 + 4 * (bar + 1)], &v, 4);
+		memcpy(&dev->wmask[PCI_BASE_ADDRESS_0 + 4 * (bar + 1)], &m32, 4);
+	}
+}
+
 void pci_set_bar(struct pci_device *dev, unsigned int bar, uint64_t size,
 		 uint64_t gpa)
 {
-	uint32_t v = (uint32_t)gpa, m = (uint32_t)~(size - 1) & ~0xfu;
+	pci_set_bar_kind(dev, bar, size, gpa, PCI_BASE_ADDRESS_MEM_TYPE_32);
+}
 
-	dev->bars[bar] = (struct pci_bar){.size = size};
-	memcpy(&dev->cfg[PCI_BASE_ADDRESS_0 + 4 * bar], &v, 4);
-	/* Address bits above the size are writable; sizing reads ~(size-1). */
-	memcpy(&dev->wmask[PCI_BASE_ADDRESS_0 + 4 * bar], &m, 4);
+/* Where BAR i asks to decode (its registers with the low bits off). */
+static uint64_t bar_addr(const struct pci_device *dev, unsigned int i)
+{
+	const struct pci_bar *b = &dev->bars[i];
+	uint32_t lo, hi = 0;
+
+	memcpy(&lo, &dev->cfg[PCI_BASE_ADDRESS_0 + 4 * i], 4);
+	if (b->mem64)
+		memcpy(&hi, &dev->cfg[PCI_BASE_ADDRESS_0 + 4 * (i + 1)], 4);
+	return ((uint64_t)hi << 32) |
+	       (lo & (b->io ? PCI_BASE_ADDRESS_IO_MASK : PCI_BASE_ADDRESS_MEM_MASK));
 }
 
 void pci_add_cap(struct pci_device *dev, uint8_t offset, const void *data,
@@ -77,16 +106,20 @@ static void update_bars(struct pci_device *dev)
 	memcpy(&cmd, &dev->cfg[PCI_COMMAND], 2);
 	for (unsigned int i = 0; i < 6; i++) {
 		struct pci_bar *b = &dev->bars[i];
-		uint32_t reg;
 		uint64_t want;
+		uint32_t lo_sizing;
 
 		if (!b->size)
 			continue;
-		memcpy(&reg, &dev->cfg[PCI_BASE_ADDRESS_0 + 4 * i], 4);
-		want = reg & ~0xfu;
-		/* Off, unassigned, or left at the all-ones sizing pattern. */
-		if (!(cmd & PCI_COMMAND_MEMORY) || want == 0 ||
-		    want == ((uint32_t)~(b->size - 1) & ~0xfu))
+		want = bar_addr(dev, i);
+		/* The low register as it reads while being sized (all ones written). */
+		lo_sizing = (uint32_t)~(b->size - 1) & (b->io ? PCI_BASE_ADDRESS_IO_MASK
+							       : PCI_BASE_ADDRESS_MEM_MASK);
+		/* Off, unassigned, being sized (either half), an I/O address
+		 * past 64K, or a range that wraps. */
+		if (!(cmd & (b->io ? PCI_COMMAND_IO : PCI_COMMAND_MEMORY)) || want == 0 ||
+		    (uint32_t)want == lo_sizing || (b->mem64 && (want >> 32) == 0xffffffffu) ||
+		    (b->io && want > 0xffff) || want + b->size < want)
 			want = 0;
 		if (want == b->mapped)
 			continue;

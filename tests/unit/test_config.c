@@ -536,6 +536,29 @@ static void test_net_errors(void **state)
 	}
 }
 
+static void test_vfio_values(void **state)
+{
+	struct parsed p;
+
+	(void)state;
+	PARSE(&p, "--kernel", "k", "--vfio", "0000:00:04.0", "--vfio", "01:1F.7", "--vfio",
+	      "/sys/bus/pci/devices/0001:3a:00.1");
+	assert_int_equal(p.r, 0);
+	assert_int_equal(p.cfg.nr_vfio, 3);
+	assert_string_equal(p.cfg.vfio[0], "0000:00:04.0");
+	assert_string_equal(p.cfg.vfio[1], "0000:01:1f.7");
+	assert_string_equal(p.cfg.vfio[2], "0001:3a:00.1");
+	PARSE(&p, "--kernel", "k", "--vfio", "00:04.0", "--vfio", "0000:00:04.0");
+	expect_usage_error(&p, "--vfio: 0000:00:04.0 is given twice");
+	static const char *const bad[] = {"", "04.0", "00:04", "00:20.0", "00:04.8", "0x0:04.0",
+					  "00:04.0x", "g0:04.0", "00000:00:04.0", " 00:04.0",
+					  "/sys/bus/pci/devices/"};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		PARSE(&p, "--kernel", "k", "--vfio", (char *)bad[i]);
+		expect_usage_error(&p, "is not a PCI address like 0000:00:04.0");
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -559,6 +582,7 @@ int main(void)
 		cmocka_unit_test(test_hugepages_name),
 		cmocka_unit_test(test_net_values),
 		cmocka_unit_test(test_net_errors),
+		cmocka_unit_test(test_vfio_values),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);

@@ -1,0 +1,111 @@
+/*
+ * VFIO PCI passthrough internals: the host side (vfio.c: container,
+ * groups, DMA mappings, the device fd) and the device the guest sees
+ * (vfio_pci.c: virtual configuration space, BARs, interrupts).
+ *
+ * What the guest sees of the device's configuration space: most bytes are
+ * the device's own, read from and written to its VFIO config region; the
+ * BARs, the expansion ROM, the interrupt line/pin and the MSI and MSI-X
+ * capabilities are emulated. BARs are placed in the guest's PCI windows
+ * and follow the guest's moves; the mmappable parts of a memory BAR become
+ * KVM memory slots (guest accesses never exit), the rest (I/O BARs, the
+ * MSI-X table and PBA pages) trap and go through the region at its file
+ * offset. Interrupts: each MSI-X vector, the MSI vector and INTx signal
+ * an eventfd that VFIO triggers and KVM injects (irqfd; INTx with a
+ * resample eventfd that unmasks the line in VFIO), so no interrupt passes
+ * through userspace.
+ */
+#ifndef VMM_DEVICES_VFIO_H
+#define VMM_DEVICES_VFIO_H
+
+#include <linux/vfio.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "compiler.h"
+#include "config.h"
+#include "devices.h"
+
+struct vm;
+
+#define VFIO_MAX_AREAS 4    /* mmappable pieces of one BAR */
+#define VFIO_MAX_VECTORS 64 /* MSI-X vectors we give a device */
+
+struct vfio_region {
+	uint64_t offset; /* in the device fd */
+	uint64_t size;
+	uint32_t flags; /* VFIO_REGION_INFO_FLAG_* */
+};
+
+struct vfio_area {
+	uint64_t off, len; /* in the BAR, page-aligned */
+	void *hva;	   /* mmap of the region */
+	int slot;	   /* KVM memory slot, -1 when not mapped */
+};
+
+struct vfio_pci;
+
+struct vfio_bar {
+	struct vfio_pci *owner; /* for the bus handlers */
+	unsigned int index;
+	uint64_t size;	/* 0: none */
+	uint32_t low;	/* the register's type bits */
+	struct vfio_region r;
+	struct vfio_area areas[VFIO_MAX_AREAS];
+	unsigned int nareas;
+	uint64_t mapped; /* guest address while decoding, else 0 */
+};
+
+struct vfio_msix_entry {
+	uint32_t addr_lo, addr_hi, data, ctrl;
+};
+
+enum vfio_irq_mode { VFIO_IRQ_NONE, VFIO_IRQ_INTX, VFIO_IRQ_MSI, VFIO_IRQ_MSIX };
+
+struct vfio_pci {
+	struct pci_device pci;
+	struct vm *vm;
+	char bdf[VFIO_BDF_LEN];
+	int fd; /* the VFIO device: regions at their offsets, ioctls */
+	/* VFIO_DEVICE_SET_IRQS; a test may put a recorder here. */
+	int (*set_irqs)(struct vfio_pci *v, struct vfio_irq_set *s);
+	struct vfio_region cfg;
+	struct vfio_bar bars[6];
+	uint8_t passthru[256]; /* 1: the byte is the device's own */
+	pthread_mutex_t lock;  /* MSI-X table, interrupt mode */
+
+	/* MSI-X (msix_cap 0: none). */
+	uint8_t msix_cap;
+	unsigned int msix_n;
+	uint8_t msix_bar, pba_bar;
+	uint32_t msix_off, pba_off;
+	struct vfio_msix_entry table[VFIO_MAX_VECTORS];
+	int gsi[VFIO_MAX_VECTORS];
+	int efd[VFIO_MAX_VECTORS];
+	bool live[VFIO_MAX_VECTORS]; /* irqfd assigned (vector unmasked) */
+
+	/* MSI, one vector (msi_cap 0: none). */
+	uint8_t msi_cap;
+	bool msi_64;
+	int msi_gsi, msi_efd;
+
+	/* INTx (none if the device has no pin). */
+	bool has_intx;
+	unsigned int intx_gsi;
+	int intx_efd, intx_resample;
+
+	enum vfio_irq_mode mode;
+};
+
+/*
+ * With v->fd, v->cfg and the BARs' regions (v->bars[i].r) filled in: read
+ * the device's configuration space, build the virtual one, place the BARs
+ * in the guest's windows, mmap what can be, set up the interrupt
+ * eventfds and start INTx. -errno (one line printed).
+ */
+int vfio_pci_init(struct vfio_pci *v, struct vm *vm, unsigned int slot) WUR;
+/* Interrupts off, mappings gone (the device fd stays the caller's). */
+void vfio_pci_fini(struct vfio_pci *v);
+
+#endif
