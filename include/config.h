@@ -68,6 +68,7 @@ struct vmm_config {
 	enum console_kind console;
 	const char *console_path; /* CONSOLE_FILE */
 	int verbosity;		  /* 0 normal, -1 quiet, 1.. verbose */
+	bool no_seccomp;	  /* --no-seccomp: no filter (debugging) */
 	struct disk_config disks[VMM_MAX_DISKS];
 	unsigned int nr_disks;
 	char *disk_args[VMM_MAX_DISKS]; /* owned copies the paths point into */

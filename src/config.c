@@ -314,7 +314,7 @@ void config_free(struct vmm_config *cfg)
 }
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS,
-       OPT_HUGEPAGES, OPT_CONSOLE, OPT_DISK, OPT_NET, OPT_VFIO };
+       OPT_HUGEPAGES, OPT_CONSOLE, OPT_DISK, OPT_NET, OPT_VFIO, OPT_NO_SECCOMP };
 
 int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[],
 		     bool *help, char *err, size_t errlen)
@@ -330,6 +330,7 @@ int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[],
 		{"disk", required_argument, NULL, OPT_DISK},
 		{"net", required_argument, NULL, OPT_NET},
 		{"vfio", required_argument, NULL, OPT_VFIO},
+		{"no-seccomp", no_argument, NULL, OPT_NO_SECCOMP},
 		{"verbose", no_argument, NULL, 'v'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
@@ -424,6 +425,7 @@ int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[],
 					return fail(err, errlen, "--vfio: %s is given twice", cfg->vfio[i]);
 			cfg->nr_vfio++;
 			break;
+		case OPT_NO_SECCOMP: cfg->no_seccomp = true; break;
 		case 'v': cfg->verbosity = cfg->verbosity < 0 ? 1 : cfg->verbosity + 1; break;
 		case 'q': cfg->verbosity = -1; break;
 		case 'h': *help = true; return 0;

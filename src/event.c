@@ -10,8 +10,10 @@
 #include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <time.h>
+#include <stdlib.h>
 #include <unistd.h>
 
+#include "confine.h"
 #include "log.h"
 #include "stats.h"
 #include "vm.h"
@@ -51,20 +53,22 @@ static void sigusr1_handler(int sig)
 	(void)sig; /* only here to interrupt KVM_RUN */
 }
 
-/* Resident memory of the process and of guest RAM, for --verbose. */
-static void report_memory(const struct vm *vm)
+/*
+ * Resident memory of the process and of guest RAM, for --verbose, from
+ * /proc/self/status opened before the seccomp filter (f, or NULL).
+ */
+static void report_memory(const struct vm *vm, FILE *f)
 {
 	unsigned long long vmhwm_kb = 0, rss_kb = 0, guest_kb = 0;
 	char line[256];
-	FILE *f = fopen("/proc/self/status", "re");
 
 	if (!f)
 		return;
+	rewind(f);
 	while (fgets(line, sizeof(line), f)) {
 		sscanf(line, "VmHWM: %llu", &vmhwm_kb);
 		sscanf(line, "VmRSS: %llu", &rss_kb);
 	}
-	fclose(f);
 	for (unsigned int i = 0; i < vm->mem.nr_regions; i++) {
 		const struct mem_region *r = &vm->mem.regions[i];
 		const size_t chunk = 1 << 20;
@@ -238,6 +242,7 @@ out:
 int vm_run(struct vm *vm)
 {
 	struct sigaction sa = {.sa_handler = sigusr1_handler};
+	FILE *status;
 	sigset_t set;
 	int sfd, r;
 
@@ -261,7 +266,18 @@ int vm_run(struct vm *vm)
 		return VMM_EXIT_FAILURE;
 	}
 
-	r = start_vcpus(vm);
+	status = log_get_level() >= LOG_INFO ? fopen("/proc/self/status", "re") : NULL;
+	r = confine_prepare();
+	if (!r)
+		r = start_vcpus(vm);
+	if (!r && !vm->cfg->no_seccomp) {
+		/* Everything is open and running: from here on, no new files. */
+		r = confine_thread(CONFINE_IO);
+		if (r)
+			vm_request_stop(vm, VMM_EXIT_FAILURE, "seccomp: %s", strerror(-r));
+		else if (getenv("VMM_TEST_SECCOMP"))
+			(void)!getppid(); /* test hook: a call no thread may make */
+	}
 	if (!r) {
 		r = io_loop(vm, sfd);
 		if (r)
@@ -281,8 +297,10 @@ int vm_run(struct vm *vm)
 			 (unsigned long long)exits,
 			 (unsigned long long)vm->serial.tx_bytes);
 		report_stats(vm, LOG_INFO);
-		report_memory(vm);
+		report_memory(vm, status);
 	}
+	if (status)
+		fclose(status);
 	if (vm->exit_status == VMM_EXIT_OK)
 		log_info(NULL, "%s", vm->exit_reason);
 	else

@@ -40,6 +40,7 @@ static const char usage_run[] =
 	"                       (repeatable; needs an IOMMU)\n"
 	"  --console SINK       stdio|file:PATH|none (default stdio; on a terminal,\n"
 	"                       Ctrl-A x quits and Ctrl-A Ctrl-A sends Ctrl-A)\n"
+	"  --no-seccomp         run without the seccomp filter (debugging)\n"
 	"  -v, --verbose        more detail on stderr (repeat for debug)\n"
 	"  -q, --quiet          errors only\n"
 	"  -h, --help           this text\n"

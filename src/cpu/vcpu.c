@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "confine.h"
 #include "log.h"
 #include "vm.h"
 
@@ -375,6 +376,15 @@ void *vcpu_thread(void *arg)
 	sigaddset(&set, SIGUSR1);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
+	if (!vm->cfg->no_seccomp) {
+		int r = confine_thread(CONFINE_VCPU);
+
+		if (r) {
+			vm_request_stop(vm, VMM_EXIT_FAILURE, "seccomp on vcpu%u: %s", v->id,
+					strerror(-r));
+			return NULL;
+		}
+	}
 	if (v->id == 0)
 		log_info("vcpu", "first KVM_RUN %.3f ms after VM creation began",
 			 (double)(vm_now_ns() - vm->start_ns) / 1e6);
