@@ -63,5 +63,6 @@ lab_section() {
 host_blk_json=$(bench_section "host disk" scripts/bench-host-blk)
 lab_json=$(lab_section lab scripts/lab/bench-boot)
 blk_json=$(lab_section "lab disks" scripts/lab/bench-blk)
+net_json=$(lab_section "lab network" scripts/lab/bench-net)
 echo
-echo "{\"host\":$host_json,\"host_blk\":$host_blk_json,\"lab\":$lab_json,\"lab_blk\":$blk_json}" | tee "$out/bench.json"
+echo "{\"host\":$host_json,\"host_blk\":$host_blk_json,\"lab\":$lab_json,\"lab_blk\":$blk_json,\"lab_net\":$net_json}" | tee "$out/bench.json"
