@@ -60,6 +60,12 @@ int kernel_load(const struct guest_mem *mem, const uint8_t *buf, size_t len,
 		struct kernel_info *ki, char *err, size_t errlen) WUR;
 int elf_load(const struct guest_mem *mem, const uint8_t *buf, size_t len,
 	     struct kernel_info *ki, char *err, size_t errlen) WUR;
+/*
+ * Every check kernel_load() makes, nothing written: mem need only be laid
+ * out (mem_layout), so bad input is found before KVM is opened.
+ */
+int kernel_check(const struct guest_mem *mem, const uint8_t *buf, size_t len,
+		 struct kernel_info *ki, char *err, size_t errlen) WUR;
 
 /*
  * Where an initrd of `size` bytes goes: page aligned, as high as possible

@@ -296,20 +296,80 @@ static int open_input(const char *opt, const char *path, int *fd_out,
 	return 0;
 }
 
+/* A --disk image: there, a regular file, a whole number of sectors. */
+static int check_disk(const struct disk_config *dc, struct stat *st)
+{
+	if (stat(dc->path, st) < 0) {
+		log_err(NULL, "--disk: cannot open '%s': %s", dc->path, strerror(errno));
+		return -errno;
+	}
+	if (!S_ISREG(st->st_mode)) {
+		log_err(NULL, "--disk: '%s' is not a regular file", dc->path);
+		return -EINVAL;
+	}
+	if (st->st_size == 0 || st->st_size % 512) {
+		log_err(NULL, "--disk: '%s' is %lld bytes: %s", dc->path, (long long)st->st_size,
+			st->st_size ? "not a multiple of 512" : "an empty image");
+		return -EINVAL;
+	}
+	if (access(dc->path, dc->readonly ? R_OK : R_OK | W_OK) < 0) {
+		log_err(NULL, "--disk: cannot open '%s'%s: %s", dc->path,
+			dc->readonly ? "" : " for writing", strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
 int vm_check_inputs(const struct vmm_config *cfg)
 {
-	uint64_t size;
+	struct stat st[VMM_MAX_DISKS];
+	struct guest_mem layout;
+	struct kernel_info ki;
+	char err[256];
+	uint64_t size, initrd_gpa;
+	void *buf;
 	int fd, r;
 
+	/* The kernel against the memory layout, as vm_load() will put it. */
 	r = open_input("--kernel", cfg->kernel, &fd, &size);
 	if (r)
 		return r;
+	buf = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
 	close(fd);
+	if (buf == MAP_FAILED) {
+		log_err(NULL, "--kernel: cannot map '%s': %s", cfg->kernel, strerror(errno));
+		return -EINVAL;
+	}
+	memset(&layout, 0, sizeof(layout));
+	mem_layout(&layout, cfg->mem_bytes);
+	r = kernel_check(&layout, buf, size, &ki, err, sizeof(err));
+	munmap(buf, size);
+	if (r) {
+		log_err(NULL, "--kernel: '%s': %s", cfg->kernel, err);
+		return r;
+	}
 	if (cfg->initrd) {
 		r = open_input("--initrd", cfg->initrd, &fd, &size);
 		if (r)
 			return r;
 		close(fd);
+		if (initrd_place(&layout, &ki, size, &initrd_gpa)) {
+			log_err(NULL, "--initrd: '%s' (%llu MiB) does not fit in guest memory with the kernel (--mem %llu MiB)",
+				cfg->initrd, (unsigned long long)(size >> 20),
+				(unsigned long long)(cfg->mem_bytes >> 20));
+			return -ENOSPC;
+		}
+	}
+	for (unsigned int i = 0; i < cfg->nr_disks; i++) {
+		r = check_disk(&cfg->disks[i], &st[i]);
+		if (r)
+			return r;
+		for (unsigned int j = 0; j < i; j++)
+			if (st[j].st_dev == st[i].st_dev && st[j].st_ino == st[i].st_ino) {
+				log_err(NULL, "--disk: '%s' and '%s' are the same image", cfg->disks[j].path,
+					cfg->disks[i].path);
+				return -EINVAL;
+			}
 	}
 	return 0;
 }

@@ -57,6 +57,11 @@ int bzimage_parse(const uint8_t *buf, size_t len, struct kernel_info *ki,
 		return fail(-EINVAL, err, errlen,
 			    "kernel is truncated (%zu bytes, setup alone is %u)",
 			    len, setup_bytes);
+	/* syssize: the protected-mode part, in 16-byte units (protocol 2.04+). */
+	if ((uint64_t)h.syssize * 16 > len - setup_bytes)
+		return fail(-EINVAL, err, errlen,
+			    "kernel is truncated (%zu bytes; its header says %llu)", len,
+			    (unsigned long long)setup_bytes + (uint64_t)h.syssize * 16);
 	if (h.init_size == 0 || h.init_size < len - setup_bytes)
 		return fail(-EINVAL, err, errlen,
 			    "kernel header is inconsistent (init_size 0x%x)",
@@ -130,8 +135,9 @@ static int bzimage_load(const struct guest_mem *mem, const uint8_t *buf,
 	return 0;
 }
 
-int elf_load(const struct guest_mem *mem, const uint8_t *buf, size_t len,
-	     struct kernel_info *ki, char *err, size_t errlen)
+/* All checks of an ELF kernel against the memory layout; fills ki. */
+static int elf_parse(const struct guest_mem *mem, const uint8_t *buf, size_t len,
+		     struct kernel_info *ki, char *err, size_t errlen)
 {
 	const Elf64_Ehdr *eh = (const Elf64_Ehdr *)buf;
 	uint64_t lo = UINT64_MAX, hi = 0;
@@ -155,7 +161,6 @@ int elf_load(const struct guest_mem *mem, const uint8_t *buf, size_t len,
 
 	for (unsigned int i = 0; i < eh->e_phnum; i++) {
 		Elf64_Phdr ph;
-		uint8_t *dst;
 
 		memcpy(&ph, buf + eh->e_phoff + i * sizeof(ph), sizeof(ph));
 		if (ph.p_type != PT_LOAD || ph.p_memsz == 0)
@@ -166,14 +171,11 @@ int elf_load(const struct guest_mem *mem, const uint8_t *buf, size_t len,
 				    "ELF kernel segment %u lies outside the file",
 				    i);
 		/* Physical addresses: a vmlinux links high, loads at p_paddr. */
-		dst = mem_gpa_to_hva(mem, ph.p_paddr, ph.p_memsz);
-		if (!dst || ph.p_paddr < BOOT_HIMEM_GPA)
+		if (!mem_is_ram(mem, ph.p_paddr, ph.p_memsz) || ph.p_paddr < BOOT_HIMEM_GPA)
 			return fail(-EINVAL, err, errlen,
 				    "ELF segment at 0x%llx (%llu bytes) does not fit in guest RAM above 1M",
 				    (unsigned long long)ph.p_paddr,
 				    (unsigned long long)ph.p_memsz);
-		memcpy(dst, buf + ph.p_offset, ph.p_filesz);
-		memset(dst + ph.p_filesz, 0, ph.p_memsz - ph.p_filesz);
 		lo = MIN(lo, ph.p_paddr);
 		hi = MAX(hi, ph.p_paddr + ph.p_memsz);
 		loads++;
@@ -200,6 +202,41 @@ int elf_load(const struct guest_mem *mem, const uint8_t *buf, size_t len,
 	ki->hdr.cmdline_size = BOOT_CMDLINE_MAX - 1;
 	ki->hdr.xloadflags = XLF_KERNEL_64;
 	return 0;
+}
+
+int elf_load(const struct guest_mem *mem, const uint8_t *buf, size_t len,
+	     struct kernel_info *ki, char *err, size_t errlen)
+{
+	const Elf64_Ehdr *eh = (const Elf64_Ehdr *)buf;
+	int r = elf_parse(mem, buf, len, ki, err, errlen);
+
+	if (r)
+		return r;
+	for (unsigned int i = 0; i < eh->e_phnum; i++) {
+		Elf64_Phdr ph;
+		uint8_t *dst;
+
+		memcpy(&ph, buf + eh->e_phoff + i * sizeof(ph), sizeof(ph));
+		if (ph.p_type != PT_LOAD || ph.p_memsz == 0)
+			continue;
+		dst = mem_gpa_to_hva(mem, ph.p_paddr, ph.p_memsz);
+		if (!dst)
+			return fail(-EFAULT, err, errlen, "guest memory is not mapped");
+		memcpy(dst, buf + ph.p_offset, ph.p_filesz);
+		memset(dst + ph.p_filesz, 0, ph.p_memsz - ph.p_filesz);
+	}
+	return 0;
+}
+
+int kernel_check(const struct guest_mem *mem, const uint8_t *buf, size_t len,
+		 struct kernel_info *ki, char *err, size_t errlen)
+{
+	int r;
+
+	if (len >= SELFMAG && !memcmp(buf, ELFMAG, SELFMAG))
+		return elf_parse(mem, buf, len, ki, err, errlen);
+	r = bzimage_parse(buf, len, ki, err, errlen);
+	return r ? r : bzimage_place(mem, ki, err, errlen);
 }
 
 int kernel_load(const struct guest_mem *mem, const uint8_t *buf, size_t len,

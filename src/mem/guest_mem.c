@@ -187,6 +187,17 @@ void *mem_gpa_to_hva(const struct guest_mem *mem, uint64_t gpa, uint64_t len)
 	return NULL;
 }
 
+bool mem_is_ram(const struct guest_mem *mem, uint64_t gpa, uint64_t len)
+{
+	for (unsigned int i = 0; i < mem->nr_regions; i++) {
+		const struct mem_region *r = &mem->regions[i];
+
+		if (gpa >= r->gpa && gpa - r->gpa < r->size)
+			return len <= r->size - (gpa - r->gpa);
+	}
+	return false;
+}
+
 int mem_write(const struct guest_mem *mem, uint64_t gpa, const void *src,
 	      uint64_t len)
 {

@@ -42,6 +42,7 @@ struct bz_opts {
 	uint32_t initrd_addr_max;
 	uint8_t jump; /* byte at 0x201 */
 	size_t payload;
+	uint32_t syssize; /* 16-byte units of payload the header claims */
 };
 
 static struct bz_opts bz_default(void)
@@ -62,6 +63,7 @@ static struct bz_opts bz_default(void)
 		.initrd_addr_max = 0x7fffffff,
 		.jump = 0x6a, /* header runs to 0x26c: all of struct setup_header */
 		.payload = 0x10000,
+		.syssize = 0x10000 / 16,
 	};
 }
 
@@ -97,6 +99,7 @@ static uint8_t *make_bz(const struct bz_opts *o, size_t *len)
 	h.cmdline_size = o->cmdline_size;
 	h.initrd_addr_max = o->initrd_addr_max;
 	h.code32_start = 0x100000;
+	h.syssize = o->syssize;
 	memcpy(buf + HDR_OFF, &h, sizeof(h));
 	for (size_t i = 0; i < o->payload; i++)
 		buf[setup + i] = payload_byte(i);
@@ -125,6 +128,47 @@ static void expect_parse_err(const struct bz_opts *o, int code,
 	assert_int_equal(parse_opts(o, &ki, err, sizeof(err)), code);
 	if (!strstr(err, needle))
 		fail_msg("error '%s' does not mention '%s'", err, needle);
+}
+
+static void test_bz_parse_truncated(void **state)
+{
+	struct bz_opts o = bz_default();
+
+	(void)state;
+	o.syssize = 0x10000 / 16 + 1; /* one paragraph missing */
+	expect_parse_err(&o, -EINVAL, "kernel is truncated");
+	o.syssize = 0xffffffff;
+	expect_parse_err(&o, -EINVAL, "kernel is truncated");
+}
+
+/* kernel_check: the same verdicts as kernel_load, from a layout alone. */
+static void test_kernel_check_layout_only(void **state)
+{
+	struct guest_mem layout;
+	struct kernel_info ki;
+	struct bz_opts o = bz_default();
+	char err[256] = "";
+	size_t len;
+	uint8_t *buf;
+
+	(void)state;
+	memset(&layout, 0, sizeof(layout));
+	mem_layout(&layout, 64ULL << 20);
+	assert_null(layout.regions[0].hva);
+	buf = make_bz(&o, &len);
+	assert_int_equal(kernel_check(&layout, buf, len, &ki, err, sizeof(err)), 0);
+	assert_int_equal(ki.load_gpa, 0x1000000);
+	free(buf);
+	o.init_size = 0x8000000; /* 128M into 64M */
+	buf = make_bz(&o, &len);
+	assert_int_equal(kernel_check(&layout, buf, len, &ki, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "kernel needs 128 MiB"));
+	free(buf);
+	assert_int_equal(kernel_check(&layout, (const uint8_t *)"hello", 5, &ki, err, sizeof(err)),
+			 -ENOEXEC);
+	assert_true(mem_is_ram(&layout, 0x100000, 0x1000));
+	assert_false(mem_is_ram(&layout, (64ULL << 20) - 4096, 8192));
+	assert_false(mem_is_ram(&layout, 0xc0000000ULL, 1));
 }
 
 static void test_bz_parse_valid(void **state)
@@ -893,6 +937,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bz_parse_valid),
+		cmocka_unit_test(test_bz_parse_truncated),
+		cmocka_unit_test(test_kernel_check_layout_only),
 		cmocka_unit_test(test_bz_parse_not_bzimage),
 		cmocka_unit_test(test_bz_parse_unbootable),
 		cmocka_unit_test_setup_teardown(test_bz_load_at_pref_address,
