@@ -537,8 +537,12 @@ void blk_close(struct virtio_dev *d)
 	struct blk *b = d->priv;
 
 	pthread_mutex_lock(&d->lock);
-	blk_reset(d);
+	blk_reset(d); /* waits for what is in flight */
 	pthread_mutex_unlock(&d->lock);
+	/* However the VM ended (a signal, a crash), what the guest wrote
+	 * is on the disk when vmm is gone. */
+	if (!b->cfg->readonly && fdatasync(b->fd) < 0)
+		log_warn(b->name, "flushing '%s' at exit: %s", b->cfg->path, strerror(errno));
 	blk_engine_destroy(&b->engine);
 	close(b->fd);
 	pthread_mutex_destroy(&d->lock);
