@@ -100,6 +100,95 @@ lab_scenarios() {
 
     # k. virtio-net on a tap
     lab_net_scenarios
+
+    # o. confinement and faults
+    lab_fault_scenarios
+}
+
+# seccomp, a user without root, and VMMs killed in the middle of guest
+# writes (the images on the RAM disk at /img, from lab_blk_scenarios).
+FAULT_SCENARIOS="sc-kill sc-off nonroot term-stream kill-stream fs-kill fs-verify"
+lab_fault_scenarios() {
+    fault_boot="--kernel $KERNEL --initrd $INITRD"
+    # p. the filter is on: a forbidden call (the test hook) kills vmm with
+    #    SIGSYS and one line naming it; with --no-seccomp the same boots
+    # shellcheck disable=SC2086  # $fault_boot: word splitting intended
+    lab_run sc-kill 60 env VMM_TEST_SECCOMP=1 "$VMM" run $fault_boot --mem 256M \
+        --cmdline "$GUEST_CMDLINE vmmtest=sc-kill"
+    # shellcheck disable=SC2086
+    lab_run sc-off "$BOOT_SECS" env VMM_TEST_SECCOMP=1 "$VMM" run $fault_boot --mem 256M \
+        --no-seccomp --cmdline "$GUEST_CMDLINE vmmtest=sc-off"
+
+    # q. an ordinary user with rw on /dev/kvm, a disk image of their own
+    #    and a tap made for them (see README, "Running as a user")
+    if ! grep -q '^lab:' /etc/passwd 2>/dev/null; then
+        echo 'lab:x:1000:1000:lab:/tmp:/bin/sh' >>/etc/passwd
+        echo 'lab:x:1000:' >>/etc/group
+    fi
+    if [ -d /img ] && [ -c /dev/net/tun ]; then
+        chmod 0666 /dev/kvm
+        truncate -s 64M /img/user.img
+        chown 1000:1000 /img/user.img
+        tunctl -u lab -t vmtapu >/dev/null
+        # shellcheck disable=SC2086
+        lab_run nonroot "$BOOT_SECS" setpriv --reuid=1000 --regid=1000 --clear-groups \
+            "$VMM" run $fault_boot --mem 256M \
+            --cmdline "$GUEST_CMDLINE vmmtest=nonroot vmmblk=raw:vda vmmblk_mib=8" \
+            --disk path=/img/user.img --net tap=vmtapu
+        lab_note nonroot "image_sha256=$(lab_sha256 /img/user.img 8)"
+        tunctl -d vmtapu >/dev/null
+        chmod 0600 /dev/kvm
+        rm -f /img/user.img
+    else
+        lab_skip nonroot "no /img RAM disk or no /dev/net/tun in L1"
+    fi
+
+    # r. SIGTERM, then SIGKILL, while the guest streams fsync'd 4 MiB chunks
+    #    to a raw disk: every chunk whose fsync returned is in the image
+    for fault_sig in TERM KILL; do
+        fault_n=$(echo "$fault_sig" | tr 'A-Z' 'a-z')-stream
+        truncate -s 128M /img/stream.img
+        # shellcheck disable=SC2086
+        lab_bg_start "$fault_n" "$VMM" run $fault_boot --mem 256M \
+            --cmdline "$GUEST_CMDLINE vmmtest=$fault_n vmmblk=stream:vda vmmblk_mib=128" \
+            --disk path=/img/stream.img
+        if lab_bg_wait "$fault_n" "VMMBLK synced=4" "$BOOT_SECS"; then
+            kill -s "$fault_sig" "$(cat "/tmp/$fault_n.pid")"
+            lab_bg_wait "$fault_n" "never printed: wait for the exit" 30
+        fi
+        lab_bg_stop "$fault_n"
+        fault_i=1
+        while [ "$fault_i" -le 32 ]; do
+            lab_note "$fault_n" "chunk${fault_i}_sha256=$(dd if=/img/stream.img bs=4M skip=$((fault_i - 1)) count=1 2>/dev/null | sha256sum | cut -d ' ' -f 1)"
+            fault_i=$((fault_i + 1))
+        done
+        rm -f /img/stream.img
+    done
+
+    # s. SIGKILL while the guest writes files on ext4 and syncs after each:
+    #    a fresh boot finds every synced file whole (the journal replayed),
+    #    and e2fsck then finds the file system clean
+    if [ -x /sbin/mke2fs ] && [ -x /sbin/e2fsck ]; then
+        truncate -s 128M /img/fs.img
+        /sbin/mke2fs -q -F -t ext4 /img/fs.img
+        # shellcheck disable=SC2086
+        lab_bg_start fs-kill "$VMM" run $fault_boot --mem 256M \
+            --cmdline "$GUEST_CMDLINE vmmtest=fs-kill vmmblk=fsstream:vda" --disk path=/img/fs.img
+        if lab_bg_wait fs-kill "VMMBLK fsynced=6" "$BOOT_SECS"; then
+            kill -9 "$(cat /tmp/fs-kill.pid)"
+            lab_bg_wait fs-kill "never printed: wait for the exit" 30
+        fi
+        lab_bg_stop fs-kill
+        # shellcheck disable=SC2086
+        lab_run fs-verify "$BOOT_SECS" "$VMM" run $fault_boot --mem 256M \
+            --cmdline "$GUEST_CMDLINE vmmtest=fs-verify vmmblk=fsverify:vda" --disk path=/img/fs.img
+        /sbin/e2fsck -fn /img/fs.img >/tmp/e2fsck.out 2>&1
+        lab_note fs-verify "e2fsck_rc=$?"
+        sed -n '1,5s/^/VMMLAB fs-verify e2fsck: /p' /tmp/e2fsck.out
+        rm -f /img/fs.img
+    else
+        for fault_n in fs-kill fs-verify; do lab_skip "$fault_n" "no e2fsprogs in L1"; done
+    fi
 }
 
 # The tap's far end is L1 itself: L1 serves NET_MIB MiB over busybox httpd
@@ -379,4 +468,30 @@ lab_expectations() {
     check_error net-busy 1 "in use"
     check_usage_error net-bad-mac mac=
     check_usage_error net-bad-tap "not a tap"
+
+    # confinement and faults
+    check_error sc-kill 159 "forbidden system call getppid"
+    check_boot sc-off nproc=1 cmdline=vmmtest=sc-off
+    check_boot nonroot nproc=1 cmdline=vmmtest=nonroot
+    check_guest nonroot write disks=1 data_bytes=8388608 error=
+    check_same nonroot/image g:nonroot:data_sha256 l1:nonroot:image_sha256
+    check_exit term-stream 143
+    check_exit kill-stream 137
+    for n in term-stream kill-stream; do
+        check_guest "$n" stream error=
+        i=1
+        while [ "$i" -le 4 ]; do
+            check_same "$n/chunk$i" "g:$n:chunk${i}_sha256" "l1:$n:chunk${i}_sha256"
+            i=$((i + 1))
+        done
+    done
+    check_exit fs-kill 137
+    check_boot fs-verify nproc=1 cmdline=vmmtest=fs-verify
+    check_guest fs-verify files error=
+    i=1
+    while [ "$i" -le 6 ]; do
+        check_same "fs-verify/file$i" "g:fs-kill:file${i}_sha256" "g:fs-verify:vfile${i}_sha256"
+        i=$((i + 1))
+    done
+    check_note fs-verify e2fsck_rc = 0
 }
