@@ -69,6 +69,12 @@ struct vmm_config {
 	const char *console_path; /* CONSOLE_FILE */
 	int verbosity;		  /* 0 normal, -1 quiet, 1.. verbose */
 	bool no_seccomp;	  /* --no-seccomp: no filter (debugging) */
+	/* For scripted runs (src/supervise.c). */
+	double timeout_s;	  /* --timeout: 0 none */
+	const char *expect;	  /* --expect REGEX on console lines: exit 0 */
+	const char *fail;	  /* --fail REGEX: exit 1 */
+	const char *result_path;  /* --result json:PATH */
+	const char *api_socket;	  /* --api-socket PATH */
 	struct disk_config disks[VMM_MAX_DISKS];
 	unsigned int nr_disks;
 	char *disk_args[VMM_MAX_DISKS]; /* owned copies the paths point into */

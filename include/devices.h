@@ -39,6 +39,9 @@ struct serial {
 	pthread_mutex_t lock;
 	struct irq_line irq;
 	int out_fd; /* -1: output discarded */
+	/* Each byte the guest transmits, after it went out (lock held). */
+	void (*tx_hook)(void *opaque, uint8_t b);
+	void *tx_opaque;
 	uint8_t ier, iir_thri, lcr, mcr, lsr, msr, scr, dll, dlm, fcr;
 	bool irq_level;
 	uint8_t rx[SERIAL_RX_FIFO];
@@ -80,6 +83,8 @@ struct i8042 {
 void i8042_init(struct i8042 *k, struct irq_line irq, void (*reset)(void *),
 		void *opaque);
 int i8042_attach(struct i8042 *k, struct bus *pio) WUR;
+/* Press and release Ctrl-Alt-Del (set 1 scancodes): a reboot request. */
+void i8042_ctrl_alt_del(struct i8042 *k);
 /* Port 0x60 (data) and 0x64 (status/command), for tests. */
 void i8042_data_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
 		    bool is_write);

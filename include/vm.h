@@ -22,6 +22,7 @@
 #include "config.h"
 #include "devices.h"
 #include "mem.h"
+#include "supervise.h"
 
 struct vm;
 struct virtio_dev;
@@ -105,6 +106,9 @@ struct vm {
 	uint64_t pci_mmio_next;
 	uint64_t pci_io_next;
 	unsigned int next_memslot;
+
+	/* Scripted runs: exit device, timeout, console matching, API. */
+	struct supervise sup;
 
 	/* VFIO passthrough (src/devices/vfio.c), NULL without --vfio. */
 	struct vfio_state *vfio;

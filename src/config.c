@@ -2,6 +2,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -285,6 +286,20 @@ int parse_net(const char *arg, struct net_config *n, char *err, size_t errlen)
 	return 0;
 }
 
+static int check_regex(const char *opt, const char *re, char *err, size_t errlen)
+{
+	regex_t rx;
+	char why[128];
+	int r = regcomp(&rx, re, REG_EXTENDED | REG_NOSUB);
+
+	if (r) {
+		regerror(r, &rx, why, sizeof(why));
+		return fail(err, errlen, "%s: '%s' is not a regular expression: %s", opt, re, why);
+	}
+	regfree(&rx);
+	return 0;
+}
+
 int parse_vfio(const char *arg, char bdf[VFIO_BDF_LEN], char *err, size_t errlen)
 {
 	const char *name = strrchr(arg, '/') ? strrchr(arg, '/') + 1 : arg;
@@ -314,7 +329,8 @@ void config_free(struct vmm_config *cfg)
 }
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS,
-       OPT_HUGEPAGES, OPT_CONSOLE, OPT_DISK, OPT_NET, OPT_VFIO, OPT_NO_SECCOMP };
+       OPT_HUGEPAGES, OPT_CONSOLE, OPT_DISK, OPT_NET, OPT_VFIO, OPT_NO_SECCOMP,
+       OPT_TIMEOUT, OPT_EXPECT, OPT_FAIL, OPT_RESULT, OPT_API_SOCKET };
 
 int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[],
 		     bool *help, char *err, size_t errlen)
@@ -331,6 +347,11 @@ int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[],
 		{"net", required_argument, NULL, OPT_NET},
 		{"vfio", required_argument, NULL, OPT_VFIO},
 		{"no-seccomp", no_argument, NULL, OPT_NO_SECCOMP},
+		{"timeout", required_argument, NULL, OPT_TIMEOUT},
+		{"expect", required_argument, NULL, OPT_EXPECT},
+		{"fail", required_argument, NULL, OPT_FAIL},
+		{"result", required_argument, NULL, OPT_RESULT},
+		{"api-socket", required_argument, NULL, OPT_API_SOCKET},
 		{"verbose", no_argument, NULL, 'v'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
@@ -426,6 +447,35 @@ int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[],
 			cfg->nr_vfio++;
 			break;
 		case OPT_NO_SECCOMP: cfg->no_seccomp = true; break;
+		case OPT_TIMEOUT: {
+			char *end;
+
+			errno = 0;
+			cfg->timeout_s = strtod(optarg, &end);
+			if (!*optarg || *end || errno || !(cfg->timeout_s > 0) ||
+			    cfg->timeout_s > 31536000)
+				return fail(err, errlen,
+					    "--timeout: '%s' is not a number of seconds above 0", optarg);
+			break;
+		}
+		case OPT_EXPECT:
+		case OPT_FAIL:
+			r = check_regex(c == OPT_EXPECT ? "--expect" : "--fail", optarg, err, errlen);
+			if (r)
+				return r;
+			*(c == OPT_EXPECT ? &cfg->expect : &cfg->fail) = optarg;
+			break;
+		case OPT_RESULT:
+			if (strncmp(optarg, "json:", 5) || !optarg[5])
+				return fail(err, errlen, "--result: '%s' is not json:PATH", optarg);
+			cfg->result_path = optarg + 5;
+			break;
+		case OPT_API_SOCKET:
+			if (!*optarg || strlen(optarg) >= 108) /* sun_path */
+				return fail(err, errlen, "--api-socket: '%s' is %s", optarg,
+					    *optarg ? "longer than a socket path may be (107 bytes)" : "empty");
+			cfg->api_socket = optarg;
+			break;
 		case 'v': cfg->verbosity = cfg->verbosity < 0 ? 1 : cfg->verbosity + 1; break;
 		case 'q': cfg->verbosity = -1; break;
 		case 'h': *help = true; return 0;

@@ -69,7 +69,21 @@ int confine_prepare(void)
 	return sigaction(SIGSYS, &sa, NULL) < 0 ? -errno : 0;
 }
 
-int confine_thread(enum confine_role role)
+/* CONFINE_RENAME, CONFINE_SOCKET */
+static const int for_rename[] = {SCMP_SYS(rename), SCMP_SYS(renameat), SCMP_SYS(renameat2)};
+static const int for_socket[] = {SCMP_SYS(accept4), SCMP_SYS(setsockopt), SCMP_SYS(unlink),
+				 SCMP_SYS(unlinkat)};
+
+static int allow(scmp_filter_ctx ctx, const int *calls, size_t n)
+{
+	int r = 0;
+
+	for (size_t i = 0; !r && i < n; i++)
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, calls[i], 0);
+	return r;
+}
+
+int confine_thread(enum confine_role role, unsigned int extra)
 {
 	scmp_filter_ctx ctx;
 	int r = 0;
@@ -80,16 +94,20 @@ int confine_thread(enum confine_role role)
 	 * and ptraces at exit, reads /proc): a sanitized build runs unconfined.
 	 */
 	(void)role;
+	(void)extra;
 	log_info(NULL, "seccomp: off in a sanitized build");
 	return 0;
 #endif
 	ctx = seccomp_init(SCMP_ACT_TRAP);
 	if (!ctx)
 		return -ENOMEM;
-	for (size_t i = 0; !r && i < ARRAY_SIZE(common); i++)
-		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, common[i], 0);
-	for (size_t i = 0; !r && role == CONFINE_IO && i < ARRAY_SIZE(io_only); i++)
-		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, io_only[i], 0);
+	r = allow(ctx, common, ARRAY_SIZE(common));
+	if (!r && role == CONFINE_IO)
+		r = allow(ctx, io_only, ARRAY_SIZE(io_only));
+	if (!r && (extra & CONFINE_RENAME))
+		r = allow(ctx, for_rename, ARRAY_SIZE(for_rename));
+	if (!r && (extra & CONFINE_SOCKET))
+		r = allow(ctx, for_socket, ARRAY_SIZE(for_socket));
 	if (!r)
 		r = seccomp_load(ctx);
 	seccomp_release(ctx);

@@ -272,7 +272,8 @@ int vm_run(struct vm *vm)
 		r = start_vcpus(vm);
 	if (!r && !vm->cfg->no_seccomp) {
 		/* Everything is open and running: from here on, no new files. */
-		r = confine_thread(CONFINE_IO);
+		r = confine_thread(CONFINE_IO, (vm->cfg->result_path ? CONFINE_RENAME : 0) |
+						       (vm->cfg->api_socket ? CONFINE_SOCKET : 0));
 		if (r)
 			vm_request_stop(vm, VMM_EXIT_FAILURE, "seccomp: %s", strerror(-r));
 		else if (getenv("VMM_TEST_SECCOMP"))
@@ -286,6 +287,7 @@ int vm_run(struct vm *vm)
 	}
 	stop_vcpus(vm);
 	close(sfd);
+	supervise_finish(vm); /* --result, with the exit counters of the run */
 	console_close(vm); /* restore the terminal before we print anything */
 
 	if (log_get_level() >= LOG_INFO) {

@@ -1,7 +1,11 @@
 /* vmm: command-line entry point. Only main() decides the exit status. */
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "log.h"
@@ -11,6 +15,8 @@
 
 static const char usage_top[] =
 	"usage: vmm run --kernel PATH [options]   boot a guest\n"
+	"       vmm ctl SOCKET COMMAND            talk to a running vmm's --api-socket:\n"
+	"                                         status, pause, resume, stop, stats\n"
 	"       vmm --help | --version\n"
 	"\n"
 	"Run 'vmm run --help' for the options of run.\n";
@@ -41,6 +47,13 @@ static const char usage_run[] =
 	"  --console SINK       stdio|file:PATH|none (default stdio; on a terminal,\n"
 	"                       Ctrl-A x quits and Ctrl-A Ctrl-A sends Ctrl-A)\n"
 	"  --no-seccomp         run without the seccomp filter (debugging)\n"
+	"  --timeout SECONDS    stop the guest after this long: exit 124\n"
+	"  --expect REGEX       exit 0 as soon as a console line matches\n"
+	"  --fail REGEX         exit 1 as soon as a console line matches\n"
+	"  --result json:PATH   write a JSON summary of the run at exit\n"
+	"  --api-socket PATH    control socket (see vmm ctl)\n"
+	"  The guest ends vmm with status N by writing byte N to I/O port 0x505\n"
+	"  or to MMIO address 0xfebff000.\n"
 	"  -v, --verbose        more detail on stderr (repeat for debug)\n"
 	"  -q, --quiet          errors only\n"
 	"  -h, --help           this text\n"
@@ -51,7 +64,10 @@ static const char usage_run[] =
 	"         a disk image locked by another process, a busy tap device\n"
 	"  2      usage error: bad option or value, unusable kernel/initrd file,\n"
 	"         a --vfio device that does not exist or is not bound to vfio-pci\n"
-	"  128+N  stopped by signal N (130 for SIGINT or Ctrl-A x, 143 for SIGTERM)\n";
+	"  N      the guest wrote N to the exit device\n"
+	"  124    --timeout expired\n"
+	"  128+N  stopped by signal N (130 for SIGINT or Ctrl-A x, 143 for SIGTERM\n"
+	"         or a 'stop' the guest ignored, 159 for a seccomp violation)\n";
 
 static int cmd_run(int argc, char *argv[])
 {
@@ -95,6 +111,39 @@ static int cmd_run(int argc, char *argv[])
 	return r;
 }
 
+/* vmm ctl SOCKET COMMAND: one request, the reply on stdout. */
+static int cmd_ctl(int argc, char *argv[])
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	char line[256], buf[4096];
+	size_t off = 0;
+	ssize_t n;
+	int fd;
+
+	if (argc != 3 || !argv[1][0] || strlen(argv[1]) >= sizeof(sa.sun_path)) {
+		log_err(NULL, "usage: vmm ctl SOCKET COMMAND (status, pause, resume, stop, stats)");
+		return VMM_EXIT_USAGE;
+	}
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", argv[1]);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		log_err(NULL, "ctl: cannot connect to '%s': %s", argv[1], strerror(errno));
+		return VMM_EXIT_FAILURE;
+	}
+	snprintf(line, sizeof(line), "%s\n", argv[2]);
+	if (write(fd, line, strlen(line)) < 0) {
+		log_err(NULL, "ctl: '%s': %s", argv[1], strerror(errno));
+		close(fd);
+		return VMM_EXIT_FAILURE;
+	}
+	while (off < sizeof(buf) - 1 && (n = read(fd, buf + off, sizeof(buf) - 1 - off)) > 0)
+		off += (size_t)n;
+	close(fd);
+	buf[off] = '\0';
+	fputs(buf, stdout);
+	return strncmp(buf, "{\"ok\":true", 10) ? VMM_EXIT_FAILURE : VMM_EXIT_OK;
+}
+
 int main(int argc, char *argv[])
 {
 	if (argc < 2) {
@@ -112,6 +161,8 @@ int main(int argc, char *argv[])
 	}
 	if (!strcmp(argv[1], "run"))
 		return cmd_run(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "ctl"))
+		return cmd_ctl(argc - 1, argv + 1);
 	log_err(NULL, "unknown command '%s' (try 'vmm --help')", argv[1]);
 	return VMM_EXIT_USAGE;
 }

@@ -360,6 +360,9 @@ int vm_check_inputs(const struct vmm_config *cfg)
 			return -ENOSPC;
 		}
 	}
+	r = supervise_check(cfg->result_path, cfg->api_socket);
+	if (r)
+		return r;
 	for (unsigned int i = 0; i < cfg->nr_disks; i++) {
 		r = check_disk(&cfg->disks[i], &st[i]);
 		if (r)
@@ -496,12 +499,18 @@ int vm_load(struct vm *vm, bool *usage)
 		return r;
 	}
 	vm->serial.out_fd = vm->console_out_fd;
-	return 0;
+	vm->serial.tx_hook = supervise_console_byte;
+	vm->serial.tx_opaque = &vm->sup;
+	r = supervise_init(vm);
+	if (r == -ENOENT || r == -EACCES || r == -EEXIST)
+		*usage = true;
+	return r;
 }
 
 void vm_destroy(struct vm *vm)
 {
 	console_close(vm);
+	supervise_destroy(vm);
 	for (unsigned int i = 0; i < vm->nr_disks; i++)
 		blk_destroy(vm->disks[i]);
 	vm->nr_disks = 0;

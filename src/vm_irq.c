@@ -12,7 +12,7 @@
 #include "log.h"
 #include "vm.h"
 
-#define PCI_MMIO_WINDOW_END 0xfec00000ULL /* the IOAPIC sits above */
+#define PCI_MMIO_WINDOW_END VMM_EXIT_MMIO /* the exit page, then the IOAPIC */
 /* Port I/O BARs: above the legacy devices, as firmware puts them. */
 #define PCI_IO_WINDOW_START 0xc000ULL
 #define PCI_IO_WINDOW_END 0x10000ULL

@@ -377,7 +377,7 @@ void *vcpu_thread(void *arg)
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
 	if (!vm->cfg->no_seccomp) {
-		int r = confine_thread(CONFINE_VCPU);
+		int r = confine_thread(CONFINE_VCPU, 0);
 
 		if (r) {
 			vm_request_stop(vm, VMM_EXIT_FAILURE, "seccomp on vcpu%u: %s", v->id,
@@ -389,6 +389,8 @@ void *vcpu_thread(void *arg)
 		log_info("vcpu", "first KVM_RUN %.3f ms after VM creation began",
 			 (double)(vm_now_ns() - vm->start_ns) / 1e6);
 	while (!__atomic_load_n(&vm->stopping, __ATOMIC_ACQUIRE)) {
+		if (__atomic_load_n(&vm->sup.paused, __ATOMIC_ACQUIRE))
+			supervise_pause_point(vm, v);
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;

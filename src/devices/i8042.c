@@ -185,6 +185,17 @@ void i8042_cmd_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
 		k->reset(k->opaque);
 }
 
+void i8042_ctrl_alt_del(struct i8042 *k)
+{
+	static const uint8_t keys[] = {0x1d, 0x38, 0xe0, 0x53, 0xe0, 0xd3, 0xb8, 0x9d};
+
+	pthread_mutex_lock(&k->lock);
+	for (size_t i = 0; i < sizeof(keys); i++)
+		put_out(k, keys[i]);
+	update_irq(k);
+	pthread_mutex_unlock(&k->lock);
+}
+
 int i8042_attach(struct i8042 *k, struct bus *pio)
 {
 	int r = bus_register(pio, 0x60, 1, i8042_data_pio, k, "i8042");

@@ -84,6 +84,8 @@ static void transmit(struct serial *s, uint8_t b)
 		/* A closed or full sink drops output; the guest must not stall. */
 	}
 	s->tx_bytes++;
+	if (s->tx_hook)
+		s->tx_hook(s->tx_opaque, b);
 	s->iir_thri = 1; /* THR is empty again */
 }
 

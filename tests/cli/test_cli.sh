@@ -101,6 +101,13 @@ bad_inputs=(
 	"--net bad MAC|mac='01:00:00:00:00:01'|--kernel $G/hello.elf --net tap=t0,mac=01:00:00:00:00:01"
 	"--net no tap|tap=NAME is missing|--kernel $G/hello.elf --net queues=2"
 	"--vfio not an address|'0000:00:99.0'|--kernel $G/hello.elf --vfio 0000:00:99.0"
+	"--expect bad regex|is not a regular expression|--kernel $G/hello.elf --expect a(b"
+	"--fail bad regex|is not a regular expression|--kernel $G/hello.elf --fail [z-a]"
+	"--timeout not a number|--timeout: 'soon'|--kernel $G/hello.elf --timeout soon"
+	"--result not json|--result: 'yaml:x'|--kernel $G/hello.elf --result yaml:x"
+	"--result in a missing directory|'$T/no/dir' does not exist|--kernel $G/hello.elf --result json:$T/no/dir/r.json"
+	"--api-socket in a missing directory|'$T/no/dir' does not exist|--kernel $G/hello.elf --api-socket $T/no/dir/s"
+	"--api-socket on a file|exists and is not a socket|--kernel $G/hello.elf --api-socket $T/text"
 )
 [ -r "$T/trunc-bz" ] && bad_inputs+=("truncated bzImage|kernel is truncated|--kernel $T/trunc-bz --mem 256M")
 for c in "${bad_inputs[@]}"; do
@@ -108,6 +115,8 @@ for c in "${bad_inputs[@]}"; do
 	# shellcheck disable=SC2086  # the arguments split on spaces, on purpose
 	expect_error "$name" 2 "$needle" run -q $args
 done
+expect_error "ctl without a command" 2 "usage: vmm ctl" ctl "$T/s"
+expect_error "ctl to no socket" 1 "cannot connect to '$T/s'" ctl "$T/s" status
 [ -r "$T/trunc-bz" ] || skipped "truncated bzImage" "no build/lab/bzImage (the lab's kernel) to cut"
 if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null &&
 	setpriv --reuid=65534 --regid=65534 --clear-groups test -r "$VMM" -a -r "$G/hello.elf"; then

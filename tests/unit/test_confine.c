@@ -37,7 +37,7 @@ static int run(enum confine_role role, enum probe p, char *err, size_t errlen)
 		char *const argv[] = {(char *)"/bin/true", NULL};
 
 		dup2(pipefd[1], STDERR_FILENO);
-		if (confine_prepare() || confine_thread(role))
+		if (confine_prepare() || confine_thread(role, 0))
 			_exit(99);
 		switch (p) {
 		case P_WRITE: _exit(write(STDERR_FILENO, "", 0) == 0 ? 0 : 98);
