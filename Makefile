@@ -21,7 +21,7 @@ UNIT_BIN      := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 UNIT_BIN_ASAN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests-asan/%)
 
 .PHONY: all asan unit guests test test-unit test-guests test-lab demo bench \
-        deps format clean
+        deps format clean fuzz fuzz-build fuzz-regress fuzz-clean
 all: $(BUILD)/vmm
 
 $(BUILD)/obj/%.o: %.c
@@ -107,3 +107,48 @@ $(BUILD)/tests-asan/guest_tests: $(BUILD)/asan/tests/guest/guest_tests.o $(LIB_O
 $(BUILD)/blkbench: $(BUILD)/obj/bench/blkbench.o $(LIB_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+# libFuzzer targets (tests/fuzz/, see its README): clang with ASan and
+# UBSan, the library compiled again with clang into build/fuzz/obj.
+# `make fuzz` runs each target FUZZ_SECONDS; `make fuzz-regress` runs each
+# over its committed corpus only (`make test` does that, plus a little).
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_NAMES   := $(sort $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c)))
+FUZZ_BIN     := $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
+FUZZ_OBJ     := $(LIB_SRC:%.c=$(BUILD)/fuzz/obj/%.o)
+# clang's -Wcast-align also fires where x86 does not care (gcc's is silent
+# there), and it calls a header-then-payload struct a GNU extension.
+FUZZ_WARN    := $(filter-out -Wcast-align,$(WARN)) -Wno-gnu-variable-sized-type-not-at-end
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+                -fno-omit-frame-pointer
+FUZZ_CFLAGS  := -std=gnu11 -D_GNU_SOURCE -Iinclude $(FUZZ_WARN) -MMD -MP \
+                -fno-strict-aliasing -g -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link
+
+$(BUILD)/fuzz/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+$(BUILD)/fuzz/fuzz_%: $(BUILD)/fuzz/obj/tests/fuzz/fuzz_%.o $(FUZZ_OBJ)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) -g $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(LDLIBS) $(FUZZ_WRAP)
+# The PCI targets replace the KVM plumbing, as their unit tests do.
+$(BUILD)/fuzz/fuzz_virtio_pci: \
+  FUZZ_WRAP := $(foreach f,vm_msi_alloc vm_msi_set vm_irqfd vm_ioeventfd \
+                 vm_pci_mmio_alloc vm_io_watch vm_set_irq,-Wl,--wrap=$(f))
+$(BUILD)/fuzz/fuzz_vfio_pci: \
+  FUZZ_WRAP := $(foreach f,vm_msi_alloc vm_msi_set vm_irqfd vm_irqfd_resample \
+                 vm_pci_mmio_alloc vm_pci_io_alloc vm_alloc_memslot \
+                 vm_set_memslot,-Wl,--wrap=$(f))
+
+# Objects stay (make would delete them as intermediates of the pattern rules).
+.SECONDARY: $(FUZZ_OBJ) $(FUZZ_NAMES:%=$(BUILD)/fuzz/obj/tests/fuzz/fuzz_%.o)
+
+fuzz-build: $(FUZZ_BIN)
+fuzz: fuzz-build
+	@FUZZ_FLAGS='$(FUZZ_FLAGS)' tests/fuzz/run.sh fuzz $(FUZZ_SECONDS) $(FUZZ_NAMES)
+fuzz-regress: fuzz-build
+	@tests/fuzz/run.sh regress 0 $(FUZZ_NAMES)
+fuzz-clean:
+	rm -rf $(BUILD)/fuzz
+
+-include $(shell find $(BUILD)/fuzz/obj -name '*.d' 2>/dev/null)

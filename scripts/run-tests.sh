@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the test tiers and ends with one line: "N passed, N failed, N skipped".
-#   unit    cmocka unit tests (no KVM), plain and under ASan/UBSan
+#   unit    cmocka unit tests (no KVM), plain and under ASan/UBSan, and the
+#           libFuzzer targets over their corpora (tests/fuzz, clang)
 #   guests  tiny guests on the host's /dev/kvm (ASan/UBSan and plain), and
 #           the command-line tests against build/vmm and build/vmm-asan
 #   lab     stock Debian kernels under vmm on a real (nested) KVM in QEMU
@@ -68,6 +69,22 @@ for tier in "${tiers[@]}"; do
 		for t in build/tests/test_* build/tests-asan/test_*; do
 			[ -x "$t" ] && run_one "${t#build/}" "$t"
 		done
+		# libFuzzer targets (clang, ASan/UBSan): each over its corpus, then
+		# FUZZ_REGRESS_SECONDS of fresh fuzzing; logs in build/fuzz/logs.
+		fuzz_names=$(cd tests/fuzz && ls fuzz_*.c | sed 's/^fuzz_//; s/\.c$//')
+		if ! why=$(tests/fuzz/run.sh probe); then
+			echo "fuzz targets skipped: $why"
+			for n in $fuzz_names; do
+				run_one "fuzz/$n" echo "0 passed, 0 failed, 1 skipped"
+			done
+		elif ! make -s -j"$(nproc)" fuzz-build >/tmp/vmm-fuzz-build.log 2>&1; then
+			cat /tmp/vmm-fuzz-build.log
+			run_one fuzz-build false
+		else
+			for n in $fuzz_names; do
+				run_one "fuzz/$n" tests/fuzz/run.sh regress "${FUZZ_REGRESS_SECONDS:-10}" "$n"
+			done
+		fi
 		;;
 	guests)
 		build all asan guests build/tests/guest_tests build/tests-asan/guest_tests

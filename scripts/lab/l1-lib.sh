@@ -165,6 +165,66 @@ lab_scratch_fs() {
     _o=$(mount -t ext2 /dev/ram0 "$1" 2>&1) || { echo "mount /dev/ram0: $_o"; return 1; }
 }
 
+# VFIO passthrough (L1 booted with LAB_L1_VFIO=1, see scripts/lab/lib.sh for
+# the same addresses): two NICs, each alone in its IOMMU group, no driver in
+# L1 until one is bound.
+# shellcheck disable=SC2034  # for the scenario files
+LAB_VFIO_E1000E=0000:00:04.0    # e1000e 82574L, MSI-X
+# shellcheck disable=SC2034
+LAB_VFIO_E1000=0000:00:05.0     # e1000 82540EM, INTx only
+
+# lab_vfio_group BDF: the device's IOMMU group number (fails without one).
+lab_vfio_group() {
+    _g=$(readlink "/sys/bus/pci/devices/$1/iommu_group" 2>/dev/null) || return 1
+    echo "${_g##*/}"
+}
+
+# lab_vfio_bind BDF: hand the PCI device BDF (0000:00:04.0) to vfio-pci, so
+# that /dev/vfio/GROUP appears for a VMM to open.  Unbinds it from its
+# current driver first, if any; driver_override keeps other drivers off
+# it.  Prints why on failure.
+lab_vfio_bind() {
+    _d=/sys/bus/pci/devices/$1
+    [ -e "$_d" ] || { echo "no PCI device $1"; return 1; }
+    _g=$(lab_vfio_group "$1") ||
+        { echo "$1 has no IOMMU group (L1 without intel-iommu / intel_iommu=on?)"; return 1; }
+    [ -e /sys/bus/pci/drivers/vfio-pci ] ||
+        { echo "no vfio-pci driver (vfio modules not loaded?)"; return 1; }
+    _cur=$(readlink "$_d/driver" 2>/dev/null)
+    _cur=${_cur##*/}
+    if [ "$_cur" != vfio-pci ]; then
+        echo vfio-pci >"$_d/driver_override" || { echo "cannot set $1 driver_override"; return 1; }
+        if [ -n "$_cur" ]; then
+            echo "$1" >"$_d/driver/unbind" || { echo "cannot unbind $1 from $_cur"; return 1; }
+        fi
+        echo "$1" >/sys/bus/pci/drivers_probe 2>/dev/null
+    fi
+    _cur=$(readlink "$_d/driver" 2>/dev/null)
+    [ "${_cur##*/}" = vfio-pci ] ||
+        { echo "$1 not bound to vfio-pci after probing (driver: ${_cur##*/}; $(dmesg | grep -i vfio | tail -n 1))"; return 1; }
+    # a group is usable only when each of its devices is with vfio-pci or
+    # with no driver
+    for _m in "/sys/kernel/iommu_groups/$_g/devices/"*; do
+        _md=$(readlink "$_m/driver" 2>/dev/null)
+        case ${_md##*/} in
+            '' | vfio-pci | pcieport) ;;
+            *) echo "group $_g also holds ${_m##*/} (driver ${_md##*/})"; return 1 ;;
+        esac
+    done
+    _i=0
+    while [ ! -c "/dev/vfio/$_g" ] && [ "$_i" -lt 20 ]; do sleep 0.1; _i=$((_i + 1)); done
+    [ -c "/dev/vfio/$_g" ] || { echo "no /dev/vfio/$_g after binding $1 to vfio-pci"; return 1; }
+}
+
+# lab_vfio_unbind BDF: take the device away from vfio-pci again (no driver,
+# no override); /dev/vfio/GROUP goes away.
+lab_vfio_unbind() {
+    _d=/sys/bus/pci/devices/$1
+    [ -e "$_d" ] || { echo "no PCI device $1"; return 1; }
+    echo >"$_d/driver_override"
+    [ ! -e "$_d/driver" ] || echo "$1" >"$_d/driver/unbind" || { echo "cannot unbind $1"; return 1; }
+}
+
 # lab_sha256 FILE [MIB]: sha256 of FILE, or of its first MIB MiB.
 lab_sha256() {
     if [ -n "${2:-}" ]; then

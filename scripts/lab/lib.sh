@@ -27,8 +27,30 @@ LAB_KVM_MODULES="irqbypass ccp kvm kvm_amd"
 LAB_BLK_GUEST_MODULES="virtio_pci virtio_blk virtio_net ext4 crc32c_generic"
 # shellcheck disable=SC2034
 LAB_BLK_L1_MODULES="brd ext4 crc32c_generic tun"
-LAB_L1_TIMEOUT=${LAB_L1_TIMEOUT:-300}
+LAB_L1_TIMEOUT=${LAB_L1_TIMEOUT:-900}
 LAB_L1_MEM=${LAB_L1_MEM:-2048}
+# VFIO passthrough (opt-in: LAB_L1_VFIO=1).  L1 then gets an emulated
+# intel-iommu with interrupt remapping (intremap=on: QEMU's TCG supports it,
+# so vfio_iommu_type1 needs no allow_unsafe_interrupts) and two NICs for L2
+# to pass to L3, each on its own QEMU user network (restrict=on: nothing
+# leaves, QEMU's DHCP server still answers):
+#   LAB_VFIO_E1000E  e1000e (82574L, MSI-X)   at 00:04.0
+#   LAB_VFIO_E1000   e1000  (82540EM, INTx)   at 00:05.0
+# (scripts/lab/l1-lib.sh has the same addresses for the L1 side.)  No ROM
+# BARs: L1's SeaBIOS would run iPXE for each, and so would L3's.
+# lab_make_l1_root adds LAB_VFIO_L1_MODULES; L3 guests that drive the NICs
+# need LAB_VFIO_GUEST_MODULES in their initramfs (both have no dependencies).
+LAB_L1_VFIO=${LAB_L1_VFIO:-0}
+# shellcheck disable=SC2034
+LAB_VFIO_E1000E=0000:00:04.0
+# shellcheck disable=SC2034
+LAB_VFIO_E1000=0000:00:05.0
+# vfio_pci pulls in vfio_pci_core, vfio, vfio_virqfd (a module of its own up
+# to 6.1) and irqbypass through modinfo; vfio_iommu_type1 is only a softdep
+# of vfio, so it is named.
+LAB_VFIO_L1_MODULES="vfio_iommu_type1 vfio_pci"
+# shellcheck disable=SC2034
+LAB_VFIO_GUEST_MODULES="e1000e e1000"
 
 lab_log() { printf '%s: %s\n' "${LAB_PROG:-lab}" "$*" >&2; }
 lab_die() { printf '%s: error: %s\n' "${LAB_PROG:-lab}" "$*" >&2; exit 1; }
@@ -168,16 +190,17 @@ lab_make_guest_initramfs() {
     rm -rf "$dir"
 }
 
-# Common L1 tree: busybox, KVM modules (and EXTRA_MODULES, if given), L1
-# helper library, stock kernel and the guest initramfs.  Callers add their
-# own /init and programs.
+# Common L1 tree: busybox, KVM modules (and EXTRA_MODULES, if given; with
+# LAB_L1_VFIO=1 also the VFIO ones), L1 helper library, stock kernel and the
+# guest initramfs.  Callers add their own /init and programs.
 lab_make_l1_root() {
-    local dir=$1 guest_initrd=$2
+    local dir=$1 guest_initrd=$2 vfio=
     shift 2
+    [ "$LAB_L1_VFIO" != 1 ] || vfio=$LAB_VFIO_L1_MODULES
     lab_add_busybox "$dir"
     mkdir -p "$dir/proc" "$dir/sys" "$dir/dev" "$dir/tmp" "$dir/lab"
     # shellcheck disable=SC2086  # word splitting intended: a list of names
-    lab_add_modules "$dir" $LAB_KVM_MODULES "$@"
+    lab_add_modules "$dir" $LAB_KVM_MODULES $vfio "$@"
     cp "$LAB_SCRIPTS/l1-lib.sh" "$dir/lab/l1-lib.sh"
     cp "$LAB/bzImage" "$dir/lab/bzImage"
     cp "$guest_initrd" "$dir/lab/guest.cpio"
@@ -237,13 +260,25 @@ lab_boot_l1() {
 }
 
 _lab_boot_l1_once() {
-    local initrd=$1 log=$2 pid size last_size=-1 quiet_s=0
-    lab_log "booting L1 (TCG, log: ${log#"$LAB_ROOT"/}, limit ${LAB_L1_TIMEOUT}s)"
+    local initrd=$1 log=$2 pid size last_size=-1 quiet_s=0 vfio=() what=TCG
+    local append="console=ttyS0 panic=-1 quiet mitigations=off"
+    if [ "$LAB_L1_VFIO" = 1 ]; then
+        # intel-iommu first, ahead of the devices behind it
+        # shellcheck disable=SC2054  # commas inside QEMU arguments
+        vfio=(-device intel-iommu,intremap=on
+              -netdev user,id=vfio0,restrict=on
+              -device "e1000e,netdev=vfio0,addr=${LAB_VFIO_E1000E##*:00:},romfile="
+              -netdev user,id=vfio1,restrict=on
+              -device "e1000,netdev=vfio1,addr=${LAB_VFIO_E1000##*:00:},romfile=")
+        append+=" intel_iommu=on iommu=pt"
+        what="TCG, intel-iommu + NICs $LAB_VFIO_E1000E $LAB_VFIO_E1000 for VFIO"
+    fi
+    lab_log "booting L1 ($what, log: ${log#"$LAB_ROOT"/}, limit ${LAB_L1_TIMEOUT}s)"
     timeout -k 10 "$LAB_L1_TIMEOUT" qemu-system-x86_64 \
         -accel tcg,thread=multi -M q35 -cpu EPYC,+svm,+npt -smp 2 -m "$LAB_L1_MEM" \
-        -nographic -no-reboot \
+        -nographic -no-reboot "${vfio[@]}" \
         -kernel "$LAB/bzImage" -initrd "$initrd" \
-        -append "console=ttyS0 panic=-1 quiet mitigations=off" \
+        -append "$append" \
         </dev/null >"$log" 2>&1 &
     pid=$!
     while kill -0 "$pid" 2>/dev/null; do

@@ -99,14 +99,15 @@ static int bzimage_place(const struct guest_mem *mem, struct kernel_info *ki,
 		return fail(-EINVAL, err, errlen,
 			    "kernel wants to load at 0x%llx, below 1M, and is not relocatable",
 			    (unsigned long long)ki->load_gpa);
-	if ((ki->load_gpa < BOOT_HIMEM_GPA || ki->load_gpa + need > low_end) &&
+	/* Written so that no sum can wrap (a hostile pref_address). */
+	if ((ki->load_gpa < BOOT_HIMEM_GPA || need > low_end || ki->load_gpa > low_end - need) &&
 	    ki->hdr.relocatable_kernel) {
 		ki->load_gpa = ALIGN_UP(BOOT_HIMEM_GPA,
 					(uint64_t)ki->hdr.kernel_alignment);
 		ki->end_gpa = ki->load_gpa + need;
 		ki->entry_gpa = ki->load_gpa + 0x200;
 	}
-	if (ki->load_gpa + need > low_end)
+	if (need > low_end || ki->load_gpa > low_end - need)
 		return fail(-EINVAL, err, errlen,
 			    "kernel needs %llu MiB of memory from 0x%llx; guest low memory ends at %llu MiB",
 			    (unsigned long long)(need >> 20),

@@ -357,6 +357,7 @@ static int blk_activate(struct virtio_dev *d)
 {
 	struct blk *b = d->priv;
 
+	free_pools(b); /* the transport activates once a reset; be sure */
 	for (unsigned int q = 0; q < d->num_queues; q++) {
 		unsigned int n = d->vqs[q].size;
 

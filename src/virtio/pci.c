@@ -214,7 +214,12 @@ static void write_status(struct virtio_pci *vp, uint8_t v)
 		    !virtio_negotiated(d, VIRTIO_F_VERSION_1))
 			v &= (uint8_t)~VIRTIO_CONFIG_S_FEATURES_OK;
 	}
-	d->status = v | (d->status & VIRTIO_CONFIG_S_NEEDS_RESET);
+	/*
+	 * Bits stay set until a reset (the driver may not clear them): a
+	 * driver that drops DRIVER_OK and sets it again does not activate the
+	 * device twice (found by fuzzing: each activation allocated anew).
+	 */
+	d->status |= v;
 	if ((added & VIRTIO_CONFIG_S_DRIVER_OK) &&
 	    !(d->status & VIRTIO_CONFIG_S_NEEDS_RESET)) {
 		int r = d->ops->activate(d);

@@ -103,6 +103,108 @@ lab_scenarios() {
 
     # o. confinement and faults
     lab_fault_scenarios
+
+    # t. scripted runs
+    lab_script_scenarios
+
+    # u. VFIO passthrough of L1's own NICs
+    lab_vfio_scenarios
+}
+
+# L1 has an emulated IOMMU and two NICs of its own (scripts/lab/lib.sh,
+# LAB_L1_VFIO): an e1000e with MSI-X at $LAB_VFIO_E1000E and an e1000 with
+# INTx only at $LAB_VFIO_E1000, each on a QEMU user network whose DHCP
+# server answers (restrict=on: nothing leaves). vmm passes them to the
+# guest, which must get a lease through them (scripts/lab/guest-init,
+# vmmvfio=).
+VFIO_SCENARIOS="vfio-missing vfio-unbound vfio-e1000e vfio-again vfio-e1000"
+lab_vfio_scenarios() {
+    vf_boot="--kernel $KERNEL --initrd $INITRD --mem 256M"
+    if ! "$VMM" run --help 2>&1 | grep -q -- --vfio; then
+        vf_why="vmm has no --vfio yet"
+    elif [ ! -e "/sys/bus/pci/devices/$LAB_VFIO_E1000E" ]; then
+        vf_why="L1 has no NICs to pass (booted without LAB_L1_VFIO=1)"
+    else
+        vf_why=
+    fi
+    if [ -n "$vf_why" ]; then
+        for vf_n in $VFIO_SCENARIOS; do lab_skip "$vf_n" "$vf_why"; done
+        return 0
+    fi
+    # v. bad devices: not there; there but not bound to vfio-pci (no driver)
+    # shellcheck disable=SC2086  # $vf_boot: word splitting intended
+    lab_run vfio-missing 30 "$VMM" run $vf_boot --vfio 0000:00:1e.0
+    # shellcheck disable=SC2086
+    lab_run vfio-unbound 30 "$VMM" run $vf_boot --vfio "$LAB_VFIO_E1000E"
+    # w. the e1000e (MSI-X): a lease; then again (the first run let it go)
+    for vf_n in vfio-e1000e vfio-again; do
+        if vf_why=$(lab_vfio_bind "$LAB_VFIO_E1000E"); then
+            # shellcheck disable=SC2086
+            lab_run "$vf_n" "$BOOT_SECS" "$VMM" run $vf_boot --vfio "$LAB_VFIO_E1000E" \
+                --result json:/tmp/vfio.json --cmdline "$GUEST_CMDLINE vmmtest=$vf_n vmmvfio=e1000e"
+            lab_note "$vf_n" "result=$(tr -d '\n' </tmp/vfio.json 2>/dev/null)"
+            rm -f /tmp/vfio.json
+        else
+            lab_skip "$vf_n" "$vf_why"
+        fi
+    done
+    # x. the e1000 (INTx only, level-triggered through the resample irqfd)
+    if vf_why=$(lab_vfio_bind "$LAB_VFIO_E1000"); then
+        # shellcheck disable=SC2086
+        lab_run vfio-e1000 "$BOOT_SECS" "$VMM" run $vf_boot --vfio "$LAB_VFIO_E1000" \
+            --result json:/tmp/vfio.json --cmdline "$GUEST_CMDLINE vmmtest=vfio-e1000 vmmvfio=e1000"
+        lab_note vfio-e1000 "result=$(tr -d '\n' </tmp/vfio.json 2>/dev/null)"
+        rm -f /tmp/vfio.json
+    else
+        lab_skip vfio-e1000 "$vf_why"
+    fi
+}
+
+# The exit device, --timeout, --expect, --fail, --result and the control
+# socket, as a CI script uses them.
+lab_script_scenarios() {
+    sc_boot="--kernel $KERNEL --initrd $INITRD --mem 256M"
+    # the guest writes 7 to the exit device; the summary is written
+    # shellcheck disable=SC2086  # $sc_boot: word splitting intended
+    lab_run exit7 "$BOOT_SECS" "$VMM" run $sc_boot --result json:/tmp/r.json \
+        --cmdline "$GUEST_CMDLINE vmmtest=exit7 vmmexit=7"
+    lab_note exit7 "result=$(tr -d '\n' </tmp/r.json 2>/dev/null)"
+    rm -f /tmp/r.json
+    # a guest that never ends: --timeout 10 stops it, 124
+    # shellcheck disable=SC2086
+    lab_run timeout 60 "$VMM" run $sc_boot --timeout 10 \
+        --cmdline "$GUEST_CMDLINE vmmtest=timeout vmmhang=1"
+    # --expect ends the boot at the marker (the guest would hang after it)
+    # shellcheck disable=SC2086
+    lab_run expect "$BOOT_SECS" "$VMM" run $sc_boot --timeout 100 --expect '^VMMGUEST nproc=' \
+        --cmdline "$GUEST_CMDLINE vmmtest=expect vmmhang=1"
+    # --fail catches the panic of a guest booted with a bad root (no initrd)
+    lab_run fail "$BOOT_SECS" "$VMM" run --kernel "$KERNEL" --mem 256M --fail 'Kernel panic' \
+        --cmdline "console=ttyS0 reboot=k panic=-1 root=/dev/vdz"
+    # the control socket on a running guest that prints its uptime twice a
+    # second: status, pause for 3 s (a gap in the guest's clock), resume,
+    # stats, then stop (Ctrl-Alt-Del: the guest resets, exit 0)
+    rm -f /tmp/api.sock
+    # shellcheck disable=SC2086
+    lab_bg_start api "$VMM" run $sc_boot --api-socket /tmp/api.sock \
+        --cmdline "$GUEST_CMDLINE vmmtest=api vmmtick=1"
+    if lab_bg_wait api "VMMTICK " "$BOOT_SECS"; then
+        sleep 2
+        lab_note api "status1=$("$VMM" ctl /tmp/api.sock status)"
+        lab_note api "pause=$("$VMM" ctl /tmp/api.sock pause)"
+        lab_note api "status2=$("$VMM" ctl /tmp/api.sock status)"
+        sleep 3
+        lab_note api "resume=$("$VMM" ctl /tmp/api.sock resume)"
+        sleep 2
+        lab_note api "stats=$("$VMM" ctl /tmp/api.sock stats)"
+        lab_note api "bogus_rc=$("$VMM" ctl /tmp/api.sock bogus >/dev/null 2>&1; echo $?)"
+        lab_note api "stop=$("$VMM" ctl /tmp/api.sock stop)"
+        lab_bg_wait api "never printed: wait for the exit" 30
+    fi
+    lab_note api "max_tick_gap_s=$(sed -n 's/^VMMTICK \([0-9.]*\).*/\1/p' /tmp/api.out |
+        awk 'NR > 1 && $1 - p > m { m = $1 - p } { p = $1 } END { printf "%.1f", m }')"
+    lab_bg_stop api
+    lab_note api "socket_left=$([ -e /tmp/api.sock ] && echo yes || echo no)"
 }
 
 # seccomp, a user without root, and VMMs killed in the middle of guest
@@ -130,11 +232,13 @@ lab_fault_scenarios() {
         truncate -s 64M /img/user.img
         chown 1000:1000 /img/user.img
         tunctl -u lab -t vmtapu >/dev/null
-        # shellcheck disable=SC2086
-        lab_run nonroot "$BOOT_SECS" setpriv --reuid=1000 --regid=1000 --clear-groups \
-            "$VMM" run $fault_boot --mem 256M \
-            --cmdline "$GUEST_CMDLINE vmmtest=nonroot vmmblk=raw:vda vmmblk_mib=8" \
-            --disk path=/img/user.img --net tap=vmtapu
+        cat >/tmp/nonroot.sh <<NONROOT
+#!/bin/sh
+exec $VMM run $fault_boot --mem 256M --disk path=/img/user.img --net tap=vmtapu \\
+    --cmdline "$GUEST_CMDLINE vmmtest=nonroot vmmblk=raw:vda vmmblk_mib=8"
+NONROOT
+        chmod 755 /tmp/nonroot.sh
+        lab_run nonroot "$BOOT_SECS" su -s /bin/sh -c /tmp/nonroot.sh lab
         lab_note nonroot "image_sha256=$(lab_sha256 /img/user.img 8)"
         tunctl -d vmtapu >/dev/null
         chmod 0600 /dev/kvm
@@ -494,4 +598,35 @@ lab_expectations() {
         i=$((i + 1))
     done
     check_note fs-verify e2fsck_rc = 0
+
+    # scripted runs
+    check_exit exit7 7
+    check_result_json exit7 7
+    check_exit timeout 124
+    check_timing timeout 10 11
+    check_stderr timeout "did not finish within 10 s"
+    check_exit expect 0
+    check_exit fail 1
+    check_error fail 1 "Kernel panic"
+    check_exit api 0
+    check_prefix api status1 '{"ok":true,"state":"running",'
+    check_note api pause = '{"ok":true,"state":"paused"}'
+    check_prefix api status2 '{"ok":true,"state":"paused",'
+    check_note api resume = '{"ok":true,"state":"running"}'
+    check_note api stop = '{"ok":true,"state":"stopping","grace_s":10}'
+    check_note api bogus_rc = 1
+    check_note api socket_left = no
+    check_api_stats api
+    check_gap api 2.5
+
+    # VFIO passthrough
+    check_usage_error vfio-missing "no PCI device 0000:00:1e.0"
+    check_usage_error vfio-unbound "has no driver"
+    for n in vfio-e1000e vfio-again vfio-e1000; do
+        irq=msix
+        [ "$n" != vfio-e1000 ] || irq=intx
+        check_boot "$n" nproc=1 cmdline=vmmvfio=
+        check_vfio "$n" dhcp carrier=1 udhcpc_rc=0 lease=10.0.2.15 ping=ok irq="$irq" done=1 error=
+        check_result_json "$n" 0
+    done
 }

@@ -559,6 +559,31 @@ static void test_vfio_values(void **state)
 	}
 }
 
+/* tests/fuzz/crashes/config-regex-repetition: regcomp() blows up. */
+static void test_fuzz_regex_repetition(void **state)
+{
+	struct parsed p;
+	char re[600];
+
+	(void)state;
+	PARSE(&p, "--kernel", "k", "--expect", "a++++++++++++++++++++++");
+	expect_usage_error(&p, "stacks repetition operators");
+	PARSE(&p, "--kernel", "k", "--fail", "x*{3}");
+	expect_usage_error(&p, "stacks repetition operators");
+	memset(re, 'a', sizeof(re) - 1);
+	re[sizeof(re) - 1] = '\0';
+	{
+		char *argv[] = {(char *)"run", (char *)"--kernel", (char *)"k", (char *)"--expect", re};
+
+		p.r = config_parse_run(&p.cfg, 5, argv, &p.help, p.err, sizeof(p.err));
+		expect_usage_error(&p, "longer than 512 bytes");
+	}
+	/* What people write still works, brackets and escapes included. */
+	PARSE(&p, "--kernel", "k", "--expect", "^login: ?$", "--fail", "Kernel panic|[+*]{2} \\++");
+	assert_int_equal(p.r, 0);
+	assert_string_equal(p.cfg.expect, "^login: ?$");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -583,6 +608,7 @@ int main(void)
 		cmocka_unit_test(test_net_values),
 		cmocka_unit_test(test_net_errors),
 		cmocka_unit_test(test_vfio_values),
+		cmocka_unit_test(test_fuzz_regex_repetition),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);

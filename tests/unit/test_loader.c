@@ -171,6 +171,37 @@ static void test_kernel_check_layout_only(void **state)
 	assert_false(mem_is_ram(&layout, 0xc0000000ULL, 1));
 }
 
+/* tests/fuzz/crashes/loader-pref-address-wrap: pref_address near 2^64. */
+static void test_fuzz_pref_address_wrap(void **state)
+{
+	struct guest_mem layout;
+	struct kernel_info ki;
+	struct bz_opts o = bz_default();
+	char err[256] = "";
+	size_t len;
+	uint8_t *buf;
+
+	(void)state;
+	memset(&layout, 0, sizeof(layout));
+	mem_layout(&layout, 64ULL << 20);
+	o.pref_address = 0xffffffffffffff00ULL;
+	o.init_size = 0x1000;
+	o.payload = 0x1000;
+	o.syssize = 0x1000 / 16;
+	o.relocatable = 0;
+	buf = make_bz(&o, &len);
+	/* Placed where it asks, it would wrap: refused, from the layout alone. */
+	assert_int_equal(kernel_check(&layout, buf, len, &ki, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "guest low memory ends at"));
+	free(buf);
+	/* Relocatable, it goes low instead. */
+	o.relocatable = 1;
+	buf = make_bz(&o, &len);
+	assert_int_equal(kernel_check(&layout, buf, len, &ki, err, sizeof(err)), 0);
+	assert_true(ki.end_gpa > ki.load_gpa && ki.end_gpa <= (64ULL << 20));
+	free(buf);
+}
+
 static void test_bz_parse_valid(void **state)
 {
 	struct bz_opts o = bz_default();
@@ -939,6 +970,7 @@ int main(void)
 		cmocka_unit_test(test_bz_parse_valid),
 		cmocka_unit_test(test_bz_parse_truncated),
 		cmocka_unit_test(test_kernel_check_layout_only),
+		cmocka_unit_test(test_fuzz_pref_address_wrap),
 		cmocka_unit_test(test_bz_parse_not_bzimage),
 		cmocka_unit_test(test_bz_parse_unbootable),
 		cmocka_unit_test_setup_teardown(test_bz_load_at_pref_address,

@@ -699,6 +699,30 @@ static void test_activation_failure(void **state)
 	assert_int_equal(g_kicks[0], 0);
 }
 
+/* tests/fuzz/crashes/virtio_pci-reactivate-leak: a driver clears
+ * DRIVER_OK without a reset and sets it again. */
+static void test_fuzz_reactivate_leak(void **state)
+{
+	(void)state;
+	map_bar();
+	negotiate();
+	setup_queue(0, 64, 0x100000);
+	driver_ok();
+	assert_int_equal(g_activated, 1);
+	bar_wr(CC(device_status), VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+					  VIRTIO_CONFIG_S_FEATURES_OK, 1);
+	/* Bits stay until a reset: DRIVER_OK is still set... */
+	assert_int_equal(status() & VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_DRIVER_OK);
+	driver_ok();
+	/* ...so the device is not activated a second time. */
+	assert_int_equal(g_activated, 1);
+	bar_wr(CC(device_status), 0, 1);
+	negotiate();
+	setup_queue(0, 64, 0x100000);
+	driver_ok();
+	assert_int_equal(g_activated, 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -714,6 +738,7 @@ int main(void)
 		T(test_device_config),
 		T(test_pci_cfg_window),
 		T(test_activation_failure),
+		T(test_fuzz_reactivate_leak),
 #undef T
 	};
 

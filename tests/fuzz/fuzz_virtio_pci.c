@@ -1,0 +1,308 @@
+/*
+ * Fuzz target: the modern virtio-pci transport (src/virtio/pci.c) with a
+ * real device behind it (virtio-blk on the sync engine over a memfd, or
+ * virtio-net over a socket pair), driven as a guest drives it: PCI
+ * configuration space through pci_conf_access() and ports 0xcf8/0xcfc,
+ * the BAR through the MMIO bus (common configuration, ISR, device
+ * configuration, notifications, MSI-X table and PBA), the PCI_CFG window,
+ * and the rings in guest RAM. The KVM plumbing is replaced at link time
+ * (-Wl,--wrap, see the Makefile) by stand-ins; the harness plays the I/O
+ * thread (watched eventfds and backend fds that are readable get their
+ * handler).
+ *
+ * Input: device u8 (bit 0: net instead of blk, bit 1: two queues / pairs),
+ * then ops (see enum below and fuzz.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_ether.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "fuzz.h"
+#include "virtio.h"
+#include "vm.h"
+#include "../../src/virtio/net.h"
+
+#define SLOT 3
+#define BAR_GPA 0xc0000000ULL
+#define BAR_SIZE 0x8000ULL
+#define IMG_BYTES (64u * 1024)
+#define MAX_WATCH 96
+#define CONF(reg) (0x80000000u | (SLOT << 11) | (reg))
+
+enum {
+	OP_CFG = FZ_DRV_OPS, /* reg u8, width u8, value u32, write u8 */
+	OP_CFG_RAW,	     /* addr u32, width u8, value u32, write u8 */
+	OP_PIO,		     /* port u8 (0xcf8 + n % 8), width u8, value u32, write u8 */
+	OP_BAR,		     /* off u16, width u8, value u64, write u8 */
+	OP_MMIO_RAW,	     /* gpa u64, width u8, value u64, write u8 */
+	OP_IOSTEP,
+	OP_RX,		     /* net: pair u8, len u16, bytes */
+	OP_DRAIN,	     /* net: read what the device sent */
+	OP_COUNT
+};
+
+static struct vm g_vm;
+static int g_img = -1;
+static char g_path[64];
+static struct io_watch g_watch[MAX_WATCH];
+static unsigned int g_nwatch;
+static int g_next_gsi;
+static int g_peer[2], g_dev_fd[2];
+static bool g_net_watch[2];
+static unsigned int g_pairs;
+static uint8_t g_pkt[65536 + 64];
+
+/* ---- the KVM plumbing, replaced ---- */
+
+int __wrap_vm_msi_alloc(struct vm *vm);
+int __wrap_vm_msi_set(struct vm *vm, int gsi, uint64_t addr, uint32_t data);
+int __wrap_vm_irqfd(struct vm *vm, int efd, int gsi, bool assign);
+int __wrap_vm_ioeventfd(struct vm *vm, int efd, uint64_t gpa, uint32_t len, bool assign);
+int __wrap_vm_pci_mmio_alloc(struct vm *vm, uint64_t len, uint64_t *gpa);
+int __wrap_vm_io_watch(struct vm *vm, int fd, void (*fn)(void *), void *opaque);
+void __wrap_vm_set_irq(void *opaque, unsigned int gsi, int level);
+
+int __wrap_vm_msi_alloc(struct vm *vm)
+{
+	FZ_CHECK(vm == &g_vm);
+	return VM_IRQCHIP_GSIS + g_next_gsi++;
+}
+
+int __wrap_vm_msi_set(struct vm *vm, int gsi, uint64_t addr, uint32_t data)
+{
+	(void)addr;
+	(void)data;
+	FZ_CHECK(vm == &g_vm && gsi >= VM_IRQCHIP_GSIS && gsi < VM_IRQCHIP_GSIS + g_next_gsi);
+	return 0;
+}
+
+int __wrap_vm_irqfd(struct vm *vm, int efd, int gsi, bool assign)
+{
+	(void)assign;
+	FZ_CHECK(vm == &g_vm && efd >= 0 && gsi >= VM_IRQCHIP_GSIS);
+	return 0;
+}
+
+int __wrap_vm_ioeventfd(struct vm *vm, int efd, uint64_t gpa, uint32_t len, bool assign)
+{
+	(void)gpa;
+	(void)assign;
+	FZ_CHECK(vm == &g_vm && efd >= 0 && len == 2);
+	return 0;
+}
+
+int __wrap_vm_pci_mmio_alloc(struct vm *vm, uint64_t len, uint64_t *gpa)
+{
+	FZ_CHECK(vm == &g_vm && len == BAR_SIZE);
+	*gpa = BAR_GPA;
+	return 0;
+}
+
+int __wrap_vm_io_watch(struct vm *vm, int fd, void (*fn)(void *), void *opaque)
+{
+	FZ_CHECK(vm == &g_vm && fd >= 0 && fn);
+	if (g_nwatch == MAX_WATCH)
+		return -ENOSPC;
+	g_watch[g_nwatch++] = (struct io_watch){fn, opaque, fd};
+	return 0;
+}
+
+void __wrap_vm_set_irq(void *opaque, unsigned int gsi, int level)
+{
+	(void)opaque;
+	(void)level;
+	FZ_CHECK(gsi >= 16 && gsi < 24);
+}
+
+/* ---- the I/O thread ---- */
+
+static void t_net_watch(void *opaque, int fd, bool on)
+{
+	(void)opaque;
+	for (unsigned int p = 0; p < g_pairs; p++)
+		if (g_dev_fd[p] == fd)
+			g_net_watch[p] = on;
+}
+
+static bool readable(int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+
+	return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
+static void io_step(struct virtio_dev *d, bool net)
+{
+	for (unsigned int i = 0; i < g_nwatch; i++)
+		if (readable(g_watch[i].fd))
+			g_watch[i].fn(g_watch[i].opaque);
+	for (unsigned int p = 0; net && p < g_pairs; p++) {
+		void *rx;
+
+		if (g_net_watch[p] && readable(g_dev_fd[p])) {
+			FZ_CHECK(net_rx_fd(d, p, &rx) == g_dev_fd[p]);
+			net_rx_ready(rx);
+		}
+	}
+}
+
+static void drain(void)
+{
+	for (unsigned int p = 0; p < g_pairs; p++)
+		while (recv(g_peer[p], g_pkt, sizeof(g_pkt), MSG_DONTWAIT) >= 0)
+			;
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	(void)argc;
+	(void)argv;
+	g_img = memfd_create("vmm-fuzz-virtio-pci", 0);
+	if (g_img < 0) {
+		perror("memfd_create");
+		exit(1);
+	}
+	snprintf(g_path, sizeof(g_path), "/proc/self/fd/%d", g_img);
+	return 0;
+}
+
+static struct virtio_dev *open_dev(bool net, unsigned int n)
+{
+	struct virtio_dev *d;
+	bool usage;
+
+	g_pairs = 0;
+	if (!net) {
+		/* The device keeps a pointer to its configuration. */
+		static struct disk_config dc;
+
+		dc = (struct disk_config){.path = g_path, .engine = BLK_ENGINE_SYNC, .queues = n};
+		FZ_CHECK(ftruncate(g_img, 0) == 0 && ftruncate(g_img, IMG_BYTES) == 0);
+		d = blk_open(&dc, 0, n, &g_vm.mem, &usage);
+	} else {
+		struct net_config nc = {.tap = "fuzz0", .queues = n};
+
+		net_default_mac(nc.tap, nc.mac);
+		g_pairs = n;
+		for (unsigned int p = 0; p < n; p++) {
+			int sv[2];
+
+			FZ_CHECK(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+			g_dev_fd[p] = sv[0];
+			g_peer[p] = sv[1];
+			g_net_watch[p] = false;
+		}
+		d = net_open(&nc, 0, g_dev_fd, false, &g_vm.mem, t_net_watch, NULL);
+	}
+	FZ_CHECK(d);
+	return d;
+}
+
+static void bus_op(struct fz *f, unsigned int op)
+{
+	struct pci_device *pdev = g_vm.pci.slots[SLOT];
+	uint64_t v = 0, addr;
+	uint32_t w;
+	bool wr;
+
+	switch (op) {
+	case OP_CFG:
+	case OP_CFG_RAW:
+		addr = op == OP_CFG ? CONF(fz_u8(f)) : fz_u32(f);
+		w = fz_width(f, 4);
+		v = fz_u32(f);
+		wr = fz_u8(f) & 1;
+		pci_conf_access(&g_vm.pci, (uint32_t)addr, (uint8_t *)&v, w, wr);
+		break;
+	case OP_PIO:
+		addr = PCI_CONF_ADDR_PORT + fz_u8(f) % 8;
+		w = fz_width(f, 4);
+		v = fz_u32(f);
+		wr = fz_u8(f) & 1;
+		(void)bus_access(&g_vm.pio, addr, (uint8_t *)&v, w, wr);
+		break;
+	case OP_BAR:
+	case OP_MMIO_RAW:
+		if (op == OP_BAR)
+			addr = (pdev && pdev->bars[0].mapped ? pdev->bars[0].mapped : BAR_GPA) +
+			       fz_u16(f);
+		else
+			addr = fz_u64(f);
+		w = fz_width(f, 8);
+		v = fz_u64(f);
+		wr = fz_u8(f) & 1;
+		(void)bus_access(&g_vm.mmio, addr, (uint8_t *)&v, w, wr);
+		break;
+	default:
+		break;
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct fz f = {data, size};
+	uint8_t sel = fz_u8(&f);
+	bool net = sel & 1;
+	struct fz_ring rings[VIRTIO_MAX_QUEUES];
+	struct virtio_dev *d;
+
+	memset(&g_vm, 0, sizeof(g_vm));
+	fz_mem_init(&g_vm.mem);
+	g_nwatch = 0;
+	g_next_gsi = 0;
+	FZ_CHECK(bus_init(&g_vm.pio, "pio") == 0 && bus_init(&g_vm.mmio, "mmio") == 0);
+	FZ_CHECK(pci_init(&g_vm.pci, &g_vm.pio) == 0);
+	d = open_dev(net, sel & 2 ? 2 : 1);
+	FZ_CHECK(virtio_pci_create(&g_vm, d, SLOT) == 0);
+
+	while (fz_more(&f)) {
+		unsigned int op = fz_u8(&f) % OP_COUNT;
+
+		switch (op) {
+		case OP_IOSTEP:
+			io_step(d, net);
+			break;
+		case OP_RX:
+			if (net) {
+				unsigned int p = fz_u8(&f) % g_pairs;
+				size_t len = fz_u16(&f);
+
+				fz_bytes(&f, g_pkt, len);
+				(void)!send(g_peer[p], g_pkt, len, MSG_DONTWAIT);
+				io_step(d, net);
+			}
+			break;
+		case OP_DRAIN:
+			drain();
+			break;
+		default:
+			if (op >= FZ_DRV_OPS) {
+				bus_op(&f, op);
+				break;
+			}
+			/* The rings as the driver configured them. */
+			for (unsigned int q = 0; q < d->num_queues; q++)
+				rings[q] = (struct fz_ring){d->vqs[q].size, d->vqs[q].desc_gpa,
+							    d->vqs[q].avail_gpa, d->vqs[q].used_gpa};
+			fz_driver_op(&f, &g_vm.mem, op, rings, d->num_queues);
+			break;
+		}
+	}
+
+	virtio_pci_destroy(d);
+	if (net) {
+		net_close(d);
+		for (unsigned int p = 0; p < g_pairs; p++)
+			close(g_peer[p]);
+	} else {
+		blk_close(d);
+	}
+	pci_destroy(&g_vm.pci);
+	bus_destroy(&g_vm.mmio);
+	bus_destroy(&g_vm.pio);
+	return 0;
+}
