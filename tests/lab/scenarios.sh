@@ -223,6 +223,7 @@ lab_fault_scenarios() {
 
     # q. an ordinary user with rw on /dev/kvm, a disk image of their own
     #    and a tap made for them (see README, "Running as a user")
+    mkdir -p /etc
     if ! grep -q '^lab:' /etc/passwd 2>/dev/null; then
         echo 'lab:x:1000:1000:lab:/tmp:/bin/sh' >>/etc/passwd
         echo 'lab:x:1000:' >>/etc/group
