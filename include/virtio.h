@@ -87,6 +87,9 @@ static inline void virtio_notify_config(struct virtio_dev *d)
 {
 	d->tops->notify_config(d);
 }
+/* A read of a device's read-only configuration struct; past it reads 0. */
+void virtio_config_read(const void *config, size_t size, uint32_t off, uint8_t *data,
+			uint32_t len);
 /* The driver broke the rules: stop the device until it resets it. */
 void virtio_set_needs_reset(struct virtio_dev *d, const char *why);
 

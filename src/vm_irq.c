@@ -111,36 +111,32 @@ int vm_ioeventfd(struct vm *vm, int efd, uint64_t gpa, uint32_t len,
 	return ioctl(vm->vm_fd, KVM_IOEVENTFD, &io) < 0 ? -errno : 0;
 }
 
-int vm_pci_mmio_alloc(struct vm *vm, uint64_t len, uint64_t *gpa)
+/* Take len (a power of two) bytes aligned to len from a bump window. */
+static int window_alloc(uint64_t *next, uint64_t start, uint64_t end, uint64_t len,
+			uint64_t *out)
 {
 	uint64_t base;
 
-	if (len == 0 || (len & (len - 1)))
+	if (len == 0 || (len & (len - 1)) || len > end - start)
 		return -EINVAL;
-	if (!vm->pci_mmio_next)
-		vm->pci_mmio_next = MEM_MMIO_HOLE_START;
-	base = ALIGN_UP(vm->pci_mmio_next, len);
-	if (base + len > PCI_MMIO_WINDOW_END)
+	if (!*next)
+		*next = start;
+	base = ALIGN_UP(*next, len);
+	if (base > end - len)
 		return -ENOSPC;
-	vm->pci_mmio_next = base + len;
-	*gpa = base;
+	*next = base + len;
+	*out = base;
 	return 0;
+}
+
+int vm_pci_mmio_alloc(struct vm *vm, uint64_t len, uint64_t *gpa)
+{
+	return window_alloc(&vm->pci_mmio_next, MEM_MMIO_HOLE_START, PCI_MMIO_WINDOW_END, len, gpa);
 }
 
 int vm_pci_io_alloc(struct vm *vm, uint64_t len, uint64_t *port)
 {
-	uint64_t base;
-
-	if (len == 0 || (len & (len - 1)) || len > PCI_IO_WINDOW_END - PCI_IO_WINDOW_START)
-		return -EINVAL;
-	if (!vm->pci_io_next)
-		vm->pci_io_next = PCI_IO_WINDOW_START;
-	base = ALIGN_UP(vm->pci_io_next, len);
-	if (base + len > PCI_IO_WINDOW_END)
-		return -ENOSPC;
-	vm->pci_io_next = base + len;
-	*port = base;
-	return 0;
+	return window_alloc(&vm->pci_io_next, PCI_IO_WINDOW_START, PCI_IO_WINDOW_END, len, port);
 }
 
 int vm_alloc_memslot(struct vm *vm)

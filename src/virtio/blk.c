@@ -397,12 +397,8 @@ static void blk_config_access(struct virtio_dev *d, uint32_t off, uint8_t *data,
 {
 	struct blk *b = d->priv;
 
-	if (is_write)
-		return; /* nothing in our configuration is writable */
-	memset(data, 0, len);
-	if (off < sizeof(b->config))
-		memcpy(data, (uint8_t *)&b->config + off,
-		       MIN((size_t)len, sizeof(b->config) - off));
+	if (!is_write) /* nothing in our configuration is writable */
+		virtio_config_read(&b->config, sizeof(b->config), off, data, len);
 }
 
 static const struct virtio_dev_ops blk_ops = {

@@ -420,12 +420,8 @@ static void net_config_access(struct virtio_dev *d, uint32_t off, uint8_t *data,
 {
 	struct net *n = d->priv;
 
-	if (is_write)
-		return; /* the MAC is read-only in virtio 1.x */
-	memset(data, 0, len);
-	if (off < sizeof(n->config))
-		memcpy(data, (uint8_t *)&n->config + off,
-		       MIN((size_t)len, sizeof(n->config) - off));
+	if (!is_write) /* the MAC is read-only in virtio 1.x */
+		virtio_config_read(&n->config, sizeof(n->config), off, data, len);
 }
 
 static const struct virtio_dev_ops net_ops = {

@@ -1,6 +1,16 @@
 /* Transport-independent virtio device helpers. */
+#include <string.h>
+
 #include "log.h"
 #include "virtio.h"
+
+void virtio_config_read(const void *config, size_t size, uint32_t off, uint8_t *data,
+			uint32_t len)
+{
+	memset(data, 0, len);
+	if (off < size)
+		memcpy(data, (const uint8_t *)config + off, MIN((size_t)len, size - off));
+}
 
 void virtio_set_needs_reset(struct virtio_dev *d, const char *why)
 {
