@@ -21,8 +21,14 @@ static int attach(const char *name, short flags, int *fd_out)
 	int fd = open(TUN_PATH, O_RDWR | O_NONBLOCK | O_CLOEXEC);
 	int hdr = sizeof(struct virtio_net_hdr_mrg_rxbuf);
 
-	if (fd < 0)
-		return -errno;
+	if (fd < 0) {
+		int e = errno;
+
+		log_err(NULL, "--net: cannot open " TUN_PATH ": %s%s", strerror(e),
+			e == EACCES ? " (a user needs read and write access to it)"
+			: e == ENOENT ? " (is the tun module loaded?)" : "");
+		return -ENOTTY; /* reported here */
+	}
 	strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
 	if (ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, TUNSETVNETHDRSZ, &hdr) < 0 ||
 	    ioctl(fd, TUNSETOFFLOAD, 0) < 0) {
@@ -77,10 +83,7 @@ int tap_open(const char *name, unsigned int pairs, int *fds, bool *created,
 		while (--i > 0)
 			close(fds[i - 1]);
 		switch (r) {
-		case -ENOENT:
-		case -ENODEV:
-			log_err(NULL, "--net: cannot open %s: %s (is the tun module loaded?)",
-				TUN_PATH, strerror(-r));
+		case -ENOTTY: /* /dev/net/tun: said already */
 			break;
 		case -EPERM:
 		case -EACCES:

@@ -228,11 +228,11 @@ lab_fault_scenarios() {
         echo 'lab:x:1000:1000:lab:/tmp:/bin/sh' >>/etc/passwd
         echo 'lab:x:1000:' >>/etc/group
     fi
-    if [ -d /img ] && [ -c /dev/net/tun ]; then
-        chmod 0666 /dev/kvm
+    if [ -d /img ] && [ -c /dev/net/tun ] && [ -x /lab/iproute2-ip ]; then
+        chmod 0666 /dev/kvm /dev/net/tun
         truncate -s 64M /img/user.img
         chown 1000:1000 /img/user.img
-        tunctl -u lab -t vmtapu >/dev/null
+        /lab/iproute2-ip tuntap add mode tap name vmtapu user 1000
         cat >/tmp/nonroot.sh <<NONROOT
 #!/bin/sh
 exec $VMM run $fault_boot --mem 256M --disk path=/img/user.img --net tap=vmtapu \\
@@ -241,11 +241,11 @@ NONROOT
         chmod 755 /tmp/nonroot.sh
         lab_run nonroot "$BOOT_SECS" su -s /bin/sh -c /tmp/nonroot.sh lab
         lab_note nonroot "image_sha256=$(lab_sha256 /img/user.img 8)"
-        tunctl -d vmtapu >/dev/null
-        chmod 0600 /dev/kvm
+        /lab/iproute2-ip tuntap del mode tap name vmtapu
+        chmod 0600 /dev/kvm /dev/net/tun
         rm -f /img/user.img
     else
-        lab_skip nonroot "no /img RAM disk or no /dev/net/tun in L1"
+        lab_skip nonroot "no /img RAM disk, no /dev/net/tun or no iproute2 in L1"
     fi
 
     # r. SIGTERM, then SIGKILL, while the guest streams fsync'd 4 MiB chunks
