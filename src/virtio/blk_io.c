@@ -167,8 +167,14 @@ static void reap_uring(struct blk_engine *e, blk_done_fn done, bool wait)
 		int r = wait ? io_uring_wait_cqe(&e->ring, &cqe)
 			     : io_uring_peek_cqe(&e->ring, &cqe);
 
-		if (r)
+		/* A drain must not stop early: its caller frees the requests. */
+		if (r == -EINTR && wait)
+			continue;
+		if (r) {
+			if (wait)
+				log_err("blk", "waiting for in-flight I/O: %s", strerror(-r));
 			break;
+		}
 		struct blk_req *req = io_uring_cqe_get_data(cqe);
 		int64_t res = cqe->res;
 
@@ -193,8 +199,15 @@ static void reap_aio(struct blk_engine *e, blk_done_fn done, bool wait)
 	while (e->inflight) {
 		int n = io_getevents(e->aio, wait ? 1 : 0, 64, ev, wait ? NULL : &zero);
 
-		if (n <= 0)
+		/* A signal (SIGUSR2 for stats, say) must not end a drain early:
+		 * its caller frees the requests still in flight (found by ASan). */
+		if (n == -EINTR && wait)
+			continue;
+		if (n <= 0) {
+			if (n < 0 && wait)
+				log_err("blk", "waiting for in-flight I/O: %s", strerror(-n));
 			break;
+		}
 		for (int i = 0; i < n; i++) {
 			struct blk_req *req = ev[i].data;
 			int64_t res = (int64_t)(long)ev[i].res;

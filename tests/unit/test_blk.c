@@ -20,6 +20,8 @@
 #include <linux/virtio_ids.h>
 #include <linux/virtio_ring.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1375,6 +1377,77 @@ static void test_reset_inflight(void **state)
 	assert_gpa_is_image(f, BUF_GPA, 8 * SECTOR, 4096);
 }
 
+/* A signal storm on the thread that drains: SIGUSR2 (stats) may come at any time. */
+struct storm {
+	pthread_t target, thread;
+	volatile bool stop;
+};
+
+static void storm_handler(int sig)
+{
+	(void)sig;
+}
+
+static void *storm_thread(void *arg)
+{
+	struct storm *st = arg;
+	struct timespec ts = {0, 100 * 1000};
+
+	while (!st->stop) {
+		pthread_kill(st->target, SIGUSR1);
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
+}
+
+/*
+ * Reset with reads in flight while signals keep interrupting the wait
+ * (found by ASan: an interrupted io_getevents ended the drain early and
+ * a completion later landed in freed requests).
+ */
+static void test_reset_inflight_signals(void **state)
+{
+	struct fx *f = *state;
+	struct fx_opts o = {0};
+	struct sigaction sa = {.sa_handler = storm_handler}, old;
+	struct timespec ts = {0, 50 * 1000 * 1000};
+	struct storm st = {.target = pthread_self()};
+	struct virtio_dev *d;
+
+	o.cache = f->engine == BLK_ENGINE_SYNC ? BLK_CACHE_WRITEBACK : BLK_CACHE_NONE;
+	fx_start(f, &o);
+	d = f->d;
+	assert_int_equal(sigaction(SIGUSR1, &sa, &old), 0); /* no SA_RESTART */
+	for (unsigned int round = 0; round < 8; round++) {
+		fill_gpa(BUF_GPA, 0x5a, IMG_BYTES);
+		for (unsigned int i = 0; i < 16; i++)
+			post_req(f, VIRTIO_BLK_T_IN, 128ULL * i,
+				 &WR(BUF_GPA + 0x10000ULL * i, 0x10000), 1);
+		st.stop = false;
+		assert_int_equal(pthread_create(&st.thread, NULL, storm_thread, &st), 0);
+		pthread_mutex_lock(&d->lock);
+		d->ops->queue_kick(d, 0);
+		d->ops->reset(d);
+		pthread_mutex_unlock(&d->lock);
+		st.stop = true;
+		pthread_join(st.thread, NULL);
+		/* Every read landed before reset returned; none is left to land. */
+		assert_gpa_is_image(f, BUF_GPA, 0, IMG_BYTES);
+		nanosleep(&ts, NULL);
+		if (blk_completion_fd(d) >= 0)
+			blk_complete(d);
+		/* Start again, as a driver would after a reset. */
+		virtq_reset(&d->vqs[0]);
+		memset(hva(DESC_GPA, HDR_GPA - DESC_GPA), 0, HDR_GPA - DESC_GPA);
+		f->next_desc[0] = 0;
+		queue_setup(f, 0, true);
+		pthread_mutex_lock(&d->lock);
+		assert_int_equal(d->ops->activate(d), 0);
+		pthread_mutex_unlock(&d->lock);
+	}
+	sigaction(SIGUSR1, &old, NULL);
+}
+
 /* Writes in flight at reset are finished, not torn or lost. */
 static void test_reset_inflight_writes(void **state)
 {
@@ -1739,6 +1812,7 @@ int main(void)
 		ENG(test_broken_ring),
 		ENG(test_reset_inflight),
 		ENG(test_reset_inflight_writes),
+		ENG(test_reset_inflight_signals),
 		ENG(test_multiqueue_deep),
 		SYNC(test_discard_flags_unsupp),
 		SYNC(test_notify_suppression),
