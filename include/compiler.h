@@ -13,6 +13,8 @@
 #define IS_ALIGNED(x, a) (((x) & ((__typeof__(x))(a)-1)) == 0)
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
+#define STR_(x) #x
+#define STR(x) STR_(x) /* a macro's value as a string */
 
 #define KiB (1024ULL)
 #define MiB (1024ULL * KiB)

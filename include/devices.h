@@ -148,9 +148,13 @@ void pci_set_bar_kind(struct pci_device *dev, unsigned int bar, uint64_t size,
 void pci_add_cap(struct pci_device *dev, uint8_t offset, const void *data,
 		 uint8_t len);
 
+struct guest_mem;
+
 struct pci_bus {
 	pthread_mutex_t lock;
 	uint32_t conf_addr;
+	/* Guest RAM, where no BAR may decode; NULL: not checked (unit tests). */
+	const struct guest_mem *mem;
 	struct pci_device *slots[PCI_MAX_DEVICES];
 	struct pci_device host_bridge;
 };

@@ -35,5 +35,7 @@ void log_msg(enum log_level level, const char *subsys, const char *fmt, ...)
 			log_msg(level, sub, __VA_ARGS__);                      \
 	} while (0)
 int log_ratelimit_ok(int64_t *last_sec);
+/* Let every rate-limited site print again now (tests expecting a line). */
+void log_ratelimit_reset(void);
 
 #endif

@@ -53,6 +53,8 @@ void mem_destroy(struct guest_mem *mem);
 void *mem_gpa_to_hva(const struct guest_mem *mem, uint64_t gpa, uint64_t len);
 /* Whether [gpa, gpa + len) is RAM in the layout (mapped or not yet). */
 bool mem_is_ram(const struct guest_mem *mem, uint64_t gpa, uint64_t len);
+/* Whether any byte of [gpa, gpa + len) is guest RAM (len > 0, no wrap). */
+bool mem_overlaps_ram(const struct guest_mem *mem, uint64_t gpa, uint64_t len);
 
 /* Copy helpers over the gate; -EFAULT when the range is not guest RAM. */
 int mem_write(const struct guest_mem *mem, uint64_t gpa, const void *src,

@@ -92,6 +92,8 @@ void virtio_config_read(const void *config, size_t size, uint32_t off, uint8_t *
 			uint32_t len);
 /* The driver broke the rules: stop the device until it resets it. */
 void virtio_set_needs_reset(struct virtio_dev *d, const char *why);
+/* virtio_set_needs_reset() for queue q's ring fault (vq->fault). */
+void virtio_queue_broken(struct virtio_dev *d, unsigned int q);
 
 /*
  * Put d on the PCI bus at slot: capabilities, a BAR in the PCI MMIO

@@ -36,6 +36,7 @@ struct virtq {
 	/* Filled by virtq_enable(), host views of the rings. */
 	bool ready;
 	bool broken;
+	const char *fault; /* why it broke, for the log; NULL if it did not */
 	struct vring_desc *desc;
 	struct vring_avail *avail;
 	struct vring_used *used;
@@ -58,10 +59,14 @@ struct virtq_chain {
 
 /*
  * Validate the configured rings against guest memory and make the queue
- * ready. -EINVAL (bad size or alignment) or -EFAULT (a ring outside RAM);
- * the queue is then not ready. Indices start at zero.
+ * ready. -EINVAL (bad size or alignment), -EFAULT (a ring outside RAM) or
+ * -EBUSY (two of its rings overlap); the queue is then not ready. Indices
+ * start at zero.
  */
 int virtq_enable(struct virtq *vq, const struct guest_mem *mem) WUR;
+
+/* Whether any ring of ready queue a overlaps any ring of ready queue b. */
+bool virtq_rings_overlap(const struct virtq *a, const struct virtq *b);
 
 /* Forget the rings and indices (device reset or queue disable). */
 void virtq_reset(struct virtq *vq);
@@ -72,7 +77,7 @@ void virtq_reset(struct virtq *vq);
  * or next out of range, a loop or chain longer than VIRTQ_MAX_SEGS or
  * size, an address outside RAM, a writable descriptor before a readable
  * one, indirect not negotiated or nested or badly sized). After -EIO the
- * queue stays broken. Updates avail_event when event_idx is on.
+ * queue stays broken and vq->fault says why. Updates avail_event when event_idx is on.
  */
 int virtq_pop(struct virtq *vq, const struct guest_mem *mem,
 	      struct virtq_chain *chain) WUR;

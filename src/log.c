@@ -38,13 +38,23 @@ void log_msg(enum log_level level, const char *subsys, const char *fmt, ...)
 	fputs(line, stderr);
 }
 
+/* Bumped by log_ratelimit_reset(): a stamp from an older epoch never matches. */
+static int64_t rl_epoch;
+
 int log_ratelimit_ok(int64_t *last_sec)
 {
 	struct timespec ts;
+	int64_t stamp;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	if (__atomic_load_n(last_sec, __ATOMIC_RELAXED) == ts.tv_sec)
+	stamp = (int64_t)ts.tv_sec + (__atomic_load_n(&rl_epoch, __ATOMIC_RELAXED) << 40);
+	if (__atomic_load_n(last_sec, __ATOMIC_RELAXED) == stamp)
 		return 0;
-	__atomic_store_n(last_sec, ts.tv_sec, __ATOMIC_RELAXED);
+	__atomic_store_n(last_sec, stamp, __ATOMIC_RELAXED);
 	return 1;
+}
+
+void log_ratelimit_reset(void)
+{
+	__atomic_add_fetch(&rl_epoch, 1, __ATOMIC_RELAXED);
 }

@@ -234,6 +234,7 @@ int vm_create(struct vm *vm, const struct vmm_config *cfg, bool *usage)
 		log_err(NULL, "registering platform devices: %s", strerror(-r));
 		return r;
 	}
+	vm->pci.mem = &vm->mem;
 
 	vm->vcpus = calloc(cfg->cpus, sizeof(*vm->vcpus));
 	if (!vm->vcpus)

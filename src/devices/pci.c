@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "devices.h"
+#include "log.h"
+#include "mem.h"
 
 #define HOST_BRIDGE_VENDOR 0x1b36 /* Red Hat, Inc. */
 #define HOST_BRIDGE_DEVICE 0x0008 /* generic PCIe host bridge */
@@ -99,7 +101,7 @@ void pci_add_cap(struct pci_device *dev, uint8_t offset, const void *data,
 }
 
 /* Make each BAR decode where its register and the command register say. */
-static void update_bars(struct pci_device *dev)
+static void update_bars(const struct pci_bus *pci, struct pci_device *dev, unsigned int slot)
 {
 	uint16_t cmd;
 
@@ -121,6 +123,14 @@ static void update_bars(struct pci_device *dev)
 		    (uint32_t)want == lo_sizing || (b->mem64 && (want >> 32) == 0xffffffffu) ||
 		    (b->io && want > 0xffff) || want + b->size < want)
 			want = 0;
+		/* Over guest RAM it would decode nothing (RAM wins) or, as a
+		 * memslot, collide with RAM's: leave it off. */
+		if (want && !b->io && pci->mem && mem_overlaps_ram(pci->mem, want, b->size)) {
+			log_ratelimited(LOG_WARN, "pci",
+					"00:%02x.0 BAR %u moved onto guest RAM at 0x%llx: left unmapped",
+					slot, i, (unsigned long long)want);
+			want = 0;
+		}
 		if (want == b->mapped)
 			continue;
 		if (b->mapped && dev->bar_map)
@@ -129,6 +139,19 @@ static void update_bars(struct pci_device *dev)
 		if (want && dev->bar_map)
 			dev->bar_map(dev, i, want, true);
 	}
+}
+
+/*
+ * Read-only registers whose writes are worth a line: identity, header and
+ * capabilities. Not those drivers write as a matter of course: command and
+ * status (write-one-to-clear), cache line, latency timer and BIST, BARs and
+ * the ROM BAR (all ones while sizing), interrupt line and the grant bytes.
+ */
+static bool ro_logged(uint32_t reg)
+{
+	return reg < PCI_COMMAND || (reg >= PCI_CLASS_REVISION && reg < PCI_CACHE_LINE_SIZE) ||
+	       reg == PCI_HEADER_TYPE || (reg >= PCI_SUBSYSTEM_VENDOR_ID && reg < PCI_ROM_ADDRESS) ||
+	       reg == PCI_CAPABILITY_LIST || reg == PCI_INTERRUPT_PIN || reg >= 0x40;
 }
 
 void pci_conf_access(struct pci_bus *pci, uint32_t addr, uint8_t *data,
@@ -149,13 +172,20 @@ void pci_conf_access(struct pci_bus *pci, uint32_t addr, uint8_t *data,
 	}
 	reg += addr & 3;
 	if (is_write) {
+		bool ro = false;
+
 		for (uint32_t i = 0; i < len; i++) {
 			uint8_t m = dev->wmask[reg + i];
 
+			ro |= (data[i] & ~m) != (dev->cfg[reg + i] & ~m) && ro_logged(reg + i);
 			dev->cfg[reg + i] =
 				(uint8_t)((dev->cfg[reg + i] & ~m) | (data[i] & m));
 		}
-		update_bars(dev);
+		if (ro)
+			log_ratelimited(LOG_WARN, "pci",
+					"write to read-only config register 0x%02x of 00:%02x.0 ignored",
+					reg, slot);
+		update_bars(pci, dev, slot);
 		if (dev->cfg_write)
 			dev->cfg_write(dev, reg, len);
 	} else {

@@ -198,6 +198,17 @@ bool mem_is_ram(const struct guest_mem *mem, uint64_t gpa, uint64_t len)
 	return false;
 }
 
+bool mem_overlaps_ram(const struct guest_mem *mem, uint64_t gpa, uint64_t len)
+{
+	for (unsigned int i = 0; i < mem->nr_regions; i++) {
+		const struct mem_region *r = &mem->regions[i];
+
+		if (gpa < r->gpa + r->size && r->gpa < gpa + len)
+			return true;
+	}
+	return false;
+}
+
 int mem_write(const struct guest_mem *mem, uint64_t gpa, const void *src,
 	      uint64_t len)
 {

@@ -312,7 +312,7 @@ static void blk_kick(struct virtio_dev *d, unsigned int q)
 		if (n <= 0) {
 			req_put(b, r);
 			if (n < 0) {
-				virtio_set_needs_reset(d, "queue descriptors broke the rules");
+				virtio_queue_broken(d, q);
 				break;
 			}
 			/*
@@ -399,6 +399,9 @@ static void blk_config_access(struct virtio_dev *d, uint32_t off, uint8_t *data,
 
 	if (!is_write) /* nothing in our configuration is writable */
 		virtio_config_read(&b->config, sizeof(b->config), off, data, len);
+	else
+		log_ratelimited(LOG_WARN, d->name,
+				"write to read-only device configuration at 0x%x ignored", off);
 }
 
 static const struct virtio_dev_ops blk_ops = {

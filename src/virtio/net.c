@@ -164,7 +164,7 @@ static void tx_kick(struct net *n, unsigned int q)
 		int r = virtq_pop(vq, d->mem, c);
 
 		if (r < 0) {
-			virtio_set_needs_reset(d, "TX descriptors broke the rules");
+			virtio_queue_broken(d, q);
 			return;
 		}
 		if (r == 0) {
@@ -243,7 +243,7 @@ static int rx_deliver(struct net *n, struct net_rxq *rx)
 		}
 		r = virtq_pop(vq, d->mem, c);
 		if (r < 0) {
-			virtio_set_needs_reset(d, "RX descriptors broke the rules");
+			virtio_queue_broken(d, 2 * rx->pair);
 			return -1;
 		}
 		if (r == 0) {
@@ -352,7 +352,7 @@ static void ctrl_kick(struct net *n, unsigned int q)
 		virtq_push(vq, c->head, 1);
 	}
 	if (r < 0)
-		virtio_set_needs_reset(d, "control descriptors broke the rules");
+		virtio_queue_broken(d, q);
 	notify(n, q);
 }
 
@@ -422,6 +422,9 @@ static void net_config_access(struct virtio_dev *d, uint32_t off, uint8_t *data,
 
 	if (!is_write) /* the MAC is read-only in virtio 1.x */
 		virtio_config_read(&n->config, sizeof(n->config), off, data, len);
+	else
+		log_ratelimited(LOG_WARN, d->name,
+				"write to read-only device configuration at 0x%x ignored", off);
 }
 
 static const struct virtio_dev_ops net_ops = {

@@ -243,10 +243,17 @@ static void enable_queue(struct virtio_pci *vp, unsigned int q)
 	}
 	r = virtq_enable(vq, d->mem);
 	if (r) {
-		virtio_set_needs_reset(d, r == -EFAULT ? "queue rings outside guest RAM"
-						       : "queue size or ring alignment invalid");
+		virtio_set_needs_reset(d, r == -EFAULT  ? "queue rings outside guest RAM"
+					  : r == -EBUSY ? "queue rings overlap each other"
+							: "queue size or ring alignment invalid");
 		return;
 	}
+	for (unsigned int o = 0; o < d->num_queues; o++)
+		if (o != q && vp->queue_enabled[o] && virtq_rings_overlap(vq, &d->vqs[o])) {
+			vq->ready = false;
+			virtio_set_needs_reset(d, "queue rings overlap another queue's");
+			return;
+		}
 	vp->queue_enabled[q] = true;
 }
 
@@ -345,9 +352,16 @@ static void common_write(struct virtio_pci *vp, uint32_t off, uint64_t v,
 		if (qw)
 			ring_addr_write(&vq->used_gpa, off == CC(queue_used_hi), v, len);
 		break;
-	default: /* read-only fields and unaligned writes are ignored */
-		break;
+	default:
+		log_ratelimited(LOG_WARN, d->name,
+				"write to read-only common configuration at 0x%x ignored", off);
+		return;
 	}
+	/* Queue registers of a queue that is enabled, or of none at all. */
+	if (!qw && off >= CC(queue_size) && off != CC(queue_msix_vector) &&
+	    off != CC(queue_enable))
+		log_ratelimited(LOG_WARN, d->name, "write to queue %u's configuration %s ignored", q,
+				vq ? "while it is enabled" : "(no such queue)");
 }
 
 static void msix_table_access(struct virtio_pci *vp, uint32_t off,
@@ -433,6 +447,9 @@ static void bar_access(void *opaque, uint64_t off, uint8_t *data, uint32_t len,
 		}
 	} else if (!is_write) {
 		memset(data, 0xff, len);
+	} else {
+		log_ratelimited(LOG_WARN, d->name, "write to BAR offset 0x%llx, where nothing is, ignored",
+				(unsigned long long)off);
 	}
 	pthread_mutex_unlock(&d->lock);
 }
@@ -534,9 +551,15 @@ static void kick_ready(void *opaque)
 	if (read(k->efd, &n, sizeof(n)) < 0)
 		return;
 	pthread_mutex_lock(&d->lock);
-	if (vp->queue_enabled[k->q] && (d->status & VIRTIO_CONFIG_S_DRIVER_OK) &&
-	    !(d->status & VIRTIO_CONFIG_S_NEEDS_RESET))
-		d->ops->queue_kick(d, k->q);
+	if (vp->queue_enabled[k->q]) {
+		if ((d->status & VIRTIO_CONFIG_S_DRIVER_OK) &&
+		    !(d->status & VIRTIO_CONFIG_S_NEEDS_RESET))
+			d->ops->queue_kick(d, k->q);
+	} else if (d->status & VIRTIO_CONFIG_S_DRIVER_OK) {
+		/* (A kick that raced a reset finds the status clear: silent.) */
+		log_ratelimited(LOG_WARN, d->name, "kick on queue %u, which is not enabled, ignored",
+				k->q);
+	}
 	pthread_mutex_unlock(&d->lock);
 }
 

@@ -1,4 +1,5 @@
 /* Transport-independent virtio device helpers. */
+#include <stdio.h>
 #include <string.h>
 
 #include "log.h"
@@ -21,4 +22,13 @@ void virtio_set_needs_reset(struct virtio_dev *d, const char *why)
 	d->status |= VIRTIO_CONFIG_S_NEEDS_RESET;
 	if (d->status & VIRTIO_CONFIG_S_DRIVER_OK)
 		virtio_notify_config(d);
+}
+
+void virtio_queue_broken(struct virtio_dev *d, unsigned int q)
+{
+	const char *why = d->vqs[q].fault;
+	char line[128];
+
+	snprintf(line, sizeof(line), "queue %u: %s", q, why ? why : "descriptors broke the rules");
+	virtio_set_needs_reset(d, line);
 }

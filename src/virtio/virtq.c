@@ -41,6 +41,28 @@ static uint64_t used_bytes(uint16_t size)
 	       sizeof(uint16_t);
 }
 
+/* Both ranges are inside guest RAM already, so no sum overflows. */
+static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+	return a < b + blen && b < a + alen;
+}
+
+bool virtq_rings_overlap(const struct virtq *a, const struct virtq *b)
+{
+	const uint64_t ga[3] = {a->desc_gpa, a->avail_gpa, a->used_gpa};
+	const uint64_t la[3] = {desc_bytes(a->size), avail_bytes(a->size), used_bytes(a->size)};
+	const uint64_t gb[3] = {b->desc_gpa, b->avail_gpa, b->used_gpa};
+	const uint64_t lb[3] = {desc_bytes(b->size), avail_bytes(b->size), used_bytes(b->size)};
+
+	if (!a->ready || !b->ready)
+		return false;
+	for (unsigned int i = 0; i < 3; i++)
+		for (unsigned int j = 0; j < 3; j++)
+			if (ranges_overlap(ga[i], la[i], gb[j], lb[j]))
+				return true;
+	return false;
+}
+
 int virtq_enable(struct virtq *vq, const struct guest_mem *mem)
 {
 	uint16_t size = vq->size;
@@ -58,6 +80,8 @@ int virtq_enable(struct virtq *vq, const struct guest_mem *mem)
 	vq->signalled_used = 0;
 	vq->signalled_valid = false;
 
+	vq->fault = NULL;
+
 	if (size == 0 || size > VIRTQ_MAX_SIZE || (size & (size - 1)) != 0)
 		return -EINVAL;
 	if (!IS_ALIGNED(vq->desc_gpa, 16) || !IS_ALIGNED(vq->avail_gpa, 2) ||
@@ -69,6 +93,11 @@ int virtq_enable(struct virtq *vq, const struct guest_mem *mem)
 	used = mem_gpa_to_hva(mem, vq->used_gpa, used_bytes(size));
 	if (!desc || !avail || !used)
 		return -EFAULT;
+	/* The device writes the used ring: it may not land on the others. */
+	if (ranges_overlap(vq->desc_gpa, desc_bytes(size), vq->avail_gpa, avail_bytes(size)) ||
+	    ranges_overlap(vq->desc_gpa, desc_bytes(size), vq->used_gpa, used_bytes(size)) ||
+	    ranges_overlap(vq->avail_gpa, avail_bytes(size), vq->used_gpa, used_bytes(size)))
+		return -EBUSY;
 
 	vq->desc = desc;
 	vq->avail = avail;
@@ -99,9 +128,10 @@ static void desc_read(struct vring_desc *out, const void *hva)
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 }
 
-static int chain_fail(struct virtq *vq)
+static int chain_fail(struct virtq *vq, const char *why)
 {
 	vq->broken = true;
+	vq->fault = why;
 	return -EIO;
 }
 
@@ -112,25 +142,25 @@ struct walk {
 	bool seen_write;
 };
 
-/* Account one data descriptor (already copied out). 0 or -EIO. */
-static int walk_add(struct walk *w, const struct guest_mem *mem,
-		    const struct vring_desc *d)
+/* Account one data descriptor (already copied out): NULL, or what is wrong. */
+static const char *walk_add(struct walk *w, const struct guest_mem *mem,
+			    const struct vring_desc *d)
 {
 	struct virtq_chain *c = w->chain;
 	bool write = d->flags & VRING_DESC_F_WRITE;
 	void *hva;
 
 	if (++w->ndesc > VIRTQ_MAX_SEGS)
-		return -EIO;
+		return "descriptor chain longer than " STR(VIRTQ_MAX_SEGS) " buffers";
 	if (write)
 		w->seen_write = true;
 	else if (w->seen_write)
-		return -EIO;
+		return "device-readable buffer after a device-writable one";
 	if (d->len == 0)
-		return 0;
+		return NULL;
 	hva = mem_gpa_to_hva(mem, d->addr, d->len);
 	if (!hva)
-		return -EIO;
+		return "buffer outside guest RAM";
 	c->iov[c->nout + c->nin] =
 		(struct iovec){.iov_base = hva, .iov_len = d->len};
 	if (write) {
@@ -140,43 +170,43 @@ static int walk_add(struct walk *w, const struct guest_mem *mem,
 		c->nout++;
 		c->out_len += d->len;
 	}
-	return 0;
+	return NULL;
 }
 
 /* Walk an indirect table described by d (already copied out). */
-static int walk_indirect(struct walk *w, const struct guest_mem *mem,
-			 const struct vring_desc *d)
+static const char *walk_indirect(struct walk *w, const struct guest_mem *mem,
+				 const struct vring_desc *d)
 {
 	const uint8_t *table;
 	unsigned int n, visited = 0;
 	uint16_t i = 0;
 
 	if (d->flags & VRING_DESC_F_NEXT)
-		return -EIO;
+		return "indirect descriptor with NEXT";
 	if (d->len == 0 || d->len % sizeof(struct vring_desc) != 0 ||
 	    d->len > sizeof(struct vring_desc) * VIRTQ_MAX_INDIRECT)
-		return -EIO;
+		return "indirect table of a bad size";
 	n = d->len / sizeof(struct vring_desc);
 	table = mem_gpa_to_hva(mem, d->addr, d->len);
 	if (!table)
-		return -EIO;
+		return "indirect table outside guest RAM";
 
 	for (;;) {
 		struct vring_desc e;
-		int ret;
+		const char *why;
 
 		if (++visited > n)
-			return -EIO; /* a loop inside the table */
+			return "indirect chain loops";
 		desc_read(&e, table + (size_t)i * sizeof(e));
 		if (e.flags & VRING_DESC_F_INDIRECT)
-			return -EIO;
-		ret = walk_add(w, mem, &e);
-		if (ret)
-			return ret;
+			return "nested indirect table";
+		why = walk_add(w, mem, &e);
+		if (why)
+			return why;
 		if (!(e.flags & VRING_DESC_F_NEXT))
-			return 0;
+			return NULL;
 		if (e.next >= n)
-			return -EIO;
+			return "indirect next out of range";
 		i = e.next;
 	}
 }
@@ -195,14 +225,14 @@ int virtq_pop(struct virtq *vq, const struct guest_mem *mem,
 
 	avail_idx = __atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE);
 	if ((uint16_t)(avail_idx - vq->last_avail) > size)
-		return chain_fail(vq);
+		return chain_fail(vq, "available index moved by more than the ring size");
 	if (avail_idx == vq->last_avail)
 		return 0;
 
 	head = __atomic_load_n(&vq->avail->ring[vq->last_avail & (size - 1)],
 			       __ATOMIC_RELAXED);
 	if (head >= size)
-		return chain_fail(vq);
+		return chain_fail(vq, "chain head out of range");
 
 	chain->head = head;
 	chain->nout = chain->nin = 0;
@@ -210,25 +240,28 @@ int virtq_pop(struct virtq *vq, const struct guest_mem *mem,
 
 	for (i = head;;) {
 		struct vring_desc d;
-		int ret;
+		const char *why;
 
 		if (++visited > size)
-			return chain_fail(vq); /* a loop in the ring */
+			return chain_fail(vq, "descriptor chain loops");
 		desc_read(&d, &vq->desc[i]);
 		if (d.flags & VRING_DESC_F_INDIRECT) {
-			if (!vq->indirect || i != head)
-				return chain_fail(vq);
-			if (walk_indirect(&w, mem, &d))
-				return chain_fail(vq);
+			if (!vq->indirect)
+				return chain_fail(vq, "indirect descriptor not negotiated");
+			if (i != head)
+				return chain_fail(vq, "indirect descriptor inside a chain");
+			why = walk_indirect(&w, mem, &d);
+			if (why)
+				return chain_fail(vq, why);
 			break;
 		}
-		ret = walk_add(&w, mem, &d);
-		if (ret)
-			return chain_fail(vq);
+		why = walk_add(&w, mem, &d);
+		if (why)
+			return chain_fail(vq, why);
 		if (!(d.flags & VRING_DESC_F_NEXT))
 			break;
 		if (d.next >= size)
-			return chain_fail(vq);
+			return chain_fail(vq, "descriptor next out of range");
 		i = d.next;
 	}
 

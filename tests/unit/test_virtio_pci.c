@@ -392,6 +392,46 @@ static void test_bar_sizing_and_moves(void **state)
 	assert_false(bus_access(&g_vm.mmio, BAR_GPA + 0x100000, (uint8_t *)&v, 4, false));
 }
 
+/* What a hostile driver may try with config space and the BAR. */
+static void test_hostile_config(void **state)
+{
+	uint64_t v = 0;
+
+	(void)state;
+	g_vm.pci.mem = &g_vm.mem;
+	map_bar();
+	/* BAR 0 moved onto guest RAM: it reads back, but decodes nothing. */
+	cfg_wr(PCI_BASE_ADDRESS_0, 0x100000, 4);
+	assert_int_equal(cfg_rd(PCI_BASE_ADDRESS_0, 4), 0x100000);
+	assert_false(bus_access(&g_vm.mmio, 0x100000, (uint8_t *)&v, 4, false));
+	assert_false(bus_access(&g_vm.mmio, BAR_GPA, (uint8_t *)&v, 4, false));
+	/* Back in the hole: whole again. */
+	cfg_wr(PCI_BASE_ADDRESS_0, (uint32_t)BAR_GPA, 4);
+	v = 0;
+	assert_true(bus_access(&g_vm.mmio, BAR_GPA + CC(num_queues), (uint8_t *)&v, 2, false));
+	assert_int_equal(v, NQ);
+
+	/* Read-only registers keep their values. */
+	cfg_wr(PCI_VENDOR_ID, 0xffffffffu, 4);
+	assert_int_equal(cfg_rd(PCI_VENDOR_ID, 4), 0x10421af4);
+	cfg_wr(PCI_CAPABILITY_LIST, 0, 1);
+	assert_int_not_equal(cfg_rd(PCI_CAPABILITY_LIST, 1), 0);
+	bar_wr(CC(num_queues), 77, 2);
+	assert_int_equal(bar_rd(CC(num_queues), 2), NQ);
+	bar_wr(CC(device_feature), 0xffffffffu, 4);
+	bar_wr(CC(device_feature_select), 0, 4);
+	assert_int_equal(bar_rd(CC(device_feature), 4), (uint32_t)FEATURES);
+
+	/* Queue 1 on queue 0's rings: refused, the device wants a reset. */
+	negotiate();
+	setup_queue(0, 64, 0x100000);
+	setup_queue(1, 64, 0x100000);
+	assert_int_equal(bar_rd(CC(queue_enable), 2), 0);
+	assert_int_equal(status() & VIRTIO_CONFIG_S_NEEDS_RESET, VIRTIO_CONFIG_S_NEEDS_RESET);
+	bar_wr(CC(queue_select), 0, 2);
+	assert_int_equal(bar_rd(CC(queue_enable), 2), 1);
+}
+
 static void test_feature_negotiation(void **state)
 {
 	(void)state;
@@ -729,6 +769,7 @@ int main(void)
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 		T(test_identity_and_caps),
 		T(test_bar_sizing_and_moves),
+		T(test_hostile_config),
 		T(test_feature_negotiation),
 		T(test_queue_validation),
 		T(test_reset_restores_defaults),

@@ -200,6 +200,51 @@ static void test_enable_outside_ram(void **state)
 	assert_null(vq.used);
 }
 
+/* The device writes the used ring: no ring of a queue may overlap another. */
+static void test_enable_overlap(void **state)
+{
+	const uint16_t n = 8; /* desc 128 bytes, avail 22, used 70 */
+	struct virtq vq;
+
+	(void)state;
+	vq_init(&vq, n, false, false);
+	vq.used_gpa = DESC_GPA + 64; /* used over the descriptor table */
+	assert_int_equal(virtq_enable(&vq, &g_mem), -EBUSY);
+	assert_false(vq.ready);
+	vq.used_gpa = DESC_GPA + 16ULL * n; /* right after it: fine */
+	assert_int_equal(virtq_enable(&vq, &g_mem), 0);
+	vq.used_gpa = AVAIL_GPA + 20; /* on avail's used_event */
+	assert_int_equal(virtq_enable(&vq, &g_mem), -EBUSY);
+	vq.used_gpa = USED_GPA;
+	vq.avail_gpa = DESC_GPA + 16ULL * n - 2; /* avail's flags on the last desc */
+	assert_int_equal(virtq_enable(&vq, &g_mem), -EBUSY);
+	vq.avail_gpa = DESC_GPA; /* the same address */
+	assert_int_equal(virtq_enable(&vq, &g_mem), -EBUSY);
+	vq.avail_gpa = AVAIL_GPA;
+	assert_int_equal(virtq_enable(&vq, &g_mem), 0);
+}
+
+static void test_rings_overlap_queues(void **state)
+{
+	struct virtq a, b;
+
+	(void)state;
+	vq_init(&a, 8, false, false);
+	vq_init(&b, 8, false, false);
+	assert_true(virtq_rings_overlap(&a, &b)); /* the very same rings */
+	b.desc_gpa = DESC_GPA + 0x1000;
+	b.avail_gpa = AVAIL_GPA + 0x1000;
+	b.used_gpa = USED_GPA + 0x1000;
+	assert_int_equal(virtq_enable(&b, &g_mem), 0);
+	assert_false(virtq_rings_overlap(&a, &b));
+	b.used_gpa = DESC_GPA + 0x70; /* b's used ring on a's last descriptor */
+	assert_int_equal(virtq_enable(&b, &g_mem), 0);
+	assert_true(virtq_rings_overlap(&a, &b));
+	assert_true(virtq_rings_overlap(&b, &a));
+	b.ready = false; /* a queue that is not enabled overlaps nothing */
+	assert_false(virtq_rings_overlap(&a, &b));
+}
+
 static void test_enable_pointers(void **state)
 {
 	const uint16_t n = VIRTQ_MAX_SIZE;
@@ -743,6 +788,56 @@ static void test_indirect_bad_table(void **state)
 
 /* ---- push / notify ---- */
 
+/* Each way to break a queue says which, for the one log line. */
+static void test_fault_reasons(void **state)
+{
+	struct virtq vq;
+
+	(void)state;
+	case_setup(NULL);
+	vq_init(&vq, 8, false, false);
+	assert_null(vq.fault);
+	put_desc(1, BUF_GPA, 16, VRING_DESC_F_NEXT, 1);
+	avail_add(8, 1);
+	assert_int_equal(virtq_pop(&vq, &g_mem, &g_chain), -EIO);
+	assert_string_equal(vq.fault, "descriptor chain loops");
+
+	case_setup(NULL);
+	vq_init(&vq, 8, false, false);
+	assert_null(vq.fault); /* enabling again forgets it */
+	put_desc(0, MEM_MMIO_HOLE_START, 16, 0, 0);
+	avail_add(8, 0);
+	assert_int_equal(virtq_pop(&vq, &g_mem, &g_chain), -EIO);
+	assert_string_equal(vq.fault, "buffer outside guest RAM");
+
+	case_setup(NULL);
+	vq_init(&vq, 8, false, false);
+	put_desc(0, BUF_GPA, 0xffffffffu, 0, 0); /* a length near 2^32 */
+	avail_add(8, 0);
+	assert_int_equal(virtq_pop(&vq, &g_mem, &g_chain), -EIO);
+	assert_string_equal(vq.fault, "buffer outside guest RAM");
+
+	case_setup(NULL);
+	vq_init(&vq, 8, false, false);
+	put_desc(0, UINT64_MAX - 0x1ff, 0x400, 0, 0); /* addr + len wraps */
+	avail_add(8, 0);
+	assert_int_equal(virtq_pop(&vq, &g_mem, &g_chain), -EIO);
+	assert_string_equal(vq.fault, "buffer outside guest RAM");
+
+	case_setup(NULL);
+	vq_init(&vq, 8, false, false);
+	put_desc(0, BUF_GPA, 16, VRING_DESC_F_INDIRECT, 0);
+	avail_add(8, 0);
+	assert_int_equal(virtq_pop(&vq, &g_mem, &g_chain), -EIO);
+	assert_string_equal(vq.fault, "indirect descriptor not negotiated");
+
+	case_setup(NULL);
+	vq_init(&vq, 8, false, false);
+	avail_add(8, 9);
+	assert_int_equal(virtq_pop(&vq, &g_mem, &g_chain), -EIO);
+	assert_string_equal(vq.fault, "chain head out of range");
+}
+
 static void test_push_used_ring(void **state)
 {
 	struct virtq vq;
@@ -946,6 +1041,8 @@ int main(void)
 		T(test_enable_bad_size),
 		T(test_enable_misaligned),
 		T(test_enable_outside_ram),
+		T(test_enable_overlap),
+		T(test_rings_overlap_queues),
 		T(test_enable_pointers),
 		T(test_pop_empty),
 		T(test_pop_chain_of_three),
@@ -969,6 +1066,7 @@ int main(void)
 		T(test_indirect_with_next),
 		T(test_indirect_not_at_head),
 		T(test_indirect_bad_table),
+		T(test_fault_reasons),
 		T(test_push_used_ring),
 		T(test_notify_flags),
 		T(test_notify_event_idx),
