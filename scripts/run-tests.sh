@@ -94,7 +94,8 @@ for tier in "${tiers[@]}"; do
 		run_one cli-asan env VMM=build/vmm-asan tests/cli/test_cli.sh
 		;;
 	lab)
-		build all
+		# the tiny-guest tier runs inside L1 too
+		build all asan guests build/tests/guest_tests build/tests-asan/guest_tests
 		run_one lab scripts/lab/run-tests
 		;;
 	*)

@@ -29,6 +29,8 @@ LAB_BLK_GUEST_MODULES="virtio_pci virtio_blk virtio_net ext4 crc32c_generic"
 LAB_BLK_L1_MODULES="brd ext4 crc32c_generic tun"
 LAB_L1_TIMEOUT=${LAB_L1_TIMEOUT:-900}
 LAB_L1_MEM=${LAB_L1_MEM:-2048}
+# TCG threading of L1: multi (one host thread per vCPU) or single
+LAB_L1_TCG_THREAD=${LAB_L1_TCG_THREAD:-multi}
 # VFIO passthrough (opt-in: LAB_L1_VFIO=1).  L1 then gets an emulated
 # intel-iommu with interrupt remapping (intremap=on: QEMU's TCG supports it,
 # so vfio_iommu_type1 needs no allow_unsafe_interrupts) and two NICs for L2
@@ -236,7 +238,8 @@ lab_add_qemu() {
     [ -e "$fw/bios-256k.bin" ] || lab_log "warning: no bios-256k.bin found for QEMU in L1"
 }
 
-# Boot L1 with INITRD, log to LOG, hard wall-clock limit.  -no-reboot turns
+# lab_boot_l1 INITRD LOG [ATTEMPTS]: boot L1 with INITRD, log to LOG, hard
+# wall-clock limit, up to ATTEMPTS (2) boots.  -no-reboot turns
 # both poweroff and reboot (and panic=-1) into a QEMU exit.  Returns QEMU's
 # (or timeout's, 124) exit status.
 #
@@ -248,13 +251,13 @@ lab_add_qemu() {
 # wedged attempt's log is kept as LOG.wedgedN).
 LAB_L1_STALL=${LAB_L1_STALL:-90}
 lab_boot_l1() {
-    local initrd=$1 log=$2 rc attempt
-    for attempt in 1 2; do
+    local initrd=$1 log=$2 attempts=${3:-2} rc attempt
+    for attempt in $(seq 1 "$attempts"); do
         rc=0
         _lab_boot_l1_once "$initrd" "$log" || rc=$?
         [ "$rc" = 125 ] || return "$rc"
         cp "$log" "$log.wedged$attempt"
-        lab_log "L1 wedged (soft lockup, or console silent for ${LAB_L1_STALL}s; attempt $attempt of 2; its log: ${log#"$LAB_ROOT"/}.wedged$attempt)"
+        lab_log "L1 wedged (soft lockup, or console silent for ${LAB_L1_STALL}s; attempt $attempt of $attempts; its log: ${log#"$LAB_ROOT"/}.wedged$attempt)"
     done
     return 124
 }
@@ -275,7 +278,7 @@ _lab_boot_l1_once() {
     fi
     lab_log "booting L1 ($what, log: ${log#"$LAB_ROOT"/}, limit ${LAB_L1_TIMEOUT}s)"
     timeout -k 10 "$LAB_L1_TIMEOUT" qemu-system-x86_64 \
-        -accel tcg,thread=multi -M q35 -cpu EPYC,+svm,+npt -smp 2 -m "$LAB_L1_MEM" \
+        -accel "tcg,thread=$LAB_L1_TCG_THREAD" -M q35 -cpu EPYC,+svm,+npt -smp 2 -m "$LAB_L1_MEM" \
         -nographic -no-reboot "${vfio[@]}" \
         -kernel "$LAB/bzImage" -initrd "$initrd" \
         -append "$append" \

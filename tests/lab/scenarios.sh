@@ -37,6 +37,9 @@
 #   check_same LABEL REF REF...
 #       the facts REF are all reported and equal; REF is g:NAME:KEY (guest
 #       "VMMBLK KEY=" in NAME's console) or l1:NAME:KEY ("VMMLAB NAME KEY=")
+#   check_cmocka NAME   NAME ran a cmocka binary: one check per test case
+# lab_tiny_scenarios / lab_tiny_expectations are the same pair for the
+# tiny-guest tier, which run-tests runs in an L1 boot of its own.
 # A scenario that printed "VMMLAB NAME skip: WHY" makes its checks SKIP.
 
 # Disk scenarios (virtio-blk, `vmm run --disk ...`), in run order; all of
@@ -109,6 +112,24 @@ lab_scenarios() {
 
     # u. VFIO passthrough of L1's own NICs
     lab_vfio_scenarios
+}
+
+# The tiny-guest tier (tests/guest: hello, SMP, boot info, and the hostile
+# guests attacking virtio-blk and virtio-net) on L1's KVM, plain and ASan.
+# scripts/lab/run-tests runs this in an L1 boot of its own.
+lab_tiny_scenarios() {
+    # L1 says it is alive while the tests run: silence then means L1
+    # itself wedged, not a test that hangs (their watchdog reports that)
+    (while :; do echo "VMMLAB heartbeat"; sleep 10; done) &
+    tiny_hb=$!
+    for tiny_x in tests tests-asan; do
+        if [ -x "/lab/gt/$tiny_x" ]; then
+            lab_run "tiny-$tiny_x" 150 sh -c "cd /lab/gt && exec ./$tiny_x"
+        else
+            lab_skip "tiny-$tiny_x" "build/$tiny_x/guest_tests was not built"
+        fi
+    done
+    kill "$tiny_hb"
 }
 
 # L1 has an emulated IOMMU and two NICs of its own (scripts/lab/lib.sh,
@@ -630,4 +651,10 @@ lab_expectations() {
         check_vfio "$n" dhcp carrier=1 udhcpc_rc=0 lease=10.0.2.15 ping=ok irq="$irq" done=1 error=
         check_result_json "$n" 0
     done
+}
+
+lab_tiny_expectations() {
+    # one check per cmocka case
+    check_cmocka tiny-tests
+    check_cmocka tiny-tests-asan
 }
