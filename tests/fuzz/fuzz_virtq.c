@@ -66,7 +66,8 @@ static void do_pop(struct virtq *vq)
 	if (was_broken)
 		FZ_CHECK(r == -EIO);
 	if (r < 0) {
-		FZ_CHECK(r == -EIO && vq->broken && vq->last_avail == before);
+		/* ...and it says why, for the log line. */
+		FZ_CHECK(r == -EIO && vq->broken && vq->fault && vq->last_avail == before);
 		return;
 	}
 	if (r == 0) {
@@ -99,8 +100,12 @@ static void enable(struct virtq *vq, uint8_t flags, uint16_t size, uint64_t desc
 	vq->event_idx = flags & 1;
 	vq->indirect = flags & 2;
 	r = virtq_enable(vq, &g_mem);
-	FZ_CHECK(r == 0 || r == -EINVAL || r == -EFAULT);
+	FZ_CHECK(r == 0 || r == -EINVAL || r == -EFAULT || r == -EBUSY);
 	FZ_CHECK(vq->ready == (r == 0));
+	/* A ready queue's rings are apart: the used ring lands on no other. */
+	if (r == 0)
+		FZ_CHECK((uint8_t *)vq->used >= (uint8_t *)vq->desc + 16ULL * size ||
+			 (uint8_t *)vq->desc >= (uint8_t *)vq->used + 6 + 8ULL * size);
 	if (r == 0) {
 		FZ_CHECK(fz_in_ram(vq->desc, 16ULL * size));
 		FZ_CHECK(fz_in_ram(vq->avail, 6 + 2ULL * size));
