@@ -79,7 +79,6 @@ int virtq_enable(struct virtq *vq, const struct guest_mem *mem)
 	vq->used_idx = 0;
 	vq->signalled_used = 0;
 	vq->signalled_valid = false;
-
 	vq->fault = NULL;
 
 	if (size == 0 || size > VIRTQ_MAX_SIZE || (size & (size - 1)) != 0)

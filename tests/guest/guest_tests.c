@@ -130,7 +130,7 @@ static void stderr_restore(int saved, int memfd, char *buf, size_t size)
 	close(memfd);
 }
 
-/* Everything up to vm_run; 0 or the step that failed (nothing asserts here). */
+/* Everything up to vm_run: NULL, or the step that failed (nothing asserts here). */
 static const char *start_vm(struct vm *vm, struct vmm_config *cfg, struct testdev *td,
 			    struct testdev_port *pio, struct testdev_port *mmio)
 {
