@@ -47,15 +47,22 @@ static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
 	return a < b + blen && b < a + alen;
 }
 
+/* Where a queue's three rings lie: guest address and length of each. */
+static void ring_spans(const struct virtq *vq, uint64_t gpa[3], uint64_t len[3])
+{
+	gpa[0] = vq->desc_gpa, len[0] = desc_bytes(vq->size);
+	gpa[1] = vq->avail_gpa, len[1] = avail_bytes(vq->size);
+	gpa[2] = vq->used_gpa, len[2] = used_bytes(vq->size);
+}
+
 bool virtq_rings_overlap(const struct virtq *a, const struct virtq *b)
 {
-	const uint64_t ga[3] = {a->desc_gpa, a->avail_gpa, a->used_gpa};
-	const uint64_t la[3] = {desc_bytes(a->size), avail_bytes(a->size), used_bytes(a->size)};
-	const uint64_t gb[3] = {b->desc_gpa, b->avail_gpa, b->used_gpa};
-	const uint64_t lb[3] = {desc_bytes(b->size), avail_bytes(b->size), used_bytes(b->size)};
+	uint64_t ga[3], la[3], gb[3], lb[3];
 
 	if (!a->ready || !b->ready)
 		return false;
+	ring_spans(a, ga, la);
+	ring_spans(b, gb, lb);
 	for (unsigned int i = 0; i < 3; i++)
 		for (unsigned int j = 0; j < 3; j++)
 			if (ranges_overlap(ga[i], la[i], gb[j], lb[j]))
@@ -66,6 +73,7 @@ bool virtq_rings_overlap(const struct virtq *a, const struct virtq *b)
 int virtq_enable(struct virtq *vq, const struct guest_mem *mem)
 {
 	uint16_t size = vq->size;
+	uint64_t g[3], l[3];
 	void *desc, *avail, *used;
 
 	vq->ready = false;
@@ -93,9 +101,9 @@ int virtq_enable(struct virtq *vq, const struct guest_mem *mem)
 	if (!desc || !avail || !used)
 		return -EFAULT;
 	/* The device writes the used ring: it may not land on the others. */
-	if (ranges_overlap(vq->desc_gpa, desc_bytes(size), vq->avail_gpa, avail_bytes(size)) ||
-	    ranges_overlap(vq->desc_gpa, desc_bytes(size), vq->used_gpa, used_bytes(size)) ||
-	    ranges_overlap(vq->avail_gpa, avail_bytes(size), vq->used_gpa, used_bytes(size)))
+	ring_spans(vq, g, l);
+	if (ranges_overlap(g[0], l[0], g[1], l[1]) || ranges_overlap(g[0], l[0], g[2], l[2]) ||
+	    ranges_overlap(g[1], l[1], g[2], l[2]))
 		return -EBUSY;
 
 	vq->desc = desc;

@@ -1328,6 +1328,20 @@ static void test_broken_ring(void **state)
 
 /* ---- 12. reset with I/O in flight ---- */
 
+/* After a device reset: the transport resets queue 0, the driver sets it up again. */
+static void restart_queue0(struct fx *f)
+{
+	struct virtio_dev *d = f->d;
+
+	virtq_reset(&d->vqs[0]);
+	memset(hva(DESC_GPA, HDR_GPA - DESC_GPA), 0, HDR_GPA - DESC_GPA);
+	f->next_desc[0] = 0;
+	queue_setup(f, 0, true);
+	pthread_mutex_lock(&d->lock);
+	assert_int_equal(d->ops->activate(d), 0);
+	pthread_mutex_unlock(&d->lock);
+}
+
 static void test_reset_inflight(void **state)
 {
 	struct fx *f = *state;
@@ -1363,13 +1377,7 @@ static void test_reset_inflight(void **state)
 		assert_int_equal(used_idx(f), 0);
 
 	/* The transport resets the queue; the driver starts again. */
-	virtq_reset(&d->vqs[0]);
-	memset(hva(DESC_GPA, HDR_GPA - DESC_GPA), 0, HDR_GPA - DESC_GPA);
-	f->next_desc[0] = 0;
-	queue_setup(f, 0, true);
-	pthread_mutex_lock(&d->lock);
-	assert_int_equal(d->ops->activate(d), 0);
-	pthread_mutex_unlock(&d->lock);
+	restart_queue0(f);
 	r = post_req(f, VIRTIO_BLK_T_IN, 8, &WR(BUF_GPA, 4096), 1);
 	run_all(f);
 	assert_int_equal(used_idx(f), 1);
@@ -1437,13 +1445,7 @@ static void test_reset_inflight_signals(void **state)
 		if (blk_completion_fd(d) >= 0)
 			blk_complete(d);
 		/* Start again, as a driver would after a reset. */
-		virtq_reset(&d->vqs[0]);
-		memset(hva(DESC_GPA, HDR_GPA - DESC_GPA), 0, HDR_GPA - DESC_GPA);
-		f->next_desc[0] = 0;
-		queue_setup(f, 0, true);
-		pthread_mutex_lock(&d->lock);
-		assert_int_equal(d->ops->activate(d), 0);
-		pthread_mutex_unlock(&d->lock);
+		restart_queue0(f);
 	}
 	sigaction(SIGUSR1, &old, NULL);
 }
