@@ -42,8 +42,12 @@ void bus_destroy(struct bus *bus);
 /* 0, or -EINVAL (zero length / overflow), -EEXIST (overlap), -ENOMEM. */
 int bus_register(struct bus *bus, uint64_t base, uint64_t len,
 		 bus_handler_fn fn, void *opaque, const char *name) WUR;
-/* 0, or -ENOENT when no range starts exactly at base. */
-int bus_unregister(struct bus *bus, uint64_t base) WUR;
+/*
+ * Remove the range that starts exactly at base and was registered with
+ * opaque: 0, or -ENOENT when there is none (another owner's range at base
+ * stays, so a device can only ever remove its own).
+ */
+int bus_unregister(struct bus *bus, uint64_t base, const void *opaque) WUR;
 
 /*
  * Dispatch an access. Returns true if a device claimed it; otherwise

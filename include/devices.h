@@ -112,6 +112,8 @@ void rtc_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
 struct pci_bar {
 	uint64_t size;	 /* power of two (>= 16 memory, >= 4 I/O); 0: no BAR */
 	uint64_t mapped; /* where it decodes now, 0 when it does not */
+	uint64_t refused; /* where the guest put it but it may not decode (RAM,
+			     another device) */
 	bool io;	 /* an I/O port BAR */
 	bool mem64;	 /* a 64-bit memory BAR: this register and the next */
 };
@@ -125,9 +127,13 @@ struct pci_device {
 	void (*cfg_write)(struct pci_device *dev, uint32_t offset, uint32_t len);
 	/* Before a read: bring cfg[offset, offset + len) up to date. */
 	void (*cfg_read)(struct pci_device *dev, uint32_t offset, uint32_t len);
-	/* A BAR starts (map) or stops decoding at gpa. */
-	void (*bar_map)(struct pci_device *dev, unsigned int bar, uint64_t gpa,
-			bool map);
+	/*
+	 * A BAR starts (map) or stops decoding at gpa. A map may fail (0 or
+	 * -errno; -EEXIST: another device decodes there): the BAR then stays
+	 * unmapped. An unmap is only ever of a BAR whose map succeeded.
+	 */
+	int (*bar_map)(struct pci_device *dev, unsigned int bar, uint64_t gpa,
+		       bool map);
 };
 
 /*

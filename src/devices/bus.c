@@ -77,14 +77,15 @@ int bus_register(struct bus *bus, uint64_t base, uint64_t len,
 	return r;
 }
 
-int bus_unregister(struct bus *bus, uint64_t base)
+int bus_unregister(struct bus *bus, uint64_t base, const void *opaque)
 {
 	unsigned int i;
 	int r = -ENOENT;
 
 	pthread_rwlock_wrlock(&bus->lock);
 	i = upper_bound(bus, base);
-	if (i > 0 && bus->ranges[i - 1].base == base) {
+	if (i > 0 && bus->ranges[i - 1].base == base &&
+	    bus->ranges[i - 1].opaque == opaque) {
 		memmove(&bus->ranges[i - 1], &bus->ranges[i],
 			(bus->nr - i) * sizeof(*bus->ranges));
 		bus->nr--;

@@ -108,8 +108,10 @@ static void update_bars(const struct pci_bus *pci, struct pci_device *dev, unsig
 	memcpy(&cmd, &dev->cfg[PCI_COMMAND], 2);
 	for (unsigned int i = 0; i < 6; i++) {
 		struct pci_bar *b = &dev->bars[i];
+		const char *onto = NULL;
 		uint64_t want;
 		uint32_t lo_sizing;
+		int r;
 
 		if (!b->size)
 			continue;
@@ -123,21 +125,39 @@ static void update_bars(const struct pci_bus *pci, struct pci_device *dev, unsig
 		    (uint32_t)want == lo_sizing || (b->mem64 && (want >> 32) == 0xffffffffu) ||
 		    (b->io && want > 0xffff) || want + b->size < want)
 			want = 0;
-		/* Over guest RAM it would decode nothing (RAM wins) or, as a
-		 * memslot, collide with RAM's: leave it off. */
-		if (want && !b->io && pci->mem && mem_overlaps_ram(pci->mem, want, b->size)) {
-			log_ratelimited(LOG_WARN, "pci",
-					"00:%02x.0 BAR %u moved onto guest RAM at 0x%llx: left unmapped",
-					slot, i, (unsigned long long)want);
-			want = 0;
-		}
-		if (want == b->mapped)
+		/* Where it already decodes, or where it was refused already
+		 * (said so). */
+		if (want == b->mapped || (want && want == b->refused))
 			continue;
 		if (b->mapped && dev->bar_map)
 			dev->bar_map(dev, i, b->mapped, false);
+		b->mapped = 0;
+		b->refused = 0;
+		if (!want)
+			continue;
+		/*
+		 * Over guest RAM it would decode nothing (RAM wins) or, as a
+		 * memslot, collide with RAM's; over another device (or a port
+		 * or page of the platform's) it would take that device's range.
+		 * Either way the other party keeps it and this BAR decodes
+		 * nothing until the guest moves it.
+		 */
+		if (!b->io && pci->mem &&
+		    mem_overlaps_ram(pci->mem, want, b->size))
+			onto = "guest RAM";
+		else if (dev->bar_map && (r = dev->bar_map(dev, i, want, true)))
+			onto = r == -EEXIST ? "another device"
+					    : "a range it cannot map";
+		if (onto) {
+			log_ratelimited(LOG_WARN, "pci",
+					"00:%02x.0 BAR %u moved onto %s at "
+					"0x%llx: left unmapped",
+					slot, i, onto,
+					(unsigned long long)want);
+			b->refused = want;
+			continue;
+		}
 		b->mapped = want;
-		if (want && dev->bar_map)
-			dev->bar_map(dev, i, want, true);
 	}
 }
 

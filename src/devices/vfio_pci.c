@@ -239,31 +239,34 @@ static void bar_access(void *opaque, uint64_t off, uint8_t *data, uint32_t len, 
 	}
 }
 
-/* A BAR starts or stops decoding at gpa (pci lock held). */
-static void bar_map(struct pci_device *pdev, unsigned int bar, uint64_t gpa, bool map)
+/* A BAR starts or stops decoding at gpa (pci lock held); pci.c logs refusals. */
+static int bar_map(struct pci_device *pdev, unsigned int bar, uint64_t gpa,
+		   bool map)
 {
 	struct vfio_pci *v = pdev->opaque;
 	struct vfio_bar *b = &v->bars[bar];
 	struct bus *bus = pdev->bars[bar].io ? &v->vm->pio : &v->vm->mmio;
+	int r;
 
 	if (!map) {
 		for (unsigned int i = 0; i < b->nareas; i++)
 			if (b->areas[i].hva && vm_set_memslot(v->vm, b->areas[i].slot, gpa + b->areas[i].off, 0,
 							      b->areas[i].hva))
-				log_warn(v->bdf, "removing BAR %u's memory slot failed", bar);
-		if (bus_unregister(bus, gpa))
-			log_warn(v->bdf, "BAR %u at 0x%llx was not registered", bar,
-				 (unsigned long long)gpa);
+				log_ratelimited(
+				    LOG_WARN, v->bdf,
+				    "removing BAR %u's memory slot failed",
+				    bar);
+		if (bus_unregister(bus, gpa, b))
+			log_ratelimited(LOG_WARN, v->bdf,
+					"BAR %u at 0x%llx was not registered",
+					bar, (unsigned long long)gpa);
 		b->mapped = 0;
-		return;
+		return 0;
 	}
 	/* Everything traps first; the mmapped areas then bypass the trap. */
-	if (bus_register(bus, gpa, b->size, bar_access, b, v->bdf)) {
-		log_ratelimited(LOG_WARN, v->bdf,
-				"guest put BAR %u at 0x%llx over another device; it stays unmapped",
-				bar, (unsigned long long)gpa);
-		return;
-	}
+	r = bus_register(bus, gpa, b->size, bar_access, b, v->bdf);
+	if (r)
+		return r;
 	b->mapped = gpa;
 	for (unsigned int i = 0; i < b->nareas; i++) {
 		struct vfio_area *a = &b->areas[i];
@@ -273,6 +276,7 @@ static void bar_map(struct pci_device *pdev, unsigned int bar, uint64_t gpa, boo
 					"BAR %u at 0x%llx overlaps guest memory; its accesses trap",
 					bar, (unsigned long long)gpa);
 	}
+	return 0;
 }
 
 /* ---- configuration space ---- */

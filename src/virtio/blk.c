@@ -28,6 +28,9 @@
 #define SECTOR 512ULL
 #define HDR_LEN sizeof(struct virtio_blk_outhdr)
 #define MAX_DISCARD_SEG 1
+/* Requests a queue starts per turn of the I/O thread: a driver that keeps
+ * refilling it (requests that complete at once) cannot hold the thread. */
+#define BLK_BUDGET 256
 
 struct blk {
 	struct virtio_dev dev;
@@ -301,11 +304,19 @@ static void blk_kick(struct virtio_dev *d, unsigned int q)
 {
 	struct blk *b = d->priv;
 	struct virtq *vq = &d->vqs[q];
+	unsigned int done = 0;
 
 	for (;;) {
-		struct blk_req *r = req_get(b, q);
+		struct blk_req *r;
 		int n;
 
+		if (done == BLK_BUDGET) {
+			/* The rest next round, after the other ready events. */
+			if (virtq_has_work(vq))
+				d->tops->kick_again(d, q);
+			break;
+		}
+		r = req_get(b, q);
 		if (!r)
 			break; /* all in flight: completions will come back here */
 		n = virtq_pop(vq, d->mem, &r->chain);
@@ -325,6 +336,7 @@ static void blk_kick(struct virtio_dev *d, unsigned int q)
 			break;
 		}
 		handle(b, r);
+		done++;
 	}
 	blk_engine_submit(&b->engine);
 	flush_notifications(b);

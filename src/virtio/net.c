@@ -4,8 +4,8 @@
  * IFF_MULTI_QUEUE); with more than one pair a control queue follows.
  *
  * Everything runs on the I/O thread under dev->lock: a TX kick writes the
- * whole ring to the tap (one writev per packet, the virtio header passes
- * straight through: the tap speaks the same header) and notifies once;
+ * whole ring to the tap (one writev per packet: our checked copy of the
+ * virtio header, which the tap speaks too, then the frame) and notifies once;
  * a readable tap fd is read into a per-queue bounce buffer and copied
  * into as many RX buffers as the packet needs (MRG_RXBUF), and the driver
  * is told of each packet at once (EVENT_IDX spares a driver that is
@@ -15,7 +15,9 @@
  * nothing is dropped and nothing spins.
  *
  * The driver's headers are checked before they reach the tap; a bad one,
- * or a chain of the wrong shape, puts the device in NEEDS_RESET.
+ * or a chain of the wrong shape, puts the device in NEEDS_RESET. Every
+ * queue handler stops after BUDGET chains and asks to run again next round
+ * (kick_again), so one busy queue cannot keep the I/O thread.
  */
 #include <errno.h>
 #include <linux/if_ether.h>
@@ -43,7 +45,7 @@ struct net_rxq {
 	struct net *n;
 	unsigned int pair;
 	int fd;
-	uint8_t *buf;	/* bounce buffer: header + frame */
+	uint8_t *buf;	/* bounce buffer: header + frame (+ 1, see rx_run) */
 	size_t len;	/* a packet waiting for buffers, or 0 */
 	bool watching;	/* fd in the I/O thread's epoll set */
 };
@@ -58,6 +60,7 @@ struct net {
 	void *watch_opaque;
 	struct net_rxq rx[NET_MAX_PAIRS];
 	struct virtq_chain chain;		/* scratch for every pop */
+	struct iovec tx_iov[VIRTQ_MAX_SEGS + 1];     /* TX: header copy, frame */
 	struct vring_used_elem used[NET_QUEUE_SIZE]; /* RX chains of one packet */
 	struct net_stats stats;
 };
@@ -150,6 +153,24 @@ const char *net_tx_hdr_check(const struct virtio_net_hdr *h, uint64_t frame_len,
 
 /* ---- TX ---- */
 
+/* iov less its first skip bytes, into out; returns the entries used. */
+static unsigned int iov_skip(const struct iovec *iov, unsigned int niov,
+			     size_t skip, struct iovec *out)
+{
+	unsigned int k = 0;
+
+	for (unsigned int i = 0; i < niov; i++) {
+		if (skip >= iov[i].iov_len) {
+			skip -= iov[i].iov_len;
+			continue;
+		}
+		out[k].iov_base = (uint8_t *)iov[i].iov_base + skip;
+		out[k++].iov_len = iov[i].iov_len - skip;
+		skip = 0;
+	}
+	return k;
+}
+
 static void tx_kick(struct net *n, unsigned int q)
 {
 	struct virtio_dev *d = &n->dev;
@@ -159,7 +180,8 @@ static void tx_kick(struct net *n, unsigned int q)
 	unsigned int done = 0;
 
 	while (done < BUDGET) {
-		struct virtio_net_hdr h;
+		struct virtio_net_hdr_mrg_rxbuf h;
+		unsigned int niov;
 		const char *why;
 		int r = virtq_pop(vq, d->mem, c);
 
@@ -179,13 +201,18 @@ static void tx_kick(struct net *n, unsigned int q)
 							 : "TX buffer shorter than the header");
 			return;
 		}
-		iov_copy(c->iov, c->nout, 0, &h, sizeof(h), false);
-		why = net_tx_hdr_check(&h, c->out_len - HDR_LEN, d->driver_features);
+		iov_copy(c->iov, c->nout, 0, &h, HDR_LEN, false);
+		why = net_tx_hdr_check(&h.hdr, c->out_len - HDR_LEN,
+				       d->driver_features);
 		if (why) {
 			virtio_set_needs_reset(d, why);
 			return;
 		}
-		if (writev(fd, c->iov, (int)c->nout) < 0) {
+		/* The header we checked goes out, not the guest's: another vCPU
+		 * may rewrite that one while the tap reads it. */
+		n->tx_iov[0] = (struct iovec){&h, HDR_LEN};
+		niov = 1 + iov_skip(c->iov, c->nout, HDR_LEN, &n->tx_iov[1]);
+		if (writev(fd, n->tx_iov, (int)niov) < 0) {
 			/* The tap is down or full: the packet is lost on the wire,
 			 * as on a real link. */
 			n->stats.tx_dropped++;
@@ -298,10 +325,25 @@ static void rx_run(struct net *n, struct net_rxq *rx)
 		int r;
 
 		if (!rx->len) {
-			ssize_t got = read(rx->fd, rx->buf, RX_BUF_LEN);
+			/* One byte more than any frame we take: a datagram that
+			 * fills it was cut short, and tun reports the full
+			 * length of what it truncated. Either way only the
+			 * buffer holds what was read: drop the frame, copy
+			 * nothing. */
+			ssize_t got = read(rx->fd, rx->buf, RX_BUF_LEN + 1);
 
 			if (got < 0)
 				break; /* EAGAIN: dry */
+			if ((size_t)got > RX_BUF_LEN) {
+				n->stats.rx_dropped++;
+				n->stats.rx_oversize++;
+				log_ratelimited(
+				    LOG_WARN, n->name,
+				    "dropped a %zd-byte frame from the "
+				    "backend: larger than %zu bytes",
+				    got, (size_t)RX_BUF_LEN);
+				continue;
+			}
 			if ((size_t)got < HDR_LEN + ETH_HLEN) {
 				n->stats.rx_dropped++;
 				continue;
@@ -332,9 +374,10 @@ static void ctrl_kick(struct net *n, unsigned int q)
 	struct virtio_dev *d = &n->dev;
 	struct virtq *vq = &d->vqs[q];
 	struct virtq_chain *c = &n->chain;
-	int r;
+	unsigned int done = 0;
+	int r = 0;
 
-	while ((r = virtq_pop(vq, d->mem, c)) > 0) {
+	while (done < BUDGET && (r = virtq_pop(vq, d->mem, c)) > 0) {
 		struct virtio_net_ctrl_hdr h;
 		uint8_t ack = VIRTIO_NET_ERR;
 		uint16_t pairs;
@@ -350,9 +393,12 @@ static void ctrl_kick(struct net *n, unsigned int q)
 			ack = VIRTIO_NET_OK; /* every enabled pair is served anyway */
 		*iov_byte(c->iov + c->nout, c->nin, c->in_len - 1) = ack;
 		virtq_push(vq, c->head, 1);
+		done++;
 	}
 	if (r < 0)
 		virtio_queue_broken(d, q);
+	else if (done == BUDGET && virtq_has_work(vq))
+		d->tops->kick_again(d, q); /* the rest next round */
 	notify(n, q);
 }
 
@@ -460,7 +506,7 @@ struct virtio_dev *net_open(const struct net_config *nc, unsigned int index,
 	n->watch_opaque = watch_opaque;
 	for (unsigned int p = 0; p < n->pairs; p++) {
 		n->rx[p] = (struct net_rxq){.n = n, .pair = p, .fd = fds[p]};
-		n->rx[p].buf = malloc(RX_BUF_LEN);
+		n->rx[p].buf = malloc(RX_BUF_LEN + 1); /* + 1: see rx_run */
 		if (!n->rx[p].buf) {
 			while (p--)
 				free(n->rx[p].buf);

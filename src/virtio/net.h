@@ -18,6 +18,8 @@ struct virtio_dev;
 
 struct net_stats {
 	uint64_t rx_packets, rx_bytes, rx_dropped;
+	uint64_t rx_oversize; /* of rx_dropped: larger than any frame the device
+				 takes */
 	uint64_t tx_packets, tx_bytes, tx_dropped;
 };
 

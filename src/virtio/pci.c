@@ -210,9 +210,22 @@ static void write_status(struct virtio_pci *vp, uint8_t v)
 	}
 	if (added & VIRTIO_CONFIG_S_FEATURES_OK) {
 		/* Only what we offered, and only the modern interface. */
-		if ((d->driver_features & ~d->features) ||
-		    !virtio_negotiated(d, VIRTIO_F_VERSION_1))
+		uint64_t extra = d->driver_features & ~d->features;
+
+		if (extra || !virtio_negotiated(d, VIRTIO_F_VERSION_1)) {
 			v &= (uint8_t)~VIRTIO_CONFIG_S_FEATURES_OK;
+			if (extra)
+				log_ratelimited(
+				    LOG_WARN, d->name,
+				    "FEATURES_OK refused: the driver accepted "
+				    "features 0x%llx, never offered",
+				    (unsigned long long)extra);
+			else
+				log_ratelimited(
+				    LOG_WARN, d->name,
+				    "FEATURES_OK refused: the driver did not "
+				    "accept VERSION_1 (no legacy interface)");
+		}
 	}
 	/*
 	 * Bits stay set until a reset (the driver may not clear them): a
@@ -454,33 +467,41 @@ static void bar_access(void *opaque, uint64_t off, uint8_t *data, uint32_t len,
 	pthread_mutex_unlock(&d->lock);
 }
 
-static void bar_map(struct pci_device *pdev, unsigned int bar, uint64_t gpa,
-		    bool map)
+/* The BAR starts or stops decoding at gpa (pci lock held); see pci.c for the
+ * log line. */
+static int bar_map(struct pci_device *pdev, unsigned int bar, uint64_t gpa,
+		   bool map)
 {
 	struct virtio_pci *vp = pdev->opaque;
 	struct virtio_dev *d = vp->dev;
+	int r;
 
 	(void)bar;
 	if (!map) {
 		for (unsigned int q = 0; q < d->num_queues; q++)
 			if (vm_ioeventfd(vp->vm, vp->kicks[q].efd,
 					 gpa + OFF_NOTIFY + NOTIFY_MULT * q, 2, false))
-				log_warn(d->name, "removing the queue %u ioeventfd failed", q);
-		if (bus_unregister(&vp->vm->mmio, gpa))
-			log_warn(d->name, "BAR at 0x%llx was not registered",
-				 (unsigned long long)gpa);
-		return;
+				log_ratelimited(
+				    LOG_WARN, d->name,
+				    "removing the queue %u ioeventfd failed",
+				    q);
+		if (bus_unregister(&vp->vm->mmio, gpa, vp))
+			log_ratelimited(LOG_WARN, d->name,
+					"BAR at 0x%llx was not registered",
+					(unsigned long long)gpa);
+		return 0;
 	}
-	if (bus_register(&vp->vm->mmio, gpa, BAR_SIZE, bar_access, vp, d->name)) {
-		log_ratelimited(LOG_WARN, d->name,
-				"guest put the BAR at 0x%llx over another device; it stays unmapped",
-				(unsigned long long)gpa);
-		return;
-	}
+	r = bus_register(&vp->vm->mmio, gpa, BAR_SIZE, bar_access, vp, d->name);
+	if (r)
+		return r;
 	for (unsigned int q = 0; q < d->num_queues; q++)
 		if (vm_ioeventfd(vp->vm, vp->kicks[q].efd,
 				 gpa + OFF_NOTIFY + NOTIFY_MULT * q, 2, true))
-			log_warn(d->name, "queue %u ioeventfd failed: kicks take the slow path", q);
+			log_ratelimited(LOG_WARN, d->name,
+					"queue %u ioeventfd failed: kicks take "
+					"the slow path",
+					q);
+	return 0;
 }
 
 static bool overlaps(uint32_t off, uint32_t len, uint32_t start, uint32_t n)

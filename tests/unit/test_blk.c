@@ -94,9 +94,19 @@ static void t_notify_config(struct virtio_dev *d)
 	g_config_notified++;
 }
 
+static unsigned int g_kick_again[VIRTIO_MAX_QUEUES];
+
+static void t_kick_again(struct virtio_dev *d, unsigned int q)
+{
+	check_locked(d);
+	if (q < VIRTIO_MAX_QUEUES)
+		g_kick_again[q]++;
+}
+
 static const struct virtio_transport_ops t_tops = {
 	.notify_queue = t_notify_queue,
 	.notify_config = t_notify_config,
+	.kick_again = t_kick_again,
 };
 
 /* ---- fixture ---- */

@@ -249,29 +249,58 @@ static void test_unregister(void **state)
 
 	assert_int_equal(bus_register(bus, 0x100, 8, dev_handler, &a, "a"), 0);
 	assert_int_equal(bus_register(bus, 0x200, 8, dev_handler, &b, "b"), 0);
-	assert_int_equal(bus_unregister(bus, 0x104), -ENOENT); /* not a base */
-	assert_int_equal(bus_unregister(bus, 0x300), -ENOENT);
-	assert_int_equal(bus_unregister(bus, 0), -ENOENT);
+	assert_int_equal(bus_unregister(bus, 0x104, &a),
+			 -ENOENT); /* not a base */
+	assert_int_equal(bus_unregister(bus, 0x300, &a), -ENOENT);
+	assert_int_equal(bus_unregister(bus, 0, &a), -ENOENT);
 	assert_int_equal(bus->nr, 2);
 
-	assert_int_equal(bus_unregister(bus, 0x100), 0);
+	assert_int_equal(bus_unregister(bus, 0x100, &a), 0);
 	assert_int_equal(bus->nr, 1);
 	assert_false(bus_access(bus, 0x100, &d, 1, false));
 	assert_int_equal(d, 0xff);
 	assert_int_equal(a.calls, 0);
 	assert_true(bus_access(bus, 0x200, &d, 1, false));
 	assert_int_equal(b.calls, 1);
-	assert_int_equal(bus_unregister(bus, 0x100), -ENOENT); /* twice */
+	assert_int_equal(bus_unregister(bus, 0x100, &a), -ENOENT); /* twice */
 
 	/* The space can be reused, with another size. */
 	assert_int_equal(bus_register(bus, 0xfc, 0x10, dev_handler, &b, "b2"), 0);
 	assert_true(bus_access(bus, 0x100, &d, 1, false));
 	assert_int_equal(b.offset, 4);
 
-	assert_int_equal(bus_unregister(bus, 0x200), 0);
-	assert_int_equal(bus_unregister(bus, 0xfc), 0);
+	assert_int_equal(bus_unregister(bus, 0x200, &b), 0);
+	assert_int_equal(bus_unregister(bus, 0xfc, &b), 0);
 	assert_int_equal(bus->nr, 0);
-	assert_int_equal(bus_unregister(bus, 0xfc), -ENOENT);
+	assert_int_equal(bus_unregister(bus, 0xfc, &b), -ENOENT);
+}
+
+/*
+ * Only the owner removes its range: a device that unregisters where it
+ * thinks its BAR is (but another device sits) leaves the other alone.
+ */
+static void test_unregister_wrong_owner(void **state)
+{
+	struct bus *bus = *state;
+	struct dev a = {.id = 1}, b = {.id = 2};
+	uint8_t d = 0;
+
+	assert_int_equal(bus_register(bus, 0x505, 1, dev_handler, &a, "exit"),
+			 0);
+	assert_int_equal(bus_register(bus, 0x1000, 0x100, dev_handler, &b, "b"),
+			 0);
+	assert_int_equal(bus_unregister(bus, 0x505, &b), -ENOENT);
+	assert_int_equal(bus_unregister(bus, 0x505, NULL), -ENOENT);
+	assert_int_equal(bus_unregister(bus, 0x1000, &a), -ENOENT);
+	assert_int_equal(bus->nr, 2);
+	assert_true(bus_access(bus, 0x505, &d, 1, false));
+	assert_int_equal(a.calls, 1);
+	assert_true(bus_access(bus, 0x10ff, &d, 1, false));
+	assert_int_equal(b.calls, 1);
+	/* The owners still can. */
+	assert_int_equal(bus_unregister(bus, 0x505, &a), 0);
+	assert_int_equal(bus_unregister(bus, 0x1000, &b), 0);
+	assert_int_equal(bus->nr, 0);
 }
 
 #define MANY 100
@@ -333,7 +362,8 @@ static void test_many_ranges_shuffled(void **state)
 
 	/* Remove the even ones; the odd ones still dispatch. */
 	for (unsigned int i = 0; i < MANY; i += 2)
-		assert_int_equal(bus_unregister(bus, 0x10000 + i * 32), 0);
+		assert_int_equal(
+		    bus_unregister(bus, 0x10000 + i * 32, &devs[i]), 0);
 	assert_int_equal(bus->nr, MANY / 2);
 	for (unsigned int i = 0; i < MANY; i++) {
 		bool claimed = bus_access(bus, 0x10000 + i * 32, d, 1, false);
@@ -396,8 +426,10 @@ static void test_concurrent_lookups(void **state)
 					 0);
 		}
 		for (unsigned int i = 0; i < 20; i++) {
-			assert_int_equal(bus_unregister(bus, 0x1000 + i * 16), 0);
-			assert_int_equal(bus_unregister(bus, 0x9000 + i * 16), 0);
+			assert_int_equal(
+			    bus_unregister(bus, 0x1000 + i * 16, &churn), 0);
+			assert_int_equal(
+			    bus_unregister(bus, 0x9000 + i * 16, &churn), 0);
 		}
 	}
 	for (unsigned int t = 0; t < 4; t++) {
@@ -411,24 +443,26 @@ static void test_concurrent_lookups(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_register_and_dispatch,
-						setup_bus, teardown_bus),
-		cmocka_unit_test_setup_teardown(test_register_invalid, setup_bus,
-						teardown_bus),
-		cmocka_unit_test_setup_teardown(test_overlaps, setup_bus,
-						teardown_bus),
-		cmocka_unit_test_setup_teardown(test_adjacent_dispatch, setup_bus,
-						teardown_bus),
-		cmocka_unit_test_setup_teardown(test_unclaimed, setup_bus,
-						teardown_bus),
-		cmocka_unit_test_setup_teardown(test_top_of_address_space,
-						setup_bus, teardown_bus),
-		cmocka_unit_test_setup_teardown(test_unregister, setup_bus,
-						teardown_bus),
-		cmocka_unit_test_setup_teardown(test_many_ranges_shuffled,
-						setup_bus, teardown_bus),
-		cmocka_unit_test_setup_teardown(test_concurrent_lookups,
-						setup_bus, teardown_bus),
+	    cmocka_unit_test_setup_teardown(test_register_and_dispatch,
+					    setup_bus, teardown_bus),
+	    cmocka_unit_test_setup_teardown(test_register_invalid, setup_bus,
+					    teardown_bus),
+	    cmocka_unit_test_setup_teardown(test_overlaps, setup_bus,
+					    teardown_bus),
+	    cmocka_unit_test_setup_teardown(test_adjacent_dispatch, setup_bus,
+					    teardown_bus),
+	    cmocka_unit_test_setup_teardown(test_unclaimed, setup_bus,
+					    teardown_bus),
+	    cmocka_unit_test_setup_teardown(test_top_of_address_space,
+					    setup_bus, teardown_bus),
+	    cmocka_unit_test_setup_teardown(test_unregister, setup_bus,
+					    teardown_bus),
+	    cmocka_unit_test_setup_teardown(test_unregister_wrong_owner,
+					    setup_bus, teardown_bus),
+	    cmocka_unit_test_setup_teardown(test_many_ranges_shuffled,
+					    setup_bus, teardown_bus),
+	    cmocka_unit_test_setup_teardown(test_concurrent_lookups, setup_bus,
+					    teardown_bus),
 	};
 
 	return cmocka_run_group_tests_name("bus", tests, NULL, NULL);

@@ -17,9 +17,12 @@
 #include <linux/virtio_config.h>
 #include <linux/virtio_pci.h>
 #include <linux/virtio_ring.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "virtio.h"
 #include "vm.h"
 
@@ -318,6 +321,36 @@ static uint64_t efd_take(int efd)
 	if (read(efd, &n, sizeof(n)) != sizeof(n))
 		return 0;
 	return n;
+}
+
+/* What the VMM logs between log_begin() and log_end(), into a memfd. */
+static int g_log_saved = -1, g_log_fd = -1;
+
+static void log_begin(void)
+{
+	fflush(stderr);
+	log_ratelimit_reset();
+	g_log_fd = memfd_create("test-log", MFD_CLOEXEC);
+	g_log_saved = dup(STDERR_FILENO);
+	assert_true(g_log_fd >= 0 && g_log_saved >= 0);
+	assert_true(dup2(g_log_fd, STDERR_FILENO) >= 0);
+}
+
+/* The captured lines into buf; returns how many "vmm: " lines there were. */
+static unsigned int log_end(char *buf, size_t size)
+{
+	unsigned int lines = 0;
+	ssize_t n;
+
+	fflush(stderr);
+	dup2(g_log_saved, STDERR_FILENO);
+	close(g_log_saved);
+	n = pread(g_log_fd, buf, size - 1, 0);
+	buf[n > 0 ? n : 0] = '\0';
+	close(g_log_fd);
+	for (const char *l = buf; (l = strstr(l, "vmm: ")); l++)
+		lines++;
+	return lines;
 }
 
 /* ---- tests ---- */
@@ -739,6 +772,119 @@ static void test_activation_failure(void **state)
 	assert_int_equal(g_kicks[0], 0);
 }
 
+/* A refused FEATURES_OK says why, once. */
+static void test_features_ok_refusal_logged(void **state)
+{
+	char log[2048];
+
+	(void)state;
+	map_bar();
+	log_begin();
+	bar_wr(CC(guest_feature_select), 0, 4);
+	bar_wr(CC(guest_feature), (uint32_t)FEATURES | (1u << 5), 4);
+	bar_wr(CC(guest_feature_select), 1, 4);
+	bar_wr(CC(guest_feature), (uint32_t)(FEATURES >> 32), 4);
+	for (unsigned int i = 0; i < 100; i++)
+		bar_wr(CC(device_status), VIRTIO_CONFIG_S_FEATURES_OK, 1);
+	assert_int_equal(status() & VIRTIO_CONFIG_S_FEATURES_OK, 0);
+	assert_int_equal(log_end(log, sizeof(log)), 1);
+	assert_string_equal(log,
+			    "vmm: warning: fake: FEATURES_OK refused: the "
+			    "driver accepted features 0x20, never offered\n");
+
+	log_begin();
+	bar_wr(CC(guest_feature_select), 0, 4);
+	bar_wr(CC(guest_feature), (uint32_t)FEATURES, 4);
+	bar_wr(CC(guest_feature_select), 1, 4);
+	bar_wr(CC(guest_feature), 0, 4);
+	bar_wr(CC(device_status), VIRTIO_CONFIG_S_FEATURES_OK, 1);
+	assert_int_equal(status() & VIRTIO_CONFIG_S_FEATURES_OK, 0);
+	assert_int_equal(log_end(log, sizeof(log)), 1);
+	assert_string_equal(log, "vmm: warning: fake: FEATURES_OK refused: the "
+				 "driver did not accept "
+				 "VERSION_1 (no legacy interface)\n");
+
+	/* Accepted: nothing to say. */
+	bar_wr(CC(device_status), 0, 1);
+	log_begin();
+	negotiate();
+	assert_int_equal(log_end(log, sizeof(log)), 0);
+}
+
+/* Another device's range on the MMIO bus: the exit page, say. */
+#define OTHER_GPA 0xfebff000ULL
+static unsigned int g_other_calls;
+
+static void other_dev(void *opaque, uint64_t off, uint8_t *data, uint32_t len,
+		      bool is_write)
+{
+	(void)opaque;
+	(void)off;
+	(void)is_write;
+	memset(data, 0x5a, len);
+	g_other_calls++;
+}
+
+/*
+ * BAR 0 moved onto another device's range and back, again and again: the
+ * other device keeps its range, the BAR decodes nothing there (mapped
+ * stays 0, no ioeventfd), decodes again once back, and one line is logged.
+ */
+static void test_bar_collision(void **state)
+{
+	static int other;
+	const struct pci_bar *b = &g_vm.pci.slots[SLOT]->bars[0];
+	uint64_t onto = OTHER_GPA & ~(BAR_SIZE - 1); /* the BAR's alignment */
+	char log[4096];
+	uint64_t v;
+
+	(void)state;
+	assert_int_equal(bus_register(&g_vm.mmio, OTHER_GPA, 0x1000, other_dev,
+				      &other, "exit"),
+			 0);
+	map_bar();
+	assert_int_equal(b->mapped, BAR_GPA);
+	log_begin();
+	for (unsigned int i = 0; i < 1000; i++) {
+		g_nioev = 0;
+		cfg_wr(PCI_BASE_ADDRESS_0, (uint32_t)OTHER_GPA, 4);
+		assert_int_equal(cfg_rd(PCI_BASE_ADDRESS_0, 4), (uint32_t)onto);
+		assert_int_equal(b->mapped, 0);
+		/* Its old ioeventfds went, none came at the other device's
+		 * page. */
+		assert_int_equal(g_nioev, NQ);
+		for (unsigned int q = 0; q < NQ; q++)
+			assert_false(g_ioev[q].assign);
+		v = 0;
+		assert_true(
+		    bus_access(&g_vm.mmio, OTHER_GPA, (uint8_t *)&v, 4, false));
+		assert_int_equal(v, 0x5a5a5a5a);
+		assert_false(
+		    bus_access(&g_vm.mmio, BAR_GPA, (uint8_t *)&v, 4, false));
+		/* The guest touches the command register meanwhile: still
+		 * refused. */
+		cfg_wr(PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2);
+		assert_int_equal(b->mapped, 0);
+		assert_int_equal(g_nioev, NQ);
+
+		cfg_wr(PCI_BASE_ADDRESS_0, (uint32_t)BAR_GPA, 4);
+		assert_int_equal(b->mapped, BAR_GPA);
+		assert_int_equal(g_nioev, 2 * NQ);
+		assert_int_equal(bar_rd(CC(num_queues), 2), NQ);
+	}
+	assert_int_equal(log_end(log, sizeof(log)), 1);
+	assert_string_equal(
+	    log,
+	    "vmm: warning: pci: 00:03.0 BAR 0 moved onto another device at "
+	    "0xfebf8000: left unmapped\n");
+	v = 0;
+	assert_true(
+	    bus_access(&g_vm.mmio, OTHER_GPA + 0xffc, (uint8_t *)&v, 4, false));
+	assert_int_equal(v, 0x5a5a5a5a);
+	assert_int_equal(g_other_calls, 1001);
+	assert_int_equal(bus_unregister(&g_vm.mmio, OTHER_GPA, &other), 0);
+}
+
 /* tests/fuzz/crashes/virtio_pci-reactivate-leak: a driver clears
  * DRIVER_OK without a reset and sets it again. */
 static void test_fuzz_reactivate_leak(void **state)
@@ -767,19 +913,21 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
-		T(test_identity_and_caps),
-		T(test_bar_sizing_and_moves),
-		T(test_hostile_config),
-		T(test_feature_negotiation),
-		T(test_queue_validation),
-		T(test_reset_restores_defaults),
-		T(test_kicks),
-		T(test_msix_routes_mask_and_pending),
-		T(test_intx_fallback),
-		T(test_device_config),
-		T(test_pci_cfg_window),
-		T(test_activation_failure),
-		T(test_fuzz_reactivate_leak),
+	    T(test_identity_and_caps),
+	    T(test_bar_sizing_and_moves),
+	    T(test_hostile_config),
+	    T(test_feature_negotiation),
+	    T(test_queue_validation),
+	    T(test_reset_restores_defaults),
+	    T(test_kicks),
+	    T(test_msix_routes_mask_and_pending),
+	    T(test_intx_fallback),
+	    T(test_device_config),
+	    T(test_pci_cfg_window),
+	    T(test_activation_failure),
+	    T(test_fuzz_reactivate_leak),
+	    T(test_features_ok_refusal_logged),
+	    T(test_bar_collision),
 #undef T
 	};
 
