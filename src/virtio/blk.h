@@ -36,8 +36,9 @@ struct blk_engine {
 	int fd;
 	int efd; /* completions (io_uring, aio); -1 for sync */
 	unsigned int inflight;
-	struct io_uring ring;
+	struct io_uring ring; /* the image is its fixed file 0 (see blk_io.c) */
 	bool ring_ready;
+	bool dead; /* a drain gave up: requests may still be in the kernel */
 	io_context_t aio;
 	struct iocb **pending; /* aio: prepared, not yet submitted (depth) */
 	unsigned int npending, depth;
@@ -46,6 +47,12 @@ struct blk_engine {
 /* Completion callback: res is bytes transferred or -errno. */
 typedef void (*blk_done_fn)(struct blk_req *r, int64_t res);
 
+/*
+ * Open the engine on fd, depth requests deep. The io_uring engine's ring is
+ * confined before it runs (and before seccomp): it knows fd as its only
+ * (fixed) file and takes READV, WRITEV and FSYNC on it, nothing else; a
+ * kernel that cannot restrict rings gives -EOPNOTSUPP.
+ */
 int blk_engine_init(struct blk_engine *e, enum blk_engine_kind kind, int fd,
 		    unsigned int depth) WUR;
 void blk_engine_destroy(struct blk_engine *e);
@@ -60,7 +67,19 @@ int blk_engine_flush(struct blk_engine *e, struct blk_req *r, int64_t *res) WUR;
 void blk_engine_submit(struct blk_engine *e);
 /* Collect finished requests, calling done for each. */
 void blk_engine_reap(struct blk_engine *e, blk_done_fn done);
-/* Wait until nothing is in flight (device reset), calling done for each. */
-void blk_engine_drain(struct blk_engine *e, blk_done_fn done);
+/*
+ * Wait until nothing is in flight (device reset, close), calling done for
+ * each; the caller frees the requests afterwards. A failing wait does not
+ * end the drain early: a signal or a transient error (EAGAIN, EBUSY,
+ * ENOMEM) is waited out. Only when waiting cannot work (the ring or
+ * context itself is refused: EBADF, EFAULT, EINVAL, ...) or keeps failing
+ * for BLK_DRAIN_GIVE_UP_S does it stop: the engine is then dead, it never
+ * touches those requests again (their completions are ignored), fails
+ * every new request with -EIO, leaks its ring rather than tear it down,
+ * and drain returns -EIO so the caller can leak what the kernel may still
+ * write. 0 when nothing is in flight.
+ */
+#define BLK_DRAIN_GIVE_UP_S 30
+int blk_engine_drain(struct blk_engine *e, blk_done_fn done);
 
 #endif

@@ -2,21 +2,28 @@
  * virtio-blk I/O engines. io_uring (liburing) and libaio complete on an
  * eventfd that the I/O thread watches; sync does the work in place. The
  * request code in blk.c is the same over all three.
+ *
+ * io_uring works in the kernel beyond seccomp's reach, so the ring is
+ * built confined (confine_disk_ring): the image is its fixed file 0, and
+ * READV, WRITEV and FSYNC on it, each with IOSQE_FIXED_FILE, are all it
+ * takes. A new operation here must be added to that list too.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "blk.h"
+#include "confine.h"
 #include "log.h"
+
+#define URING_FILE CONFINE_RING_FILE
 
 int blk_engine_init(struct blk_engine *e, enum blk_engine_kind kind, int fd,
 		    unsigned int depth)
 {
-	int r;
-
 	memset(e, 0, sizeof(*e));
 	e->kind = kind;
 	e->fd = fd;
@@ -27,11 +34,10 @@ int blk_engine_init(struct blk_engine *e, enum blk_engine_kind kind, int fd,
 	if (e->efd < 0)
 		return -errno;
 	if (kind == BLK_ENGINE_IO_URING) {
-		r = io_uring_queue_init(depth, &e->ring, 0);
-		if (r)
-			return r;
-		e->ring_ready = true;
-		return io_uring_register_eventfd(&e->ring, e->efd);
+		int r = confine_disk_ring(&e->ring, depth, fd, e->efd);
+
+		e->ring_ready = r == 0;
+		return r;
 	}
 	/* Room for every request of every queue: io_submit never runs short. */
 	e->depth = depth;
@@ -43,6 +49,14 @@ int blk_engine_init(struct blk_engine *e, enum blk_engine_kind kind, int fd,
 
 void blk_engine_destroy(struct blk_engine *e)
 {
+	if (e->dead) {
+		/* Requests may still be in the kernel: leave the ring (or
+		 * context) and what it points at for the process's end. */
+		log_err("blk", "leaking an I/O engine with %u requests that never completed",
+			e->inflight);
+		e->ring_ready = false;
+		e->aio = 0;
+	}
 	if (e->ring_ready)
 		io_uring_queue_exit(&e->ring);
 	if (e->kind == BLK_ENGINE_AIO && e->aio)
@@ -93,6 +107,10 @@ int blk_engine_rw(struct blk_engine *e, struct blk_req *r, bool write,
 {
 	struct io_uring_sqe *sqe;
 
+	if (e->dead) {
+		*res = -EIO;
+		return 1;
+	}
 	switch (e->kind) {
 	case BLK_ENGINE_SYNC:
 		*res = sync_rw(e->fd, r, write);
@@ -102,9 +120,12 @@ int blk_engine_rw(struct blk_engine *e, struct blk_req *r, bool write,
 		if (!sqe)
 			return -EAGAIN;
 		if (write)
-			io_uring_prep_writev(sqe, e->fd, r->data, r->ndata, r->offset);
+			io_uring_prep_writev(sqe, URING_FILE, r->data, r->ndata,
+					     r->offset);
 		else
-			io_uring_prep_readv(sqe, e->fd, r->data, r->ndata, r->offset);
+			io_uring_prep_readv(sqe, URING_FILE, r->data, r->ndata,
+					    r->offset);
+		sqe->flags |= IOSQE_FIXED_FILE;
 		io_uring_sqe_set_data(sqe, r);
 		e->inflight++;
 		return 0;
@@ -122,11 +143,16 @@ int blk_engine_flush(struct blk_engine *e, struct blk_req *r, int64_t *res)
 {
 	struct io_uring_sqe *sqe;
 
+	if (e->dead) {
+		*res = -EIO;
+		return 1;
+	}
 	if (e->kind == BLK_ENGINE_IO_URING) {
 		sqe = get_sqe(e);
 		if (!sqe)
 			return -EAGAIN;
-		io_uring_prep_fsync(sqe, e->fd, IORING_FSYNC_DATASYNC);
+		io_uring_prep_fsync(sqe, URING_FILE, IORING_FSYNC_DATASYNC);
+		sqe->flags |= IOSQE_FIXED_FILE;
 		io_uring_sqe_set_data(sqe, r);
 		e->inflight++;
 		return 0;
@@ -141,6 +167,8 @@ int blk_engine_flush(struct blk_engine *e, struct blk_req *r, int64_t *res)
 
 void blk_engine_submit(struct blk_engine *e)
 {
+	if (e->dead)
+		return;
 	if (e->kind == BLK_ENGINE_IO_URING) {
 		if (io_uring_sq_ready(&e->ring))
 			io_uring_submit(&e->ring);
@@ -159,22 +187,45 @@ void blk_engine_submit(struct blk_engine *e)
 	}
 }
 
-static void reap_uring(struct blk_engine *e, blk_done_fn done, bool wait)
+/*
+ * A wait for completions failed (not EINTR). Errors that say the ring or
+ * context itself is refused cannot be waited out; the others (EAGAIN,
+ * EBUSY, ENOMEM, ...) are retried, with a growing pause, for up to
+ * BLK_DRAIN_GIVE_UP_S in all. False: give up.
+ */
+static bool drain_retry(const struct blk_engine *e, int err, unsigned int *waited_ms)
+{
+	static const int hopeless[] = {EBADF, EBADFD, EFAULT, EINVAL, ENXIO, EOPNOTSUPP, EACCES};
+	unsigned int ms = MIN(MAX(*waited_ms, 1u), 100u); /* 1, 1, 2, 4 ... 100 ms */
+	struct timespec ts = {0, (long)ms * 1000000L};
+
+	for (size_t i = 0; i < ARRAY_SIZE(hopeless); i++)
+		if (err == hopeless[i])
+			return false;
+	if (*waited_ms >= BLK_DRAIN_GIVE_UP_S * 1000u)
+		return false;
+	if (*waited_ms == 0)
+		log_warn("blk", "waiting for %u in-flight requests: %s; waiting on", e->inflight,
+			 strerror(err));
+	nanosleep(&ts, NULL);
+	*waited_ms += ms;
+	return true;
+}
+
+/* The drain gave up: from now on the engine touches none of its requests. */
+static int engine_dead(struct blk_engine *e, int err)
+{
+	e->dead = true;
+	log_err("blk", "cannot wait for %u in-flight requests (%s): the disk fails from now on",
+		e->inflight, strerror(err));
+	return -EIO;
+}
+
+static void reap_uring(struct blk_engine *e, blk_done_fn done)
 {
 	struct io_uring_cqe *cqe;
 
-	while (e->inflight) {
-		int r = wait ? io_uring_wait_cqe(&e->ring, &cqe)
-			     : io_uring_peek_cqe(&e->ring, &cqe);
-
-		/* A drain must not stop early: its caller frees the requests. */
-		if (r == -EINTR && wait)
-			continue;
-		if (r) {
-			if (wait)
-				log_err("blk", "waiting for in-flight I/O: %s", strerror(-r));
-			break;
-		}
+	while (e->inflight && io_uring_peek_cqe(&e->ring, &cqe) == 0) {
 		struct blk_req *req = io_uring_cqe_get_data(cqe);
 		int64_t res = cqe->res;
 
@@ -184,38 +235,64 @@ static void reap_uring(struct blk_engine *e, blk_done_fn done, bool wait)
 	}
 }
 
-static void reap_aio(struct blk_engine *e, blk_done_fn done, bool wait)
+static int drain_uring(struct blk_engine *e, blk_done_fn done)
 {
-	struct io_event ev[64];
-	struct timespec zero = {0, 0};
+	unsigned int waited_ms = 0;
 
-	/* Requests io_submit refused: fail them rather than lose them. */
-	while (e->npending && (wait || e->npending)) {
+	reap_uring(e, done);
+	while (e->inflight) {
+		/* Submit what is left, wait for a completion: one call. */
+		int r = io_uring_submit_and_wait(&e->ring, 1);
+
+		if (r < 0 && r != -EINTR && !drain_retry(e, -r, &waited_ms))
+			return engine_dead(e, -r);
+		reap_uring(e, done);
+	}
+	return 0;
+}
+
+/* Requests io_submit refused: fail them rather than lose them. */
+static void fail_pending(struct blk_engine *e, blk_done_fn done)
+{
+	while (e->npending) {
 		struct blk_req *req = e->pending[--e->npending]->data;
 
 		e->inflight--;
 		done(req, -EIO);
 	}
+}
+
+/* Collect up to 64 completions: min_nr 0 polls. The count, or -errno. */
+static int reap_aio(struct blk_engine *e, blk_done_fn done, long min_nr)
+{
+	struct io_event ev[64];
+	struct timespec zero = {0, 0};
+	int n = io_getevents(e->aio, min_nr, 64, ev, min_nr ? NULL : &zero);
+
+	for (int i = 0; i < n; i++) {
+		struct blk_req *req = ev[i].data;
+		int64_t res = (int64_t)(long)ev[i].res;
+
+		e->inflight--;
+		done(req, res);
+	}
+	return n;
+}
+
+static int drain_aio(struct blk_engine *e, blk_done_fn done)
+{
+	unsigned int waited_ms = 0;
+
+	fail_pending(e, done);
 	while (e->inflight) {
-		int n = io_getevents(e->aio, wait ? 1 : 0, 64, ev, wait ? NULL : &zero);
+		int n = reap_aio(e, done, 1);
 
 		/* A signal (SIGUSR2 for stats, say) must not end a drain early:
 		 * its caller frees the requests still in flight (found by ASan). */
-		if (n == -EINTR && wait)
-			continue;
-		if (n <= 0) {
-			if (n < 0 && wait)
-				log_err("blk", "waiting for in-flight I/O: %s", strerror(-n));
-			break;
-		}
-		for (int i = 0; i < n; i++) {
-			struct blk_req *req = ev[i].data;
-			int64_t res = (int64_t)(long)ev[i].res;
-
-			e->inflight--;
-			done(req, res);
-		}
+		if (n < 0 && n != -EINTR && !drain_retry(e, -n, &waited_ms))
+			return engine_dead(e, -n);
 	}
+	return 0;
 }
 
 void blk_engine_reap(struct blk_engine *e, blk_done_fn done)
@@ -224,17 +301,26 @@ void blk_engine_reap(struct blk_engine *e, blk_done_fn done)
 
 	if (e->efd >= 0 && read(e->efd, &n, sizeof(n)) < 0 && errno != EAGAIN)
 		log_ratelimited(LOG_WARN, "blk", "completion eventfd: %s", strerror(errno));
-	if (e->kind == BLK_ENGINE_IO_URING)
-		reap_uring(e, done, false);
-	else if (e->kind == BLK_ENGINE_AIO)
-		reap_aio(e, done, false);
+	/* A dead engine's completions belong to requests that were freed. */
+	if (e->dead)
+		return;
+	if (e->kind == BLK_ENGINE_IO_URING) {
+		reap_uring(e, done);
+	} else if (e->kind == BLK_ENGINE_AIO) {
+		fail_pending(e, done);
+		while (e->inflight && reap_aio(e, done, 0) > 0)
+			;
+	}
 }
 
-void blk_engine_drain(struct blk_engine *e, blk_done_fn done)
+int blk_engine_drain(struct blk_engine *e, blk_done_fn done)
 {
+	if (e->dead)
+		return -EIO;
 	blk_engine_submit(e);
 	if (e->kind == BLK_ENGINE_IO_URING)
-		reap_uring(e, done, true);
-	else if (e->kind == BLK_ENGINE_AIO)
-		reap_aio(e, done, true);
+		return drain_uring(e, done);
+	if (e->kind == BLK_ENGINE_AIO)
+		return drain_aio(e, done);
+	return 0;
 }
