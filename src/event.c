@@ -276,8 +276,8 @@ int vm_run(struct vm *vm)
 						       (vm->cfg->api_socket ? CONFINE_SOCKET : 0));
 		if (r)
 			vm_request_stop(vm, VMM_EXIT_FAILURE, "seccomp: %s", strerror(-r));
-		else if (getenv("VMM_TEST_SECCOMP"))
-			(void)!getppid(); /* test hook: a call no thread may make */
+		else
+			confine_test_hook(CONFINE_IO); /* VMM_TEST_SECCOMP, see confine.h */
 	}
 	if (!r) {
 		r = io_loop(vm, sfd);

@@ -384,6 +384,8 @@ void *vcpu_thread(void *arg)
 					strerror(-r));
 			return NULL;
 		}
+		if (v->id == 0)
+			confine_test_hook(CONFINE_VCPU); /* VMM_TEST_SECCOMP, see confine.h */
 	}
 	if (v->id == 0)
 		log_info("vcpu", "first KVM_RUN %.3f ms after VM creation began",
