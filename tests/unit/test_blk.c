@@ -1801,6 +1801,143 @@ static void test_parse_disk(void **state)
 	expect_disk_err("readonly=on,engine=sync", "path");
 }
 
+/* ---- a drain whose wait fails ---- */
+
+/*
+ * The engines' waits, wrapped at link time (Makefile: WRAP for test_blk):
+ * while g_wait_fail is non-zero, a wait that would block fails with
+ * -g_wait_err instead of reaching the kernel; polls pass through.
+ */
+static unsigned int g_wait_fail, g_wait_failed;
+static int g_wait_err;
+
+int __real_io_uring_submit_and_wait(struct io_uring *ring, unsigned wait_nr);
+int __wrap_io_uring_submit_and_wait(struct io_uring *ring, unsigned wait_nr);
+int __real___io_uring_get_cqe(struct io_uring *ring, struct io_uring_cqe **cqe_ptr,
+			      unsigned submit, unsigned wait_nr, sigset_t *sigmask);
+int __wrap___io_uring_get_cqe(struct io_uring *ring, struct io_uring_cqe **cqe_ptr,
+			      unsigned submit, unsigned wait_nr, sigset_t *sigmask);
+int __real_io_getevents(io_context_t ctx, long min_nr, long nr, struct io_event *events,
+			struct timespec *timeout);
+int __wrap_io_getevents(io_context_t ctx, long min_nr, long nr, struct io_event *events,
+			struct timespec *timeout);
+
+static bool wait_fails(void)
+{
+	if (!g_wait_fail)
+		return false;
+	g_wait_fail--;
+	g_wait_failed++;
+	return true;
+}
+
+int __wrap_io_uring_submit_and_wait(struct io_uring *ring, unsigned wait_nr)
+{
+	if (wait_nr && wait_fails())
+		return -g_wait_err;
+	return __real_io_uring_submit_and_wait(ring, wait_nr);
+}
+
+int __wrap___io_uring_get_cqe(struct io_uring *ring, struct io_uring_cqe **cqe_ptr,
+			      unsigned submit, unsigned wait_nr, sigset_t *sigmask)
+{
+	if (wait_nr && wait_fails())
+		return -g_wait_err;
+	return __real___io_uring_get_cqe(ring, cqe_ptr, submit, wait_nr, sigmask);
+}
+
+int __wrap_io_getevents(io_context_t ctx, long min_nr, long nr, struct io_event *events,
+			struct timespec *timeout)
+{
+	if (min_nr && wait_fails())
+		return -g_wait_err;
+	return __real_io_getevents(ctx, min_nr, nr, events, timeout);
+}
+
+/* Sixteen 64 KiB reads over the whole image, kicked, then a device reset. */
+static void reset_with_reads_in_flight(struct fx *f)
+{
+	struct virtio_dev *d = f->d;
+
+	fill_gpa(BUF_GPA, 0x5a, IMG_BYTES);
+	for (unsigned int i = 0; i < 16; i++)
+		post_req(f, VIRTIO_BLK_T_IN, 128ULL * i, &WR(BUF_GPA + 0x10000ULL * i, 0x10000), 1);
+	pthread_mutex_lock(&d->lock);
+	d->ops->queue_kick(d, 0);
+	d->ops->reset(d);
+	pthread_mutex_unlock(&d->lock);
+}
+
+/*
+ * The wait fails a few times with an error that is not EINTR (EAGAIN): the
+ * drain must wait on, not return while reads are in flight and let the
+ * caller free their requests (the old drain returned at the first error).
+ */
+static void test_reset_drain_wait_fails(void **state)
+{
+	struct fx *f = *state;
+	struct fx_opts o = {0};
+	struct timespec ts = {0, 50 * 1000 * 1000};
+	struct virtio_dev *d;
+	struct req r;
+
+	o.cache = BLK_CACHE_NONE; /* O_DIRECT: the reads really are in flight */
+	fx_start(f, &o);
+	d = f->d;
+	g_wait_err = EAGAIN;
+	g_wait_fail = 3;
+	g_wait_failed = 0;
+	reset_with_reads_in_flight(f);
+	g_wait_fail = 0;
+	print_message("%u waits failed\n", g_wait_failed);
+	assert_true(g_wait_failed >= 1);
+	/* Every read landed before reset returned; none is left to land. */
+	assert_gpa_is_image(f, BUF_GPA, 0, IMG_BYTES);
+	fill_gpa(BUF_GPA, 0x5a, IMG_BYTES);
+	nanosleep(&ts, NULL);
+	assert_true(gpa_all(BUF_GPA, 0x5a, IMG_BYTES));
+	blk_complete(d);
+	assert_int_equal(used_idx(f), 0); /* dropped, never pushed */
+	/* The device works on. */
+	restart_queue0(f);
+	r = post_req(f, VIRTIO_BLK_T_IN, 8, &WR(BUF_GPA, 4096), 1);
+	run_all(f);
+	assert_int_equal(used_idx(f), 1);
+	assert_int_equal(status_of(r), VIRTIO_BLK_S_OK);
+	assert_gpa_is_image(f, BUF_GPA, 8 * SECTOR, 4096);
+}
+
+/*
+ * The wait cannot work at all (EBADF): the engine gives up and is dead.
+ * The requests blk.c then frees are never touched again (their
+ * completions are not delivered), and every new request fails.
+ */
+static void test_reset_drain_wait_broken(void **state)
+{
+	struct fx *f = *state;
+	struct fx_opts o = {0};
+	struct timespec ts = {0, 200 * 1000 * 1000};
+	struct virtio_dev *d;
+	struct req r;
+
+	o.cache = BLK_CACHE_NONE;
+	fx_start(f, &o);
+	d = f->d;
+	g_wait_err = EBADF;
+	g_wait_fail = ~0u;
+	g_wait_failed = 0;
+	reset_with_reads_in_flight(f);
+	g_wait_fail = 0;
+	nanosleep(&ts, NULL); /* the kernel finishes the reads meanwhile */
+	blk_complete(d);
+	assert_int_equal(used_idx(f), 0); /* nothing stale was completed */
+	restart_queue0(f);
+	r = post_req(f, VIRTIO_BLK_T_IN, 8, &WR(BUF_GPA, 4096), 1);
+	run_all(f);
+	assert_int_equal(used_idx(f), 1);
+	assert_int_equal(status_of(r), VIRTIO_BLK_S_IOERR);
+}
+
 int main(void)
 {
 #define ENG(f)                                                                 \
@@ -1808,6 +1945,9 @@ int main(void)
 	{"aio: " #f, f, fx_setup, fx_teardown, &g_eng_aio},                   \
 	{"sync: " #f, f, fx_setup, fx_teardown, &g_eng_sync}
 #define SYNC(f) {"sync: " #f, f, fx_setup, fx_teardown, &g_eng_sync}
+#define ASYNC(f)                                                               \
+	{"io_uring: " #f, f, fx_setup, fx_teardown, &g_eng_uring},             \
+	{"aio: " #f, f, fx_setup, fx_teardown, &g_eng_aio}
 	const struct CMUnitTest tests[] = {
 		ENG(test_read),
 		ENG(test_read_layouts),
@@ -1825,6 +1965,8 @@ int main(void)
 		ENG(test_reset_inflight),
 		ENG(test_reset_inflight_writes),
 		ENG(test_reset_inflight_signals),
+		ASYNC(test_reset_drain_wait_fails),
+		ASYNC(test_reset_drain_wait_broken),
 		ENG(test_multiqueue_deep),
 		SYNC(test_discard_flags_unsupp),
 		SYNC(test_notify_suppression),
@@ -1835,6 +1977,7 @@ int main(void)
 	};
 #undef ENG
 #undef SYNC
+#undef ASYNC
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
