@@ -10,6 +10,8 @@
 
 #include "compiler.h"
 
+#define VMM_VERSION "0.1.0"
+
 /* Exit statuses of the vmm process (documented in README and --help). */
 enum vmm_exit {
 	VMM_EXIT_OK = 0,      /* guest reset/rebooted, or --help/--version */
@@ -54,6 +56,8 @@ struct net_config {
 	unsigned int queues; /* queue pairs, 1..NET_MAX_PAIRS */
 };
 
+#define VMM_MAX_PATTERNS 16 /* --expect and --fail, each */
+
 #define VMM_MAX_VFIO 8
 #define VMM_MAX_PCI_DEVICES 31 /* slots 1-31 of bus 0 */
 #define VFIO_BDF_LEN 13 /* "dddd:bb:dd.f" */
@@ -71,8 +75,12 @@ struct vmm_config {
 	bool no_seccomp;	  /* --no-seccomp: no filter (debugging) */
 	/* For scripted runs (src/supervise.c). */
 	double timeout_s;	  /* --timeout: 0 none */
-	const char *expect;	  /* --expect REGEX on console lines: exit 0 */
-	const char *fail;	  /* --fail REGEX: exit 1 */
+	/* --expect REGEX (any one matching a console line: exit 0) and
+	 * --fail REGEX (any one: exit 1), each repeatable. */
+	const char *expect[VMM_MAX_PATTERNS];
+	unsigned int nr_expect;
+	const char *fail[VMM_MAX_PATTERNS];
+	unsigned int nr_fail;
 	const char *result_path;  /* --result json:PATH */
 	const char *api_socket;	  /* --api-socket PATH */
 	struct disk_config disks[VMM_MAX_DISKS];

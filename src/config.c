@@ -509,11 +509,18 @@ int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[],
 		}
 		case OPT_EXPECT:
 		case OPT_FAIL:
-			r = check_regex(c == OPT_EXPECT ? "--expect" : "--fail", optarg, err, errlen);
+		{
+			const char *opt = c == OPT_EXPECT ? "--expect" : "--fail";
+			unsigned int *nr = c == OPT_EXPECT ? &cfg->nr_expect : &cfg->nr_fail;
+
+			r = check_regex(opt, optarg, err, errlen);
 			if (r)
 				return r;
-			*(c == OPT_EXPECT ? &cfg->expect : &cfg->fail) = optarg;
+			if (*nr == VMM_MAX_PATTERNS)
+				return fail(err, errlen, "%s: at most %d patterns", opt, VMM_MAX_PATTERNS);
+			(c == OPT_EXPECT ? cfg->expect : cfg->fail)[(*nr)++] = optarg;
 			break;
+		}
 		case OPT_RESULT:
 			if (strncmp(optarg, "json:", 5) || !optarg[5])
 				return fail(err, errlen, "--result: '%s' is not json:PATH", optarg);

@@ -581,7 +581,36 @@ static void test_fuzz_regex_repetition(void **state)
 	/* What people write still works, brackets and escapes included. */
 	PARSE(&p, "--kernel", "k", "--expect", "^login: ?$", "--fail", "Kernel panic|[+*]{2} \\++");
 	assert_int_equal(p.r, 0);
-	assert_string_equal(p.cfg.expect, "^login: ?$");
+	assert_int_equal(p.cfg.nr_expect, 1);
+	assert_string_equal(p.cfg.expect[0], "^login: ?$");
+	assert_int_equal(p.cfg.nr_fail, 1);
+}
+
+/* Every --expect and --fail is kept, in order; the 17th is refused. */
+static void test_run_repeated_patterns(void **state)
+{
+	struct parsed p;
+	char *argv[3 + 2 * 17] = {(char *)"run", (char *)"--kernel", (char *)"k"};
+	char pats[17][8];
+	int argc = 3;
+
+	(void)state;
+	PARSE(&p, "--kernel", "k", "--expect", "a", "--fail", "b", "--expect", "c", "--fail", "d");
+	assert_int_equal(p.r, 0);
+	assert_int_equal(p.cfg.nr_expect, 2);
+	assert_string_equal(p.cfg.expect[0], "a");
+	assert_string_equal(p.cfg.expect[1], "c");
+	assert_int_equal(p.cfg.nr_fail, 2);
+	assert_string_equal(p.cfg.fail[0], "b");
+	assert_string_equal(p.cfg.fail[1], "d");
+	for (int i = 0; i < 17; i++) {
+		snprintf(pats[i], sizeof(pats[i]), "p%d", i);
+		argv[argc++] = (char *)"--expect";
+		argv[argc++] = pats[i];
+	}
+	p.help = true;
+	p.r = config_parse_run(&p.cfg, argc, argv, &p.help, p.err, sizeof(p.err));
+	expect_usage_error(&p, "--expect: at most 16 patterns");
 }
 
 int main(void)
@@ -609,6 +638,7 @@ int main(void)
 		cmocka_unit_test(test_net_errors),
 		cmocka_unit_test(test_vfio_values),
 		cmocka_unit_test(test_fuzz_regex_repetition),
+		cmocka_unit_test(test_run_repeated_patterns),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
