@@ -15,6 +15,9 @@ enum log_level log_get_level(void);
 void log_msg(enum log_level level, const char *subsys, const char *fmt, ...)
 	PRINTF_LIKE(3, 4);
 
+/* The last error line printed, without "vmm: " ("" if none). */
+const char *log_last_error(void);
+
 #define log_err(sub, ...) log_msg(LOG_ERROR, sub, __VA_ARGS__)
 #define log_warn(sub, ...) log_msg(LOG_WARN, sub, __VA_ARGS__)
 #define log_info(sub, ...) log_msg(LOG_INFO, sub, __VA_ARGS__)

@@ -12,6 +12,7 @@
 
 #include <linux/kvm.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <termios.h>
@@ -26,6 +27,25 @@
 
 struct vm;
 struct virtio_dev;
+
+/*
+ * Console output to a pipe, socket or terminal (src/console.c): the vCPU
+ * appends to a bounded buffer, the I/O thread writes it out without
+ * blocking; what does not fit while the reader stalls is dropped and
+ * counted. A regular file is written directly (it does not stall).
+ */
+#define CONSOLE_BUF_SIZE (64 * 1024)
+struct console_out {
+	pthread_mutex_t lock;
+	uint8_t *buf;
+	size_t head, len;
+	uint64_t dropped; /* under lock */
+	int fd;		  /* the sink, -1: not buffered */
+	int efd;	  /* bytes arrived (vCPU -> I/O thread) */
+	int retry_fd;	  /* timerfd: the sink was full, try again */
+	int saved_flags;  /* the sink's file status flags, restored at close */
+	bool ready;
+};
 struct vcpu_stats;
 struct vfio_state;
 
@@ -74,6 +94,7 @@ struct vm {
 	/* Console. */
 	int console_out_fd;  /* -1 for none */
 	bool console_out_owned;
+	struct console_out cout; /* a pipe or terminal: buffered, never blocking */
 	int console_in_fd;   /* -1 for none */
 	bool tty_raw;
 	struct termios tty_saved;
@@ -107,7 +128,7 @@ struct vm {
 	uint64_t pci_io_next;
 	unsigned int next_memslot;
 
-	/* Scripted runs: exit device, timeout, console matching, API. */
+	/* Scripted runs: exit device, timeout, console matching, API, result. */
 	struct supervise sup;
 
 	/* VFIO passthrough (src/devices/vfio.c), NULL without --vfio. */
@@ -118,6 +139,7 @@ struct vm {
 	int stop_claimed; /* atomic */
 	int stopping;	  /* atomic */
 	int exit_status;
+	enum vmm_outcome outcome;
 	char exit_reason[160];
 };
 
@@ -136,11 +158,26 @@ int vm_check_inputs(const struct vmm_config *cfg) WUR;
 /* Load kernel/initrd and write boot state. Same error convention. */
 int vm_load(struct vm *vm, bool *usage) WUR;
 int vm_run(struct vm *vm) WUR;
+/*
+ * Block the signals vm_run() serves (stop: INT TERM HUP QUIT ALRM PIPE;
+ * USR2 stats; USR1 kicks) into *set: from the start of setup, so that a
+ * stop request before the run still ends it in order.
+ */
+void vm_block_signals(sigset_t *set);
 void vm_destroy(struct vm *vm);
 
-/* Ask the VM to stop with this status; thread-safe, first caller wins. */
-void vm_request_stop(struct vm *vm, int status, const char *fmt, ...)
-	PRINTF_LIKE(3, 4);
+/*
+ * Ask the VM to stop with this status; thread-safe, first caller wins
+ * (true for the winner). The outcome is what --result reports.
+ */
+bool vm_request_stop_as(struct vm *vm, enum vmm_outcome outcome, int status,
+			const char *fmt, ...) PRINTF_LIKE(4, 5);
+/* The same, the outcome told by the status (tests). */
+#define vm_request_stop(vm, status, ...)                                       \
+	vm_request_stop_as(vm, (status) == 124 ? OUTCOME_TIMEOUT                 \
+			   : (status) >= 128 ? OUTCOME_SIGNAL                    \
+			   : (status) == 0 ? OUTCOME_POWEROFF : OUTCOME_HOST_ERROR, \
+			   status, __VA_ARGS__)
 
 uint64_t vm_now_ns(void);
 
@@ -211,5 +248,12 @@ int console_open(struct vm *vm) WUR;
 void console_close(struct vm *vm);
 /* Bytes from stdin; handles the Ctrl-A escape, feeds the UART. */
 void console_input(struct vm *vm, const uint8_t *buf, size_t len);
+/* The UART's transmit hook: buffer the byte, then supervise_console_byte(). */
+void console_tx_byte(void *opaque, uint8_t b);
+/* Watch the buffer's fds on the I/O thread (after console_open). */
+int console_start(struct vm *vm) WUR;
+/* At the end: write what is left, giving up after 0.5 s without progress. */
+void console_flush(struct vm *vm);
+uint64_t console_dropped(struct vm *vm);
 
 #endif

@@ -2,12 +2,22 @@
  * The console: where UART output goes (stdout, a file, nowhere) and where
  * its input comes from (stdin). A TTY on stdin is put in raw mode so the
  * guest gets every key; Ctrl-A x leaves, Ctrl-A Ctrl-A sends a Ctrl-A.
+ *
+ * Output to anything but a regular file (a pipe, a terminal, a socket)
+ * can stall: a reader that stops reading, a terminal on Ctrl-S. So the
+ * vCPU only appends to a bounded buffer (struct console_out) and the I/O
+ * thread writes it out non-blocking, trying again every 10 ms while the
+ * sink is full; bytes that find the buffer full are dropped and counted.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -15,12 +25,37 @@
 
 #define CTRL_A 0x01
 
+/* Buffer output to fd unless it is a regular file (or not open at all). */
+static int buffer_open(struct console_out *co, int fd)
+{
+	struct stat st;
+	int fl = fcntl(fd, F_GETFL);
+
+	co->fd = co->efd = co->retry_fd = -1;
+	if (fl < 0 || fstat(fd, &st) < 0 || S_ISREG(st.st_mode))
+		return 0;
+	co->buf = malloc(CONSOLE_BUF_SIZE);
+	co->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	co->retry_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (!co->buf || co->efd < 0 || co->retry_fd < 0)
+		return -1;
+	/* Shared with whoever else has this pipe or terminal: restored at close. */
+	if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -1;
+	pthread_mutex_init(&co->lock, NULL);
+	co->saved_flags = fl;
+	co->fd = fd;
+	co->ready = true;
+	return 0;
+}
+
 int console_open(struct vm *vm)
 {
 	const struct vmm_config *cfg = vm->cfg;
 
 	vm->console_out_fd = -1;
 	vm->console_in_fd = -1;
+	vm->cout.fd = vm->cout.efd = vm->cout.retry_fd = -1;
 	if (cfg->console == CONSOLE_FILE) {
 		vm->console_out_fd = open(cfg->console_path,
 					  O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
@@ -32,6 +67,8 @@ int console_open(struct vm *vm)
 		vm->console_out_fd = STDOUT_FILENO;
 		if (fcntl(STDIN_FILENO, F_GETFL) >= 0)
 			vm->console_in_fd = STDIN_FILENO;
+		if (buffer_open(&vm->cout, STDOUT_FILENO))
+			return -errno;
 	}
 	if (vm->console_in_fd >= 0 && isatty(vm->console_in_fd) &&
 	    tcgetattr(vm->console_in_fd, &vm->tty_saved) == 0) {
@@ -46,12 +83,155 @@ int console_open(struct vm *vm)
 	return 0;
 }
 
+static void buffer_close(struct console_out *co)
+{
+	if (co->ready) {
+		fcntl(co->fd, F_SETFL, co->saved_flags);
+		pthread_mutex_destroy(&co->lock);
+		co->ready = false;
+	}
+	if (co->efd >= 0)
+		close(co->efd);
+	if (co->retry_fd >= 0)
+		close(co->retry_fd);
+	free(co->buf);
+	co->buf = NULL;
+	co->fd = co->efd = co->retry_fd = -1;
+}
+
+void console_tx_byte(void *opaque, uint8_t b)
+{
+	struct vm *vm = opaque;
+	struct console_out *co = &vm->cout;
+
+	if (co->ready) {
+		bool was_empty;
+
+		pthread_mutex_lock(&co->lock);
+		was_empty = co->len == 0;
+		if (co->len == CONSOLE_BUF_SIZE) {
+			co->dropped++;
+		} else {
+			co->buf[(co->head + co->len) % CONSOLE_BUF_SIZE] = b;
+			co->len++;
+		}
+		pthread_mutex_unlock(&co->lock);
+		if (was_empty) {
+			uint64_t one = 1;
+
+			(void)!write(co->efd, &one, sizeof(one));
+		}
+	}
+	supervise_console_byte(&vm->sup, b);
+}
+
+/*
+ * Write out what the buffer holds (I/O thread). Returns 1 when the sink
+ * is full with bytes left, 0 when empty, -1 when the sink is gone (the
+ * rest is dropped).
+ */
+static int buffer_drain(struct console_out *co)
+{
+	for (;;) {
+		const uint8_t *p;
+		size_t n;
+		ssize_t w;
+
+		pthread_mutex_lock(&co->lock);
+		p = co->buf + co->head;
+		n = MIN(co->len, CONSOLE_BUF_SIZE - co->head);
+		pthread_mutex_unlock(&co->lock);
+		if (!n)
+			return 0;
+		/* Only this thread moves head: the bytes at p stay put. */
+		w = write(co->fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno == EAGAIN)
+			return 1;
+		pthread_mutex_lock(&co->lock);
+		if (w <= 0) {
+			co->dropped += co->len; /* EPIPE and the like: nobody will read */
+			co->head = co->len = 0;
+		} else {
+			co->head = (co->head + (size_t)w) % CONSOLE_BUF_SIZE;
+			co->len -= (size_t)w;
+		}
+		pthread_mutex_unlock(&co->lock);
+		if (w <= 0)
+			return -1;
+	}
+}
+
+static void on_output(void *opaque)
+{
+	struct vm *vm = opaque;
+	struct console_out *co = &vm->cout;
+	struct itimerspec ten_ms = {.it_value = {.tv_nsec = 10000000}};
+	uint64_t n;
+
+	(void)!read(co->efd, &n, sizeof(n));
+	(void)!read(co->retry_fd, &n, sizeof(n));
+	if (buffer_drain(co) == 1)
+		timerfd_settime(co->retry_fd, 0, &ten_ms, NULL);
+}
+
+int console_start(struct vm *vm)
+{
+	int r;
+
+	if (!vm->cout.ready)
+		return 0;
+	if ((r = vm_io_watch(vm, vm->cout.efd, on_output, vm)))
+		return r;
+	return vm_io_watch(vm, vm->cout.retry_fd, on_output, vm);
+}
+
+void console_flush(struct vm *vm)
+{
+	struct console_out *co = &vm->cout;
+	const struct timespec ten_ms = {.tv_nsec = 10000000};
+	size_t left = SIZE_MAX;
+	int idle_ms = 0;
+
+	if (!co->ready)
+		return;
+	while (buffer_drain(co) == 1 && idle_ms < 500) {
+		size_t now;
+
+		pthread_mutex_lock(&co->lock);
+		now = co->len;
+		pthread_mutex_unlock(&co->lock);
+		idle_ms = now < left ? 0 : idle_ms + 10;
+		left = now;
+		nanosleep(&ten_ms, NULL);
+	}
+	pthread_mutex_lock(&co->lock);
+	co->dropped += co->len; /* a reader that stalled to the end */
+	co->head = co->len = 0;
+	pthread_mutex_unlock(&co->lock);
+}
+
+uint64_t console_dropped(struct vm *vm)
+{
+	struct console_out *co = &vm->cout;
+	uint64_t n;
+
+	if (!co->ready)
+		return 0;
+	pthread_mutex_lock(&co->lock);
+	n = co->dropped;
+	pthread_mutex_unlock(&co->lock);
+	return n;
+}
+
 void console_close(struct vm *vm)
 {
 	if (vm->tty_raw) {
 		tcsetattr(vm->console_in_fd, TCSANOW, &vm->tty_saved);
 		vm->tty_raw = false;
 	}
+	buffer_close(&vm->cout);
 	if (vm->console_out_owned && vm->console_out_fd >= 0)
 		close(vm->console_out_fd);
 	vm->console_out_owned = false;
@@ -73,7 +253,7 @@ void console_input(struct vm *vm, const uint8_t *buf, size_t len)
 		if (vm->escape_pending) {
 			vm->escape_pending = false;
 			if (c == 'x' || c == 'X') {
-				vm_request_stop(vm, VMM_EXIT_SIGNAL + 2,
+				vm_request_stop_as(vm, OUTCOME_SIGNAL, VMM_EXIT_SIGNAL + 2,
 						"stopped from the console (Ctrl-A x)");
 				return;
 			}

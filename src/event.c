@@ -126,6 +126,7 @@ static void stop_vcpus(struct vm *vm)
 	__atomic_store_n(&vm->stopping, 1, __ATOMIC_SEQ_CST);
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++)
 		vcpu_kick(&vm->vcpus[i]);
+	supervise_release_vcpus(vm); /* a paused VM stops too */
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++)
 		if (vm->vcpus[i].started) {
 			pthread_join(vm->vcpus[i].thread, NULL);
@@ -216,9 +217,10 @@ static int io_loop(struct vm *vm, int sfd)
 				if (si.ssi_signo == SIGUSR2)
 					report_stats(vm, LOG_ERROR);
 				else
-					vm_request_stop(vm, VMM_EXIT_SIGNAL + (int)si.ssi_signo,
-							"stopped by SIG%s",
-							sigabbrev_np((int)si.ssi_signo));
+					vm_request_stop_as(vm, OUTCOME_SIGNAL,
+							   VMM_EXIT_SIGNAL + (int)si.ssi_signo,
+							   "stopped by SIG%s",
+							   sigabbrev_np((int)si.ssi_signo));
 			} else if (evs[i].data.u64 == EV_STDIN) {
 				input_pump(vm, &in);
 			} else if (evs[i].data.u64 >= EV_WATCH) {
@@ -239,26 +241,28 @@ out:
 	return r;
 }
 
+void vm_block_signals(sigset_t *set)
+{
+	static const int stop[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGALRM, SIGPIPE};
+
+	sigemptyset(set);
+	for (unsigned int i = 0; i < ARRAY_SIZE(stop); i++)
+		sigaddset(set, stop[i]);
+	sigaddset(set, SIGUSR2);
+	sigaddset(set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, set, NULL);
+}
+
 int vm_run(struct vm *vm)
 {
 	struct sigaction sa = {.sa_handler = sigusr1_handler};
 	FILE *status;
+	uint64_t dropped;
 	sigset_t set;
 	int sfd, r;
 
-	/*
-	 * SIGINT/SIGTERM/SIGHUP (stop) and SIGUSR2 (print the exit counters)
-	 * arrive on a signalfd; SIGUSR1 only kicks vCPUs.
-	 */
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGUSR2);
-	sigaddset(&set, SIGUSR1);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	vm_block_signals(&set);
 	sigaction(SIGUSR1, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN); /* a closed console pipe must not kill the VMM */
 	sigdelset(&set, SIGUSR1);
 	sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (sfd < 0) {
@@ -267,7 +271,9 @@ int vm_run(struct vm *vm)
 	}
 
 	status = log_get_level() >= LOG_INFO ? fopen("/proc/self/status", "re") : NULL;
-	r = confine_prepare();
+	r = console_start(vm);
+	if (!r)
+		r = confine_prepare();
 	if (!r)
 		r = start_vcpus(vm);
 	if (!r && !vm->cfg->no_seccomp) {
@@ -287,7 +293,9 @@ int vm_run(struct vm *vm)
 	}
 	stop_vcpus(vm);
 	close(sfd);
+	console_flush(vm);
 	supervise_finish(vm); /* --result, with the exit counters of the run */
+	dropped = console_dropped(vm);
 	console_close(vm); /* restore the terminal before we print anything */
 
 	if (log_get_level() >= LOG_INFO) {
@@ -303,6 +311,9 @@ int vm_run(struct vm *vm)
 	}
 	if (status)
 		fclose(status);
+	if (dropped)
+		log_warn("console", "%llu bytes of output dropped: nobody read them",
+			 (unsigned long long)dropped);
 	if (vm->exit_status == VMM_EXIT_OK)
 		log_info(NULL, "%s", vm->exit_reason);
 	else

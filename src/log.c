@@ -6,6 +6,8 @@
 #include "log.h"
 
 static enum log_level cur_level = LOG_WARN;
+/* The last error line's message, for a --result written after a failure. */
+static char last_error[1024];
 
 void log_set_level(enum log_level level)
 {
@@ -34,6 +36,8 @@ void log_msg(enum log_level level, const char *subsys, const char *fmt, ...)
 		vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
 	va_end(ap);
 	line[sizeof(line) - 2] = '\0';
+	if (level == LOG_ERROR)
+		snprintf(last_error, sizeof(last_error), "%s", line + 5);
 	strcat(line, "\n");
 	fputs(line, stderr);
 }
@@ -57,4 +61,9 @@ int log_ratelimit_ok(int64_t *last_sec)
 void log_ratelimit_reset(void)
 {
 	__atomic_add_fetch(&rl_epoch, 1, __ATOMIC_RELAXED);
+}
+
+const char *log_last_error(void)
+{
+	return last_error;
 }

@@ -7,11 +7,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "config.h"
 #include "log.h"
+#include "result.h"
 #include "vm.h"
-
-#define VMM_VERSION "0.1.0"
 
 static const char usage_top[] =
 	"usage: vmm run --kernel PATH [options]   boot a guest\n"
@@ -71,7 +72,9 @@ static const char usage_run[] =
 
 static int cmd_run(int argc, char *argv[])
 {
+	struct run_result result = {.fd = -1};
 	struct vmm_config cfg;
+	sigset_t sigs;
 	struct vm vm;
 	char err[256];
 	bool help, usage;
@@ -91,15 +94,33 @@ static int cmd_run(int argc, char *argv[])
 		      : cfg.verbosity == 0 ? LOG_WARN
 		      : cfg.verbosity == 1 ? LOG_INFO : LOG_DEBUG);
 
+	/* A stop signal during setup is served once the run starts. */
+	vm_block_signals(&sigs);
 	if (vm_check_inputs(&cfg)) {
 		config_free(&cfg);
 		return VMM_EXIT_USAGE;
 	}
+	if (result_open(&result, cfg.result_path)) {
+		config_free(&cfg);
+		return VMM_EXIT_FAILURE;
+	}
 	r = vm_create(&vm, &cfg, &usage);
+	vm.sup.result = &result;
 	if (!r)
 		r = vm_load(&vm, &usage);
 	if (r) {
 		vm_destroy(&vm);
+		if (usage) {
+			result_discard(&result); /* bad input writes nothing */
+		} else {
+			/* A run that failed before the guest started still reports. */
+			json_t *obj = result_new(VMM_EXIT_FAILURE, outcome_name(OUTCOME_HOST_ERROR),
+						 log_last_error());
+
+			if (obj)
+				json_object_set_new(obj, "console_dropped_bytes", json_integer(0));
+			(void)result_commit(&result, obj);
+		}
 		config_free(&cfg);
 		return usage ? VMM_EXIT_USAGE : VMM_EXIT_FAILURE;
 	}
@@ -107,6 +128,7 @@ static int cmd_run(int argc, char *argv[])
 		log_warn(NULL, "this host's KVM is not hardware-assisted (no vmx/svm CPU flag): stock Linux kernels will not boot here; scripts/lab runs them on a real KVM");
 	r = vm_run(&vm);
 	vm_destroy(&vm);
+	result_discard(&result); /* only if the run could not write it */
 	config_free(&cfg);
 	return r;
 }
@@ -116,7 +138,9 @@ static int cmd_ctl(int argc, char *argv[])
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	char line[256], buf[4096];
+	json_t *reply;
 	size_t off = 0;
+	bool ok;
 	ssize_t n;
 	int fd;
 
@@ -141,7 +165,12 @@ static int cmd_ctl(int argc, char *argv[])
 	close(fd);
 	buf[off] = '\0';
 	fputs(buf, stdout);
-	return strncmp(buf, "{\"ok\":true", 10) ? VMM_EXIT_FAILURE : VMM_EXIT_OK;
+	reply = json_loads(buf, JSON_DISABLE_EOF_CHECK, NULL);
+	ok = json_is_true(json_object_get(reply, "ok"));
+	if (!reply)
+		log_err(NULL, "ctl: '%s' answered something that is not JSON", argv[1]);
+	json_decref(reply);
+	return ok ? VMM_EXIT_OK : VMM_EXIT_FAILURE;
 }
 
 int main(int argc, char *argv[])

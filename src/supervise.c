@@ -1,21 +1,23 @@
 /*
  * Scripted runs: the guest exit device, --timeout, --expect/--fail on the
- * console, --result json:PATH and the control socket. See supervise.h;
- * the protocol is in the README ("Scripted runs").
+ * console, --result json:PATH, run control and the control socket. See
+ * supervise.h; the protocol is in the README ("Scripted runs").
  *
  * Console matching works on whole lines as the UART emits them (vCPU
- * thread, one regexec per line), so it costs the console nothing per byte
- * but a copy. The control socket is served on the I/O thread: a client
- * connects, sends one line, reads one JSON line back.
+ * thread, one regexec per pattern and line), so it costs the console
+ * nothing per byte but a copy. The control socket is served on the I/O
+ * thread, never blocking it: a client connects, sends one line, reads one
+ * JSON line back.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <libgen.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
@@ -24,8 +26,27 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "result.h"
 #include "stats.h"
 #include "vm.h"
+
+const char *outcome_name(enum vmm_outcome o)
+{
+	static const char *const names[] = {
+	    [OUTCOME_EXPECT] = "expect",
+	    [OUTCOME_FAIL] = "fail",
+	    [OUTCOME_TIMEOUT] = "timeout",
+	    [OUTCOME_GUEST_EXIT] = "guest_exit",
+	    [OUTCOME_RESET] = "reset",
+	    [OUTCOME_POWEROFF] = "poweroff",
+	    [OUTCOME_TRIPLE_FAULT] = "triple_fault",
+	    [OUTCOME_INTERNAL_ERROR] = "internal_error",
+	    [OUTCOME_SIGNAL] = "signal",
+	    [OUTCOME_HOST_ERROR] = "host_error",
+	};
+
+	return (unsigned int)o < ARRAY_SIZE(names) ? names[o] : "host_error";
+}
 
 /* ---- the exit device ---- */
 
@@ -39,19 +60,42 @@ static void exit_dev(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
 		memset(data, 0, len);
 		return;
 	}
-	vm_request_stop(vm, data[0], "the guest asked to exit with status %u", data[0]);
+	vm_request_stop_as(vm, OUTCOME_GUEST_EXIT, data[0],
+			   "the guest asked to exit with status %u", data[0]);
 }
 
 /* ---- console lines ---- */
 
-static void check_line(struct supervise *s)
+static bool matches(const regex_t *rx, unsigned int n, const char *line)
 {
+	for (unsigned int i = 0; i < n; i++)
+		if (!regexec(&rx[i], line, 0, NULL, 0))
+			return true;
+	return false;
+}
+
+/* Judge s->line; true when it ended the run. */
+static bool judge_line(struct supervise *s)
+{
+	enum vmm_outcome o;
+
 	s->line[s->line_len] = '\0';
-	if (s->has_fail && !regexec(&s->fail, s->line, 0, NULL, 0))
-		vm_request_stop(s->vm, VMM_EXIT_FAILURE, "console matched --fail: %.200s", s->line);
-	else if (s->has_expect && !regexec(&s->expect, s->line, 0, NULL, 0))
-		vm_request_stop(s->vm, VMM_EXIT_OK, "console matched --expect: %.200s", s->line);
-	s->line_len = 0;
+	if (matches(s->fail, s->nr_fail, s->line))
+		o = OUTCOME_FAIL;
+	else if (matches(s->expect, s->nr_expect, s->line))
+		o = OUTCOME_EXPECT;
+	else
+		return false;
+	/* Only the line that wins the stop is kept. */
+	if (!vm_request_stop_as(
+		s->vm, o, o == OUTCOME_FAIL ? VMM_EXIT_FAILURE : VMM_EXIT_OK,
+		"console matched --%s: %.200s",
+		o == OUTCOME_FAIL ? "fail" : "expect", s->line))
+		return false;
+	memcpy(s->matched, s->line, s->line_len);
+	s->matched_len = s->line_len;
+	s->has_matched = true;
+	return true;
 }
 
 void supervise_console_byte(void *opaque, uint8_t b)
@@ -60,53 +104,70 @@ void supervise_console_byte(void *opaque, uint8_t b)
 
 	if (!s->first_byte_ns)
 		s->first_byte_ns = vm_now_ns();
-	if (!s->has_expect && !s->has_fail)
+	if (!s->nr_expect && !s->nr_fail)
 		return;
 	if (b == '\n') {
-		check_line(s);
+		judge_line(s);
+		s->line_len = 0;
 	} else if (b != '\r') {
 		s->line[s->line_len++] = (char)b;
-		if (s->line_len == sizeof(s->line) - 1)
-			check_line(s); /* a very long line: judge it in pieces */
+		if (s->line_len == sizeof(s->line) - 1) {
+			judge_line(
+			    s); /* a very long line: judge it in pieces */
+			s->line_len = 0;
+		}
 	}
 }
 
 /* ---- timers ---- */
 
-static int arm(double seconds)
+static int timer_new(void)
 {
-	struct itimerspec it = {.it_value = {.tv_sec = (time_t)seconds,
-					     .tv_nsec = (long)((seconds - (double)(time_t)seconds) * 1e9)}};
 	int fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 
-	if (fd < 0)
-		return -errno;
-	if (it.it_value.tv_sec == 0 && it.it_value.tv_nsec == 0)
-		it.it_value.tv_nsec = 1;
-	if (timerfd_settime(fd, 0, &it, NULL) < 0) {
-		int e = errno;
+	return fd < 0 ? -errno : fd;
+}
 
-		close(fd);
-		return -e;
-	}
-	return fd;
+/* Arm fd once after seconds (0: disarm). */
+static int timer_set(int fd, double seconds)
+{
+	struct itimerspec it = {
+	    .it_value = {
+		.tv_sec = (time_t)seconds,
+		.tv_nsec = (long)((seconds - (double)(time_t)seconds) * 1e9)}};
+
+	if (seconds > 0 && it.it_value.tv_sec == 0 && it.it_value.tv_nsec == 0)
+		it.it_value.tv_nsec = 1;
+	return timerfd_settime(fd, 0, &it, NULL) < 0 ? -errno : 0;
+}
+
+static void timer_ack(int fd)
+{
+	uint64_t n;
+
+	(void)!read(fd, &n, sizeof(n));
 }
 
 static void on_timeout(void *opaque)
 {
 	struct vm *vm = opaque;
 
-	vm_request_stop(vm, VMM_EXIT_TIMEOUT, "timeout: the guest did not finish within %g s (--timeout)",
-			vm->cfg->timeout_s);
+	timer_ack(vm->sup.timer_fd);
+	vm_request_stop_as(
+	    vm, OUTCOME_TIMEOUT, VMM_EXIT_TIMEOUT,
+	    "timeout: the guest did not finish within %g s (--timeout)",
+	    vm->cfg->timeout_s);
 }
 
 static void on_grace(void *opaque)
 {
 	struct vm *vm = opaque;
 
-	vm_request_stop(vm, VMM_EXIT_SIGNAL + SIGTERM,
-			"stopped: the guest did not shut down within %d s of the stop request",
-			VMM_STOP_GRACE_S);
+	timer_ack(vm->sup.grace_fd);
+	vm_request_stop_as(vm, OUTCOME_SIGNAL, VMM_EXIT_SIGNAL + SIGTERM,
+			   "stopped: the guest did not shut down within %d s "
+			   "of the stop request",
+			   VMM_STOP_GRACE_S);
 }
 
 /* ---- pause ---- */
@@ -114,12 +175,14 @@ static void on_grace(void *opaque)
 void supervise_pause_point(struct vm *vm, struct vcpu *v)
 {
 	struct supervise *s = &vm->sup;
+	uint64_t one = 1;
 
 	pthread_mutex_lock(&s->lock);
 	if (s->paused && !__atomic_load_n(&vm->stopping, __ATOMIC_ACQUIRE)) {
-		s->parked++;
-		pthread_cond_broadcast(&s->cond);
-		while (s->paused && !__atomic_load_n(&vm->stopping, __ATOMIC_ACQUIRE))
+		if (++s->parked == vm->nr_vcpus)
+			(void)!write(s->parked_efd, &one, sizeof(one));
+		while (s->paused &&
+		       !__atomic_load_n(&vm->stopping, __ATOMIC_ACQUIRE))
 			pthread_cond_wait(&s->cond, &s->lock);
 		s->parked--;
 	}
@@ -129,72 +192,34 @@ void supervise_pause_point(struct vm *vm, struct vcpu *v)
 		__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
 }
 
-/* Park every vCPU (waits up to 2 s for them); false if they did not come. */
-static bool pause_vcpus(struct vm *vm)
-{
-	struct supervise *s = &vm->sup;
-	struct timespec deadline;
-	bool ok = true;
-
-	pthread_mutex_lock(&s->lock);
-	s->paused = true;
-	pthread_mutex_unlock(&s->lock);
-	for (unsigned int i = 0; i < vm->nr_vcpus; i++)
-		vcpu_kick(&vm->vcpus[i]);
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += 2;
-	pthread_mutex_lock(&s->lock);
-	while (s->parked < vm->nr_vcpus && ok)
-		ok = pthread_cond_timedwait(&s->cond, &s->lock, &deadline) == 0;
-	ok = s->parked == vm->nr_vcpus;
-	pthread_mutex_unlock(&s->lock);
-	return ok;
-}
-
-static void resume_vcpus(struct vm *vm)
+void supervise_release_vcpus(struct vm *vm)
 {
 	struct supervise *s = &vm->sup;
 
+	if (!s->ready)
+		return;
 	pthread_mutex_lock(&s->lock);
-	s->paused = false;
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
 }
 
-/* ---- JSON ---- */
-
-/* Exit counters as a JSON object body: "exits":N,"io_exits":N,... */
-static int exits_json(struct vm *vm, char *buf, size_t len)
+static void set_paused(struct supervise *s, bool paused)
 {
-	struct vm_exit_stats st;
-	size_t n = 0;
-	int r = stats_read(vm, &st);
-
-	n += (size_t)snprintf(buf + n, len - n, "\"userspace_exits\":%llu",
-			      (unsigned long long)st.userspace);
-	for (unsigned int i = 0; i < STAT_NR && n < len; i++)
-		if (st.valid & (1u << i))
-			n += (size_t)snprintf(buf + n, len - n, ",\"%s\":%llu", stats_kvm_name(i),
-					      (unsigned long long)st.val[i]);
-	return r;
+	pthread_mutex_lock(&s->lock);
+	__atomic_store_n(&s->paused, paused, __ATOMIC_RELEASE);
+	if (!paused)
+		pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
 }
 
-/* s as a JSON string body (quotes and control characters escaped). */
-static void json_str(char *out, size_t len, const char *s)
+static bool all_parked(struct supervise *s)
 {
-	size_t n = 0;
+	bool all;
 
-	for (; *s && n + 7 < len; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\')
-			n += (size_t)snprintf(out + n, len - n, "\\%c", c);
-		else if (c < 0x20)
-			n += (size_t)snprintf(out + n, len - n, "\\u%04x", c);
-		else
-			out[n++] = (char)c;
-	}
-	out[n] = '\0';
+	pthread_mutex_lock(&s->lock);
+	all = s->parked == s->vm->nr_vcpus;
+	pthread_mutex_unlock(&s->lock);
+	return all;
 }
 
 /* ---- the control socket ---- */
@@ -204,99 +229,334 @@ static double uptime_s(const struct vm *vm)
 	return (double)(vm_now_ns() - vm->start_ns) / 1e9;
 }
 
-static void reply(int fd, const char *fmt, ...) PRINTF_LIKE(2, 3);
-static void reply(int fd, const char *fmt, ...)
+static void client_close(struct supervise *s, struct sup_client *c)
 {
-	char buf[2048];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(buf, sizeof(buf) - 1, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	n = MIN(n, (int)sizeof(buf) - 2);
-	buf[n++] = '\n';
-	(void)!write(fd, buf, (size_t)n);
+	epoll_ctl(s->clients_ep, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	c->fd = -1;
+	c->waits_pause = false;
 }
 
-static void api_command(struct vm *vm, int fd, char *cmd)
+/* Send obj (consumed) as one line and close: a reply never blocks. */
+static void client_reply(struct supervise *s, struct sup_client *c, json_t *obj)
 {
-	struct supervise *s = &vm->sup;
-	char body[1536];
+	char *text = obj ? result_dumps(obj) : NULL;
 
+	if (text) {
+		size_t n = strlen(text);
+
+		text[n] = '\n'; /* json_dumps left room for the NUL */
+		(void)!send(c->fd, text, n + 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+		free(text);
+	}
+	json_decref(obj);
+	client_close(s, c);
+}
+
+static void reply_error(struct supervise *s, struct sup_client *c,
+			const char *why)
+{
+	client_reply(s, c, json_pack("{s:b, s:s}", "ok", 0, "error", why));
+}
+
+static void reply_state(struct supervise *s, struct sup_client *c,
+			const char *state)
+{
+	client_reply(s, c, json_pack("{s:b, s:s}", "ok", 1, "state", state));
+}
+
+/* Answer every client waiting for the pause; NULL why: it completed. */
+static void pause_done(struct supervise *s, const char *why)
+{
+	s->pausing = false;
+	(void)timer_set(s->pause_fd, 0);
+	for (unsigned int i = 0; i < SUP_MAX_CLIENTS; i++) {
+		struct sup_client *c = &s->clients[i];
+
+		if (c->fd < 0 || !c->waits_pause)
+			continue;
+		if (why)
+			reply_error(s, c, why);
+		else
+			reply_state(s, c, "paused");
+	}
+}
+
+static void on_parked(void *opaque)
+{
+	struct supervise *s = opaque;
+
+	timer_ack(s->parked_efd);
+	if (s->pausing && all_parked(s))
+		pause_done(s, NULL);
+}
+
+static void on_pause_deadline(void *opaque)
+{
+	struct supervise *s = opaque;
+
+	timer_ack(s->pause_fd);
+	if (!s->pausing)
+		return;
+	/* A pause that failed leaves the VM running, not half paused. */
+	set_paused(s, false);
+	pause_done(s, "the vCPUs did not stop within 2 s");
+}
+
+static const char *state_name(struct supervise *s)
+{
+	if (__atomic_load_n(&s->vm->stopping, __ATOMIC_ACQUIRE) || s->stop_sent)
+		return "stopping";
+	return s->pausing ? "pausing" : s->paused ? "paused" : "running";
+}
+
+/* Exit counters into obj: "userspace_exits", then KVM's by name. */
+static void add_exits(struct vm *vm, json_t *obj)
+{
+	struct vm_exit_stats st;
+
+	if (stats_read(vm, &st))
+		log_debug("stats", "KVM's counters are missing from the reply");
+	json_object_set_new(obj, "userspace_exits",
+			    json_integer((json_int_t)st.userspace));
+	for (unsigned int i = 0; i < STAT_NR; i++)
+		if (st.valid & (1u << i))
+			json_object_set_new(
+			    obj, stats_kvm_name(i),
+			    json_integer((json_int_t)st.val[i]));
+}
+
+static void api_pause(struct supervise *s, struct sup_client *c)
+{
+	struct vm *vm = s->vm;
+
+	if (!strcmp(state_name(s), "stopping")) {
+		reply_error(s, c, "the VM is stopping");
+		return;
+	}
+	c->waits_pause = true;
+	if (s->pausing)
+		return; /* answered with the first */
+	if (s->paused) {
+		reply_state(s, c, "paused");
+		return;
+	}
+	s->pausing = true;
+	set_paused(s, true);
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++)
+		vcpu_kick(&vm->vcpus[i]);
+	if (timer_set(s->pause_fd, VMM_PAUSE_WAIT_S)) {
+		set_paused(s, false);
+		pause_done(s, "cannot arm the pause timer");
+	} else if (all_parked(s)) {
+		pause_done(s, NULL);
+	}
+}
+
+static void api_command(struct supervise *s, struct sup_client *c)
+{
+	struct vm *vm = s->vm;
+	char *cmd = c->buf;
+	json_t *obj;
+
+	cmd[c->len] = '\0';
 	cmd[strcspn(cmd, "\r\n")] = '\0';
 	if (!strcmp(cmd, "status")) {
-		reply(fd, "{\"ok\":true,\"state\":\"%s\",\"uptime_s\":%.3f,\"vcpus\":%u}",
-		      s->paused ? "paused" : "running", uptime_s(vm), vm->nr_vcpus);
+		client_reply(s, c,
+			     json_pack("{s:b, s:s, s:f, s:i}", "ok", 1, "state",
+				       state_name(s), "uptime_s", uptime_s(vm),
+				       "vcpus", (int)vm->nr_vcpus));
 	} else if (!strcmp(cmd, "pause")) {
-		if (pause_vcpus(vm))
-			reply(fd, "{\"ok\":true,\"state\":\"paused\"}");
-		else
-			reply(fd, "{\"ok\":false,\"error\":\"the vCPUs did not stop within 2 s\"}");
+		api_pause(s, c);
 	} else if (!strcmp(cmd, "resume")) {
-		resume_vcpus(vm);
-		reply(fd, "{\"ok\":true,\"state\":\"running\"}");
+		if (s->pausing)
+			pause_done(s, "resumed before the pause completed");
+		set_paused(s, false);
+		reply_state(s, c, "running");
 	} else if (!strcmp(cmd, "stop")) {
-		resume_vcpus(vm);
-		if (s->grace_fd < 0) {
+		if (s->pausing)
+			pause_done(s, "the VM is stopping");
+		set_paused(s, false);
+		if (!s->stop_sent) {
+			s->stop_sent = true;
 			/* What a PC's power button is to an OS without ACPI. */
 			i8042_ctrl_alt_del(&vm->i8042);
-			s->grace_fd = arm(VMM_STOP_GRACE_S);
-			if (s->grace_fd < 0 || vm_io_watch(vm, s->grace_fd, on_grace, vm))
+			if (timer_set(s->grace_fd, VMM_STOP_GRACE_S))
 				on_grace(vm);
 		}
-		reply(fd, "{\"ok\":true,\"state\":\"stopping\",\"grace_s\":%d}", VMM_STOP_GRACE_S);
+		client_reply(s, c,
+			     json_pack("{s:b, s:s, s:i}", "ok", 1, "state",
+				       "stopping", "grace_s",
+				       VMM_STOP_GRACE_S));
 	} else if (!strcmp(cmd, "stats")) {
-		exits_json(vm, body, sizeof(body));
-		reply(fd, "{\"ok\":true,%s,\"console_bytes\":%llu}", body,
-		      (unsigned long long)vm->serial.tx_bytes);
+		obj = json_pack("{s:b}", "ok", 1);
+		if (obj) {
+			add_exits(vm, obj);
+			json_object_set_new(
+			    obj, "console_bytes",
+			    json_integer((json_int_t)vm->serial.tx_bytes));
+			json_object_set_new(
+			    obj, "console_dropped_bytes",
+			    json_integer((json_int_t)console_dropped(vm)));
+		}
+		client_reply(s, c, obj);
 	} else {
-		json_str(body, 64, cmd);
-		reply(fd, "{\"ok\":false,\"error\":\"unknown command '%s' (status, pause, resume, stop, stats)\"}",
-		      body);
+		char why[128];
+
+		snprintf(why, sizeof(why),
+			 "unknown command '%.64s' (status, pause, resume, "
+			 "stop, stats)",
+			 cmd);
+		client_reply(s, c,
+			     json_pack("{s:b, s:o}", "ok", 0, "error",
+				       result_bytes(why, strlen(why))));
 	}
 }
 
-static void on_api(void *opaque)
+static void client_read(struct supervise *s, struct sup_client *c)
 {
-	struct vm *vm = opaque;
-	struct timeval tv = {.tv_usec = 200000};
-	char buf[128];
-	ssize_t n;
-	int fd = accept4(vm->sup.listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	ssize_t n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len,
+			 MSG_DONTWAIT);
 
-	if (fd < 0)
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
-	/* One short line; a client that sends nothing is dropped soon. */
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	n = read(fd, buf, sizeof(buf) - 1);
-	if (n > 0) {
-		buf[n] = '\0';
-		api_command(vm, fd, buf);
+	if (c->waits_pause) {
+		if (n <= 0)
+			client_close(s, c); /* gone before its answer */
+		return;			    /* one request a connection */
 	}
-	close(fd);
+	if (n <= 0) {
+		if (n == 0 && c->len)
+			api_command(s, c); /* a last line without a newline */
+		else
+			client_close(s, c);
+		return;
+	}
+	c->len += (size_t)n;
+	if (memchr(c->buf, '\n', c->len))
+		api_command(s, c);
+	else if (c->len == sizeof(c->buf) - 1)
+		reply_error(s, c, "request longer than 255 bytes");
+}
+
+static void on_clients(void *opaque)
+{
+	struct supervise *s = opaque;
+	struct epoll_event evs[SUP_MAX_CLIENTS];
+	int n = epoll_wait(s->clients_ep, evs, SUP_MAX_CLIENTS, 0);
+
+	for (int i = 0; i < n; i++) {
+		struct sup_client *c = &s->clients[evs[i].data.u32];
+
+		if (c->fd >= 0)
+			client_read(s, c);
+	}
+}
+
+/* A free slot, or the longest-connected client that has not asked yet. */
+static struct sup_client *client_slot(struct supervise *s)
+{
+	struct sup_client *oldest = NULL;
+
+	for (unsigned int i = 0; i < SUP_MAX_CLIENTS; i++) {
+		struct sup_client *c = &s->clients[i];
+
+		if (c->fd < 0)
+			return c;
+		if (!c->waits_pause &&
+		    (!oldest || c->since_ns < oldest->since_ns))
+			oldest = c;
+	}
+	if (oldest) /* idle clients cannot lock others out */
+		reply_error(s, oldest,
+			    "too many clients: this idle one was closed");
+	return oldest;
+}
+
+static void on_accept(void *opaque)
+{
+	struct supervise *s = opaque;
+
+	/* A bounded number per turn: a connect storm cannot hold the loop. */
+	for (int k = 0; k < SUP_MAX_CLIENTS; k++) {
+		int fd = accept4(s->listen_fd, NULL, NULL,
+				 SOCK_CLOEXEC | SOCK_NONBLOCK);
+		struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP};
+		struct sup_client *c;
+
+		if (fd < 0)
+			return;
+		c = client_slot(s);
+		if (!c) {
+			static const char busy[] =
+			    "{\"ok\":false,\"error\":\"too many clients\"}\n";
+
+			(void)!send(fd, busy, sizeof(busy) - 1,
+				    MSG_DONTWAIT | MSG_NOSIGNAL);
+			close(fd);
+			continue;
+		}
+		*c = (struct sup_client){.fd = fd, .since_ns = vm_now_ns()};
+		ev.data.u32 = (uint32_t)(c - s->clients);
+		if (epoll_ctl(s->clients_ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			close(fd);
+			c->fd = -1;
+		}
+	}
+}
+
+/* Once a second: clients that sent no whole line in SUP_IDLE_S go. */
+static void on_sweep(void *opaque)
+{
+	struct supervise *s = opaque;
+	uint64_t now = vm_now_ns();
+
+	timer_ack(s->sweep_fd);
+	for (unsigned int i = 0; i < SUP_MAX_CLIENTS; i++) {
+		struct sup_client *c = &s->clients[i];
+
+		if (c->fd >= 0 && !c->waits_pause &&
+		    now - c->since_ns > SUP_IDLE_S * 1000000000ULL)
+			reply_error(s, c, "no request within 5 s");
+	}
 }
 
 static int api_listen(struct vm *vm, const char *path)
 {
+	struct supervise *s = &vm->sup;
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), r;
+	struct itimerspec every_s = {.it_interval = {1, 0}, .it_value = {1, 0}};
+	mode_t old_mask;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0),
+	    r;
 
 	if (fd < 0)
 		return -errno;
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	unlink(path); /* a stale socket: supervise_check() made sure of it */
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4) < 0) {
+	/* Born 0600: no window in which the umask's mode lets others in. */
+	old_mask = umask(0177);
+	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
+	umask(old_mask);
+	if (!r && listen(fd, SUP_MAX_CLIENTS) < 0)
 		r = -errno;
+	if (r) {
 		close(fd);
-		log_err(NULL, "--api-socket: cannot listen on '%s': %s", path, strerror(-r));
+		log_err(NULL, "--api-socket: cannot listen on '%s': %s", path,
+			strerror(-r));
 		return r;
 	}
-	chmod(path, 0600);
-	vm->sup.listen_fd = fd;
-	return vm_io_watch(vm, fd, on_api, vm);
+	s->listen_fd = fd;
+	s->clients_ep = epoll_create1(EPOLL_CLOEXEC);
+	s->sweep_fd = timer_new();
+	if (s->clients_ep < 0 || s->sweep_fd < 0 ||
+	    timerfd_settime(s->sweep_fd, 0, &every_s, NULL) < 0)
+		return -errno;
+	if ((r = vm_io_watch(vm, fd, on_accept, s)) ||
+	    (r = vm_io_watch(vm, s->clients_ep, on_clients, s)) ||
+	    (r = vm_io_watch(vm, s->sweep_fd, on_sweep, s)))
+		return r;
+	return 0;
 }
 
 /* ---- setup and the end ---- */
@@ -309,18 +569,22 @@ static int check_dir_of(const char *opt, const char *path)
 	snprintf(copy, sizeof(copy), "%s", path);
 	dir = dirname(copy);
 	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
-		log_err(NULL, "%s: '%s': its directory '%s' does not exist", opt, path, dir);
+		log_err(NULL, "%s: '%s': its directory '%s' does not exist",
+			opt, path, dir);
 		return -ENOENT;
 	}
 	return 0;
 }
 
-int supervise_check(const char *result_path, const char *api_socket)
+int supervise_check(const struct vmm_config *cfg)
 {
+	const char *api_socket = cfg->api_socket;
 	struct stat st;
 	int r;
 
-	if (result_path && (r = check_dir_of("--result", result_path)))
+	if (cfg->result_path &&
+	    ((r = check_dir_of("--result", cfg->result_path)) ||
+	     (r = result_check(cfg->result_path))))
 		return r;
 	if (!api_socket)
 		return 0;
@@ -331,19 +595,34 @@ int supervise_check(const char *result_path, const char *api_socket)
 		int fd;
 
 		if (!S_ISSOCK(st.st_mode)) {
-			log_err(NULL, "--api-socket: '%s' exists and is not a socket", api_socket);
+			log_err(NULL,
+				"--api-socket: '%s' exists and is not a socket",
+				api_socket);
 			return -EEXIST;
 		}
 		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", api_socket);
-		if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+		if (fd >= 0 &&
+		    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
 			close(fd);
-			log_err(NULL, "--api-socket: '%s' is in use by a running vmm", api_socket);
+			log_err(NULL,
+				"--api-socket: '%s' is in use by a running vmm",
+				api_socket);
 			return -EADDRINUSE;
 		}
 		if (fd >= 0)
 			close(fd);
 	}
+	return 0;
+}
+
+static int compile(regex_t *rx, const char *const *pats, unsigned int n,
+		   unsigned int *done)
+{
+	/* All checked when the command line was parsed. */
+	for (*done = 0; *done < n; (*done)++)
+		if (regcomp(&rx[*done], pats[*done], REG_EXTENDED | REG_NOSUB))
+			return -EINVAL;
 	return 0;
 }
 
@@ -354,78 +633,154 @@ int supervise_init(struct vm *vm)
 	int r;
 
 	s->vm = vm;
-	s->timer_fd = s->grace_fd = s->result_fd = s->listen_fd = -1;
+	s->timer_fd = s->grace_fd = s->pause_fd = s->parked_efd = -1;
+	s->listen_fd = s->clients_ep = s->sweep_fd = -1;
+	for (unsigned int i = 0; i < SUP_MAX_CLIENTS; i++)
+		s->clients[i].fd = -1;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
-	if ((r = bus_register(&vm->pio, VMM_EXIT_PORT, 1, exit_dev, vm, "exit")) ||
-	    (r = bus_register(&vm->mmio, VMM_EXIT_MMIO, 0x1000, exit_dev, vm, "exit")))
+	s->ready = true;
+	/* jansson seeds its hash tables from /dev/urandom on first use: now,
+	 * while files may still be opened. */
+	json_object_seed(0);
+	if ((r = bus_register(&vm->pio, VMM_EXIT_PORT, 1, exit_dev, vm,
+			      "exit")) ||
+	    (r = bus_register(&vm->mmio, VMM_EXIT_MMIO, 0x1000, exit_dev, vm,
+			      "exit")))
 		return r;
-	/* Both checked when the command line was parsed. */
-	s->has_expect = cfg->expect && !regcomp(&s->expect, cfg->expect, REG_EXTENDED | REG_NOSUB);
-	s->has_fail = cfg->fail && !regcomp(&s->fail, cfg->fail, REG_EXTENDED | REG_NOSUB);
-	if (cfg->timeout_s > 0) {
-		s->timer_fd = arm(cfg->timeout_s);
-		if (s->timer_fd < 0 || (r = vm_io_watch(vm, s->timer_fd, on_timeout, vm)))
-			return s->timer_fd < 0 ? s->timer_fd : r;
-	}
-	if (cfg->result_path) {
-		snprintf(s->result_tmp, sizeof(s->result_tmp), "%s.tmp.%d", cfg->result_path, (int)getpid());
-		s->result_fd = open(s->result_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		if (s->result_fd < 0) {
-			r = -errno;
-			log_err(NULL, "--result: cannot write '%s': %s", cfg->result_path, strerror(-r));
-			return r;
+	if ((r = compile(s->expect, cfg->expect, cfg->nr_expect,
+			 &s->nr_expect)) ||
+	    (r = compile(s->fail, cfg->fail, cfg->nr_fail, &s->nr_fail)))
+		return r;
+	/* Every timer exists before the seccomp filter: arming one is all it
+	 * takes. */
+	s->timer_fd = timer_new();
+	s->grace_fd = timer_new();
+	s->pause_fd = timer_new();
+	s->parked_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->timer_fd < 0 || s->grace_fd < 0 || s->pause_fd < 0 ||
+	    s->parked_efd < 0)
+		return -EMFILE;
+	if ((r = vm_io_watch(vm, s->timer_fd, on_timeout, vm)) ||
+	    (r = vm_io_watch(vm, s->grace_fd, on_grace, vm)) ||
+	    (r = vm_io_watch(vm, s->pause_fd, on_pause_deadline, s)) ||
+	    (r = vm_io_watch(vm, s->parked_efd, on_parked, s)))
+		return r;
+	if (cfg->timeout_s > 0 && (r = timer_set(s->timer_fd, cfg->timeout_s)))
+		return r;
+	return cfg->api_socket ? api_listen(vm, cfg->api_socket) : 0;
+}
+
+/* Whether the run ended by the guest's own doing (not a stop from outside). */
+static bool guest_ended(enum vmm_outcome o)
+{
+	return o == OUTCOME_GUEST_EXIT || o == OUTCOME_RESET ||
+	       o == OUTCOME_POWEROFF;
+}
+
+/* The final word on the status, once every vCPU has stopped. */
+static void judge_end(struct vm *vm)
+{
+	struct supervise *s = &vm->sup;
+	enum vmm_outcome o = vm->outcome;
+
+	if (s->has_matched)
+		return;
+	/* A last line without a newline still counts, unless vmm was told to
+	 * stop. */
+	if (s->line_len && o != OUTCOME_SIGNAL && o != OUTCOME_HOST_ERROR &&
+	    o != OUTCOME_INTERNAL_ERROR) {
+		s->line[s->line_len] = '\0';
+		if (matches(s->fail, s->nr_fail, s->line) ||
+		    matches(s->expect, s->nr_expect, s->line)) {
+			bool failed = matches(s->fail, s->nr_fail, s->line);
+
+			vm->outcome = failed ? OUTCOME_FAIL : OUTCOME_EXPECT;
+			vm->exit_status =
+			    failed ? VMM_EXIT_FAILURE : VMM_EXIT_OK;
+			snprintf(vm->exit_reason, sizeof(vm->exit_reason),
+				 "console matched --%s: %.120s",
+				 failed ? "fail" : "expect", s->line);
+			memcpy(s->matched, s->line, s->line_len);
+			s->matched_len = s->line_len;
+			s->has_matched = true;
+			return;
 		}
 	}
-	return cfg->api_socket ? api_listen(vm, cfg->api_socket) : 0;
+	if (s->nr_expect && guest_ended(o)) {
+		char was[160];
+
+		snprintf(was, sizeof(was), "%s", vm->exit_reason);
+		vm->exit_status = VMM_EXIT_FAILURE;
+		snprintf(vm->exit_reason, sizeof(vm->exit_reason),
+			 "the guest ended before --expect matched (%.100s)",
+			 was);
+	}
+}
+
+static json_t *supervise_result(struct vm *vm)
+{
+	struct supervise *s = &vm->sup;
+	json_t *obj = result_new(vm->exit_status, outcome_name(vm->outcome),
+				 vm->exit_reason);
+	json_t *exits = json_object();
+
+	if (!obj || !exits) {
+		json_decref(obj);
+		json_decref(exits);
+		return NULL;
+	}
+	json_object_set_new(obj, "matched_line",
+			    s->has_matched
+				? result_bytes(s->matched, s->matched_len)
+				: json_null());
+	json_object_set_new(obj, "wall_time_s", json_real(uptime_s(vm)));
+	json_object_set_new(
+	    obj, "first_console_byte_s",
+	    s->first_byte_ns
+		? json_real((double)(s->first_byte_ns - vm->start_ns) / 1e9)
+		: json_null());
+	json_object_set_new(obj, "console_bytes",
+			    json_integer((json_int_t)vm->serial.tx_bytes));
+	json_object_set_new(obj, "console_dropped_bytes",
+			    json_integer((json_int_t)console_dropped(vm)));
+	json_object_set_new(obj, "vcpus", json_integer(vm->nr_vcpus));
+	add_exits(vm, exits);
+	json_object_set_new(obj, "exits", exits);
+	return obj;
 }
 
 void supervise_finish(struct vm *vm)
 {
-	struct supervise *s = &vm->sup;
-	char exits[1536], reason[400], first[32] = "null";
-
-	if (s->result_fd < 0)
-		return;
-	if (s->first_byte_ns)
-		snprintf(first, sizeof(first), "%.6f", (double)(s->first_byte_ns - vm->start_ns) / 1e9);
-	exits_json(vm, exits, sizeof(exits));
-	json_str(reason, sizeof(reason), vm->exit_reason);
-	dprintf(s->result_fd,
-		"{\"status\":%d,\"reason\":\"%s\",\"wall_time_s\":%.6f,\"first_console_byte_s\":%s,"
-		"\"console_bytes\":%llu,\"vcpus\":%u,\"exits\":{%s}}\n",
-		vm->exit_status, reason, uptime_s(vm), first,
-		(unsigned long long)vm->serial.tx_bytes, vm->nr_vcpus, exits);
-	close(s->result_fd);
-	s->result_fd = -1;
-	/* Whole or not at all: the name appears only when the file is done. */
-	if (rename(s->result_tmp, vm->cfg->result_path) < 0)
-		log_err(NULL, "--result: cannot write '%s': %s", vm->cfg->result_path, strerror(errno));
+	judge_end(vm);
+	if (vm->sup.result)
+		(void)result_commit(vm->sup.result, supervise_result(vm));
 }
 
 void supervise_destroy(struct vm *vm)
 {
 	struct supervise *s = &vm->sup;
 
-	if (!s->vm)
+	if (!s->ready)
 		return;
-	if (s->has_expect)
-		regfree(&s->expect);
-	if (s->has_fail)
-		regfree(&s->fail);
-	if (s->timer_fd >= 0)
-		close(s->timer_fd);
-	if (s->grace_fd >= 0)
-		close(s->grace_fd);
-	if (s->result_fd >= 0) {
-		close(s->result_fd);
-		unlink(s->result_tmp); /* a run that never got to its end */
-	}
+	for (unsigned int i = 0; i < s->nr_expect; i++)
+		regfree(&s->expect[i]);
+	for (unsigned int i = 0; i < s->nr_fail; i++)
+		regfree(&s->fail[i]);
+	for (unsigned int i = 0; i < SUP_MAX_CLIENTS; i++)
+		if (s->clients[i].fd >= 0)
+			client_close(s, &s->clients[i]);
+	int fds[] = {s->timer_fd,   s->grace_fd,   s->pause_fd,
+		     s->parked_efd, s->clients_ep, s->sweep_fd};
+
+	for (unsigned int i = 0; i < ARRAY_SIZE(fds); i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
 	if (s->listen_fd >= 0) {
 		close(s->listen_fd);
 		unlink(vm->cfg->api_socket);
 	}
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->lock);
-	s->vm = NULL;
+	s->ready = false;
 }

@@ -22,7 +22,8 @@
 #define KVM_TSS_GPA 0xfffbd000ULL
 #define KVM_IDENTITY_MAP_GPA 0xfffbc000ULL
 
-void vm_request_stop(struct vm *vm, int status, const char *fmt, ...)
+bool vm_request_stop_as(struct vm *vm, enum vmm_outcome outcome, int status,
+			const char *fmt, ...)
 {
 	uint64_t one = 1;
 	int expected = 0;
@@ -30,8 +31,9 @@ void vm_request_stop(struct vm *vm, int status, const char *fmt, ...)
 
 	if (!__atomic_compare_exchange_n(&vm->stop_claimed, &expected, 1, false,
 					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-		return; /* the first reason stands */
+		return false; /* the first reason stands */
 	vm->exit_status = status;
+	vm->outcome = outcome;
 	va_start(ap, fmt);
 	vsnprintf(vm->exit_reason, sizeof(vm->exit_reason), fmt, ap);
 	va_end(ap);
@@ -39,6 +41,7 @@ void vm_request_stop(struct vm *vm, int status, const char *fmt, ...)
 	__atomic_store_n(&vm->stopping, 1, __ATOMIC_RELEASE);
 	if (write(vm->stop_efd, &one, sizeof(one)) < 0)
 		log_debug("vm", "stop eventfd: %s", strerror(errno));
+	return true;
 }
 
 void vm_set_irq(void *opaque, unsigned int gsi, int level)
@@ -61,7 +64,7 @@ uint64_t vm_now_ns(void)
 
 static void reset_cb(void *opaque)
 {
-	vm_request_stop(opaque, VMM_EXIT_OK, "guest reset");
+	vm_request_stop_as(opaque, OUTCOME_RESET, VMM_EXIT_OK, "guest reset");
 }
 
 static bool host_has_hw_virt(void)
@@ -124,6 +127,7 @@ int vm_create(struct vm *vm, const struct vmm_config *cfg, bool *usage)
 	vm->start_ns = vm_now_ns();
 	vm->kvm_fd = vm->vm_fd = vm->stop_efd = vm->epfd = -1;
 	vm->console_out_fd = vm->console_in_fd = -1;
+	vm->cout.fd = vm->cout.efd = vm->cout.retry_fd = -1;
 	*usage = false;
 
 	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
@@ -297,6 +301,131 @@ static int open_input(const char *opt, const char *path, int *fd_out,
 	return 0;
 }
 
+/*
+ * The whole of an input file, read (not mapped: a file truncated while vmm
+ * starts must give an error, not SIGBUS). *buf is malloc'd.
+ */
+static int read_input(const char *opt, const char *path, void **buf, uint64_t *size)
+{
+	uint64_t done = 0;
+	uint8_t *p;
+	int fd, r = open_input(opt, path, &fd, size);
+
+	if (r)
+		return r;
+	p = malloc(*size);
+	if (!p) {
+		log_err(NULL, "%s: '%s' (%llu bytes) does not fit in memory", opt, path,
+			(unsigned long long)*size);
+		close(fd);
+		return -ENOMEM;
+	}
+	while (done < *size) {
+		ssize_t n = pread(fd, p + done, *size - done, (off_t)done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			log_err(NULL, "%s: reading '%s': %s", opt, path,
+				n < 0 ? strerror(errno) : "the file shrank while it was read");
+			free(p);
+			close(fd);
+			return n < 0 ? -errno : -EINVAL;
+		}
+		done += (uint64_t)n;
+	}
+	close(fd);
+	*buf = p;
+	return 0;
+}
+
+/* What path names: the same inode, or (not there yet) the same place. */
+struct file_id {
+	bool exists;
+	dev_t dev;
+	ino_t ino;
+	char place[8200]; /* the real directory + "/" + base name */
+};
+
+static void file_id(const char *path, struct file_id *id)
+{
+	char copy[4096], dir[4096], *slash;
+	const char *dirpath = copy, *base;
+	struct stat st;
+
+	memset(id, 0, sizeof(*id));
+	if (stat(path, &st) == 0) {
+		id->exists = true;
+		id->dev = st.st_dev;
+		id->ino = st.st_ino;
+		return;
+	}
+	snprintf(copy, sizeof(copy), "%s", path);
+	slash = strrchr(copy, '/');
+	if (!slash) {
+		dirpath = ".";
+		base = copy;
+	} else if (slash == copy) {
+		dirpath = "/";
+		base = copy + 1;
+	} else {
+		*slash = '\0';
+		base = slash + 1;
+	}
+	if (!realpath(dirpath, dir))
+		return;
+	snprintf(id->place, sizeof(id->place), "%s/%s", dir, base);
+}
+
+static bool same_file(const struct file_id *a, const struct file_id *b)
+{
+	if (a->exists && b->exists)
+		return a->dev == b->dev && a->ino == b->ino;
+	return !a->exists && !b->exists && a->place[0] && !strcmp(a->place, b->place);
+}
+
+/*
+ * An output (--console file:, --result) must not be an input or the other
+ * output: the run would destroy the file it reads. Links count as the
+ * file they reach.
+ */
+static int check_outputs(const struct vmm_config *cfg)
+{
+	struct {
+		const char *opt, *path;
+	} in[4 + VMM_MAX_DISKS], out[2];
+	unsigned int nin = 0, nout = 0;
+
+	in[nin++] = (typeof(in[0])){"--kernel", cfg->kernel};
+	if (cfg->initrd)
+		in[nin++] = (typeof(in[0])){"--initrd", cfg->initrd};
+	if (cfg->api_socket)
+		in[nin++] = (typeof(in[0])){"--api-socket", cfg->api_socket};
+	for (unsigned int i = 0; i < cfg->nr_disks; i++)
+		in[nin++] = (typeof(in[0])){"--disk", cfg->disks[i].path};
+	if (cfg->console == CONSOLE_FILE)
+		out[nout++] = (typeof(out[0])){"--console", cfg->console_path};
+	if (cfg->result_path)
+		out[nout++] = (typeof(out[0])){"--result", cfg->result_path};
+	for (unsigned int o = 0; o < nout; o++) {
+		struct file_id oid, iid;
+
+		file_id(out[o].path, &oid);
+		for (unsigned int i = 0; i < nin + o; i++) {
+			const char *opt = i < nin ? in[i].opt : out[i - nin].opt;
+			const char *path = i < nin ? in[i].path : out[i - nin].path;
+
+			file_id(path, &iid);
+			if (same_file(&oid, &iid)) {
+				log_err(NULL, "%s: '%s' is the file of %s '%s': refusing to overwrite it",
+					out[o].opt, out[o].path, opt, path);
+				return -EINVAL;
+			}
+		}
+	}
+	return 0;
+}
+
 /* A --disk image: there, a regular file, a whole number of sectors. */
 static int check_disk(const struct disk_config *dc, struct stat *st)
 {
@@ -332,19 +461,13 @@ int vm_check_inputs(const struct vmm_config *cfg)
 	int fd, r;
 
 	/* The kernel against the memory layout, as vm_load() will put it. */
-	r = open_input("--kernel", cfg->kernel, &fd, &size);
+	r = read_input("--kernel", cfg->kernel, &buf, &size);
 	if (r)
 		return r;
-	buf = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-	close(fd);
-	if (buf == MAP_FAILED) {
-		log_err(NULL, "--kernel: cannot map '%s': %s", cfg->kernel, strerror(errno));
-		return -EINVAL;
-	}
 	memset(&layout, 0, sizeof(layout));
 	mem_layout(&layout, cfg->mem_bytes);
 	r = kernel_check(&layout, buf, size, &ki, err, sizeof(err));
-	munmap(buf, size);
+	free(buf);
 	if (r) {
 		log_err(NULL, "--kernel: '%s': %s", cfg->kernel, err);
 		return r;
@@ -361,7 +484,7 @@ int vm_check_inputs(const struct vmm_config *cfg)
 			return -ENOSPC;
 		}
 	}
-	r = supervise_check(cfg->result_path, cfg->api_socket);
+	r = supervise_check(cfg);
 	if (r)
 		return r;
 	for (unsigned int i = 0; i < cfg->nr_disks; i++) {
@@ -375,7 +498,7 @@ int vm_check_inputs(const struct vmm_config *cfg)
 				return -EINVAL;
 			}
 	}
-	return 0;
+	return check_outputs(cfg);
 }
 
 static int load_kernel(struct vm *vm)
@@ -384,19 +507,13 @@ static int load_kernel(struct vm *vm)
 	char err[256];
 	uint64_t size;
 	void *buf;
-	int fd, r;
+	int r;
 
-	r = open_input("--kernel", path, &fd, &size);
+	r = read_input("--kernel", path, &buf, &size);
 	if (r)
 		return r;
-	buf = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-	close(fd);
-	if (buf == MAP_FAILED) {
-		log_err(NULL, "--kernel: cannot map '%s': %s", path, strerror(errno));
-		return -EINVAL;
-	}
 	r = kernel_load(&vm->mem, buf, size, &vm->kernel, err, sizeof(err));
-	munmap(buf, size);
+	free(buf);
 	if (r)
 		log_err(NULL, "--kernel: '%s': %s", path, err);
 	else
@@ -499,9 +616,10 @@ int vm_load(struct vm *vm, bool *usage)
 		*usage = true;
 		return r;
 	}
-	vm->serial.out_fd = vm->console_out_fd;
-	vm->serial.tx_hook = supervise_console_byte;
-	vm->serial.tx_opaque = &vm->sup;
+	/* A pipe or a terminal gets the bytes through console_tx_byte's buffer. */
+	vm->serial.out_fd = vm->cout.ready ? -1 : vm->console_out_fd;
+	vm->serial.tx_hook = console_tx_byte;
+	vm->serial.tx_opaque = vm;
 	r = supervise_init(vm);
 	if (r == -ENOENT || r == -EACCES || r == -EEXIST)
 		*usage = true;

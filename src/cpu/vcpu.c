@@ -313,32 +313,32 @@ static bool handle_exit(struct vcpu *v)
 	case KVM_EXIT_INTR:
 		return true;
 	case KVM_EXIT_HLT:
-		vm_request_stop(vm, VMM_EXIT_OK, "guest halted");
+		vm_request_stop_as(vm, OUTCOME_POWEROFF, VMM_EXIT_OK, "guest halted");
 		return false;
 	case KVM_EXIT_SHUTDOWN:
 		dump_regs(v);
-		vm_request_stop(vm, VMM_EXIT_FAILURE,
+		vm_request_stop_as(vm, OUTCOME_TRIPLE_FAULT, VMM_EXIT_FAILURE,
 				"guest triple fault on vcpu%u (rip 0x%llx)", v->id,
 				(unsigned long long)cur_rip(v));
 		return false;
 	case KVM_EXIT_SYSTEM_EVENT:
 		switch (run->system_event.type) {
 		case KVM_SYSTEM_EVENT_RESET:
-			vm_request_stop(vm, VMM_EXIT_OK, "guest reset");
+			vm_request_stop_as(vm, OUTCOME_RESET, VMM_EXIT_OK, "guest reset");
 			break;
 		case KVM_SYSTEM_EVENT_SHUTDOWN:
-			vm_request_stop(vm, VMM_EXIT_OK, "guest powered off");
+			vm_request_stop_as(vm, OUTCOME_POWEROFF, VMM_EXIT_OK, "guest powered off");
 			break;
 		default:
 			dump_regs(v);
-			vm_request_stop(vm, VMM_EXIT_FAILURE,
+			vm_request_stop_as(vm, OUTCOME_INTERNAL_ERROR, VMM_EXIT_FAILURE,
 					"guest crashed (system event %u) on vcpu%u",
 					run->system_event.type, v->id);
 		}
 		return false;
 	case KVM_EXIT_INTERNAL_ERROR:
 		dump_regs(v);
-		vm_request_stop(vm, VMM_EXIT_FAILURE,
+		vm_request_stop_as(vm, OUTCOME_INTERNAL_ERROR, VMM_EXIT_FAILURE,
 				"KVM internal error %u%s on vcpu%u (rip 0x%llx)",
 				run->internal.suberror,
 				run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION
@@ -347,14 +347,14 @@ static bool handle_exit(struct vcpu *v)
 		return false;
 	case KVM_EXIT_FAIL_ENTRY:
 		dump_regs(v);
-		vm_request_stop(vm, VMM_EXIT_FAILURE,
+		vm_request_stop_as(vm, OUTCOME_INTERNAL_ERROR, VMM_EXIT_FAILURE,
 				"KVM could not enter the guest on vcpu%u (hardware reason 0x%llx)",
 				v->id,
 				(unsigned long long)run->fail_entry.hardware_entry_failure_reason);
 		return false;
 	default:
 		dump_regs(v);
-		vm_request_stop(vm, VMM_EXIT_FAILURE,
+		vm_request_stop_as(vm, OUTCOME_INTERNAL_ERROR, VMM_EXIT_FAILURE,
 				"unexpected KVM exit reason %u on vcpu%u (rip 0x%llx)",
 				run->exit_reason, v->id,
 				(unsigned long long)cur_rip(v));
