@@ -80,10 +80,12 @@ expect_error "--disk queues=0" 2 "queues='0'" run --kernel "$G/hello.elf" --disk
 # on any host; one line each, exit 2, and nothing created or modified ---
 state() { find "$T" -printf '%p %s %m %T@\n' | sort; find "$T" -type f -exec md5sum {} + | sort; }
 cp "$G/hello.elf" "$T/arm.elf"
+cp "$G/hello.elf" "$T/hello.elf"
 printf '\xb7\x00' | dd of="$T/arm.elf" bs=1 seek=18 conv=notrunc 2>/dev/null # e_machine: AArch64
 truncate -s 1000 "$T/odd.img"
 truncate -s 8M "$T/disk.img"
 ln -s disk.img "$T/disk-link.img"
+ln "$T/disk.img" "$T/disk-hard.img"
 mkdir -p "$T/adir"
 bz=build/lab/bzImage
 [ -r "$bz" ] && head -c 200000 "$bz" >"$T/trunc-bz"
@@ -108,6 +110,15 @@ bad_inputs=(
 	"--result in a missing directory|'$T/no/dir' does not exist|--kernel $G/hello.elf --result json:$T/no/dir/r.json"
 	"--api-socket in a missing directory|'$T/no/dir' does not exist|--kernel $G/hello.elf --api-socket $T/no/dir/s"
 	"--api-socket on a file|exists and is not a socket|--kernel $G/hello.elf --api-socket $T/text"
+	"--console onto the kernel|is the file of --kernel|--kernel $T/hello.elf --mem 16M --console file:$T/hello.elf"
+	"--console onto a disk by a link|is the file of --disk|--kernel $G/hello.elf --mem 16M --disk path=$T/disk.img --console file:$T/disk-link.img"
+	"--result onto a disk by a hard link|is the file of --disk|--kernel $G/hello.elf --mem 16M --disk path=$T/disk.img --result json:$T/disk-hard.img"
+	"--result onto the initrd|is the file of --initrd|--kernel $G/hello.elf --mem 16M --initrd $T/text --result json:$T/text"
+	"--console onto the API socket|is the file of --api-socket|--kernel $G/hello.elf --mem 16M --api-socket $T/api.sock --console file:$T/api.sock"
+	"--result onto --console|is the file of --console|--kernel $G/hello.elf --mem 16M --console file:$T/same.log --result json:$T/same.log"
+	"--result a directory|'$T/adir' is a directory|--kernel $G/hello.elf --mem 16M --result json:$T/adir"
+	"--result a device|'/dev/null' exists and is not a regular file|--kernel $G/hello.elf --mem 16M --result json:/dev/null"
+	"--expect seventeen times|at most 16 patterns|--kernel $G/hello.elf $(printf -- '--expect x%d ' $(seq 17))"
 )
 [ -r "$T/trunc-bz" ] && bad_inputs+=("truncated bzImage|kernel is truncated|--kernel $T/trunc-bz --mem 256M")
 for c in "${bad_inputs[@]}"; do
@@ -200,6 +211,125 @@ if have_kvm; then
 		want=$((128 + $(kill -l $sig)))
 		[ "$rc" = $want ] && [ "$(wc -l <"$T/err")" = 1 ] && grep -q "stopped by SIG$sig" "$T/err" && ok "SIG$sig exits $want" || bad "SIG$sig exits $want" "rc=$rc $(cat "$T/err")"
 	done
+
+	# --- stop works in every state, and leaves nothing behind -----------
+	# json_field FILE KEY: one field of a --result file (strict parse).
+	json_field() {
+		python3 -c 'import json, sys
+def no(c): raise ValueError("non-standard constant " + c)
+print(json.load(open(sys.argv[1]), parse_constant=no)[sys.argv[2]])' "$1" "$2" 2>&1
+	}
+	leftovers() { find "$T" -name '*.tmp.*' -o -name 'p.sock' | tr '\n' ' '; }
+	start_paused() { # start hang.elf with a socket and a result, then pause it
+		rm -f "$T/p.sock" "$T/p.json"
+		"$VMM" run -q --kernel "$G/hang.elf" --mem 16M --api-socket "$T/p.sock" --result "json:$T/p.json" "$@" \
+			>"$T/p.out" 2>"$T/p.err" </dev/null &
+		pid=$!
+		for _ in $(seq 50); do grep -q halting "$T/p.out" && break; sleep 0.1; done
+		preply=$("$VMM" ctl "$T/p.sock" pause)
+	}
+	for sig in TERM INT; do
+		start_paused
+		kill -s $sig $pid
+		wait $pid
+		rc=$?
+		want=$((128 + $(kill -l $sig)))
+		[ "$preply" = '{"ok":true,"state":"paused"}' ] && [ "$rc" = $want ] &&
+			[ "$(json_field "$T/p.json" outcome)" = signal ] && [ -z "$(leftovers)" ] &&
+			ok "paused, SIG$sig exits $want" || bad "paused, SIG$sig exits $want" "pause=$preply rc=$rc left=$(leftovers) $(cat "$T/p.err")"
+	done
+	start_paused --timeout 2
+	wait $pid
+	rc=$?
+	[ "$rc" = 124 ] && [ "$(json_field "$T/p.json" outcome)" = timeout ] && [ -z "$(leftovers)" ] &&
+		ok "paused, --timeout exits 124" || bad "paused, --timeout exits 124" "rc=$rc left=$(leftovers) $(cat "$T/p.err")"
+	start_paused
+	sreply=$("$VMM" ctl "$T/p.sock" status)
+	"$VMM" ctl "$T/p.sock" stop >/dev/null
+	wait $pid
+	rc=$?
+	[[ "$sreply" == '{"ok":true,"state":"paused",'* ]] && [ "$rc" = 143 ] && [ -z "$(leftovers)" ] &&
+		ok "paused, api stop ends it" || bad "paused, api stop ends it" "status=$sreply rc=$rc $(cat "$T/p.err")"
+	for sig in QUIT ALRM HUP PIPE; do
+		"$VMM" run -q --kernel "$G/hang.elf" --mem 16M --result "json:$T/s.json" >"$T/out" 2>"$T/err" </dev/null &
+		pid=$!
+		for _ in $(seq 50); do grep -q halting "$T/out" && break; sleep 0.1; done
+		kill -s $sig $pid
+		wait $pid
+		rc=$?
+		want=$((128 + $(kill -l $sig)))
+		[ "$rc" = $want ] && [ "$(cat "$T/err")" = "vmm: stopped by SIG$sig" ] &&
+			[ "$(json_field "$T/s.json" status)" = $want ] && [ -z "$(leftovers)" ] &&
+			ok "SIG$sig exits $want" || bad "SIG$sig exits $want" "rc=$rc $(cat "$T/err")"
+	done
+
+	# --- a console reader that stalls never stalls the guest or the stop
+	start=$(date +%s%N)
+	{ "$VMM" run -q --kernel "$G/chatty.elf" --mem 16M --cmdline mode=flood --timeout 1 \
+		--result "json:$T/c.json" 2>"$T/err"; echo $? >"$T/rc"; } | sleep 6
+	rc=$(cat "$T/rc")
+	dropped=$(json_field "$T/c.json" console_dropped_bytes)
+	[ "$rc" = 124 ] && [ "$dropped" -gt 0 ] 2>/dev/null &&
+		ok "stalled console reader: --timeout still ends it, bytes dropped and counted" ||
+		bad "stalled console reader" "rc=$rc dropped=$dropped $(cat "$T/err")"
+	out=$("$VMM" run -q --kernel "$G/chatty.elf" --mem 16M --cmdline mode=flood 2>"$T/err" | head -c 300000 | wc -c)
+	[ "$out" = 300000 ] && [ "$(cat "$T/err")" = "vmm: stopped by SIGPIPE" ] &&
+		ok "console reader gone: SIGPIPE ends the run" || bad "console reader gone" "$out bytes, $(cat "$T/err")"
+	out=$("$VMM" run -q --kernel "$G/chatty.elf" --mem 16M --cmdline mode=bytes | od -An -tx1 | tr -d ' \n')
+	want=$(printf '%s' "$(seq 1 31 | grep -vxE '10|13'; seq 127 255)" | xargs printf '%02x')225c204d41524b0a
+	[ "$out" = "$want" ] && ok "console bytes through a pipe, unchanged" || bad "console bytes through a pipe" "$out"
+
+	# --- scripted runs mean what they say -------------------------------
+	run "$VMM" run -q --kernel "$G/hello.elf" --mem 16M --expect NEVER --result "json:$T/e.json"
+	[ "$rc" = 1 ] && [ "$err" = "vmm: the guest ended before --expect matched (guest reset)" ] &&
+		[ "$(json_field "$T/e.json" outcome)" = reset ] && [ "$(json_field "$T/e.json" matched_line)" = None ] &&
+		ok "guest ends before --expect: exit 1" || bad "guest ends before --expect" "rc=$rc $err"
+	run "$VMM" run -q --kernel "$G/hello.elf" --mem 16M --expect NEVER --expect 'from gu'
+	[ "$rc" = 0 ] && ok "any --expect matches" || bad "any --expect matches" "rc=$rc $err"
+	run "$VMM" run -q --kernel "$G/hello.elf" --mem 16M --fail NEVER --fail '^hello' --expect guest
+	[ "$rc" = 1 ] && [[ "$err" == *"console matched --fail: hello from guest" ]] &&
+		ok "any --fail fails" || bad "any --fail fails" "rc=$rc $err"
+	run "$VMM" run -q --kernel "$G/chatty.elf" --mem 16M --cmdline mode=noeol --expect 'RESULT: PASS$' --result "json:$T/n.json"
+	[ "$rc" = 0 ] && [ "$(json_field "$T/n.json" matched_line)" = "RESULT: PASS" ] &&
+		[ "$(json_field "$T/n.json" outcome)" = expect ] &&
+		ok "a last line without a newline is checked" || bad "a last line without a newline" "rc=$rc $err"
+	run "$VMM" run -q --kernel "$G/chatty.elf" --mem 16M --cmdline mode=bytes --expect MARK --result "json:$T/b.json"
+	got=$(python3 -c 'import json, sys
+raw = open(sys.argv[1], "rb").read()
+assert all(0x20 <= b < 0x7f for b in raw[:-1]) and raw[-1:] == b"\n", "not one ASCII line"
+r = json.loads(raw)
+want = "".join(map(chr, [c for c in range(1, 32) if c not in (10, 13)] + list(range(127, 256)))) + "\"\\ MARK"
+assert r["matched_line"] == want, r["matched_line"]
+assert r["schema"] == 1 and r["outcome"] == "expect" and r["status"] == 0, r
+assert r["console_dropped_bytes"] == 0 and r["vmm_version"]
+print("ok")' "$T/b.json" 2>&1 | tail -n 1)
+	[ "$rc" = 0 ] && [ "$got" = ok ] && ok "--result: strict JSON whatever the guest prints" || bad "--result: strict JSON" "rc=$rc $got"
+	"$VMM" run -q --kernel "$G/hang.elf" --mem 16M --disk "path=$T/disk.img" >"$T/hang.out" 2>&1 </dev/null &
+	hang=$!
+	for _ in $(seq 50); do grep -q halting "$T/hang.out" && break; sleep 0.1; done
+	run "$VMM" run -q --kernel "$G/hello.elf" --mem 16M --disk "path=$T/disk.img" --result "json:$T/l.json"
+	kill "$hang"
+	wait "$hang" 2>/dev/null
+	[ "$rc" = 1 ] && [ "$(json_field "$T/l.json" outcome)" = host_error ] &&
+		[[ "$(json_field "$T/l.json" reason)" == *"is locked by another process"* ]] &&
+		ok "--result written when the run fails before the guest starts" || bad "--result on an early failure" "rc=$rc $err"
+
+	# --- the control socket never blocks the I/O thread ------------------
+	rm -f "$T/a.sock"
+	"$VMM" run -q --kernel "$G/hang.elf" --mem 16M --api-socket "$T/a.sock" >"$T/out" 2>"$T/err" </dev/null &
+	pid=$!
+	for _ in $(seq 50); do grep -q halting "$T/out" && break; sleep 0.1; done
+	[ "$(stat -c %a "$T/a.sock")" = 600 ] && ok "--api-socket is 0600" || bad "--api-socket is 0600" "$(stat -c %a "$T/a.sock")"
+	got=$(tests/cli/api_client.py split "$T/a.sock")
+	[[ "$got" == '{"ok":true,"state":"running",'* ]] && ok "api: a request in two writes is one line" || bad "api: a request in two writes" "$got"
+	got=$(tests/cli/api_client.py idle "$T/a.sock" 12 status 2>"$T/lat")
+	[[ "$got" == '{"ok":true,"state":"running",'* ]] && ok "api: answered with 12 idle clients connected ($(cat "$T/lat") ms)" ||
+		bad "api: 12 idle clients" "$got"
+	got=$(tests/cli/api_client.py silent "$T/a.sock")
+	[[ "$got" == '{"ok":false,"error":"no request within 5 s"} '[56] ]] && ok "api: an idle client is closed after 5 s" ||
+		bad "api: idle client closed" "$got"
+	kill $pid
+	wait $pid
 else
 	skipped "boot cases" "/dev/kvm is not usable here (the lab runs vmm on a real KVM)"
 fi

@@ -1,0 +1,58 @@
+/*
+ * Console behaviour for scripted runs, chosen by "mode=NAME" on the
+ * command line:
+ *   flood  prints numbered lines forever (a stalled reader's test)
+ *   noeol  prints "RESULT: PASS" with no newline, then returns (reset)
+ *   bytes  prints bytes 0x01-0x1f (not \n), 0x7f-0xff, quotes and a
+ *          backslash on one line ending in "MARK", then returns
+ *   quiet  prints one line, then returns
+ */
+#include "guest.h"
+
+#define ZP_CMD_LINE_PTR 0x228
+
+/* Whether "mode=NAME" is a word of s. */
+static int mode_is(const char *s, const char *name)
+{
+	for (; *s; s++) {
+		const char *p = s, *k = "mode=", *n = name;
+
+		while (*k && *p == *k)
+			p++, k++;
+		if (*k)
+			continue;
+		while (*n && *p == *n)
+			p++, n++;
+		if (!*n && (*p == '\0' || *p == ' '))
+			return 1;
+	}
+	return 0;
+}
+
+void main(void *zeropage);
+void main(void *zeropage)
+{
+	const char *cmd =
+	    (const char *)(uintptr_t) *
+	    (const uint32_t *)((const uint8_t *)zeropage + ZP_CMD_LINE_PTR);
+
+	if (mode_is(cmd, "flood")) {
+		for (uint64_t n = 0;; n++) {
+			puts_com1("chatty line ");
+			puthex(n, 16);
+			puts_com1(" ..........................................."
+				  ".....\n");
+		}
+	} else if (mode_is(cmd, "noeol")) {
+		puts_com1("chatty: start\nRESULT: PASS");
+	} else if (mode_is(cmd, "bytes")) {
+		for (unsigned int c = 1; c < 0x20; c++)
+			if (c != '\n' && c != '\r')
+				putc_com1((char)c);
+		for (unsigned int c = 0x7f; c < 0x100; c++)
+			putc_com1((char)c);
+		puts_com1("\"\\ MARK\n");
+	} else {
+		puts_com1("chatty: quiet\n");
+	}
+}

@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""Control-socket clients for test_cli.sh (busybox nc cannot speak Unix sockets).
+
+  api_client.py split SOCK          send "sta", pause, then "tus\n": print the reply
+  api_client.py idle SOCK N CMD     hold N silent connections open, send CMD on
+                                    another: print the reply, then its latency in
+                                    ms on stderr
+  api_client.py silent SOCK         connect, send nothing: print what comes back
+                                    (the idle timeout's reply) and the seconds it took
+"""
+import socket
+import sys
+import time
+
+
+def connect(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(20)
+    s.connect(path)
+    return s
+
+
+def read_all(s):
+    data = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            return data.decode("ascii", "replace")
+        data += chunk
+
+
+def main():
+    mode, path = sys.argv[1], sys.argv[2]
+    if mode == "split":
+        s = connect(path)
+        s.sendall(b"sta")
+        time.sleep(0.3)
+        s.sendall(b"tus\n")
+        sys.stdout.write(read_all(s))
+    elif mode == "idle":
+        idle = [connect(path) for _ in range(int(sys.argv[3]))]
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        s = connect(path)
+        s.sendall(sys.argv[4].encode() + b"\n")
+        reply = read_all(s)
+        ms = (time.monotonic() - t0) * 1000
+        sys.stdout.write(reply)
+        sys.stderr.write("%.1f\n" % ms)
+        for c in idle:
+            c.close()
+    elif mode == "silent":
+        t0 = time.monotonic()
+        s = connect(path)
+        reply = read_all(s)
+        sys.stdout.write(reply.strip() + " %.0f\n" % (time.monotonic() - t0))
+    else:
+        sys.exit("unknown mode " + mode)
+
+
+main()
