@@ -556,6 +556,16 @@ void blk_close(struct virtio_dev *d)
 	if (!b->cfg->readonly && fdatasync(b->fd) < 0)
 		log_warn(b->name, "flushing '%s' at exit: %s", b->cfg->path, strerror(errno));
 	blk_engine_destroy(&b->engine);
+	/*
+	 * The lock goes with the last reference to the file, and an io_uring
+	 * ring holds one (its registered file) until the kernel tears the
+	 * ring down, after close: unlock now, or a vmm started right after
+	 * this one finds the image still locked.
+	 */
+	struct flock unlock = {.l_type = F_UNLCK, .l_whence = SEEK_SET};
+
+	if (fcntl(b->fd, F_OFD_SETLK, &unlock) < 0)
+		log_debug(b->name, "unlocking '%s': %s", b->cfg->path, strerror(errno));
 	close(b->fd);
 	pthread_mutex_destroy(&d->lock);
 	free(b);

@@ -156,6 +156,13 @@ if have_kvm; then
 	truncate -s 8M "$T/disk2.img"
 	run "$VMM" run -q --kernel "$G/hello.elf" --mem 16M --disk "path=$T/disk.img" --disk "path=$T/disk2.img,readonly=on,engine=sync"
 	[ "$rc" = 0 ] && [ "$out" = "hello from guest" ] && [ -z "$err" ] && ok "boot with two disks" || bad "boot with two disks" "rc=$rc err=$err"
+	# The lock goes when vmm does: runs back to back all get the image.
+	rcs=""
+	for _ in 1 2 3 4 5 6; do
+		"$VMM" run -q --kernel "$G/hello.elf" --mem 16M --disk "path=$T/disk.img" >/dev/null 2>>"$T/err6"
+		rcs="$rcs$?"
+	done
+	[ "$rcs" = 000000 ] && ok "six runs back to back on one image" || bad "six runs back to back on one image" "$rcs $(sort -u "$T/err6")"
 	# A writable image is locked: a second vmm gets one line and exit 1.
 	"$VMM" run -q --kernel "$G/hang.elf" --mem 16M --disk "path=$T/disk.img" >"$T/hang.out" 2>&1 </dev/null &
 	hang=$!
