@@ -14,11 +14,15 @@
  */
 #include <stddef.h>
 
+#include "ap.h"
 #include "guest.h"
 
 #define ZP_CMD_LINE_PTR 0x228
 #define SLOT_BLK 1 /* the first --disk */
 #define SLOT_NET 2 /* the first --net, after one disk */
+#define SLOT_BLK1 2 /* a second --disk (bar-collide: no --net) */
+#define EXIT_MMIO 0xfebff000UL /* vmm's exit device page */
+#define EXIT_BAR_COLLIDE 42 /* what bar-collide writes there at the end */
 #define ID_BLK 0x10421af4
 #define ID_NET 0x10411af4
 #define NET_HDR 12 /* struct virtio_net_hdr_mrg_rxbuf, always with VERSION_1 */
@@ -556,6 +560,169 @@ static void a_net_tx_csum(void) { bad_frame(f_tx_csum); }
 static void a_net_tx_huge(void) { bad_frame(f_tx_huge); }
 static void a_net_tx_loop(void) { bad_frame(f_tx_loop); }
 
+/* ---- more than one vCPU: the second one joins the attack ---- */
+
+static uint8_t ap_stack[4096] __attribute__((aligned(16)));
+static volatile int ap_stop;
+
+static uint16_t cmpxchg16(volatile uint16_t *p, uint16_t old, uint16_t new)
+{
+	__asm__ volatile("lock cmpxchgw %2, %1" : "+a"(old), "+m"(*p) : "r"(new) : "memory");
+	return old;
+}
+
+/*
+ * Both vCPUs keep queue 0 full: whenever the device has used a request,
+ * avail->idx moves to used->idx + QSZ again (only ever forward). Every
+ * entry is the same GET_ID request, which completes at once.
+ */
+static void flood_loop(void)
+{
+	volatile uint16_t *used_idx = &rings[0].used.idx, *avail_idx = &rings[0].avail.idx;
+
+	for (;;) {
+		uint16_t want = (uint16_t)(*used_idx + QSZ), cur = *avail_idx;
+
+		if ((int16_t)(want - cur) > 0 && cmpxchg16(avail_idx, cur, want) == cur)
+			kick(0);
+		__asm__ volatile("pause");
+	}
+}
+
+/* Never returns: the test's --timeout ends the VM (exit 124). */
+static void a_flood(void)
+{
+	setup(0);
+	req.type = 8; /* VIRTIO_BLK_T_GET_ID */
+	req.sector = 0;
+	rings[0].desc[0] = (struct desc){(uintptr_t)&req, 16, F_NEXT, 1};
+	rings[0].desc[1] = (struct desc){(uintptr_t)req.data, 20, F_NEXT | F_WRITE, 2};
+	rings[0].desc[2] = (struct desc){(uintptr_t)&req.status, 1, F_WRITE, 0};
+	for (unsigned int i = 0; i < QSZ; i++)
+		rings[0].avail.ring[i] = 0;
+	say("flooding\n");
+	ap_start(1, flood_loop, &ap_stack[sizeof(ap_stack)]);
+	flood_loop();
+}
+
+/* Read sector 0 of the disk at the current slot; prints its first 8 bytes. */
+static void read_sector0(void)
+{
+	volatile uint16_t *idx = &rings[0].used.idx;
+	unsigned long spin;
+
+	fill_read(rings[0].desc);
+	post(0, 1);
+	for (spin = 0; spin < 100000000UL && *idx == last_used[0]; spin++)
+		__asm__ volatile("pause");
+	if (*idx == last_used[0]) {
+		say("no answer");
+		return;
+	}
+	last_used[0] = *idx;
+	for (unsigned int i = 0; i < 8; i++)
+		putc_com1((char)req.data[i]);
+}
+
+/*
+ * BAR 0 of disk 0 onto disk 1's BAR, and onto vmm's exit page, and back,
+ * 200 times each (a move costs KVM's ioeventfd updates: milliseconds).
+ * Then disk 1 reads its sector and the exit page ends the VM (after the
+ * usual recovery of disk 0 in main).
+ */
+static uint64_t bar_blk1;
+
+static void a_bar_collide(void)
+{
+	uint64_t bar_blk0;
+
+	slot = SLOT_BLK1;
+	if (probe(ID_BLK))
+		return;
+	bar_blk1 = bar;
+	slot = SLOT_BLK;
+	probe(ID_BLK);
+	bar_blk0 = bar;
+	for (unsigned int i = 0; i < 200; i++) {
+		pci_write32(0x10, (uint32_t)bar_blk1);
+		pci_write32(0x10, (uint32_t)bar_blk0);
+		pci_write32(0x10, (uint32_t)EXIT_MMIO);
+		pci_write32(0x10, (uint32_t)bar_blk0);
+	}
+	setup(0);
+}
+
+static void after_bar_collide(void)
+{
+	slot = SLOT_BLK1;
+	if (probe(ID_BLK) || setup(0))
+		return;
+	say("vdb: ");
+	read_sector0();
+	say("\n");
+	MMIO(uint8_t, EXIT_MMIO) = EXIT_BAR_COLLIDE;
+	say("exit page gone\n");
+}
+
+/*
+ * TX while the other vCPU flips the header between a valid one (no
+ * flags) and one the device must refuse (NEEDS_CSUM, which was not
+ * negotiated, but which the tap would take). A frame whose header was
+ * checked valid must reach the tap with that header; one checked invalid
+ * stops the device, and the driver resets it and goes on.
+ */
+#define RACE_FRAMES 400
+
+static void hdr_flipper(void)
+{
+	volatile uint8_t *flags = &net_hdr[0];
+
+	while (!ap_stop) {
+		*flags = 1;
+		*flags = 0;
+	}
+}
+
+static void a_net_tx_hdr_race(void)
+{
+	volatile uint16_t *idx = &rings[1].used.idx;
+	unsigned int sent = 0, resets = 0;
+
+	setup(0);
+	memset(net_hdr, 0, sizeof(net_hdr));
+	net_hdr[6] = 14; /* csum_start: the frame's payload; csum_offset 0 */
+	ap_start(1, hdr_flipper, &ap_stack[sizeof(ap_stack)]);
+	for (unsigned int i = 0; i < RACE_FRAMES; i++) {
+		struct desc *d = rings[1].desc;
+		unsigned long spin;
+
+		d[0] = (struct desc){(uintptr_t)net_hdr, NET_HDR, F_NEXT, 1};
+		d[1] = (struct desc){(uintptr_t)frame, sizeof(frame), 0, 0};
+		post_q(1, 0, 1);
+		for (spin = 0; spin < 100000000UL; spin++) {
+			if (*idx != last_used[1] || (status() & S_NEEDS_RESET))
+				break;
+			__asm__ volatile("pause");
+		}
+		if (*idx != last_used[1]) {
+			last_used[1] = *idx;
+			sent++;
+		} else if (status() & S_NEEDS_RESET) {
+			resets++;
+			setup(0);
+		} else {
+			say("no answer ");
+			break;
+		}
+	}
+	ap_stop = 1;
+	say("sent ");
+	puthex(sent, 4);
+	say(" resets ");
+	puthex(resets, 4);
+	say(" ");
+}
+
 struct attack {
 	const char *name;
 	void (*run)(void);
@@ -588,6 +755,9 @@ static const struct attack attacks[] = {
 	{"net-tx-csum", a_net_tx_csum},
 	{"net-tx-huge", a_net_tx_huge},
 	{"net-tx-loop", a_net_tx_loop},
+	{"flood", a_flood},
+	{"bar-collide", a_bar_collide},
+	{"net-tx-hdr-race", a_net_tx_hdr_race},
 };
 
 /* The word after "attack=" in s equals name. */
@@ -639,6 +809,7 @@ void main(void *zeropage)
 	if (setup(0))
 		return;
 	if (slot == SLOT_NET) {
+		ap_stop = 1;
 		fill_frame(rings[1].desc);
 		post_q(1, 0, 1);
 		wait_used(1);
@@ -657,4 +828,6 @@ void main(void *zeropage)
 			putc_com1((char)req.data[i]);
 	}
 	say("\n");
+	if (a->run == a_bar_collide)
+		after_bar_collide();
 }

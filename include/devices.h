@@ -110,12 +110,12 @@ void rtc_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
 
 /* A memory (32- or 64-bit) or I/O BAR; the guest may move it. */
 struct pci_bar {
-	uint64_t size;	 /* power of two (>= 16 memory, >= 4 I/O); 0: no BAR */
-	uint64_t mapped; /* where it decodes now, 0 when it does not */
-	uint64_t refused; /* where the guest put it but it may not decode (RAM,
-			     another device) */
-	bool io;	 /* an I/O port BAR */
-	bool mem64;	 /* a 64-bit memory BAR: this register and the next */
+	uint64_t size;	  /* power of two (>= 16 memory, >= 4 I/O); 0: no BAR */
+	uint64_t mapped;  /* where it decodes now, 0 when it does not */
+	uint64_t refused; /* where it may not decode (RAM, another device) */
+	bool told;  /* a refusal was logged: one line per BAR, however often */
+	bool io;    /* an I/O port BAR */
+	bool mem64; /* a 64-bit memory BAR: this register and the next */
 };
 
 struct pci_device {

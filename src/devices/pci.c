@@ -148,12 +148,17 @@ static void update_bars(const struct pci_bus *pci, struct pci_device *dev, unsig
 		else if (dev->bar_map && (r = dev->bar_map(dev, i, want, true)))
 			onto = r == -EEXIST ? "another device"
 					    : "a range it cannot map";
-		if (onto) {
+		/* One line per BAR: a guest that keeps moving it says nothing
+		 * new. */
+		if (onto && !b->told) {
+			b->told = true;
 			log_ratelimited(LOG_WARN, "pci",
 					"00:%02x.0 BAR %u moved onto %s at "
 					"0x%llx: left unmapped",
 					slot, i, onto,
 					(unsigned long long)want);
+		}
+		if (onto) {
 			b->refused = want;
 			continue;
 		}

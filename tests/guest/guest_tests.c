@@ -11,17 +11,21 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/if_packet.h>
+#include <linux/if_tun.h>
+#include <linux/virtio_net.h>
+#include <net/if.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/if_tun.h>
-#include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,7 +34,6 @@
 
 #define TESTDEV_PIO 0x5000
 #define TESTDEV_MMIO 0xd0000000ULL
-#define GUEST_DIR "build/guests/"
 #define WATCHDOG_S 60
 
 struct access {
@@ -74,6 +77,7 @@ struct watchdog {
 	pthread_cond_t cond;
 	bool done;
 	struct vm *vm;
+	unsigned int seconds;
 };
 
 static void *watchdog_thread(void *arg)
@@ -82,11 +86,15 @@ static void *watchdog_thread(void *arg)
 	struct timespec deadline;
 
 	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += WATCHDOG_S;
+	deadline.tv_sec += w->seconds;
 	pthread_mutex_lock(&w->lock);
 	while (!w->done)
 		if (pthread_cond_timedwait(&w->cond, &w->lock, &deadline) == ETIMEDOUT) {
 			vm_request_stop(w->vm, 124, "test watchdog expired");
+			/* vCPUs that never leave the guest (kicks go through
+			 * ioeventfds) stop only when kicked out of it. */
+			for (unsigned int i = 0; i < w->vm->nr_vcpus; i++)
+				vcpu_kick(&w->vm->vcpus[i]);
 			break;
 		}
 	pthread_mutex_unlock(&w->lock);
@@ -98,12 +106,47 @@ struct run_result {
 	char reason[160];
 	char out[4096];
 	char err[4096]; /* what the VMM logged meanwhile */
+	double wall_s;	/* from vm_create (where --timeout is armed) to vm_run's
+			   end */
 };
 
 /* Attached as the first --disk (PCI 00:01.0, two queues) when set... */
 static const char *g_disk;
-/* ...and this tap as the first --net (00:02.0). */
+/* ...a second one (00:02.0) when set (bar-collide)... */
+static const char *g_disk2;
+/* ...and this tap as the next --net (00:02.0 after one disk). */
 static const char *g_net;
+/* Per run, when set: --timeout, --api-socket, the watchdog's seconds (else
+ * WATCHDOG_S). */
+static double g_timeout_s;
+static const char *g_api_socket;
+static unsigned int g_watchdog_s;
+/* Started once the VM exists, joined after it stopped (g_helper_stop set). */
+static void *(*g_helper)(void *);
+static volatile int g_helper_stop;
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* build/tests/guest_tests -> build/guests/NAME.elf, whichever build folder. */
+static void guest_path(char *path, size_t size, const char *name)
+{
+	char exe[200];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	char *slash;
+
+	exe[n > 0 ? n : 0] = '\0';
+	for (int i = 0; i < 2 && (slash = strrchr(exe, '/')); i++)
+		*slash = '\0';
+	if (n <= 0 || !exe[0])
+		snprintf(exe, sizeof(exe), "build");
+	snprintf(path, size, "%s/guests/%s.elf", exe, name);
+}
 
 /* Send our stderr into a memfd; returns the saved stderr. */
 static int stderr_capture(int *memfd)
@@ -163,19 +206,28 @@ static void run_guest(const char *name, unsigned int cpus, uint64_t mem,
 		.no_seccomp = true,
 	};
 	struct testdev_port pio = {td, 'P'}, mmio = {td, 'M'};
-	struct watchdog w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-			     false, NULL};
+	struct watchdog w = {PTHREAD_MUTEX_INITIALIZER,
+			     PTHREAD_COND_INITIALIZER, false, NULL,
+			     g_watchdog_s ? g_watchdog_s : WATCHDOG_S};
 	const char *failed;
 	struct vm vm;
-	pthread_t wd;
+	pthread_t wd, helper;
 	int p[2], memfd, saved;
+	double t0;
 	ssize_t n;
 
-	snprintf(path, sizeof(path), GUEST_DIR "%s.elf", name);
+	guest_path(path, sizeof(path), name);
 	memset(res, 0, sizeof(*res));
+	cfg.timeout_s = g_timeout_s;
+	cfg.api_socket = g_api_socket;
 	if (g_disk) {
 		cfg.disks[0] = (struct disk_config){.path = g_disk, .queues = 2};
 		cfg.nr_disks = 1;
+	}
+	if (g_disk && g_disk2) {
+		cfg.disks[1] =
+		    (struct disk_config){.path = g_disk2, .queues = 2};
+		cfg.nr_disks = 2;
 	}
 	if (g_net) {
 		cfg.nets[0] = (struct net_config){.mac = {0x52, 0x54, 0, 0x12, 0x34, 0x56},
@@ -187,6 +239,7 @@ static void run_guest(const char *name, unsigned int cpus, uint64_t mem,
 	saved = stderr_capture(&memfd);
 	assert_true(saved >= 0);
 	log_ratelimit_reset();
+	t0 = now_s();
 	failed = start_vm(&vm, &cfg, td, &pio, &mmio);
 	if (failed) {
 		stderr_restore(saved, memfd, res->err, sizeof(res->err));
@@ -195,8 +248,15 @@ static void run_guest(const char *name, unsigned int cpus, uint64_t mem,
 	vm.serial.out_fd = p[1];
 	w.vm = &vm;
 	assert_int_equal(pthread_create(&wd, NULL, watchdog_thread, &w), 0);
+	g_helper_stop = 0;
+	assert_int_equal(
+	    g_helper ? pthread_create(&helper, NULL, g_helper, NULL) : 0, 0);
 
 	res->status = vm_run(&vm);
+	res->wall_s = now_s() - t0;
+	g_helper_stop = 1;
+	if (g_helper)
+		pthread_join(helper, NULL);
 
 	pthread_mutex_lock(&w.lock);
 	w.done = true;
@@ -528,6 +588,241 @@ static void test_attack(void **state)
 			 c->logs);
 }
 
+static unsigned int log_lines(const char *err)
+{
+	unsigned int lines = 0;
+
+	for (const char *l = err; (l = strstr(l, "vmm: ")); l++)
+		lines++;
+	return lines;
+}
+
+/* ---- flood: two vCPUs keep a disk queue full of requests that complete at
+ * once ---- */
+
+#define FLOOD_TIMEOUT_S 2.0
+#define FLOOD_API	"/tmp/vmm-hostile-flood.sock"
+#define FLOOD_MAX_ASKS	256
+
+static double g_status_ms[FLOOD_MAX_ASKS];
+static unsigned int g_status_asked, g_status_ok;
+
+/* One "status" on the control socket: its latency in ms, or -1 without an ok
+ * reply. */
+static double ask_status(void)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct timeval tv = {.tv_sec = 1};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	char buf[256] = "";
+	double t0 = now_s(), ms = -1;
+	ssize_t n;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", FLOOD_API);
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	    write(fd, "status\n", 7) == 7 &&
+	    (n = read(fd, buf, sizeof(buf) - 1)) > 0) {
+		buf[n] = '\0';
+		if (!strncmp(buf, "{\"ok\":true", 10))
+			ms = (now_s() - t0) * 1e3;
+	}
+	close(fd);
+	return ms;
+}
+
+/* During the flood (from 0.5 s on), a status request every 20 ms. */
+static void *flood_status_helper(void *arg)
+{
+	(void)arg;
+	g_status_asked = g_status_ok = 0;
+	usleep(500000);
+	while (!g_helper_stop && g_status_asked < FLOOD_MAX_ASKS) {
+		double ms = ask_status();
+
+		if (g_helper_stop)
+			break; /* the VM stopped meanwhile: not a flood figure
+				*/
+		g_status_asked++;
+		if (ms >= 0)
+			g_status_ms[g_status_ok++] = ms;
+		usleep(20000);
+	}
+	return NULL;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static void test_flood(void **state)
+{
+	struct run_result r;
+
+	(void)state;
+	REQUIRE_KVM();
+	assert_non_null(g_disk);
+	g_timeout_s = FLOOD_TIMEOUT_S;
+	g_api_socket = FLOOD_API;
+	g_watchdog_s =
+	    10; /* the old I/O thread never came back: fail, do not hang */
+	g_helper = flood_status_helper;
+	run_guest("hostile", 2, 16 * MiB, "attack=flood", NULL, NULL, &r);
+	g_timeout_s = 0;
+	g_api_socket = NULL;
+	g_watchdog_s = 0;
+	g_helper = NULL;
+	if (strcmp(r.out, "attack flood: flooding\n"))
+		fail_msg("guest printed \"%s\"", one_line(r.out));
+	if (r.status != VMM_EXIT_TIMEOUT || strncmp(r.reason, "timeout: ", 9))
+		fail_msg("status %d (%s) after %.2f s, want 124 from --timeout "
+			 "%.0f s",
+			 r.status, r.reason, r.wall_s, FLOOD_TIMEOUT_S);
+	/* The one line: vmm saying why it stopped. */
+	if (log_lines(r.err) != 1 ||
+	    !strstr(r.err, "timeout: the guest did not finish within 2 s"))
+		fail_msg("log \"%s\", want the timeout's line alone",
+			 one_line(r.err));
+	if (g_status_ok == 0 || g_status_ok != g_status_asked)
+		fail_msg("%u of %u status requests answered during the flood",
+			 g_status_ok, g_status_asked);
+	qsort(g_status_ms, g_status_ok, sizeof(double), cmp_double);
+	fprintf(
+	    stderr,
+	    "flood: %u status replies, latency median %.2f ms, max %.2f ms; "
+	    "the %.0f s timeout ended the run after %.3f s (%.0f ms late)\n",
+	    g_status_ok, g_status_ms[g_status_ok / 2],
+	    g_status_ms[g_status_ok - 1], FLOOD_TIMEOUT_S, r.wall_s,
+	    (r.wall_s - FLOOD_TIMEOUT_S) * 1e3);
+	assert_true(g_status_ms[g_status_ok - 1] < 500);
+	assert_true(r.wall_s < FLOOD_TIMEOUT_S + 1);
+}
+
+/* ---- bar-collide: disk 0's BAR onto disk 1's and onto the exit page, and back
+ * ---- */
+
+#define DISK2_MARK "VMMDISK1"
+
+static void test_bar_collide(void **state)
+{
+	static char path[] = "/tmp/vmm-hostile-vdb-XXXXXX";
+	const char *net = g_net;
+	struct run_result r;
+	int fd;
+
+	(void)state;
+	REQUIRE_KVM();
+	assert_non_null(g_disk);
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 1 * MiB), 0);
+	assert_int_equal(pwrite(fd, DISK2_MARK, 8, 0), 8);
+	close(fd);
+	g_disk2 = path; /* vdb at 00:02.0, where the tap would be */
+	g_net = NULL;
+	run_guest("hostile", 1, 16 * MiB, "attack=bar-collide", NULL, NULL, &r);
+	g_disk2 = NULL;
+	g_net = net;
+	unlink(path);
+	if (strcmp(r.out, "attack bar-collide: status 0f\nrecovered: " DISK_MARK
+			  "\nvdb: " DISK2_MARK "\n"))
+		fail_msg("guest printed \"%s\"", one_line(r.out));
+	/* The exit page still ends the VM, with the guest's status. */
+	assert_int_equal(r.status, 42);
+	assert_string_equal(r.reason, "the guest asked to exit with status 42");
+	/* One line for the thousands of collisions, then vmm's own exit line.
+	 */
+	if (log_lines(r.err) != 2 ||
+	    !strstr(r.err, "vmm: warning: pci: 00:01.0 BAR 0 moved onto "
+			   "another device at 0x") ||
+	    !strstr(r.err, "vmm: the guest asked to exit with status 42"))
+		fail_msg("log \"%s\", want one BAR line and the exit line",
+			 one_line(r.err));
+}
+
+/* ---- net-tx-hdr-race: the header changes while the frame goes out ---- */
+
+#define RACE_ETHERTYPE 0x88b5
+
+static void test_tx_hdr_race(void **state)
+{
+	struct sockaddr_ll sll = {.sll_family = AF_PACKET,
+				  .sll_protocol = htons(RACE_ETHERTYPE)};
+	int one = 1, rcvbuf = 64 << 20, fd;
+	unsigned int sent = 0, resets = 0, plain = 0, csum = 0, lines;
+	struct tpacket_stats st;
+	socklen_t stlen = sizeof(st);
+	uint8_t pkt[256];
+	struct run_result r;
+	const char *l, *want_line = "vmm: warning: net0: device stopped until "
+				    "the driver resets it: "
+				    "checksum offload not negotiated\n";
+	ssize_t n;
+
+	(void)state;
+	REQUIRE_KVM();
+	if (!g_net)
+		skip(); /* hostile_setup said why */
+	/* What reaches the tap, with the virtio header the tap took. */
+	fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK,
+		    htons(RACE_ETHERTYPE));
+	assert_true(fd >= 0);
+	sll.sll_ifindex = (int)if_nametoindex(HOSTILE_TAP);
+	assert_int_not_equal(sll.sll_ifindex, 0);
+	assert_int_equal(
+	    setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof(one)), 0);
+	assert_int_equal(
+	    setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)),
+	    0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sll, sizeof(sll)), 0);
+	run_guest("hostile", 2, 16 * MiB, "attack=net-tx-hdr-race", NULL, NULL,
+		  &r);
+	while ((n = recv(fd, pkt, sizeof(pkt), 0)) > 0) {
+		const struct virtio_net_hdr *h = (const void *)pkt;
+
+		assert_true(n >= (ssize_t)sizeof(*h));
+		if (h->flags)
+			csum++;
+		else
+			plain++;
+	}
+	assert_int_equal(
+	    getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &st, &stlen), 0);
+	close(fd);
+	assert_int_equal(r.status, 0);
+	if (sscanf(r.out,
+		   "attack net-tx-hdr-race: sent %x resets %x status 0f\n",
+		   &sent, &resets) != 2 ||
+	    !strstr(r.out, "\nrecovered: sent\n"))
+		fail_msg("guest printed \"%s\"", one_line(r.out));
+	fprintf(stderr,
+		"net-tx-hdr-race: %u frames sent, %u refused (reset); at the "
+		"tap %u with the checked header, %u with another\n",
+		sent, resets, plain, csum);
+	/* Both ways of the race happened... */
+	assert_true(sent > 0 && resets > 0);
+	/* ...and every frame that went out carried the header that was checked.
+	 */
+	assert_int_equal(st.tp_drops, 0);
+	assert_int_equal(csum, 0);
+	assert_int_equal(plain, sent + 1); /* and the one after the recovery */
+	/* Each refusal is the same line, rate-limited to one a second. */
+	lines = log_lines(r.err);
+	for (l = r.err; (l = strstr(l, "vmm: ")); l++)
+		if (strncmp(l, want_line,
+			    strlen(l) < strlen(want_line) ? strlen(l)
+							  : strlen(want_line)))
+			fail_msg("log \"%s\": not the refusal's line",
+				 one_line(r.err));
+	if (lines < 1 || lines > 1 + (unsigned int)r.wall_s + 1)
+		fail_msg("%u lines in %.1f s", lines, r.wall_s);
+}
+
 /*
  * GUEST_TESTS_SKIP=NAME,NAME,...: leave these cases out (the lab's retry
  * after L1 wedged runs only what had no result yet). Returns the count left.
@@ -551,7 +846,12 @@ static size_t leave_out_skipped(struct CMUnitTest *t, size_t n)
 
 int main(void)
 {
-	struct CMUnitTest hostile[ARRAY_SIZE(attack_cases)];
+	static const struct CMUnitTest more[] = {
+	    cmocka_unit_test(test_flood),
+	    cmocka_unit_test(test_bar_collide),
+	    {.name = "net-tx-hdr-race", .test_func = test_tx_hdr_race},
+	};
+	struct CMUnitTest hostile[ARRAY_SIZE(attack_cases) + ARRAY_SIZE(more)];
 	struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hello),
 		cmocka_unit_test(test_io_dispatch),
@@ -569,6 +869,10 @@ int main(void)
 		hostile[i] = (struct CMUnitTest){
 			.name = attack_cases[i].name, .test_func = test_attack,
 			.initial_state = (void *)&attack_cases[i]};
+	for (unsigned int i = 0; i < ARRAY_SIZE(more); i++)
+		hostile[ARRAY_SIZE(attack_cases) + i] = more[i];
+	hostile[ARRAY_SIZE(attack_cases)].name = "flood";
+	hostile[ARRAY_SIZE(attack_cases) + 1].name = "bar-collide";
 	ntests = leave_out_skipped(tests, ARRAY_SIZE(tests));
 	nhostile = leave_out_skipped(hostile, ARRAY_SIZE(hostile));
 	/* GUEST_TESTS_FILTER=PATTERN ('*' and '?') runs only matching cases. */

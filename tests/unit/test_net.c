@@ -590,6 +590,51 @@ static void test_rx_bigger_than_ring(void **state)
 	fx_stop(f);
 }
 
+/*
+ * A frame longer than the device's buffer (header + 64 KiB + Ethernet
+ * header): read() gives no more than fits (a datagram) or the full length
+ * it cut (tun). Either way it is dropped and counted, nothing of it
+ * reaches the driver, and the next frame is delivered as usual.
+ */
+static void test_rx_oversize_dropped(void **state)
+{
+	struct fx *f = fx_start(1, ALL_FEATURES);
+	uint64_t b[QSIZE];
+	uint8_t want[100];
+
+	(void)state;
+	for (unsigned int i = 0; i < QSIZE; i++) {
+		b[i] = buf(f, 2048);
+		post(f, 0, (struct seg[]){{b[i], 2048, true}}, 1);
+	}
+	send_pkt(f, 0, 65535 + 14 + 1, 1); /* one byte too many */
+	send_pkt(f, 0, 69000, 2);
+	send_pkt(f, 0, 100, 3);
+	rx_ready(f, 0);
+	assert_int_equal(net_get_stats(f->d)->rx_dropped, 2);
+	assert_int_equal(net_get_stats(f->d)->rx_oversize, 2);
+	assert_int_equal(net_get_stats(f->d)->rx_packets, 1);
+	assert_int_equal(net_get_stats(f->d)->rx_bytes, 100);
+	assert_int_equal(used(0)->idx, 1);
+	assert_int_equal(used(0)->ring[0].id, 0);
+	assert_int_equal(used(0)->ring[0].len, HDR + 100);
+	frame(want, 100, 3);
+	assert_memory_equal(hva(b[0] + HDR, 100), want, 100);
+	/* The other buffers were never written. */
+	for (unsigned int i = 1; i < QSIZE; i++)
+		for (unsigned int k = 0; k < 2048; k++)
+			if (((const uint8_t *)hva(b[i], 2048))[k])
+				fail_msg("buffer %u byte %u written", i, k);
+	assert_false(needs_reset(f));
+	/* The largest frame the device takes still goes through. */
+	send_pkt(f, 0, 65535 + 14, 4);
+	rx_ready(f, 0);
+	assert_int_equal(net_get_stats(f->d)->rx_packets, 2);
+	assert_int_equal(net_get_stats(f->d)->rx_oversize, 2);
+	assert_int_equal(used(0)->idx, 1 + (HDR + 65535 + 14 + 2047) / 2048);
+	fx_stop(f);
+}
+
 static void test_rx_bad_buffers(void **state)
 {
 	struct fx *f = fx_start(1, ALL_FEATURES);
@@ -746,22 +791,23 @@ static void test_tap_open(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_tx_hdr_check),
-		cmocka_unit_test(test_tap_offloads),
-		cmocka_unit_test(test_config_and_features),
-		cmocka_unit_test(test_tx_gather_and_batch),
-		cmocka_unit_test(test_tx_bad_chains),
-		cmocka_unit_test(test_tx_budget),
-		cmocka_unit_test(test_rx_single_buffer),
-		cmocka_unit_test(test_rx_merge_buffers),
-		cmocka_unit_test(test_rx_waits_for_buffers),
-		cmocka_unit_test(test_rx_no_mergeable),
-		cmocka_unit_test(test_rx_bigger_than_ring),
-		cmocka_unit_test(test_rx_bad_buffers),
-		cmocka_unit_test(test_reset_drops_waiting),
-		cmocka_unit_test(test_ctrl_queue),
-		cmocka_unit_test(test_multiqueue_pairs),
-		cmocka_unit_test(test_tap_open),
+	    cmocka_unit_test(test_tx_hdr_check),
+	    cmocka_unit_test(test_tap_offloads),
+	    cmocka_unit_test(test_config_and_features),
+	    cmocka_unit_test(test_tx_gather_and_batch),
+	    cmocka_unit_test(test_tx_bad_chains),
+	    cmocka_unit_test(test_tx_budget),
+	    cmocka_unit_test(test_rx_single_buffer),
+	    cmocka_unit_test(test_rx_merge_buffers),
+	    cmocka_unit_test(test_rx_waits_for_buffers),
+	    cmocka_unit_test(test_rx_no_mergeable),
+	    cmocka_unit_test(test_rx_bigger_than_ring),
+	    cmocka_unit_test(test_rx_oversize_dropped),
+	    cmocka_unit_test(test_rx_bad_buffers),
+	    cmocka_unit_test(test_reset_drops_waiting),
+	    cmocka_unit_test(test_ctrl_queue),
+	    cmocka_unit_test(test_multiqueue_pairs),
+	    cmocka_unit_test(test_tap_open),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
