@@ -565,25 +565,68 @@ static void a_net_tx_loop(void) { bad_frame(f_tx_loop); }
 static uint8_t ap_stack[4096] __attribute__((aligned(16)));
 static volatile int ap_stop;
 
-static uint16_t cmpxchg16(volatile uint16_t *p, uint16_t old, uint16_t new)
+/* A spinlock between the vCPUs (xchg is a full barrier on x86). */
+static volatile uint32_t flood_lock;
+
+static void spin_lock(volatile uint32_t *l)
 {
-	__asm__ volatile("lock cmpxchgw %2, %1" : "+a"(old), "+m"(*p) : "r"(new) : "memory");
-	return old;
+	uint32_t v = 1;
+
+	for (;;) {
+		__asm__ volatile("xchgl %0, %1" : "+r"(v), "+m"(*l) : : "memory");
+		if (!v)
+			return;
+		v = 1;
+		__asm__ volatile("pause");
+	}
 }
+
+static void spin_unlock(volatile uint32_t *l)
+{
+	__asm__ volatile("" ::: "memory");
+	*l = 0;
+}
+
+/* A queue as large as the device takes: the device never catches up. */
+#define FLOOD_QSZ 256
+
+static struct {
+	struct desc desc[FLOOD_QSZ];
+	struct {
+		uint16_t flags, idx, ring[FLOOD_QSZ], used_event;
+	} avail;
+	uint8_t pad[4096 - 2 * (FLOOD_QSZ + 3)];
+	struct {
+		uint16_t flags, idx;
+		struct {
+			uint32_t id, len;
+		} ring[FLOOD_QSZ];
+		uint16_t avail_event;
+	} used;
+} flood_ring __attribute__((aligned(4096)));
 
 /*
  * Both vCPUs keep queue 0 full: whenever the device has used a request,
- * avail->idx moves to used->idx + QSZ again (only ever forward). Every
- * entry is the same GET_ID request, which completes at once.
+ * avail->idx moves to used->idx + FLOOD_QSZ again (only ever forward).
+ * Every entry is the same GET_ID request, which completes at once. The
+ * lock keeps a vCPU that was descheduled from publishing a stale index (a
+ * 16-bit one wraps within milliseconds here).
  */
 static void flood_loop(void)
 {
-	volatile uint16_t *used_idx = &rings[0].used.idx, *avail_idx = &rings[0].avail.idx;
+	volatile uint16_t *used_idx = &flood_ring.used.idx, *avail_idx = &flood_ring.avail.idx;
 
 	for (;;) {
-		uint16_t want = (uint16_t)(*used_idx + QSZ), cur = *avail_idx;
+		uint16_t want;
+		int moved;
 
-		if ((int16_t)(want - cur) > 0 && cmpxchg16(avail_idx, cur, want) == cur)
+		spin_lock(&flood_lock);
+		want = (uint16_t)(*used_idx + FLOOD_QSZ);
+		moved = (int16_t)(want - *avail_idx) > 0;
+		if (moved)
+			*avail_idx = want;
+		spin_unlock(&flood_lock);
+		if (moved)
 			kick(0);
 		__asm__ volatile("pause");
 	}
@@ -592,14 +635,16 @@ static void flood_loop(void)
 /* Never returns: the test's --timeout ends the VM (exit 124). */
 static void a_flood(void)
 {
-	setup(0);
+	if (negotiate(0))
+		return;
+	queue_config(0, FLOOD_QSZ, (uintptr_t)flood_ring.desc, (uintptr_t)&flood_ring.avail,
+		     (uintptr_t)&flood_ring.used);
 	req.type = 8; /* VIRTIO_BLK_T_GET_ID */
 	req.sector = 0;
-	rings[0].desc[0] = (struct desc){(uintptr_t)&req, 16, F_NEXT, 1};
-	rings[0].desc[1] = (struct desc){(uintptr_t)req.data, 20, F_NEXT | F_WRITE, 2};
-	rings[0].desc[2] = (struct desc){(uintptr_t)&req.status, 1, F_WRITE, 0};
-	for (unsigned int i = 0; i < QSZ; i++)
-		rings[0].avail.ring[i] = 0;
+	flood_ring.desc[0] = (struct desc){(uintptr_t)&req, 16, F_NEXT, 1};
+	flood_ring.desc[1] = (struct desc){(uintptr_t)req.data, 20, F_NEXT | F_WRITE, 2};
+	flood_ring.desc[2] = (struct desc){(uintptr_t)&req.status, 1, F_WRITE, 0};
+	set_status(S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
 	say("flooding\n");
 	ap_start(1, flood_loop, &ap_stack[sizeof(ap_stack)]);
 	flood_loop();
