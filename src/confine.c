@@ -245,7 +245,9 @@ static int allow_args(scmp_filter_ctx ctx)
 	if (!r)
 		r = seccomp_rule_add(
 		    ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1,
-		    SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid()));
+		    /* spelled out: clang flags SCMP_A0()'s missing datum_b */
+		    (struct scmp_arg_cmp){.arg = 0, .op = SCMP_CMP_EQ,
+					  .datum_a = (scmp_datum_t)getpid(), .datum_b = 0});
 	return r;
 }
 
