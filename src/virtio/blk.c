@@ -7,6 +7,9 @@
  * only a broken ring stops the device.
  */
 #include <errno.h>
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/lsan_interface.h>
+#endif
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/virtio_blk.h>
@@ -399,7 +402,20 @@ static void blk_reset(struct virtio_dev *d)
 {
 	struct blk *b = d->priv;
 
-	blk_engine_drain(&b->engine, drop_done);
+	if (blk_engine_drain(&b->engine, drop_done) < 0) {
+		/* The kernel may still write into requests it was given: leak
+		 * them rather than free memory that is still a DMA target. */
+		log_ratelimited(LOG_WARN, b->name,
+				"the disk engine died with requests in flight; their memory is kept");
+		for (unsigned int q = 0; q < b->dev.num_queues; q++) {
+#ifdef __SANITIZE_ADDRESS__
+			if (b->reqs[q])
+				__lsan_ignore_object(b->reqs[q]); /* on purpose */
+#endif
+			b->reqs[q] = NULL;
+			b->free_list[q] = NULL;
+		}
+	}
 	free_pools(b);
 	b->notify_mask = 0;
 }
