@@ -164,6 +164,7 @@ if have_kvm; then
 	done
 	[ "$rcs" = 000000 ] && ok "six runs back to back on one image" || bad "six runs back to back on one image" "$rcs $(sort -u "$T/err6")"
 	# A writable image is locked: a second vmm gets one line and exit 1.
+	: >"$T/hang.out" # emptied first: a stale "halting" is not this run's
 	"$VMM" run -q --kernel "$G/hang.elf" --mem 16M --disk "path=$T/disk.img" >"$T/hang.out" 2>&1 </dev/null &
 	hang=$!
 	for _ in $(seq 50); do grep -q halting "$T/hang.out" && break; sleep 0.1; done
@@ -209,6 +210,7 @@ if have_kvm; then
 	run "$VMM" run -q --kernel "$G/smp.elf" --mem 16M --cpus 3 --hugepages off
 	[ "$rc" = 0 ] && [ "$out" = "smp: 03 cpus: 00 01 02" ] && ok "three vCPUs" || bad "three vCPUs" "rc=$rc out=$out"
 	for sig in TERM INT; do
+		: >"$T/out" # emptied first: a stale "halting" is not this run's
 		"$VMM" run -q --kernel "$G/hang.elf" --mem 16M >"$T/out" 2>"$T/err" </dev/null &
 		pid=$!
 		for _ in $(seq 50); do grep -q halting "$T/out" && break; sleep 0.1; done
@@ -219,7 +221,31 @@ if have_kvm; then
 		[ "$rc" = $want ] && [ "$(wc -l <"$T/err")" = 1 ] && grep -q "stopped by SIG$sig" "$T/err" && ok "SIG$sig exits $want" || bad "SIG$sig exits $want" "rc=$rc $(cat "$T/err")"
 	done
 
+	# --- the kernel is read, not mapped: cut while vmm starts, no SIGBUS
+	if cc -shared -fPIC -O1 -o "$T/shrink.so" tests/cli/shrink_on_close.c -ldl 2>"$T/cc.err"; then
+		cp "$G/hello.elf" "$T/cut.elf"
+		run env LD_PRELOAD="$T/shrink.so" SHRINK_PATH="$(realpath "$T/cut.elf")" \
+			ASAN_OPTIONS="${ASAN_OPTIONS:-}:verify_asan_link_order=0" \
+			"$VMM" run -q --kernel "$T/cut.elf" --mem 16M
+		[ "$rc" != 135 ] && [ "$(stat -c %s "$T/cut.elf")" = 0 ] && [[ "$err" == *"shrink_on_close: truncated"* ]] &&
+			ok "kernel truncated while vmm starts: no SIGBUS (exit $rc)" ||
+			bad "kernel truncated while vmm starts" "rc=$rc size=$(stat -c %s "$T/cut.elf") $err"
+	else
+		skipped "kernel truncated while vmm starts" "cannot build the preload shim: $(head -n 1 "$T/cc.err")"
+	fi
+
 	# --- stop works in every state, and leaves nothing behind -----------
+	# wait_bounded PID SECS: wait for PID; after SECS it is killed (-9),
+	# so a vmm that does not stop fails its case instead of hanging the suite.
+	wait_bounded() {
+		(sleep "$2" && kill -9 "$1" 2>/dev/null) &
+		local dog=$! rc
+		wait "$1"
+		rc=$?
+		kill "$dog" 2>/dev/null
+		wait "$dog" 2>/dev/null
+		return $rc
+	}
 	# json_field FILE KEY: one field of a --result file (strict parse).
 	json_field() {
 		python3 -c 'import json, sys
@@ -228,7 +254,7 @@ print(json.load(open(sys.argv[1]), parse_constant=no)[sys.argv[2]])' "$1" "$2" 2
 	}
 	leftovers() { find "$T" -name '*.tmp.*' -o -name 'p.sock' | tr '\n' ' '; }
 	start_paused() { # start hang.elf with a socket and a result, then pause it
-		rm -f "$T/p.sock" "$T/p.json"
+		rm -f "$T/p.sock" "$T/p.json" "$T/p.out" # a stale "halting" is not this run's
 		"$VMM" run -q --kernel "$G/hang.elf" --mem 16M --api-socket "$T/p.sock" --result "json:$T/p.json" "$@" \
 			>"$T/p.out" 2>"$T/p.err" </dev/null &
 		pid=$!
@@ -238,7 +264,7 @@ print(json.load(open(sys.argv[1]), parse_constant=no)[sys.argv[2]])' "$1" "$2" 2
 	for sig in TERM INT; do
 		start_paused
 		kill -s $sig $pid
-		wait $pid
+		wait_bounded $pid 20
 		rc=$?
 		want=$((128 + $(kill -l $sig)))
 		[ "$preply" = '{"ok":true,"state":"paused"}' ] && [ "$rc" = $want ] &&
@@ -246,23 +272,24 @@ print(json.load(open(sys.argv[1]), parse_constant=no)[sys.argv[2]])' "$1" "$2" 2
 			ok "paused, SIG$sig exits $want" || bad "paused, SIG$sig exits $want" "pause=$preply rc=$rc left=$(leftovers) $(cat "$T/p.err")"
 	done
 	start_paused --timeout 2
-	wait $pid
+	wait_bounded $pid 20
 	rc=$?
 	[ "$rc" = 124 ] && [ "$(json_field "$T/p.json" outcome)" = timeout ] && [ -z "$(leftovers)" ] &&
 		ok "paused, --timeout exits 124" || bad "paused, --timeout exits 124" "rc=$rc left=$(leftovers) $(cat "$T/p.err")"
 	start_paused
 	sreply=$("$VMM" ctl "$T/p.sock" status)
 	"$VMM" ctl "$T/p.sock" stop >/dev/null
-	wait $pid
+	wait_bounded $pid 20
 	rc=$?
 	[[ "$sreply" == '{"ok":true,"state":"paused",'* ]] && [ "$rc" = 143 ] && [ -z "$(leftovers)" ] &&
 		ok "paused, api stop ends it" || bad "paused, api stop ends it" "status=$sreply rc=$rc $(cat "$T/p.err")"
 	for sig in QUIT ALRM HUP PIPE; do
+		: >"$T/out" # emptied first: a stale "halting" is not this run's
 		"$VMM" run -q --kernel "$G/hang.elf" --mem 16M --result "json:$T/s.json" >"$T/out" 2>"$T/err" </dev/null &
 		pid=$!
 		for _ in $(seq 50); do grep -q halting "$T/out" && break; sleep 0.1; done
 		kill -s $sig $pid
-		wait $pid
+		wait_bounded $pid 20
 		rc=$?
 		want=$((128 + $(kill -l $sig)))
 		[ "$rc" = $want ] && [ "$(cat "$T/err")" = "vmm: stopped by SIG$sig" ] &&
@@ -311,6 +338,7 @@ assert r["schema"] == 1 and r["outcome"] == "expect" and r["status"] == 0, r
 assert r["console_dropped_bytes"] == 0 and r["vmm_version"]
 print("ok")' "$T/b.json" 2>&1 | tail -n 1)
 	[ "$rc" = 0 ] && [ "$got" = ok ] && ok "--result: strict JSON whatever the guest prints" || bad "--result: strict JSON" "rc=$rc $got"
+	: >"$T/hang.out" # emptied first: a stale "halting" is not this run's
 	"$VMM" run -q --kernel "$G/hang.elf" --mem 16M --disk "path=$T/disk.img" >"$T/hang.out" 2>&1 </dev/null &
 	hang=$!
 	for _ in $(seq 50); do grep -q halting "$T/hang.out" && break; sleep 0.1; done
@@ -323,6 +351,7 @@ print("ok")' "$T/b.json" 2>&1 | tail -n 1)
 
 	# --- the control socket never blocks the I/O thread ------------------
 	rm -f "$T/a.sock"
+	: >"$T/out" # emptied first: a stale "halting" is not this run's
 	"$VMM" run -q --kernel "$G/hang.elf" --mem 16M --api-socket "$T/a.sock" >"$T/out" 2>"$T/err" </dev/null &
 	pid=$!
 	for _ in $(seq 50); do grep -q halting "$T/out" && break; sleep 0.1; done
@@ -336,7 +365,7 @@ print("ok")' "$T/b.json" 2>&1 | tail -n 1)
 	[[ "$got" == '{"ok":false,"error":"no request within 5 s"} '[56] ]] && ok "api: an idle client is closed after 5 s" ||
 		bad "api: idle client closed" "$got"
 	kill $pid
-	wait $pid
+	wait_bounded $pid 20
 else
 	skipped "boot cases" "/dev/kvm is not usable here (the lab runs vmm on a real KVM)"
 fi
