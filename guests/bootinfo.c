@@ -10,14 +10,13 @@
 #define ZP_E820_ENTRIES 0x1e8
 #define ZP_RAMDISK_IMAGE 0x218
 #define ZP_RAMDISK_SIZE 0x21c
-#define ZP_CMD_LINE_PTR 0x228
 #define ZP_E820_TABLE 0x2d0
 
 void main(void *zeropage);
 void main(void *zeropage)
 {
 	const uint8_t *zp = zeropage;
-	const char *cmd = (const char *)(uintptr_t)*(const uint32_t *)(zp + ZP_CMD_LINE_PTR);
+	const char *cmd = cmdline_of(zp);
 	uint32_t rd = *(const uint32_t *)(zp + ZP_RAMDISK_IMAGE);
 	uint32_t rd_size = *(const uint32_t *)(zp + ZP_RAMDISK_SIZE);
 

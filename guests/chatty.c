@@ -9,32 +9,13 @@
  */
 #include "guest.h"
 
-#define ZP_CMD_LINE_PTR 0x228
-
-/* Whether "mode=NAME" is a word of s. */
-static int mode_is(const char *s, const char *name)
-{
-	for (; *s; s++) {
-		const char *p = s, *k = "mode=", *n = name;
-
-		while (*k && *p == *k)
-			p++, k++;
-		if (*k)
-			continue;
-		while (*n && *p == *n)
-			p++, n++;
-		if (!*n && (*p == '\0' || *p == ' '))
-			return 1;
-	}
-	return 0;
-}
+/* Whether "mode=NAME" is on the command line. */
+#define mode_is(cmd, name) cmdline_has(cmd, "mode=", name)
 
 void main(void *zeropage);
 void main(void *zeropage)
 {
-	const char *cmd =
-	    (const char *)(uintptr_t) *
-	    (const uint32_t *)((const uint8_t *)zeropage + ZP_CMD_LINE_PTR);
+	const char *cmd = cmdline_of(zeropage);
 
 	if (mode_is(cmd, "flood")) {
 		for (uint64_t n = 0;; n++) {

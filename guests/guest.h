@@ -68,4 +68,30 @@ static inline void cpuid(uint32_t leaf, uint32_t sub, uint32_t *a, uint32_t *b,
 			 : "a"(leaf), "c"(sub));
 }
 
+/* The kernel command line vmm passed (boot_params.hdr.cmd_line_ptr). */
+#define ZP_CMD_LINE_PTR 0x228
+static inline const char *cmdline_of(const void *zeropage)
+{
+	return (const char *)(uintptr_t)*(const uint32_t *)((const uint8_t *)zeropage +
+							   ZP_CMD_LINE_PTR);
+}
+
+/* Whether "key=value" is a word of the command line s (key ends in '='). */
+static inline int cmdline_has(const char *s, const char *key, const char *value)
+{
+	for (; *s; s++) {
+		const char *p = s, *k = key, *v = value;
+
+		while (*k && *p == *k)
+			p++, k++;
+		if (*k)
+			continue;
+		while (*v && *p == *v)
+			p++, v++;
+		if (!*v && (*p == '\0' || *p == ' '))
+			return 1;
+	}
+	return 0;
+}
+
 #endif

@@ -17,7 +17,6 @@
 #include "ap.h"
 #include "guest.h"
 
-#define ZP_CMD_LINE_PTR 0x228
 #define SLOT_BLK 1 /* the first --disk */
 #define SLOT_NET 2 /* the first --net, after one disk */
 #define SLOT_BLK1 2 /* a second --disk (bar-collide: no --net) */
@@ -805,34 +804,14 @@ static const struct attack attacks[] = {
 	{"net-tx-hdr-race", a_net_tx_hdr_race},
 };
 
-/* The word after "attack=" in s equals name. */
-static int chosen(const char *s, const char *name)
-{
-	for (; *s; s++) {
-		const char *p = s, *k = "attack=";
-		const char *n = name;
-
-		while (*k && *p == *k)
-			p++, k++;
-		if (*k)
-			continue;
-		while (*n && *p == *n)
-			p++, n++;
-		if (!*n && (*p == '\0' || *p == ' '))
-			return 1;
-	}
-	return 0;
-}
-
 void main(void *zeropage);
 void main(void *zeropage)
 {
-	const char *cmd = (const char *)(uintptr_t)*(const uint32_t *)((const uint8_t *)zeropage +
-									 ZP_CMD_LINE_PTR);
+	const char *cmd = cmdline_of(zeropage);
 	const struct attack *a = NULL;
 
 	for (unsigned int i = 0; i < sizeof(attacks) / sizeof(attacks[0]); i++)
-		if (chosen(cmd, attacks[i].name))
+		if (cmdline_has(cmd, "attack=", attacks[i].name))
 			a = &attacks[i];
 	if (!a) {
 		say("no attack= on the command line\n");
