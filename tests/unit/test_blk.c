@@ -21,6 +21,7 @@
 #include <linux/virtio_ring.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -1938,6 +1939,155 @@ static void test_reset_drain_wait_broken(void **state)
 	assert_int_equal(status_of(r), VIRTIO_BLK_S_IOERR);
 }
 
+/* A hostile driver that keeps the ring full of requests that complete at once. */
+struct refill {
+	struct vring_avail *avail;
+	struct vring_used *used;
+	uint16_t size;
+	bool stop;	    /* atomic: the test says stop */
+	bool started;	    /* atomic: the thread is spinning */
+	bool timed_out;	    /* it gave up waiting for stop */
+	uint64_t consumed;  /* used->idx advance it saw, unwrapped */
+	uint16_t last_used; /* used->idx at its last sample */
+};
+
+static void *refill_thread(void *arg)
+{
+	struct refill *rf = arg;
+	struct timespec now, end;
+
+	/* The safety net: a device that never returns cannot hang the test. */
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	end.tv_sec += 2;
+	__atomic_store_n(&rf->started, true, __ATOMIC_RELEASE);
+	for (unsigned long spin = 0;; spin++) {
+		uint16_t u = __atomic_load_n(&rf->used->idx, __ATOMIC_ACQUIRE);
+
+		if (u != rf->last_used) {
+			/* avail <= the last sample + size, so no step wraps. */
+			rf->consumed += (uint16_t)(u - rf->last_used);
+			rf->last_used = u;
+			/* Every slot already names a valid chain: publish them again. */
+			__atomic_store_n(&rf->avail->idx, (uint16_t)(u + rf->size),
+					 __ATOMIC_RELEASE);
+		}
+		if (__atomic_load_n(&rf->stop, __ATOMIC_ACQUIRE))
+			break;
+		if (spin % 1024)
+			continue;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec > end.tv_sec ||
+		    (now.tv_sec == end.tv_sec && now.tv_nsec >= end.tv_nsec)) {
+			rf->timed_out = true;
+			break;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * A driver that keeps publishing avail->idx = used->idx + size over one
+ * set of unsupported requests (each completes inside the kick, no engine):
+ * one kick serves at most its budget, then asks to be run again, instead
+ * of holding the I/O thread for as long as the driver likes.
+ *
+ * Each round is one kick with a full ring and the driver refilling. A
+ * kick lasts microseconds, so the driver gets a CPU of its own, as a
+ * vCPU would; a round where it was still not scheduled in time proves
+ * less (no refill reached the device), so rounds repeat until one did.
+ */
+static void test_kick_budget_under_refill(void **state)
+{
+	enum { QSIZE = 256, BUDGET = 256, ROUNDS = 256 };
+	struct fx *f = *state;
+	struct fx_opts o = {.qsize = QSIZE};
+	struct req r[QSIZE];
+	struct vring_used_elem *ue;
+	struct vring_avail *avail;
+	struct vring_used *used;
+	cpu_set_t saved, set_io, set_drv;
+	int cpu_io = -1, cpu_drv = -1;
+	unsigned int round, refilled = 0;
+
+	fx_start(f, &o);
+	for (unsigned int i = 0; i < QSIZE; i++) {
+		r[i] = post_req_ex(f, 99, 0, NULL, 0, true); /* header, status */
+		assert_int_equal(r[i].head, i);
+	}
+	avail = avail_ring(f);
+	used = used_ring(f);
+	ue = hva(used_gpa(0) + 4, 8ULL * QSIZE);
+
+	assert_int_equal(pthread_getaffinity_np(pthread_self(), sizeof(saved), &saved), 0);
+	for (unsigned int c = 0; c < CPU_SETSIZE && cpu_drv < 0; c++)
+		if (CPU_ISSET(c, &saved)) {
+			if (cpu_io < 0)
+				cpu_io = (int)c;
+			else
+				cpu_drv = (int)c;
+		}
+	if (cpu_drv < 0) {
+		print_message("one CPU: no driver can refill during a kick: skipped\n");
+		skip();
+	}
+	CPU_ZERO(&set_io);
+	CPU_SET(cpu_io, &set_io);
+	CPU_ZERO(&set_drv);
+	CPU_SET(cpu_drv, &set_drv);
+	assert_int_equal(pthread_setaffinity_np(pthread_self(), sizeof(set_io), &set_io), 0);
+
+	for (round = 0; round < ROUNDS && !refilled; round++) {
+		struct refill rf = {.avail = avail, .used = used, .size = QSIZE};
+		uint16_t start = used_idx(f), u;
+		pthread_attr_t attr;
+		pthread_t t;
+
+		/* The ring full again, every status byte poisoned. */
+		for (unsigned int i = 0; i < QSIZE; i++)
+			*(uint8_t *)hva(r[i].status, 1) = STATUS_POISON;
+		__atomic_store_n(&avail->idx, (uint16_t)(start + QSIZE), __ATOMIC_RELEASE);
+		memset(g_kick_again, 0, sizeof(g_kick_again));
+		rf.last_used = start;
+
+		assert_int_equal(pthread_attr_init(&attr), 0);
+		assert_int_equal(pthread_attr_setaffinity_np(&attr, sizeof(set_drv), &set_drv), 0);
+		assert_int_equal(pthread_create(&t, &attr, refill_thread, &rf), 0);
+		pthread_attr_destroy(&attr);
+		while (!__atomic_load_n(&rf.started, __ATOMIC_ACQUIRE))
+			sched_yield();
+		kick(f); /* once: the I/O thread's one turn */
+		__atomic_store_n(&rf.stop, true, __ATOMIC_RELEASE);
+		assert_int_equal(pthread_join(t, NULL), 0);
+
+		u = used_idx(f);
+		rf.consumed += (uint16_t)(u - rf.last_used);
+		if (rf.timed_out)
+			fail_msg("round %u: one kick held the thread for 2 s: %llu requests",
+				 round, (unsigned long long)rf.consumed);
+		/* QSIZE were available before the call: exactly the budget. */
+		assert_int_equal(rf.consumed, BUDGET);
+		assert_int_equal((uint16_t)(u - start), BUDGET);
+		assert_false(f->d->vqs[0].broken);
+		assert_int_equal(g_notify_unlocked, 0);
+		/* Slot k names head k: each chain served once, in order. */
+		for (unsigned int k = 0; k < QSIZE; k++) {
+			assert_int_equal(ue[k].id, k);
+			assert_int_equal(ue[k].len, 1);
+			assert_int_equal(status_of(r[k]), VIRTIO_BLK_S_UNSUPP);
+		}
+		/* Asked to run again at most once; once whenever a refill was waiting. */
+		assert_in_range(g_kick_again[0], 0, 1);
+		refilled = g_kick_again[0];
+	}
+	assert_int_equal(pthread_setaffinity_np(pthread_self(), sizeof(saved), &saved), 0);
+	if (!refilled)
+		fail_msg("in %u rounds the driver never refilled during a kick", ROUNDS);
+	/* The device was left with work and asked to be run again. */
+	assert_true(virtq_has_work(&f->d->vqs[0]));
+	print_message("budget reached with a refilled ring in round %u\n", round);
+	assert_image(f);
+}
+
 int main(void)
 {
 #define ENG(f)                                                                 \
@@ -1972,6 +2122,7 @@ int main(void)
 		SYNC(test_notify_suppression),
 		SYNC(test_config_space),
 		SYNC(test_features),
+		SYNC(test_kick_budget_under_refill),
 		cmocka_unit_test(test_image_checks),
 		cmocka_unit_test(test_parse_disk),
 	};
