@@ -117,8 +117,10 @@ static int cmd_run(int argc, char *argv[])
 			json_t *obj = result_new(VMM_EXIT_FAILURE, outcome_name(OUTCOME_HOST_ERROR),
 						 log_last_error());
 
-			if (obj)
+			if (obj) {
+				json_object_set_new(obj, "matched_line", json_null());
 				json_object_set_new(obj, "console_dropped_bytes", json_integer(0));
+			}
 			(void)result_commit(&result, obj);
 		}
 		config_free(&cfg);
