@@ -2,7 +2,8 @@
  * Start an application processor in a tiny guest: INIT-SIPI-SIPI through
  * the local APIC into a real-mode trampoline (copied to 0x6000) that goes
  * straight to long mode on vmm's identity page tables (PML4 at 0x9000)
- * and calls entry on its own stack. Include from one .c only.
+ * and calls entry on its own stack. The trampoline's symbols are global:
+ * include from one .c only (each guest is one .c, linked alone).
  */
 #ifndef GUEST_AP_H
 #define GUEST_AP_H

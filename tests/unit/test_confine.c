@@ -201,6 +201,20 @@ static void child_ok(const struct child *c)
 			 WIFEXITED(st) ? WEXITSTATUS(st) : -1, err);
 }
 
+/* A vCPU's filter, then the I/O thread's: child_ok, or child_killed naming name. */
+static void child_both(struct child *c, const char *name, const char *detail)
+{
+	static const enum confine_role roles[] = {CONFINE_VCPU, CONFINE_IO};
+
+	for (size_t i = 0; i < 2; i++) {
+		c->role = roles[i];
+		if (name)
+			child_killed(c, name, detail);
+		else
+			child_ok(c);
+	}
+}
+
 /* One ioctl request on fd -1: a request the filter allows fails with EBADF. */
 struct ioctl_try {
 	unsigned long req;
@@ -293,10 +307,7 @@ static void test_tcgets_works(void **state)
 
 	(void)state;
 	SKIP_SANITIZED();
-	c.role = CONFINE_VCPU;
-	child_ok(&c);
-	c.role = CONFINE_IO;
-	child_ok(&c);
+	child_both(&c, NULL, NULL);
 }
 
 static int map_rw(void *arg)
@@ -414,10 +425,7 @@ static void test_probe_kvm_create_vm(void **state)
 		skip();
 	}
 	close(fd);
-	c.role = CONFINE_VCPU;
-	child_killed(&c, "ioctl", "request 0xae01");
-	c.role = CONFINE_IO;
-	child_killed(&c, "ioctl", "request 0xae01");
+	child_both(&c, "ioctl", "request 0xae01");
 }
 
 /* The ring probe under either filter: refused by the ring, not by seccomp. */
@@ -428,10 +436,7 @@ static void test_probe_uring_openat(void **state)
 
 	(void)state;
 	SKIP_SANITIZED();
-	c.role = CONFINE_VCPU;
-	child_ok(&c);
-	c.role = CONFINE_IO;
-	child_ok(&c);
+	child_both(&c, NULL, NULL);
 }
 
 /* The hook itself: the variable picks the probe and the role. */
@@ -650,10 +655,7 @@ static void test_ring_under_filter(void **state)
 
 	(void)state;
 	SKIP_SANITIZED();
-	c.role = CONFINE_IO;
-	child_ok(&c);
-	c.role = CONFINE_VCPU; /* a reset's drain runs on a vCPU */
-	child_ok(&c);
+	child_both(&c, NULL, NULL); /* the vCPU too: a reset's drain runs on one */
 }
 
 /* A ring that is not confined cannot be made once the filter is on. */
@@ -668,13 +670,11 @@ static int ring_setup_late(void *arg)
 
 static void test_ring_setup_forbidden(void **state)
 {
-	struct child c = {.role = CONFINE_IO, .fn = ring_setup_late};
+	struct child c = {.fn = ring_setup_late};
 
 	(void)state;
 	SKIP_SANITIZED();
-	child_killed(&c, "io_uring_setup", NULL);
-	c.role = CONFINE_VCPU;
-	child_killed(&c, "io_uring_setup", NULL);
+	child_both(&c, "io_uring_setup", NULL);
 }
 
 int main(void)

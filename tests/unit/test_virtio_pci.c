@@ -284,14 +284,28 @@ static uint8_t status(void)
 	return (uint8_t)bar_rd(CC(device_status), 1);
 }
 
+/* The driver accepts features f, one 32-bit half at a time. */
+static void accept_features(uint64_t f)
+{
+	bar_wr(CC(guest_feature_select), 0, 4);
+	bar_wr(CC(guest_feature), (uint32_t)f, 4);
+	bar_wr(CC(guest_feature_select), 1, 4);
+	bar_wr(CC(guest_feature), (uint32_t)(f >> 32), 4);
+}
+
+/* The driver accepts f and sets FEATURES_OK, which does not stick. */
+static void features_refused(uint64_t f)
+{
+	accept_features(f);
+	bar_wr(CC(device_status), VIRTIO_CONFIG_S_FEATURES_OK, 1);
+	assert_int_equal(status() & VIRTIO_CONFIG_S_FEATURES_OK, 0);
+}
+
 /* Negotiate FEATURES and get to FEATURES_OK. */
 static void negotiate(void)
 {
 	bar_wr(CC(device_status), VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER, 1);
-	bar_wr(CC(guest_feature_select), 0, 4);
-	bar_wr(CC(guest_feature), (uint32_t)FEATURES, 4);
-	bar_wr(CC(guest_feature_select), 1, 4);
-	bar_wr(CC(guest_feature), (uint32_t)(FEATURES >> 32), 4);
+	accept_features(FEATURES);
 	bar_wr(CC(device_status), VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
 					  VIRTIO_CONFIG_S_FEATURES_OK, 1);
 	assert_int_equal(status() & VIRTIO_CONFIG_S_FEATURES_OK, VIRTIO_CONFIG_S_FEATURES_OK);
@@ -477,19 +491,9 @@ static void test_feature_negotiation(void **state)
 	assert_int_equal(bar_rd(CC(device_feature), 4), 0);
 
 	/* A feature we did not offer: FEATURES_OK does not stick. */
-	bar_wr(CC(guest_feature_select), 0, 4);
-	bar_wr(CC(guest_feature), (uint32_t)FEATURES | (1u << 5), 4);
-	bar_wr(CC(guest_feature_select), 1, 4);
-	bar_wr(CC(guest_feature), (uint32_t)(FEATURES >> 32), 4);
-	bar_wr(CC(device_status), VIRTIO_CONFIG_S_FEATURES_OK, 1);
-	assert_int_equal(status() & VIRTIO_CONFIG_S_FEATURES_OK, 0);
+	features_refused(FEATURES | (1u << 5));
 	/* No VERSION_1 (a legacy driver): refused as well. */
-	bar_wr(CC(guest_feature_select), 0, 4);
-	bar_wr(CC(guest_feature), (uint32_t)FEATURES, 4);
-	bar_wr(CC(guest_feature_select), 1, 4);
-	bar_wr(CC(guest_feature), 0, 4);
-	bar_wr(CC(device_status), VIRTIO_CONFIG_S_FEATURES_OK, 1);
-	assert_int_equal(status() & VIRTIO_CONFIG_S_FEATURES_OK, 0);
+	features_refused(FEATURES & ~(1ULL << VIRTIO_F_VERSION_1));
 	bar_wr(CC(device_status), 0, 1);
 	negotiate();
 	/* Features freeze at FEATURES_OK. */
@@ -780,10 +784,7 @@ static void test_features_ok_refusal_logged(void **state)
 	(void)state;
 	map_bar();
 	log_begin();
-	bar_wr(CC(guest_feature_select), 0, 4);
-	bar_wr(CC(guest_feature), (uint32_t)FEATURES | (1u << 5), 4);
-	bar_wr(CC(guest_feature_select), 1, 4);
-	bar_wr(CC(guest_feature), (uint32_t)(FEATURES >> 32), 4);
+	accept_features(FEATURES | (1u << 5));
 	for (unsigned int i = 0; i < 100; i++)
 		bar_wr(CC(device_status), VIRTIO_CONFIG_S_FEATURES_OK, 1);
 	assert_int_equal(status() & VIRTIO_CONFIG_S_FEATURES_OK, 0);
@@ -793,12 +794,7 @@ static void test_features_ok_refusal_logged(void **state)
 			    "driver accepted features 0x20, never offered\n");
 
 	log_begin();
-	bar_wr(CC(guest_feature_select), 0, 4);
-	bar_wr(CC(guest_feature), (uint32_t)FEATURES, 4);
-	bar_wr(CC(guest_feature_select), 1, 4);
-	bar_wr(CC(guest_feature), 0, 4);
-	bar_wr(CC(device_status), VIRTIO_CONFIG_S_FEATURES_OK, 1);
-	assert_int_equal(status() & VIRTIO_CONFIG_S_FEATURES_OK, 0);
+	features_refused(FEATURES & ~(1ULL << VIRTIO_F_VERSION_1));
 	assert_int_equal(log_end(log, sizeof(log)), 1);
 	assert_string_equal(log, "vmm: warning: fake: FEATURES_OK refused: the "
 				 "driver did not accept "
