@@ -64,7 +64,7 @@ GUEST_CFLAGS := -std=gnu11 -O2 -ffreestanding -fno-pic -fno-pie -nostdlib \
                 -mno-red-zone -mgeneral-regs-only -fno-stack-protector \
                 -fno-asynchronous-unwind-tables -Wall -Wextra \
                 -Werror -Iguests
-$(BUILD)/guests/%.elf: guests/%.c guests/start.S guests/guest.h guests/guest.ld
+$(BUILD)/guests/%.elf: guests/%.c guests/start.S guests/guest.h guests/ap.h guests/guest.ld
 	@mkdir -p $(@D)
 	$(CC) $(GUEST_CFLAGS) -mcmodel=small -static -no-pie -Wl,--build-id=none -Wl,--no-warn-rwx-segments \
 	  -T guests/guest.ld -o $@ guests/start.S $<

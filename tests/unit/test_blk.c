@@ -1910,8 +1910,8 @@ static void test_reset_drain_wait_fails(void **state)
 
 /*
  * The wait cannot work at all (EBADF): the engine gives up and is dead.
- * The requests blk.c then frees are never touched again (their
- * completions are not delivered), and every new request fails.
+ * The requests in flight are never touched again (their completions are
+ * not delivered; blk.c keeps their memory), and every new request fails.
  */
 static void test_reset_drain_wait_broken(void **state)
 {
