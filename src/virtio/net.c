@@ -342,10 +342,12 @@ static void rx_run(struct net *n, struct net_rxq *rx)
 				    "dropped a %zd-byte frame from the "
 				    "backend: larger than %zu bytes",
 				    got, (size_t)RX_BUF_LEN);
+				done++; /* dropped frames count: a flood of them is bounded too */
 				continue;
 			}
 			if ((size_t)got < HDR_LEN + ETH_HLEN) {
 				n->stats.rx_dropped++;
+				done++;
 				continue;
 			}
 			rx->len = (size_t)got;
