@@ -87,6 +87,7 @@ truncate -s 8M "$T/disk.img"
 ln -s disk.img "$T/disk-link.img"
 ln "$T/disk.img" "$T/disk-hard.img"
 mkdir -p "$T/adir"
+mkfifo "$T/fifo"
 bz=build/lab/bzImage
 [ -r "$bz" ] && head -c 200000 "$bz" >"$T/trunc-bz"
 before=$(state)
@@ -117,7 +118,7 @@ bad_inputs=(
 	"--console onto the API socket|is the file of --api-socket|--kernel $G/hello.elf --mem 16M --api-socket $T/api.sock --console file:$T/api.sock"
 	"--result onto --console|is the file of --console|--kernel $G/hello.elf --mem 16M --console file:$T/same.log --result json:$T/same.log"
 	"--result a directory|'$T/adir' is a directory|--kernel $G/hello.elf --mem 16M --result json:$T/adir"
-	"--result a device|'/dev/null' exists and is not a regular file|--kernel $G/hello.elf --mem 16M --result json:/dev/null"
+	"--result not a regular file|'$T/fifo' exists and is not a regular file|--kernel $G/hello.elf --mem 16M --result json:$T/fifo"
 	"--expect seventeen times|at most 16 patterns|--kernel $G/hello.elf $(printf -- '--expect x%d ' $(seq 17))"
 )
 [ -r "$T/trunc-bz" ] && bad_inputs+=("truncated bzImage|kernel is truncated|--kernel $T/trunc-bz --mem 256M")
@@ -298,14 +299,40 @@ print(json.load(open(sys.argv[1]), parse_constant=no)[sys.argv[2]])' "$1" "$2" 2
 	done
 
 	# --- a console reader that stalls never stalls the guest or the stop
-	start=$(date +%s%N)
-	{ "$VMM" run -q --kernel "$G/chatty.elf" --mem 16M --cmdline mode=flood --timeout 1 \
-		--result "json:$T/c.json" 2>"$T/err"; echo $? >"$T/rc"; } | sleep 6
-	rc=$(cat "$T/rc")
-	dropped=$(json_field "$T/c.json" console_dropped_bytes)
-	[ "$rc" = 124 ] && [ "$dropped" -gt 0 ] 2>/dev/null &&
-		ok "stalled console reader: --timeout still ends it, bytes dropped and counted" ||
-		bad "stalled console reader" "rc=$rc dropped=$dropped $(cat "$T/err")"
+	# (the reader sleeps on: vmm must end while it still holds the pipe)
+	rm -f "$T/rc"
+	{ "$VMM" run -q --kernel "$G/chatty.elf" --mem 16M --cmdline mode=flood --timeout 2 \
+		2>"$T/err"; echo $? >"$T/rc"; } | sleep 40 &
+	reader=$!
+	for _ in $(seq 150); do [ -s "$T/rc" ] && break; sleep 0.1; done
+	kill -0 "$reader" 2>/dev/null && alive=yes || alive=no
+	kill "$reader" 2>/dev/null
+	wait "$reader" 2>/dev/null
+	rc=$(cat "$T/rc" 2>/dev/null)
+	[ "$rc" = 124 ] && [ "$alive" = yes ] && ok "stalled console reader: --timeout still ends the run" ||
+		bad "stalled console reader: --timeout" "rc=$rc, ended before the reader: $alive, $(cat "$T/err")"
+	# Past the pipe's and vmm's buffers the bytes are dropped and counted;
+	# then SIGTERM still ends the run at once.
+	rm -f "$T/c.sock"
+	{ "$VMM" run -q --kernel "$G/chatty.elf" --mem 16M --cmdline mode=flood --api-socket "$T/c.sock" \
+		--result "json:$T/c.json" 2>"$T/err" & echo $! >"$T/pid"; wait $!; } | sleep 40 &
+	reader=$!
+	for _ in $(seq 50); do [ -S "$T/c.sock" ] && break; sleep 0.1; done
+	dropped=0
+	for _ in $(seq 300); do
+		dropped=$("$VMM" ctl "$T/c.sock" stats | python3 -c 'import json, sys; print(json.load(sys.stdin)["console_dropped_bytes"])')
+		[ "$dropped" -gt 0 ] 2>/dev/null && break
+		sleep 0.1
+	done
+	pid=$(cat "$T/pid")
+	kill -TERM "$pid"
+	for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	kill "$reader" 2>/dev/null
+	wait "$reader" 2>/dev/null
+	[ "$dropped" -gt 0 ] 2>/dev/null && [ "$(json_field "$T/c.json" status)" = 143 ] &&
+		[ "$(json_field "$T/c.json" console_dropped_bytes)" -ge "$dropped" ] &&
+		ok "stalled console reader: bytes dropped and counted, SIGTERM ends the run" ||
+		bad "stalled console reader: dropped bytes" "dropped=$dropped $(cat "$T/err") $(cat "$T/c.json" 2>&1 | head -c 300)"
 	out=$("$VMM" run -q --kernel "$G/chatty.elf" --mem 16M --cmdline mode=flood 2>"$T/err" | head -c 300000 | wc -c)
 	[ "$out" = 300000 ] && [ "$(cat "$T/err")" = "vmm: stopped by SIGPIPE" ] &&
 		ok "console reader gone: SIGPIPE ends the run" || bad "console reader gone" "$out bytes, $(cat "$T/err")"
