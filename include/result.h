@@ -18,7 +18,7 @@
 
 #define RESULT_SCHEMA 1 /* bumped when a field changes meaning */
 
-struct run_result {
+struct result_file {
 	const char *path; /* NULL: no --result */
 	char tmp[4096];
 	int fd; /* the temporary file, -1 when none is open */
@@ -30,11 +30,11 @@ struct run_result {
  */
 int result_check(const char *path) WUR;
 /* Create the temporary file (O_EXCL, O_NOFOLLOW). One line and -errno. */
-int result_open(struct run_result *r, const char *path) WUR;
+int result_open(struct result_file *r, const char *path) WUR;
 /* Write obj (consumed) and rename the file into place; no-op without a file. */
-int result_commit(struct run_result *r, json_t *obj);
+int result_commit(struct result_file *r, json_t *obj);
 /* Remove the temporary file, if any (bad input found after it was made). */
-void result_discard(struct run_result *r);
+void result_discard(struct result_file *r);
 
 /*
  * The common fields: schema, vmm_version, status, outcome, reason. A new

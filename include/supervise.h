@@ -50,7 +50,7 @@ const char *outcome_name(enum vmm_outcome o);
 
 struct vm;
 struct vcpu;
-struct run_result;
+struct result_file;
 
 struct sup_client {
 	int fd; /* -1: free */
@@ -62,7 +62,7 @@ struct sup_client {
 
 struct supervise {
 	struct vm *vm;
-	struct run_result *result; /* --result, or NULL */
+	struct result_file *result; /* --result, or NULL */
 	regex_t expect[VMM_MAX_PATTERNS], fail[VMM_MAX_PATTERNS];
 	unsigned int nr_expect, nr_fail;
 	char line[1024]; /* the console line being printed (vCPU, UART lock) */

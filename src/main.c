@@ -72,7 +72,7 @@ static const char usage_run[] =
 
 static int cmd_run(int argc, char *argv[])
 {
-	struct run_result result = {.fd = -1};
+	struct result_file result = {.fd = -1};
 	struct vmm_config cfg;
 	sigset_t sigs;
 	struct vm vm;

@@ -33,7 +33,7 @@ int result_check(const char *path)
 	return 0;
 }
 
-int result_open(struct run_result *r, const char *path)
+int result_open(struct result_file *r, const char *path)
 {
 	int n;
 
@@ -58,7 +58,7 @@ int result_open(struct run_result *r, const char *path)
 	return 0;
 }
 
-int result_commit(struct run_result *r, json_t *obj)
+int result_commit(struct result_file *r, json_t *obj)
 {
 	char *text;
 	int ret = 0;
@@ -98,7 +98,7 @@ int result_commit(struct run_result *r, json_t *obj)
 	return ret;
 }
 
-void result_discard(struct run_result *r)
+void result_discard(struct result_file *r)
 {
 	if (r->fd < 0)
 		return;
