@@ -43,7 +43,8 @@ struct console_out {
 	int fd;		  /* the sink, -1: not buffered */
 	int efd;	  /* bytes arrived (vCPU -> I/O thread) */
 	int retry_fd;	  /* timerfd: the sink was full, try again */
-	int saved_flags;  /* the sink's file status flags, restored at close */
+	bool sock;	  /* a socket: written with MSG_DONTWAIT */
+	bool own;	  /* fd is vmm's own non-blocking description of the sink */
 	bool ready;
 };
 struct vcpu_stats;

@@ -11,9 +11,11 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <termios.h>
@@ -25,26 +27,42 @@
 
 #define CTRL_A 0x01
 
-/* Buffer output to fd unless it is a regular file (or not open at all). */
+/*
+ * Buffer output to fd unless it is a regular file (or not open at all).
+ * The writes must not block, but O_NONBLOCK on fd itself would change the
+ * file description vmm shares with its parent (a shell's terminal, a
+ * script's pipe), and stay changed if vmm were killed. So a socket is
+ * written with MSG_DONTWAIT, and anything else through a description of
+ * its own, opened again through /proc. Without one, output is written
+ * directly, as to a file.
+ */
 static int buffer_open(struct console_out *co, int fd)
 {
 	struct stat st;
-	int fl = fcntl(fd, F_GETFL);
+	char path[32];
 
 	co->fd = co->efd = co->retry_fd = -1;
-	if (fl < 0 || fstat(fd, &st) < 0 || S_ISREG(st.st_mode))
+	if (fstat(fd, &st) < 0 || S_ISREG(st.st_mode))
 		return 0;
+	if (S_ISSOCK(st.st_mode)) {
+		co->fd = fd;
+		co->sock = true;
+	} else {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		co->fd = open(path, O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+		if (co->fd < 0) {
+			log_debug("console", "output unbuffered: reopening %s: %s", path,
+				  strerror(errno));
+			return 0;
+		}
+		co->own = true;
+	}
 	co->buf = malloc(CONSOLE_BUF_SIZE);
 	co->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	co->retry_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	if (!co->buf || co->efd < 0 || co->retry_fd < 0)
 		return -1;
-	/* Shared with whoever else has this pipe or terminal: restored at close. */
-	if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-		return -1;
 	pthread_mutex_init(&co->lock, NULL);
-	co->saved_flags = fl;
-	co->fd = fd;
 	co->ready = true;
 	return 0;
 }
@@ -86,10 +104,12 @@ int console_open(struct vm *vm)
 static void buffer_close(struct console_out *co)
 {
 	if (co->ready) {
-		fcntl(co->fd, F_SETFL, co->saved_flags);
 		pthread_mutex_destroy(&co->lock);
 		co->ready = false;
 	}
+	if (co->own && co->fd >= 0)
+		close(co->fd);
+	co->own = co->sock = false;
 	if (co->efd >= 0)
 		close(co->efd);
 	if (co->retry_fd >= 0)
@@ -144,7 +164,7 @@ static int buffer_drain(struct console_out *co)
 		if (!n)
 			return 0;
 		/* Only this thread moves head: the bytes at p stay put. */
-		w = write(co->fd, p, n);
+		w = co->sock ? send(co->fd, p, n, MSG_DONTWAIT) : write(co->fd, p, n);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0 && errno == EAGAIN)

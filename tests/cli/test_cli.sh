@@ -333,6 +333,26 @@ print(json.load(open(sys.argv[1]), parse_constant=no)[sys.argv[2]])' "$1" "$2" 2
 		[ "$(json_field "$T/c.json" console_dropped_bytes)" -ge "$dropped" ] &&
 		ok "stalled console reader: bytes dropped and counted, SIGTERM ends the run" ||
 		bad "stalled console reader: dropped bytes" "dropped=$dropped $(cat "$T/err") $(cat "$T/c.json" 2>&1 | head -c 300)"
+	# vmm writes without blocking through a description of its own: the
+	# terminal or pipe it shares with its parent keeps its flags, even
+	# when vmm is killed
+	got=$(python3 - "$VMM" "$G/chatty.elf" <<'PY'
+import fcntl, os, pty, signal, subprocess, sys, time
+m, s = pty.openpty()
+r, w = os.pipe()
+seen = []
+for out in (s, w):
+    p = subprocess.Popen([sys.argv[1], "run", "-q", "--kernel", sys.argv[2], "--mem", "16M",
+                          "--cmdline", "mode=flood"], stdin=s, stdout=out, stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    seen.append(fcntl.fcntl(out, fcntl.F_GETFL) & os.O_NONBLOCK)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    seen.append(fcntl.fcntl(out, fcntl.F_GETFL) & os.O_NONBLOCK)
+print("blocking" if not any(seen) else "changed %s" % seen)
+PY
+)
+	[ "$got" = blocking ] && ok "a shared terminal or pipe keeps its flags" || bad "a shared terminal or pipe keeps its flags" "$got"
 	out=$("$VMM" run -q --kernel "$G/chatty.elf" --mem 16M --cmdline mode=flood 2>"$T/err" | head -c 300000 | wc -c)
 	[ "$out" = 300000 ] && [ "$(cat "$T/err")" = "vmm: stopped by SIGPIPE" ] &&
 		ok "console reader gone: SIGPIPE ends the run" || bad "console reader gone" "$out bytes, $(cat "$T/err")"
