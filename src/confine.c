@@ -69,6 +69,7 @@ static const int io_only[] = {
 	SCMP_SYS(fallocate), SCMP_SYS(close), SCMP_SYS(io_destroy), /* aio engine at exit */
 	SCMP_SYS(mincore), /* -v: how much guest RAM is resident */
 	SCMP_SYS(timerfd_settime), /* the console's retry, --timeout, pause */
+	SCMP_SYS(sendto), /* console output to a socket (MSG_DONTWAIT); no new sockets */
 };
 
 /*

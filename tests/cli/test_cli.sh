@@ -353,6 +353,17 @@ print("blocking" if not any(seen) else "changed %s" % seen)
 PY
 )
 	[ "$got" = blocking ] && ok "a shared terminal or pipe keeps its flags" || bad "a shared terminal or pipe keeps its flags" "$got"
+	got=$(python3 - "$VMM" "$G/hello.elf" <<'PY'
+import socket, subprocess, sys
+a, b = socket.socketpair()
+p = subprocess.Popen([sys.argv[1], "run", "-q", "--kernel", sys.argv[2], "--mem", "16M"],
+                     stdout=a.fileno(), stderr=subprocess.PIPE)
+a.close()
+err = p.communicate(timeout=30)[1]
+print(p.returncode, repr(b.recv(100)), repr(err))
+PY
+)
+	[ "$got" = "0 b'hello from guest\\n' b''" ] && ok "console to a socket" || bad "console to a socket" "$got"
 	out=$("$VMM" run -q --kernel "$G/chatty.elf" --mem 16M --cmdline mode=flood 2>"$T/err" | head -c 300000 | wc -c)
 	[ "$out" = 300000 ] && [ "$(cat "$T/err")" = "vmm: stopped by SIGPIPE" ] &&
 		ok "console reader gone: SIGPIPE ends the run" || bad "console reader gone" "$out bytes, $(cat "$T/err")"
@@ -407,7 +418,7 @@ print("ok")' "$T/b.json" 2>&1 | tail -n 1)
 	[[ "$got" == '{"ok":true,"state":"running",'* ]] && ok "api: a request in two writes is one line" || bad "api: a request in two writes" "$got"
 	got=$(tests/cli/api_client.py idle "$T/a.sock" 12 status 2>"$T/lat")
 	[[ "$got" == '{"ok":true,"state":"running",'* ]] && ok "api: answered with 12 idle clients connected ($(cat "$T/lat") ms)" ||
-		bad "api: 12 idle clients" "$got"
+		bad "api: 12 idle clients" "reply '$got', $(tail -n 3 "$T/lat")"
 	got=$(tests/cli/api_client.py silent "$T/a.sock")
 	[[ "$got" == '{"ok":false,"error":"no request within 5 s"} '[56] ]] && ok "api: an idle client is closed after 5 s" ||
 		bad "api: idle client closed" "$got"
