@@ -284,6 +284,29 @@ print(json.load(open(sys.argv[1]), parse_constant=no)[sys.argv[2]])' "$1" "$2" 2
 	rc=$?
 	[[ "$sreply" == '{"ok":true,"state":"paused",'* ]] && [ "$rc" = 143 ] && [ -z "$(leftovers)" ] &&
 		ok "paused, api stop ends it" || bad "paused, api stop ends it" "status=$sreply rc=$rc $(cat "$T/p.err")"
+	# Ctrl-A x on the console's terminal ends a paused VM too
+	rm -f "$T/p.sock"
+	got=$(python3 - "$VMM" "$G/hang.elf" "$T/p.sock" <<'PY'
+import os, pty, subprocess, sys, time
+m, s = pty.openpty()
+p = subprocess.Popen([sys.argv[1], "run", "-q", "--kernel", sys.argv[2], "--mem", "16M",
+                      "--api-socket", sys.argv[3]], stdin=s, stdout=s, stderr=subprocess.PIPE)
+for _ in range(100):
+    if os.path.exists(sys.argv[3]):
+        break
+    time.sleep(0.1)
+pause = subprocess.run([sys.argv[1], "ctl", sys.argv[3], "pause"], capture_output=True, text=True).stdout.strip()
+os.write(m, b"\x01x")
+try:
+    err = p.communicate(timeout=20)[1].decode().strip()
+except subprocess.TimeoutExpired:
+    p.kill()
+    err = "still running 20 s after Ctrl-A x"
+print(pause, p.returncode, err)
+PY
+)
+	[ "$got" = '{"ok":true,"state":"paused"} 130 vmm: stopped from the console (Ctrl-A x)' ] &&
+		ok "paused, Ctrl-A x exits 130" || bad "paused, Ctrl-A x exits 130" "$got"
 	for sig in QUIT ALRM HUP PIPE; do
 		: >"$T/out" # emptied first: a stale "halting" is not this run's
 		"$VMM" run -q --kernel "$G/hang.elf" --mem 16M --result "json:$T/s.json" >"$T/out" 2>"$T/err" </dev/null &
