@@ -274,6 +274,9 @@ int vm_run(struct vm *vm)
 	r = console_start(vm);
 	if (!r)
 		r = confine_prepare();
+	if (r) /* neither started anything: say why, or the run "ends" with 0 */
+		vm_request_stop_as(vm, OUTCOME_HOST_ERROR, VMM_EXIT_FAILURE,
+				   "starting the run: %s", strerror(-r));
 	if (!r)
 		r = start_vcpus(vm);
 	if (!r && !vm->cfg->no_seccomp) {

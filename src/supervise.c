@@ -421,9 +421,11 @@ static void client_read(struct supervise *s, struct sup_client *c)
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (c->waits_pause) {
-		if (n <= 0)
+		if (n == 0) /* shut its side: still gets the answer */
+			epoll_ctl(s->clients_ep, EPOLL_CTL_DEL, c->fd, NULL);
+		else if (n < 0)
 			client_close(s, c); /* gone before its answer */
-		return;			    /* one request a connection */
+		return; /* one request a connection */
 	}
 	if (n <= 0) {
 		if (n == 0 && c->len)

@@ -5,6 +5,8 @@
   api_client.py idle SOCK N CMD     hold N silent connections open, send CMD on
                                     another: print the reply, then its latency in
                                     ms on stderr
+  api_client.py halfclose SOCK CMD  send CMD with no newline, shut the writing
+                                    side, print the reply
   api_client.py silent SOCK         connect, send nothing: print what comes back
                                     (the idle timeout's reply) and the seconds it took
 """
@@ -49,6 +51,11 @@ def main():
         sys.stderr.write("%.1f\n" % ms)
         for c in idle:
             c.close()
+    elif mode == "halfclose":
+        s = connect(path)
+        s.sendall(sys.argv[3].encode())
+        s.shutdown(socket.SHUT_WR)
+        sys.stdout.write(read_all(s))
     elif mode == "silent":
         t0 = time.monotonic()
         s = connect(path)

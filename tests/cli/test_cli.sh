@@ -439,6 +439,10 @@ print("ok")' "$T/b.json" 2>&1 | tail -n 1)
 	[ "$(stat -c %a "$T/a.sock")" = 600 ] && ok "--api-socket is 0600" || bad "--api-socket is 0600" "$(stat -c %a "$T/a.sock")"
 	got=$(tests/cli/api_client.py split "$T/a.sock")
 	[[ "$got" == '{"ok":true,"state":"running",'* ]] && ok "api: a request in two writes is one line" || bad "api: a request in two writes" "$got"
+	got=$(tests/cli/api_client.py halfclose "$T/a.sock" pause)
+	[ "$got" = '{"ok":true,"state":"paused"}' ] && ok "api: a pause from a client that shut its side is answered" ||
+		bad "api: pause, half-closed" "$got"
+	"$VMM" ctl "$T/a.sock" resume >/dev/null
 	got=$(tests/cli/api_client.py idle "$T/a.sock" 12 status 2>"$T/lat")
 	[[ "$got" == '{"ok":true,"state":"running",'* ]] && ok "api: answered with 12 idle clients connected ($(cat "$T/lat") ms)" ||
 		bad "api: 12 idle clients" "reply '$got', $(tail -n 3 "$T/lat")"
