@@ -101,8 +101,8 @@ int supervise_check(const struct vmm_config *cfg) WUR;
 int supervise_init(struct vm *vm) WUR;
 /* The UART's transmit hook (vCPU thread, UART lock held). */
 void supervise_console_byte(void *opaque, uint8_t b);
-/* vCPU thread, between KVM_RUNs: wait here while paused. */
-void supervise_pause_point(struct vm *vm, struct vcpu *v);
+/* vCPU thread, between KVM_RUNs: wait here while paused (or until a stop). */
+void supervise_pause_point(struct vm *vm);
 /* The I/O thread is stopping the VM: wake parked vCPUs so they can end. */
 void supervise_release_vcpus(struct vm *vm);
 /*

@@ -203,7 +203,8 @@ int confine_prepare(void)
 }
 
 /* CONFINE_RENAME, CONFINE_SOCKET */
-static const int for_rename[] = {SCMP_SYS(rename), SCMP_SYS(renameat), SCMP_SYS(renameat2)};
+static const int for_rename[] = {SCMP_SYS(rename), SCMP_SYS(renameat), SCMP_SYS(renameat2),
+				 SCMP_SYS(unlink), SCMP_SYS(unlinkat)}; /* a failed write's temp */
 static const int for_socket[] = {
 	SCMP_SYS(accept4), SCMP_SYS(setsockopt), SCMP_SYS(shutdown), SCMP_SYS(recvfrom),
 	SCMP_SYS(recvmsg), SCMP_SYS(sendto), SCMP_SYS(sendmsg), /* clients */

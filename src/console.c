@@ -86,7 +86,7 @@ int console_open(struct vm *vm)
 		if (fcntl(STDIN_FILENO, F_GETFL) >= 0)
 			vm->console_in_fd = STDIN_FILENO;
 		if (buffer_open(&vm->cout, STDOUT_FILENO))
-			return -errno;
+			return errno ? -errno : -ENOMEM;
 	}
 	if (vm->console_in_fd >= 0 && isatty(vm->console_in_fd) &&
 	    tcgetattr(vm->console_in_fd, &vm->tty_saved) == 0) {

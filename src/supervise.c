@@ -172,7 +172,7 @@ static void on_grace(void *opaque)
 
 /* ---- pause ---- */
 
-void supervise_pause_point(struct vm *vm, struct vcpu *v)
+void supervise_pause_point(struct vm *vm)
 {
 	struct supervise *s = &vm->sup;
 	uint64_t one = 1;
@@ -187,9 +187,6 @@ void supervise_pause_point(struct vm *vm, struct vcpu *v)
 		s->parked--;
 	}
 	pthread_mutex_unlock(&s->lock);
-	/* The kick that brought us here must not end the next KVM_RUN. */
-	if (!__atomic_load_n(&vm->stopping, __ATOMIC_ACQUIRE))
-		__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
 }
 
 void supervise_release_vcpus(struct vm *vm)
@@ -540,8 +537,10 @@ static int api_listen(struct vm *vm, const char *path)
 	old_mask = umask(0177);
 	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
 	umask(old_mask);
-	if (!r && listen(fd, SUP_MAX_CLIENTS) < 0)
+	if (!r && listen(fd, SUP_MAX_CLIENTS) < 0) {
 		r = -errno;
+		unlink(path); /* bound, never listened on: leave no socket file */
+	}
 	if (r) {
 		close(fd);
 		log_err(NULL, "--api-socket: cannot listen on '%s': %s", path,

@@ -610,10 +610,14 @@ int vm_load(struct vm *vm, bool *usage)
 	}
 	/* Last, so that bad input never leaves a console file behind. */
 	r = console_open(vm);
-	if (r) {
+	if (r && vm->cfg->console == CONSOLE_FILE) {
 		log_err(NULL, "--console: cannot open '%s': %s",
 			vm->cfg->console_path, strerror(-r));
 		*usage = true;
+		return r;
+	}
+	if (r) { /* the host's fault, not the user's */
+		log_err(NULL, "console: cannot set up the output buffer: %s", strerror(-r));
 		return r;
 	}
 	/* A pipe or a terminal gets the bytes through console_tx_byte's buffer. */

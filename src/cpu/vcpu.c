@@ -390,9 +390,20 @@ void *vcpu_thread(void *arg)
 	if (v->id == 0)
 		log_info("vcpu", "first KVM_RUN %.3f ms after VM creation began",
 			 (double)(vm_now_ns() - vm->start_ns) / 1e6);
-	while (!__atomic_load_n(&vm->stopping, __ATOMIC_ACQUIRE)) {
-		if (__atomic_load_n(&vm->sup.paused, __ATOMIC_ACQUIRE))
-			supervise_pause_point(vm, v);
+	for (;;) {
+		/*
+		 * A kick is a flag (stopping, paused) set first, then
+		 * immediate_exit: clearing it before looking at the flags
+		 * loses none, and a kick meant for a pause that was called off
+		 * meanwhile cannot make every KVM_RUN return at once.
+		 */
+		__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&vm->stopping, __ATOMIC_SEQ_CST))
+			break;
+		if (__atomic_load_n(&vm->sup.paused, __ATOMIC_SEQ_CST)) {
+			supervise_pause_point(vm);
+			continue;
+		}
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;

@@ -284,6 +284,20 @@ print(json.load(open(sys.argv[1]), parse_constant=no)[sys.argv[2]])' "$1" "$2" 2
 	rc=$?
 	[[ "$sreply" == '{"ok":true,"state":"paused",'* ]] && [ "$rc" = 143 ] && [ -z "$(leftovers)" ] &&
 		ok "paused, api stop ends it" || bad "paused, api stop ends it" "status=$sreply rc=$rc $(cat "$T/p.err")"
+	# a result that cannot be put in place is one line, under the filter too
+	mkdir -p "$T/rd"
+	: >"$T/out"
+	"$VMM" run -q --kernel "$G/hang.elf" --mem 16M --result "json:$T/rd/r.json" >"$T/out" 2>"$T/err" </dev/null &
+	pid=$!
+	for _ in $(seq 50); do grep -q halting "$T/out" && break; sleep 0.1; done
+	rm -rf "$T/rd"
+	kill -TERM $pid
+	wait_bounded $pid 20
+	rc=$?
+	[ "$rc" = 143 ] && [ "$(cat "$T/err")" = "vmm: --result: cannot write '$T/rd/r.json': No such file or directory
+vmm: stopped by SIGTERM" ] &&
+		ok "--result that cannot be written: one line, the run's status" || bad "--result that cannot be written" "rc=$rc $(cat "$T/err")"
+
 	# Ctrl-A x on the console's terminal ends a paused VM too
 	rm -f "$T/p.sock"
 	got=$(python3 - "$VMM" "$G/hang.elf" "$T/p.sock" <<'PY'
