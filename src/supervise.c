@@ -74,28 +74,39 @@ static bool matches(const regex_t *rx, unsigned int n, const char *line)
 	return false;
 }
 
-/* Judge s->line; true when it ended the run. */
-static bool judge_line(struct supervise *s)
-{
-	enum vmm_outcome o;
+/* The reason line of a match; opt is "fail" or "expect". */
+#define MATCH_REASON "console matched --%s: %.120s"
 
+/* Whether s->line (NUL-ended here) matches a --fail (first) or an --expect. */
+static bool line_verdict(struct supervise *s, enum vmm_outcome *o)
+{
 	s->line[s->line_len] = '\0';
 	if (matches(s->fail, s->nr_fail, s->line))
-		o = OUTCOME_FAIL;
+		*o = OUTCOME_FAIL;
 	else if (matches(s->expect, s->nr_expect, s->line))
-		o = OUTCOME_EXPECT;
+		*o = OUTCOME_EXPECT;
 	else
 		return false;
-	/* Only the line that wins the stop is kept. */
-	if (!vm_request_stop_as(
-		s->vm, o, o == OUTCOME_FAIL ? VMM_EXIT_FAILURE : VMM_EXIT_OK,
-		"console matched --%s: %.200s",
-		o == OUTCOME_FAIL ? "fail" : "expect", s->line))
-		return false;
+	return true;
+}
+
+/* The line that decided the run, for --result's matched_line. */
+static void keep_match(struct supervise *s)
+{
 	memcpy(s->matched, s->line, s->line_len);
 	s->matched_len = s->line_len;
 	s->has_matched = true;
-	return true;
+}
+
+/* A whole console line: a match stops the run (only the winner is kept). */
+static void judge_line(struct supervise *s)
+{
+	enum vmm_outcome o;
+
+	if (line_verdict(s, &o) &&
+	    vm_request_stop_as(s->vm, o, o == OUTCOME_FAIL ? VMM_EXIT_FAILURE : VMM_EXIT_OK,
+			       MATCH_REASON, o == OUTCOME_FAIL ? "fail" : "expect", s->line))
+		keep_match(s);
 }
 
 void supervise_console_byte(void *opaque, uint8_t b)
@@ -300,9 +311,14 @@ static void on_pause_deadline(void *opaque)
 	pause_done(s, "the vCPUs did not stop within 2 s");
 }
 
+static bool is_stopping(struct supervise *s)
+{
+	return __atomic_load_n(&s->vm->stopping, __ATOMIC_ACQUIRE) || s->stop_sent;
+}
+
 static const char *state_name(struct supervise *s)
 {
-	if (__atomic_load_n(&s->vm->stopping, __ATOMIC_ACQUIRE) || s->stop_sent)
+	if (is_stopping(s))
 		return "stopping";
 	return s->pausing ? "pausing" : s->paused ? "paused" : "running";
 }
@@ -327,7 +343,7 @@ static void api_pause(struct supervise *s, struct sup_client *c)
 {
 	struct vm *vm = s->vm;
 
-	if (!strcmp(state_name(s), "stopping")) {
+	if (is_stopping(s)) {
 		reply_error(s, c, "the VM is stopping");
 		return;
 	}
@@ -690,23 +706,13 @@ static void judge_end(struct vm *vm)
 	/* A last line without a newline still counts, unless vmm was told to
 	 * stop. */
 	if (s->line_len && o != OUTCOME_SIGNAL && o != OUTCOME_HOST_ERROR &&
-	    o != OUTCOME_INTERNAL_ERROR) {
-		s->line[s->line_len] = '\0';
-		if (matches(s->fail, s->nr_fail, s->line) ||
-		    matches(s->expect, s->nr_expect, s->line)) {
-			bool failed = matches(s->fail, s->nr_fail, s->line);
-
-			vm->outcome = failed ? OUTCOME_FAIL : OUTCOME_EXPECT;
-			vm->exit_status =
-			    failed ? VMM_EXIT_FAILURE : VMM_EXIT_OK;
-			snprintf(vm->exit_reason, sizeof(vm->exit_reason),
-				 "console matched --%s: %.120s",
-				 failed ? "fail" : "expect", s->line);
-			memcpy(s->matched, s->line, s->line_len);
-			s->matched_len = s->line_len;
-			s->has_matched = true;
-			return;
-		}
+	    o != OUTCOME_INTERNAL_ERROR && line_verdict(s, &o)) {
+		vm->outcome = o;
+		vm->exit_status = o == OUTCOME_FAIL ? VMM_EXIT_FAILURE : VMM_EXIT_OK;
+		snprintf(vm->exit_reason, sizeof(vm->exit_reason), MATCH_REASON,
+			 o == OUTCOME_FAIL ? "fail" : "expect", s->line);
+		keep_match(s);
+		return;
 	}
 	if (s->nr_expect && guest_ended(o)) {
 		char was[160];
