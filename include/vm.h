@@ -173,12 +173,6 @@ void vm_destroy(struct vm *vm);
  */
 bool vm_request_stop_as(struct vm *vm, enum vmm_outcome outcome, int status,
 			const char *fmt, ...) PRINTF_LIKE(4, 5);
-/* The same, the outcome told by the status (tests). */
-#define vm_request_stop(vm, status, ...)                                       \
-	vm_request_stop_as(vm, (status) == 124 ? OUTCOME_TIMEOUT                 \
-			   : (status) >= 128 ? OUTCOME_SIGNAL                    \
-			   : (status) == 0 ? OUTCOME_POWEROFF : OUTCOME_HOST_ERROR, \
-			   status, __VA_ARGS__)
 
 uint64_t vm_now_ns(void);
 

@@ -111,7 +111,7 @@ static int start_vcpus(struct vm *vm)
 				       &vm->vcpus[i]);
 
 		if (r) {
-			vm_request_stop(vm, VMM_EXIT_FAILURE,
+			vm_request_stop_as(vm, OUTCOME_HOST_ERROR, VMM_EXIT_FAILURE,
 					"cannot start vcpu%u thread: %s", i,
 					strerror(r));
 			return -r;
@@ -284,14 +284,14 @@ int vm_run(struct vm *vm)
 		r = confine_thread(CONFINE_IO, (vm->cfg->result_path ? CONFINE_RENAME : 0) |
 						       (vm->cfg->api_socket ? CONFINE_SOCKET : 0));
 		if (r)
-			vm_request_stop(vm, VMM_EXIT_FAILURE, "seccomp: %s", strerror(-r));
+			vm_request_stop_as(vm, OUTCOME_HOST_ERROR, VMM_EXIT_FAILURE, "seccomp: %s", strerror(-r));
 		else
 			confine_test_hook(CONFINE_IO); /* VMM_TEST_SECCOMP, see confine.h */
 	}
 	if (!r) {
 		r = io_loop(vm, sfd);
 		if (r)
-			vm_request_stop(vm, VMM_EXIT_FAILURE, "I/O loop: %s",
+			vm_request_stop_as(vm, OUTCOME_HOST_ERROR, VMM_EXIT_FAILURE, "I/O loop: %s",
 					strerror(-r));
 	}
 	stop_vcpus(vm);

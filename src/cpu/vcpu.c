@@ -380,7 +380,7 @@ void *vcpu_thread(void *arg)
 		int r = confine_thread(CONFINE_VCPU, 0);
 
 		if (r) {
-			vm_request_stop(vm, VMM_EXIT_FAILURE, "seccomp on vcpu%u: %s", v->id,
+			vm_request_stop_as(vm, OUTCOME_HOST_ERROR, VMM_EXIT_FAILURE, "seccomp on vcpu%u: %s", v->id,
 					strerror(-r));
 			return NULL;
 		}
@@ -407,7 +407,7 @@ void *vcpu_thread(void *arg)
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
-			vm_request_stop(vm, VMM_EXIT_FAILURE,
+			vm_request_stop_as(vm, OUTCOME_HOST_ERROR, VMM_EXIT_FAILURE,
 					"KVM_RUN failed on vcpu%u: %s", v->id,
 					strerror(errno));
 			break;

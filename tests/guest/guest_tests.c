@@ -90,7 +90,7 @@ static void *watchdog_thread(void *arg)
 	pthread_mutex_lock(&w->lock);
 	while (!w->done)
 		if (pthread_cond_timedwait(&w->cond, &w->lock, &deadline) == ETIMEDOUT) {
-			vm_request_stop(w->vm, 124, "test watchdog expired");
+			vm_request_stop_as(w->vm, OUTCOME_TIMEOUT, 124, "test watchdog expired");
 			/* vCPUs that never leave the guest (kicks go through
 			 * ioeventfds) stop only when kicked out of it. */
 			for (unsigned int i = 0; i < w->vm->nr_vcpus; i++)
