@@ -37,8 +37,9 @@ int result_commit(struct result_file *r, json_t *obj);
 void result_discard(struct result_file *r);
 
 /*
- * The common fields: schema, vmm_version, status, outcome, reason. A new
- * object, NULL when out of memory.
+ * The fields every result has: schema, vmm_version, status, outcome,
+ * reason, and matched_line (null) and console_dropped_bytes (0) until the
+ * run says otherwise. A new object, NULL when out of memory.
  */
 json_t *result_new(int status, const char *outcome, const char *reason);
 /* Guest bytes as a JSON string: each byte >= 0x80 stands for U+0080-U+00FF. */

@@ -207,7 +207,7 @@ static const int for_rename[] = {SCMP_SYS(rename), SCMP_SYS(renameat), SCMP_SYS(
 				 SCMP_SYS(unlink), SCMP_SYS(unlinkat)}; /* a failed write's temp */
 static const int for_socket[] = {
 	SCMP_SYS(accept4), SCMP_SYS(setsockopt), SCMP_SYS(shutdown), SCMP_SYS(recvfrom),
-	SCMP_SYS(recvmsg), SCMP_SYS(sendto), SCMP_SYS(sendmsg), /* clients */
+	SCMP_SYS(recvmsg), SCMP_SYS(sendmsg), /* clients (sendto: every I/O role) */
 	SCMP_SYS(unlink), SCMP_SYS(unlinkat), /* the socket, at exit */
 	SCMP_SYS(timerfd_create), SCMP_SYS(timerfd_settime), /* "stop" */
 };

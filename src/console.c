@@ -73,7 +73,6 @@ int console_open(struct vm *vm)
 
 	vm->console_out_fd = -1;
 	vm->console_in_fd = -1;
-	vm->cout.fd = vm->cout.efd = vm->cout.retry_fd = -1;
 	if (cfg->console == CONSOLE_FILE) {
 		vm->console_out_fd = open(cfg->console_path,
 					  O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,

@@ -114,14 +114,9 @@ static int cmd_run(int argc, char *argv[])
 			result_discard(&result); /* bad input writes nothing */
 		} else {
 			/* A run that failed before the guest started still reports. */
-			json_t *obj = result_new(VMM_EXIT_FAILURE, outcome_name(OUTCOME_HOST_ERROR),
-						 log_last_error());
-
-			if (obj) {
-				json_object_set_new(obj, "matched_line", json_null());
-				json_object_set_new(obj, "console_dropped_bytes", json_integer(0));
-			}
-			(void)result_commit(&result, obj);
+			(void)result_commit(&result, result_new(VMM_EXIT_FAILURE,
+								outcome_name(OUTCOME_HOST_ERROR),
+								log_last_error()));
 		}
 		config_free(&cfg);
 		return usage ? VMM_EXIT_USAGE : VMM_EXIT_FAILURE;

@@ -132,10 +132,10 @@ json_t *result_bytes(const char *s, size_t len)
 
 json_t *result_new(int status, const char *outcome, const char *reason)
 {
-	return json_pack("{s:i, s:s, s:i, s:s, s:o}", "schema", RESULT_SCHEMA,
-			 "vmm_version", VMM_VERSION, "status", status,
-			 "outcome", outcome, "reason",
-			 result_bytes(reason, strlen(reason)));
+	return json_pack("{s:i, s:s, s:i, s:s, s:o, s:n, s:i}", "schema", RESULT_SCHEMA,
+			 "vmm_version", VMM_VERSION, "status", status, "outcome", outcome,
+			 "reason", result_bytes(reason, strlen(reason)), "matched_line",
+			 "console_dropped_bytes", 0);
 }
 
 char *result_dumps(const json_t *obj)

@@ -301,13 +301,32 @@ static int open_input(const char *opt, const char *path, int *fd_out,
 	return 0;
 }
 
+/* size bytes of fd into dst; one line naming opt and path on failure. */
+static int read_all(const char *opt, const char *path, int fd, uint8_t *dst, uint64_t size)
+{
+	uint64_t done = 0;
+
+	while (done < size) {
+		ssize_t n = pread(fd, dst + done, size - done, (off_t)done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			log_err(NULL, "%s: reading '%s': %s", opt, path,
+				n < 0 ? strerror(errno) : "the file shrank while it was read");
+			return -EIO;
+		}
+		done += (uint64_t)n;
+	}
+	return 0;
+}
+
 /*
  * The whole of an input file, read (not mapped: a file truncated while vmm
  * starts must give an error, not SIGBUS). *buf is malloc'd.
  */
 static int read_input(const char *opt, const char *path, void **buf, uint64_t *size)
 {
-	uint64_t done = 0;
 	uint8_t *p;
 	int fd, r = open_input(opt, path, &fd, size);
 
@@ -320,23 +339,13 @@ static int read_input(const char *opt, const char *path, void **buf, uint64_t *s
 		close(fd);
 		return -ENOMEM;
 	}
-	while (done < *size) {
-		ssize_t n = pread(fd, p + done, *size - done, (off_t)done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			log_err(NULL, "%s: reading '%s': %s", opt, path,
-				n < 0 ? strerror(errno) : "the file shrank while it was read");
-			free(p);
-			close(fd);
-			return n < 0 ? -errno : -EINVAL;
-		}
-		done += (uint64_t)n;
-	}
+	r = read_all(opt, path, fd, p, *size);
 	close(fd);
-	*buf = p;
-	return 0;
+	if (r)
+		free(p);
+	else
+		*buf = p;
+	return r;
 }
 
 /* What path names: the same inode, or (not there yet) the same place. */
@@ -527,7 +536,6 @@ static int load_kernel(struct vm *vm)
 static int load_initrd(struct vm *vm, uint64_t *gpa, uint64_t *size)
 {
 	const char *path = vm->cfg->initrd;
-	uint64_t done = 0;
 	uint8_t *dst;
 	int fd, r;
 
@@ -542,20 +550,10 @@ static int load_initrd(struct vm *vm, uint64_t *gpa, uint64_t *size)
 		return -ENOSPC;
 	}
 	dst = mem_gpa_to_hva(&vm->mem, *gpa, *size);
-	while (dst && done < *size) {
-		ssize_t n = pread(fd, dst + done, *size - done, (off_t)done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			log_err(NULL, "--initrd: reading '%s': %s", path,
-				n < 0 ? strerror(errno) : "file shrank");
-			close(fd);
-			return -EIO;
-		}
-		done += (uint64_t)n;
-	}
+	r = dst ? read_all("--initrd", path, fd, dst, *size) : 0;
 	close(fd);
+	if (r)
+		return r;
 	log_info("boot", "initrd at 0x%llx, %llu bytes", (unsigned long long)*gpa,
 		 (unsigned long long)*size);
 	return dst ? 0 : -EFAULT;
