@@ -76,8 +76,9 @@ void blk_engine_reap(struct blk_engine *e, blk_done_fn done);
  * for BLK_DRAIN_GIVE_UP_S does it stop: the engine is then dead, it never
  * touches those requests again (their completions are ignored), fails
  * every new request with -EIO, leaks its ring rather than tear it down,
- * and drain returns -EIO so the caller can leak what the kernel may still
- * write. 0 when nothing is in flight.
+ * and that drain returns -EIO so the caller can leak what the kernel may
+ * still write; a dead engine's later drains return 0 (nothing new reached
+ * the kernel). 0 when nothing is in flight.
  */
 #define BLK_DRAIN_GIVE_UP_S 30
 int blk_engine_drain(struct blk_engine *e, blk_done_fn done);
