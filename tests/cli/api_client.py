@@ -16,9 +16,12 @@ import time
 
 
 def connect(path):
+    # A blocking connect, as vmm ctl's: with a timeout set, Python connects
+    # non-blocking and a full listen backlog (vmm not yet scheduled to
+    # accept) fails at once with EAGAIN instead of waiting its turn.
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(20)
     s.connect(path)
+    s.settimeout(20)
     return s
 
 
