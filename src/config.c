@@ -153,19 +153,47 @@ static int parse_onoff(const char *key, const char *v, bool *out, char *err,
 	return 0;
 }
 
+/*
+ * The one reader of the key=value lists of --disk, --net and options like
+ * them: "k1=v1,k2=v2,...", split in place as strtok_r(",") would. Empty
+ * items (leading, trailing, doubled commas) are skipped; the key is what
+ * precedes an item's first '=' (may be empty), the value all after it (may
+ * be empty or hold '='); a key given twice comes twice (callers: last wins).
+ * kv_next: 1 with *key and *val, 0 at the end, or -EINVAL with err
+ * "OPT: 'ITEM' is not key=value" for an item without '='.
+ */
+struct kv_iter {
+	char *p;	 /* the rest of the list, in the caller's writable copy */
+	const char *opt; /* "--disk": the messages' prefix */
+};
+
+static int kv_next(struct kv_iter *it, char **key, char **val, char *err, size_t errlen)
+{
+	char *item = it->p + strspn(it->p, ",");
+	size_t len = strcspn(item, ",");
+
+	if (!*item)
+		return 0;
+	it->p = item + len + (item[len] != '\0');
+	item[len] = '\0';
+	*key = item;
+	*val = strchr(item, '=');
+	if (!*val)
+		return fail(err, errlen, "%s: '%s' is not key=value", it->opt, item);
+	*(*val)++ = '\0';
+	return 1;
+}
+
 int parse_disk(char *arg, struct disk_config *d, char *err, size_t errlen)
 {
-	char *save = NULL;
+	struct kv_iter it = {.p = arg, .opt = "--disk"};
 	unsigned long n;
+	char *kv, *v;
+	int r;
 
 	*d = (struct disk_config){.cache = BLK_CACHE_WRITEBACK,
 				  .engine = BLK_ENGINE_IO_URING};
-	for (char *kv = strtok_r(arg, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
-		char *v = strchr(kv, '=');
-
-		if (!v)
-			return fail(err, errlen, "--disk: '%s' is not key=value", kv);
-		*v++ = '\0';
+	while ((r = kv_next(&it, &kv, &v, err, errlen)) > 0) {
 		if (!strcmp(kv, "path")) {
 			if (!*v)
 				return fail(err, errlen, "--disk: path is empty");
@@ -202,6 +230,8 @@ int parse_disk(char *arg, struct disk_config *d, char *err, size_t errlen)
 			return fail(err, errlen, "--disk: unknown key '%s'", kv);
 		}
 	}
+	if (r)
+		return r;
 	if (!d->path)
 		return fail(err, errlen, "--disk: path=FILE is missing");
 	return 0;
@@ -243,20 +273,17 @@ static int parse_mac(const char *v, uint8_t mac[6])
 
 int parse_net(const char *arg, struct net_config *n, char *err, size_t errlen)
 {
-	char buf[256], *save = NULL;
+	char buf[256], *kv, *v;
+	struct kv_iter it = {.p = buf, .opt = "--net"};
 	bool mac_set = false;
 	unsigned long q;
+	int r;
 
 	*n = (struct net_config){.queues = 1};
 	if (strlen(arg) >= sizeof(buf))
 		return fail(err, errlen, "--net: '%.32s...' is too long", arg);
 	strcpy(buf, arg);
-	for (char *kv = strtok_r(buf, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
-		char *v = strchr(kv, '=');
-
-		if (!v)
-			return fail(err, errlen, "--net: '%s' is not key=value", kv);
-		*v++ = '\0';
+	while ((r = kv_next(&it, &kv, &v, err, errlen)) > 0) {
 		if (!strcmp(kv, "tap")) {
 			if (!*v || strlen(v) >= NET_IFNAMSIZ || strpbrk(v, "/: \t\n") ||
 			    !strcmp(v, ".") || !strcmp(v, ".."))
@@ -279,6 +306,8 @@ int parse_net(const char *arg, struct net_config *n, char *err, size_t errlen)
 			return fail(err, errlen, "--net: unknown key '%s'", kv);
 		}
 	}
+	if (r)
+		return r;
 	if (!n->tap[0])
 		return fail(err, errlen, "--net: tap=NAME is missing");
 	if (!mac_set)

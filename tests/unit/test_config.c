@@ -536,6 +536,136 @@ static void test_net_errors(void **state)
 	}
 }
 
+/* ---- the key=value lists of --disk and --net (one iterator, kv_next) ---- */
+
+/* One --disk or --net value after --kernel k; the caller config_free()s. */
+static void parse_kv(struct parsed *p, const char *opt, const char *val)
+{
+	char *argv[] = {(char *)"run", (char *)"--kernel", (char *)"k", (char *)opt, (char *)val};
+
+	p->help = true;
+	strcpy(p->err, "");
+	p->r = config_parse_run(&p->cfg, 5, argv, &p->help, p->err, sizeof(p->err));
+}
+
+static void expect_kv_ok(struct parsed *p, const char *opt, const char *val)
+{
+	parse_kv(p, opt, val);
+	if (p->r)
+		fail_msg("%s '%s' was refused: %s", opt, val, p->err);
+	assert_false(p->help);
+}
+
+/* A usage error (exit 2) with exactly this message. */
+static void expect_kv_err(const char *opt, const char *val, const char *msg)
+{
+	struct parsed p;
+
+	parse_kv(&p, opt, val);
+	if (p.r != -EINVAL || strcmp(p.err, msg))
+		fail_msg("%s '%s': r=%d '%s', not '%s'", opt, val, p.r, p.err, msg);
+	config_free(&p.cfg);
+}
+
+static void test_kv_list_separators(void **state)
+{
+	struct parsed p;
+
+	(void)state;
+	/* Empty items (leading, trailing, doubled commas) are skipped. */
+	expect_kv_ok(&p, "--disk", ",,path=a,,readonly=on,,serial=s1,");
+	assert_string_equal(p.cfg.disks[0].path, "a");
+	assert_true(p.cfg.disks[0].readonly);
+	assert_string_equal(p.cfg.disks[0].serial, "s1");
+	/* The path points into the owned copy, cut at its comma. */
+	assert_ptr_equal(p.cfg.disks[0].path, p.cfg.disk_args[0] + 7);
+	config_free(&p.cfg);
+	expect_kv_ok(&p, "--net", ",tap=t0,,,queues=3,");
+	assert_string_equal(p.cfg.nets[0].tap, "t0");
+	assert_int_equal(p.cfg.nets[0].queues, 3);
+	/* Nothing but commas is an empty list. */
+	expect_kv_err("--disk", "", "--disk: path=FILE is missing");
+	expect_kv_err("--disk", ",,,", "--disk: path=FILE is missing");
+	expect_kv_err("--net", "", "--net: tap=NAME is missing");
+	expect_kv_err("--net", ",", "--net: tap=NAME is missing");
+	/* The key ends at the first '='; the value keeps the rest, '=' too. */
+	expect_kv_ok(&p, "--disk", "path=a=b,readonly=off");
+	assert_string_equal(p.cfg.disks[0].path, "a=b");
+	assert_false(p.cfg.disks[0].readonly);
+	config_free(&p.cfg);
+	expect_kv_err("--net", "tap=t0,queues==2", "--net: queues='=2' is not a number from 1 to 16");
+}
+
+static void test_kv_list_items(void **state)
+{
+	struct parsed p;
+
+	(void)state;
+	/* Empty values: accepted where the key allows it, else its own message. */
+	expect_kv_ok(&p, "--disk", "path=a,serial=");
+	assert_string_equal(p.cfg.disks[0].serial, "");
+	config_free(&p.cfg);
+	expect_kv_err("--disk", "path=", "--disk: path is empty");
+	expect_kv_err("--disk", "path=a,readonly=", "--disk: readonly='' is not on or off");
+	expect_kv_err("--disk", "path=a,cache=", "--disk: cache='' is not none or writeback");
+	expect_kv_err("--net", "tap=",
+		      "--net: tap='' is not an interface name (1 to 15 characters, no '/', ':' or spaces)");
+	expect_kv_err("--net", "tap=t0,queues=", "--net: queues='' is not a number from 1 to 16");
+	/* An item without '=', bare first item included; the first bad item wins. */
+	expect_kv_err("--disk", "file.img,readonly=on", "--disk: 'file.img' is not key=value");
+	expect_kv_err("--disk", "path=a,readonly", "--disk: 'readonly' is not key=value");
+	expect_kv_err("--disk", "readonly,path=", "--disk: 'readonly' is not key=value");
+	expect_kv_err("--net", "t0", "--net: 't0' is not key=value");
+	expect_kv_err("--net", "tap=t0,,mac,", "--net: 'mac' is not key=value");
+	/* Keys: an empty one is unknown; no trimming, no case folding. */
+	expect_kv_err("--disk", "=a", "--disk: unknown key ''");
+	expect_kv_err("--net", "tap=t0,=", "--net: unknown key ''");
+	expect_kv_err("--disk", "path =a", "--disk: unknown key 'path '");
+	expect_kv_err("--net", "TAP=t0", "--net: unknown key 'TAP'");
+	/* A key given twice: the last value wins, but each is checked in turn. */
+	expect_kv_ok(&p, "--disk", "path=a,readonly=on,path=b,readonly=off");
+	assert_string_equal(p.cfg.disks[0].path, "b");
+	assert_false(p.cfg.disks[0].readonly);
+	config_free(&p.cfg);
+	expect_kv_ok(&p, "--net", "tap=t0,mac=52:54:00:00:00:01,tap=t1,mac=52:54:00:00:00:02");
+	assert_string_equal(p.cfg.nets[0].tap, "t1");
+	assert_memory_equal(p.cfg.nets[0].mac, ((uint8_t[]){0x52, 0x54, 0, 0, 0, 2}), 6);
+	expect_kv_err("--disk", "path=a,readonly=maybe,readonly=on",
+		      "--disk: readonly='maybe' is not on or off");
+	expect_kv_err("--net", "tap=t0,tap=", "--net: tap='' is not an interface name (1 to 15 characters, no '/', ':' or spaces)");
+}
+
+static void test_kv_list_lengths(void **state)
+{
+	static char big[4200];
+	struct parsed p;
+	size_t n;
+
+	(void)state;
+	/* Overlong values: each key's own limit, exactly at and past it. */
+	expect_kv_ok(&p, "--disk", "path=a,serial=ABCDEFGHIJKLMNOPQRST");
+	assert_string_equal(p.cfg.disks[0].serial, "ABCDEFGHIJKLMNOPQRST");
+	config_free(&p.cfg);
+	expect_kv_err("--disk", "path=a,serial=ABCDEFGHIJKLMNOPQRSTU",
+		      "--disk: serial='ABCDEFGHIJKLMNOPQRSTU' is longer than 20 bytes");
+	expect_kv_err("--net", "tap=0123456789abcdef",
+		      "--net: tap='0123456789abcdef' is not an interface name (1 to 15 characters, no '/', ':' or spaces)");
+	/* The list itself: --disk has no limit, --net 255 bytes. */
+	n = (size_t)snprintf(big, sizeof(big), "readonly=on,path=/");
+	memset(big + n, 'x', sizeof(big) - 1 - n);
+	expect_kv_ok(&p, "--disk", big);
+	assert_int_equal(strlen(p.cfg.disks[0].path), sizeof(big) - 1 - 17);
+	config_free(&p.cfg);
+	n = (size_t)snprintf(big, sizeof(big), "tap=t0,queues=2");
+	memset(big + n, ',', 255 - n);
+	big[255] = '\0';
+	expect_kv_ok(&p, "--net", big);
+	assert_int_equal(p.cfg.nets[0].queues, 2);
+	big[255] = ',';
+	big[256] = '\0';
+	expect_kv_err("--net", big, "--net: 'tap=t0,queues=2,,,,,,,,,,,,,,,,,...' is too long");
+}
+
 static void test_vfio_values(void **state)
 {
 	struct parsed p;
@@ -636,6 +766,9 @@ int main(void)
 		cmocka_unit_test(test_hugepages_name),
 		cmocka_unit_test(test_net_values),
 		cmocka_unit_test(test_net_errors),
+		cmocka_unit_test(test_kv_list_separators),
+		cmocka_unit_test(test_kv_list_items),
+		cmocka_unit_test(test_kv_list_lengths),
 		cmocka_unit_test(test_vfio_values),
 		cmocka_unit_test(test_fuzz_regex_repetition),
 		cmocka_unit_test(test_run_repeated_patterns),
