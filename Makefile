@@ -21,7 +21,8 @@ UNIT_BIN      := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 UNIT_BIN_ASAN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests-asan/%)
 
 .PHONY: all asan unit guests test test-unit test-guests test-lab demo bench \
-        deps format clean fuzz fuzz-build fuzz-regress fuzz-clean
+        deps format clean fuzz fuzz-build fuzz-regress fuzz-clean \
+        check-calls format-check shellcheck
 all: $(BUILD)/vmm
 
 $(BUILD)/obj/%.o: %.c
@@ -44,14 +45,15 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB_OBJ)
 $(BUILD)/tests-asan/%: $(BUILD)/asan/tests/unit/%.o $(LIB_OBJ_ASAN)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS) -lcmocka $(WRAP)
-# The transport test replaces the KVM plumbing with recorders.
-$(BUILD)/tests/test_virtio_pci $(BUILD)/tests-asan/test_virtio_pci: \
-  WRAP := $(foreach f,vm_msi_alloc vm_msi_set vm_irqfd vm_ioeventfd \
-            vm_pci_mmio_alloc vm_io_watch vm_set_irq,-Wl,--wrap=$(f))
-# So does the VFIO device test (and it has no VFIO: the device is a file).
-$(BUILD)/tests/test_vfio $(BUILD)/tests-asan/test_vfio: \
-  WRAP := $(foreach f,vm_msi_alloc vm_msi_set vm_irqfd vm_irqfd_resample \
-            vm_pci_mmio_alloc vm_pci_io_alloc vm_alloc_memslot vm_set_memslot,-Wl,--wrap=$(f))
+# The PCI device tests (virtio-pci, VFIO: no VFIO, the device is a file)
+# and fuzzers replace the KVM plumbing with one fake (tests/unit/fake_kvm.c).
+FAKE_KVM_WRAP := $(foreach f,irq_msi_alloc irq_msi_set irq_irqfd irq_irqfd_resample \
+                   irq_ioeventfd irq_set_line pci_set_memslot,-Wl,--wrap=$(f))
+$(BUILD)/tests/test_virtio_pci $(BUILD)/tests/test_vfio: $(BUILD)/obj/tests/unit/fake_kvm.o
+$(BUILD)/tests-asan/test_virtio_pci $(BUILD)/tests-asan/test_vfio: \
+  $(BUILD)/asan/tests/unit/fake_kvm.o
+$(BUILD)/tests/test_virtio_pci $(BUILD)/tests-asan/test_virtio_pci \
+$(BUILD)/tests/test_vfio $(BUILD)/tests-asan/test_vfio: WRAP := $(FAKE_KVM_WRAP)
 # The blk test makes the disk engines' waits fail on demand (a failing drain).
 $(BUILD)/tests/test_blk $(BUILD)/tests-asan/test_blk: \
   WRAP := $(foreach f,io_uring_submit_and_wait __io_uring_get_cqe io_getevents,-Wl,--wrap=$(f))
@@ -91,6 +93,33 @@ bench: deps all guests $(BUILD)/blkbench
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
+
+# Structural checks. check-calls: no ring of calls between src/ files (read
+# from the objects) and no src/ file over CHECK_MAX_LINES lines.
+CHECK_MAX_LINES ?= 600
+check-calls: $(LIB_OBJ) $(BUILD)/obj/src/main.o
+	@scripts/check-calls --max-lines $(CHECK_MAX_LINES) $(BUILD)
+
+# Names the files `make format` would change (clang-format --dry-run FILE
+# shows how); files in the index but gone from the tree are left out.
+format-check:
+	@files=$$(git ls-files '*.c' '*.h') || exit 1; n=0 bad=0; \
+	for f in $$files; do \
+	  [ -f "$$f" ] || continue; n=$$((n + 1)); \
+	  clang-format --dry-run --Werror "$$f" >/dev/null 2>&1 || \
+	    { echo "$$f: not formatted"; bad=$$((bad + 1)); }; \
+	done; \
+	echo "format-check: $$bad of $$n files not formatted (make format)"; \
+	[ $$bad = 0 ]
+
+# Every shell script: a #! line naming sh or bash, or, for the files that
+# are only sourced, a "# shellcheck shell=" line first. -x follows their
+# "# shellcheck source=" lines (paths from here, the top of the tree).
+SH_SCRIPTS = $(shell awk 'FNR == 1 && /^(\#!.*[/ ](ba)?sh( |$$)|\# shellcheck shell=)/ \
+               { print FILENAME }' $$(find scripts tests .ci -path tests/fuzz/corpus \
+               -prune -o -type f -print) | sort)
+shellcheck:
+	shellcheck -x $(SH_SCRIPTS)
 
 clean:
 	rm -rf $(BUILD)/obj $(BUILD)/asan $(BUILD)/tests $(BUILD)/tests-asan \
@@ -134,14 +163,10 @@ $(BUILD)/fuzz/obj/%.o: %.c
 $(BUILD)/fuzz/fuzz_%: $(BUILD)/fuzz/obj/tests/fuzz/fuzz_%.o $(FUZZ_OBJ)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) -g $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(LDLIBS) $(FUZZ_WRAP)
-# The PCI targets replace the KVM plumbing, as their unit tests do.
-$(BUILD)/fuzz/fuzz_virtio_pci: \
-  FUZZ_WRAP := $(foreach f,vm_msi_alloc vm_msi_set vm_irqfd vm_ioeventfd \
-                 vm_pci_mmio_alloc vm_io_watch vm_set_irq,-Wl,--wrap=$(f))
-$(BUILD)/fuzz/fuzz_vfio_pci: \
-  FUZZ_WRAP := $(foreach f,vm_msi_alloc vm_msi_set vm_irqfd vm_irqfd_resample \
-                 vm_pci_mmio_alloc vm_pci_io_alloc vm_alloc_memslot \
-                 vm_set_memslot,-Wl,--wrap=$(f))
+# The PCI targets replace the KVM plumbing with the unit tests' fake.
+$(BUILD)/fuzz/fuzz_virtio_pci $(BUILD)/fuzz/fuzz_vfio_pci: \
+  $(BUILD)/fuzz/obj/tests/unit/fake_kvm.o
+$(BUILD)/fuzz/fuzz_virtio_pci $(BUILD)/fuzz/fuzz_vfio_pci: FUZZ_WRAP := $(FAKE_KVM_WRAP)
 
 # Objects stay (make would delete them as intermediates of the pattern rules).
 .SECONDARY: $(FUZZ_OBJ) $(FUZZ_NAMES:%=$(BUILD)/fuzz/obj/tests/fuzz/fuzz_%.o)

@@ -20,4 +20,37 @@
 #define MiB (1024ULL * KiB)
 #define GiB (1024ULL * MiB)
 
+/*
+ * Little-endian fields in byte arrays (PCI configuration space, device
+ * registers and tables). The host is x86, so a copy is the conversion;
+ * the copy keeps unaligned fields defined.
+ */
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "vmm assumes a little-endian host");
+
+static inline uint16_t get_le16(const uint8_t *p)
+{
+	uint16_t v;
+
+	__builtin_memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+static inline uint32_t get_le32(const uint8_t *p)
+{
+	uint32_t v;
+
+	__builtin_memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+static inline void put_le16(uint8_t *p, uint16_t v)
+{
+	__builtin_memcpy(p, &v, sizeof(v));
+}
+
+static inline void put_le32(uint8_t *p, uint32_t v)
+{
+	__builtin_memcpy(p, &v, sizeof(v));
+}
+
 #endif

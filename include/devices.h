@@ -12,6 +12,11 @@
 
 #include "bus.h"
 #include "compiler.h"
+#include "device.h"
+
+/* The lifecycle tables of the devices below (device.h). */
+extern const struct device_ops serial_device_ops, i8042_device_ops, rtc_device_ops,
+	pci_bus_device_ops, exit_device_ops;
 
 struct irq_line {
 	void (*set)(void *opaque, unsigned int gsi, int level);
@@ -51,6 +56,7 @@ struct serial {
 
 void serial_init(struct serial *s, struct irq_line irq, int out_fd);
 void serial_destroy(struct serial *s);
+void serial_reset(struct serial *s);
 int serial_attach(struct serial *s, struct bus *pio, uint64_t base) WUR;
 /* From the I/O thread: queue input bytes; returns how many were taken. */
 size_t serial_receive(struct serial *s, const uint8_t *buf, size_t len);
@@ -85,6 +91,7 @@ void i8042_init(struct i8042 *k, struct irq_line irq, void (*reset)(void *),
 int i8042_attach(struct i8042 *k, struct bus *pio) WUR;
 /* Press and release Ctrl-Alt-Del (set 1 scancodes): a reboot request. */
 void i8042_ctrl_alt_del(struct i8042 *k);
+void i8042_reset(struct i8042 *k);
 /* Port 0x60 (data) and 0x64 (status/command), for tests. */
 void i8042_data_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
 		    bool is_write);
@@ -99,11 +106,28 @@ struct rtc {
 };
 
 void rtc_init(struct rtc *r);
+void rtc_reset(struct rtc *r);
 int rtc_attach(struct rtc *r, struct bus *pio) WUR;
 void rtc_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
 	     bool is_write);
 
 /* ---- PCI: configuration mechanism #1, bus 0 ---- */
+/*
+ * The exit device: a byte written to I/O port VMM_EXIT_PORT, or to the
+ * MMIO page at VMM_EXIT_MMIO, ends vmm at once with that byte as its exit
+ * status (a stop request, outcome "guest_exit").
+ */
+#define VMM_EXIT_PORT 0x505
+#define VMM_EXIT_MMIO 0xfebff000ULL /* one page, just below the IOAPIC's */
+
+struct stop;
+struct exit_dev {
+	struct stop *stop;
+};
+
+int exit_dev_attach(struct exit_dev *e, struct stop *stop, struct bus *pio,
+		    struct bus *mmio) WUR;
+
 #define PCI_CONF_ADDR_PORT 0xcf8
 #define PCI_CONF_DATA_PORT 0xcfc
 #define PCI_MAX_DEVICES 32
@@ -156,6 +180,17 @@ void pci_add_cap(struct pci_device *dev, uint8_t offset, const void *data,
 
 struct guest_mem;
 
+/*
+ * Where BARs go: the 32-bit MMIO window from the hole below 4G up to the
+ * exit device's page (then the IOAPIC), and port I/O above the legacy
+ * devices, as firmware puts them.
+ */
+#define PCI_MMIO_WINDOW_END VMM_EXIT_MMIO
+#define PCI_IO_WINDOW_START 0xc000ULL
+#define PCI_IO_WINDOW_END 0x10000ULL
+/* KVM memory slots: guest RAM's first, then BARs mapped straight in. */
+#define PCI_MAX_MEMSLOTS 256
+
 struct pci_bus {
 	pthread_mutex_t lock;
 	uint32_t conf_addr;
@@ -163,6 +198,10 @@ struct pci_bus {
 	const struct guest_mem *mem;
 	struct pci_device *slots[PCI_MAX_DEVICES];
 	struct pci_device host_bridge;
+	/* The windows and memory slots: bump allocators, never freed. */
+	uint64_t mmio_next, io_next;
+	unsigned int next_memslot;
+	int vm_fd; /* the KVM VM, for memory slots; -1: none (unit tests) */
 };
 
 int pci_init(struct pci_bus *pci, struct bus *pio) WUR;
@@ -172,5 +211,14 @@ int pci_add_device(struct pci_bus *pci, unsigned int slot,
 		   struct pci_device *dev) WUR;
 void pci_conf_access(struct pci_bus *pci, uint32_t addr, uint8_t *data,
 		     uint32_t len, bool is_write);
+/* Take len bytes of the 32-bit MMIO window, aligned to len (a power of two). */
+int pci_mmio_alloc(struct pci_bus *pci, uint64_t len, uint64_t *gpa) WUR;
+/* The same for port I/O BARs (0xc000-0xffff). */
+int pci_io_alloc(struct pci_bus *pci, uint64_t len, uint64_t *port) WUR;
+/* A KVM memory slot number past guest RAM's; -ENOSPC. */
+int pci_alloc_memslot(struct pci_bus *pci) WUR;
+/* Map (size > 0) or remove (size 0) memory slot slot at gpa -> hva. */
+int pci_set_memslot(struct pci_bus *pci, int slot, uint64_t gpa, uint64_t size,
+		    void *hva) WUR;
 
 #endif

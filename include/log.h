@@ -6,6 +6,8 @@
 #ifndef VMM_LOG_H
 #define VMM_LOG_H
 
+#include <stdint.h>
+
 #include "compiler.h"
 
 enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
@@ -40,5 +42,8 @@ const char *log_last_error(void);
 int log_ratelimit_ok(int64_t *last_sec);
 /* Let every rate-limited site print again now (tests expecting a line). */
 void log_ratelimit_reset(void);
+
+/* CLOCK_MONOTONIC in nanoseconds (what log lines and timers measure by). */
+uint64_t now_ns(void);
 
 #endif

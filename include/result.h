@@ -46,5 +46,8 @@ json_t *result_new(int status, const char *outcome, const char *reason);
 json_t *result_bytes(const char *s, size_t len);
 /* Dump obj as one compact line (ASCII only); malloc'd, NULL on failure. */
 char *result_dumps(const json_t *obj);
+/* Exit counters into obj: "userspace_exits", then KVM's by name. */
+struct exit_stats;
+void result_add_exits(json_t *obj, const struct exit_stats *st);
 
 #endif

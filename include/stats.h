@@ -23,7 +23,8 @@
 
 #include "compiler.h"
 
-struct vm;
+struct vcpu_set;
+struct vcpu_stats;
 
 /* The counters, by KVM's x86 names; stats_format prints the short ones. */
 enum vm_exit_stat {
@@ -50,6 +51,13 @@ struct vm_exit_stats {
 	uint64_t val[STAT_NR];
 	uint32_t valid;     /* bit i: val[i] came from KVM; others are 0 */
 	uint64_t userspace; /* sum of struct vcpu.exits (KVM_RUN returns) */
+};
+
+/* The counters of a set of vCPUs: KVM's stats fds (none: per is NULL). */
+struct exit_stats {
+	const struct vcpu_set *vcpus;
+	struct vcpu_stats *per; /* one per vCPU */
+	unsigned int n;
 };
 
 /* Where the wanted counters sit in one stats file (from stats_parse). */
@@ -87,14 +95,14 @@ void stats_accumulate(const struct stats_layout *lay, const void *span,
  * when KVM has it but a vCPU's stats cannot be opened or parsed (stats
  * then stay unavailable: diagnostics, so the caller may carry on).
  */
-int stats_open(struct vm *vm) WUR;
+int stats_open(struct exit_stats *st, int kvm_fd, const struct vcpu_set *vcpus) WUR;
 
 /*
  * Fill out with the totals over all vCPUs. Without KVM stats, valid is 0
  * and only userspace is set. -errno (valid 0, userspace set) when a read
  * fails.
  */
-int stats_read(struct vm *vm, struct vm_exit_stats *out) WUR;
+int stats_read(const struct exit_stats *st, struct vm_exit_stats *out) WUR;
 
 /*
  * One line, "exits=123 io=4 mmio=5 halt=6 irq=7 ... userspace=8": the
@@ -104,6 +112,6 @@ int stats_read(struct vm *vm, struct vm_exit_stats *out) WUR;
 int stats_format(const struct vm_exit_stats *s, char *buf, size_t len) WUR;
 
 /* Close the stats fds; safe when stats_open() was never called or failed. */
-void stats_close(struct vm *vm);
+void stats_close(struct exit_stats *st);
 
 #endif

@@ -1,21 +1,21 @@
 /*
- * What a script asks of a run (src/supervise.c): the guest exit device,
- * --timeout, --expect/--fail on the console, --result json:PATH, run
- * control (pause, resume, stop) and the control socket (--api-socket).
+ * What a script asks of a run (src/supervise.c): --timeout, --expect and
+ * --fail on the console's lines, and --result json:PATH at the end. The
+ * exit device is in devices.h, run control and the control socket in
+ * api.h.
  *
- * The exit device: a byte written to I/O port VMM_EXIT_PORT, or to the
- * MMIO page at VMM_EXIT_MMIO, ends vmm at once with that byte as its exit
- * status.
+ * Console matching works on whole lines as the UART emits them (vCPU
+ * thread, UART lock held, one regexec per pattern and line), so it costs
+ * the console nothing per byte but a copy.
  *
- * Nothing here blocks the I/O thread: control clients are served
- * non-blocking from its epoll (at most SUP_MAX_CLIENTS at once, one line
- * of at most SUP_LINE_MAX bytes each, idle ones closed after
- * SUP_IDLE_S), and a pause completes when the last vCPU parks.
+ * Ordering: supervise_check() before anything is created; supervise_init()
+ * before the run (its timers exist before the seccomp filter); the byte
+ * hook during the run; supervise_finish() once every vCPU stopped (the
+ * final word on the status, then --result); supervise_destroy() last.
  */
 #ifndef VMM_SUPERVISE_H
 #define VMM_SUPERVISE_H
 
-#include <pthread.h>
 #include <regex.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -23,45 +23,16 @@
 #include "compiler.h"
 #include "config.h"
 
-#define VMM_EXIT_PORT	 0x505
-#define VMM_EXIT_MMIO	 0xfebff000ULL /* one page, just below the IOAPIC's */
-#define VMM_EXIT_TIMEOUT 124	       /* like timeout(1) */
-#define VMM_STOP_GRACE_S 10	       /* api "stop": then a hard stop */
-#define VMM_PAUSE_WAIT_S 2	       /* a pause not done by then fails */
+#define VMM_EXIT_TIMEOUT 124 /* like timeout(1) */
 
-#define SUP_MAX_CLIENTS 8
-#define SUP_LINE_MAX	256
-#define SUP_IDLE_S	5
-
-/* How a run ended: the "outcome" of --result (a fixed set). */
-enum vmm_outcome {
-	OUTCOME_EXPECT,	    /* a console line matched --expect */
-	OUTCOME_FAIL,	    /* ... matched --fail */
-	OUTCOME_TIMEOUT,    /* --timeout */
-	OUTCOME_GUEST_EXIT, /* the exit device */
-	OUTCOME_RESET,	    /* reset, reboot, api "stop" honoured */
-	OUTCOME_POWEROFF,   /* power-off, or a halt with nothing to wake it */
-	OUTCOME_TRIPLE_FAULT,
-	OUTCOME_INTERNAL_ERROR, /* KVM could not run the guest */
-	OUTCOME_SIGNAL,	    /* a signal, Ctrl-A x, a stop the guest ignored */
-	OUTCOME_HOST_ERROR, /* vmm itself failed */
-};
-const char *outcome_name(enum vmm_outcome o);
-
-struct vm;
-struct vcpu;
+struct exit_stats;
+struct io_loop;
 struct result_file;
-
-struct sup_client {
-	int fd; /* -1: free */
-	size_t len;
-	uint64_t since_ns;
-	bool waits_pause; /* sent "pause": answered when it completes */
-	char buf[SUP_LINE_MAX];
-};
+struct stop;
 
 struct supervise {
-	struct vm *vm;
+	const struct vmm_config *cfg;
+	struct stop *stop;
 	struct result_file *result; /* --result, or NULL */
 	regex_t expect[VMM_MAX_PATTERNS], fail[VMM_MAX_PATTERNS];
 	unsigned int nr_expect, nr_fail;
@@ -72,45 +43,28 @@ struct supervise {
 	bool has_matched;
 	uint64_t first_byte_ns; /* 0 until the guest's first console byte */
 	int timer_fd;		/* --timeout, -1 none */
-	int grace_fd;		/* api "stop" deadline */
-	int pause_fd;		/* the pause deadline (timerfd) */
-	int parked_efd;		/* a vCPU parked */
-	int listen_fd;		/* --api-socket, -1 none */
-	int clients_ep; /* the clients' own epoll, watched by the I/O loop */
-	int sweep_fd;	/* closes idle clients */
-	struct sup_client clients[SUP_MAX_CLIENTS];
-	/* Pause: vCPU threads park while paused; parked counts them. */
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool paused;  /* vCPUs asked to park (read by them without the lock) */
-	bool pausing; /* ... and not all of them have yet */
-	bool stop_sent; /* api "stop": Ctrl-Alt-Del sent, grace timer armed */
-	unsigned int parked;
-	bool ready; /* supervise_init() ran */
+	bool ready;		/* supervise_init() ran */
+};
+
+/* What the end of a run reports (--result), besides the stop itself. */
+struct run_facts {
+	uint64_t start_ns; /* the machine's creation */
+	uint64_t console_bytes, console_dropped;
+	unsigned int vcpus;
+	const struct exit_stats *exits;
 };
 
 /*
- * Check --result and --api-socket paths before anything is opened: the
- * directory is there, the socket path is not some other file or a live
- * socket, the result is not a directory. One line and -errno (a usage
- * error).
+ * Check --result's and --api-socket's paths before anything is created
+ * (a usage error: one line and -errno).
  */
 int supervise_check(const struct vmm_config *cfg) WUR;
-/* After the devices exist: the exit device, regexes, timers, control
- * socket. One line and -errno on failure. */
-int supervise_init(struct vm *vm) WUR;
-/* The UART's transmit hook (vCPU thread, UART lock held). */
+int supervise_init(struct supervise *s, const struct vmm_config *cfg, struct stop *stop,
+		   struct io_loop *io) WUR;
+/* The console's byte hook (opaque: the struct supervise). */
 void supervise_console_byte(void *opaque, uint8_t b);
-/* vCPU thread, between KVM_RUNs: wait here while paused (or until a stop). */
-void supervise_pause_point(struct vm *vm);
-/* The I/O thread is stopping the VM: wake parked vCPUs so they can end. */
-void supervise_release_vcpus(struct vm *vm);
-/*
- * At the end of vm_run(), vCPUs joined: judge a last unterminated console
- * line and a guest that ended before --expect matched (may change
- * vm->exit_status), then write --result.
- */
-void supervise_finish(struct vm *vm);
-void supervise_destroy(struct vm *vm);
+/* Judge the end (a last unterminated line, an --expect never met), then --result. */
+void supervise_finish(struct supervise *s, const struct run_facts *facts);
+void supervise_destroy(struct supervise *s);
 
 #endif

@@ -27,7 +27,9 @@
 #define VIRTIO_PCI_VENDOR 0x1af4
 #define VIRTIO_PCI_DEVICE_BASE 0x1040 /* + device type, modern only */
 
-struct vm;
+struct dev_services;
+struct device_list;
+struct stat;
 struct virtio_dev;
 struct virtio_pci;
 
@@ -41,6 +43,13 @@ struct virtio_dev_ops {
 	void (*reset)(struct virtio_dev *d);
 	/* I/O thread, dev->lock held: queue q has new buffers (a kick). */
 	void (*queue_kick)(struct virtio_dev *d, unsigned int q);
+	/*
+	 * I/O thread, dev->lock held, after the transport stopped serving
+	 * kicks (see device.h): stop watching the backend, finish what is
+	 * in flight. NULL: nothing to do. resume (same context) undoes it.
+	 */
+	int (*quiesce)(struct virtio_dev *d);
+	void (*resume)(struct virtio_dev *d);
 };
 
 /* How a device reaches its driver; the transport (or a test) provides it. */
@@ -94,35 +103,82 @@ void virtio_config_read(const void *config, size_t size, uint32_t off, uint8_t *
 void virtio_set_needs_reset(struct virtio_dev *d, const char *why);
 /* virtio_set_needs_reset() for queue q's ring fault (vq->fault). */
 void virtio_queue_broken(struct virtio_dev *d, unsigned int q);
+/*
+ * The driver enabled queue q (< num_queues), its size and ring addresses
+ * set in d->vqs[q]: take the negotiated ring features, validate the rings
+ * (size against queue_max, inside guest RAM, apart from each other and
+ * from every other ready queue's) and make the queue ready. On a
+ * violation the device is in NEEDS_RESET (one line says why) and the
+ * queue stays disabled; the result (0, -EINVAL, -EFAULT or -EBUSY) is for
+ * callers that want it. Any transport, dev->lock held.
+ */
+int virtio_queue_enable(struct virtio_dev *d, unsigned int q);
+/*
+ * A device reset, the driver's write of status 0: ops->reset, then every
+ * queue disabled at size queue_max, no features, status 0. dev->lock
+ * held; the transport resets its own registers.
+ */
+void virtio_dev_reset(struct virtio_dev *d);
+/*
+ * The driver wrote a non-zero device status (0 is virtio_dev_reset()'s):
+ * FEATURES_OK only for features we offered, VERSION_1 among them (one
+ * line when refused); bits stay set until a reset; DRIVER_OK activates
+ * the device once. Any transport, dev->lock held.
+ */
+void virtio_write_status(struct virtio_dev *d, uint8_t v);
+/*
+ * The driver notified queue q (< num_queues), a kick: ops->queue_kick
+ * when the queue is ready and the device running, else dropped (one line
+ * if the device runs). Any transport, I/O thread, dev->lock held.
+ */
+void virtio_queue_notify(struct virtio_dev *d, unsigned int q);
 
 /*
  * Put d on the PCI bus at slot: capabilities, a BAR in the PCI MMIO
  * window, MSI-X vectors (one per queue plus config) through irqfd, queue
- * kicks through ioeventfd served on the I/O thread. d must outlive vm.
+ * kicks through ioeventfd served on the I/O thread. d and svc must
+ * outlive the transport.
  */
-int virtio_pci_create(struct vm *vm, struct virtio_dev *d, unsigned int slot) WUR;
+int virtio_pci_create(const struct dev_services *svc, struct virtio_dev *d,
+		      unsigned int slot) WUR;
 /* Free the transport of d (after the vCPUs and the I/O thread stopped). */
 void virtio_pci_destroy(struct virtio_dev *d);
+/*
+ * The transport's part of the device lifecycle (device.h): quiesce stops
+ * serving d's kicks, then calls d->ops->quiesce; resume calls
+ * d->ops->resume, then serves kicks again (and any that came meanwhile);
+ * reset is a device reset as the driver's write of status 0 does it.
+ */
+int virtio_pci_quiesce(struct virtio_dev *d) WUR;
+void virtio_pci_resume(struct virtio_dev *d);
+void virtio_pci_reset(struct virtio_dev *d);
+
+/*
+ * Whether the file st describes can be a disk image (a regular file, a
+ * whole number of 512-byte sectors); one line naming path otherwise.
+ * Both the early input check and the device's open use it.
+ */
+int blk_check_image(const char *path, const struct stat *st) WUR;
 
 /*
  * virtio-blk (src/virtio/blk.c): open, check and lock the image of disk
- * index (vda = 0), put the device at PCI slot. One error line printed on
- * failure; *usage says whether the user's input was at fault.
+ * index (vda = 0), put the device at PCI slot and on the board's list.
+ * One error line printed on failure; *usage says whether the user's input
+ * was at fault.
  */
-int blk_create(struct vm *vm, const struct disk_config *dc, unsigned int index,
-	       unsigned int slot, bool *usage) WUR;
-/* Undo blk_create (transport included). */
-void blk_destroy(struct virtio_dev *d);
+int blk_add(const struct dev_services *svc, struct device_list *l,
+	    const struct disk_config *dc, unsigned int index, unsigned int slot,
+	    bool *usage) WUR;
 
 /*
  * virtio-net (src/virtio/net.c) on tap device nc->tap (created when it
- * does not exist and we may), at PCI slot. One error line printed on
- * failure; *usage says whether the user's input was at fault.
+ * does not exist and we may), at PCI slot, on the board's list. One error
+ * line printed on failure; *usage says whether the user's input was at
+ * fault.
  */
-int net_create(struct vm *vm, const struct net_config *nc, unsigned int index,
-	       unsigned int slot, bool *usage) WUR;
-/* Undo net_create (transport included). */
-void net_destroy(struct virtio_dev *d);
+int net_add(const struct dev_services *svc, struct device_list *l,
+	    const struct net_config *nc, unsigned int index, unsigned int slot,
+	    bool *usage) WUR;
 
 /*
  * The same device without a VM, for tests: blk_open() gives the device

@@ -81,11 +81,11 @@ static const int io_only[] = {
 static const unsigned int vcpu_ioctls[] = {
 	KVM_RUN,
 	KVM_GET_REGS, KVM_GET_SREGS, /* a failure's report: rip, registers */
-	KVM_IRQ_LINE,		     /* serial, i8042, virtio INTx (vm_set_irq) */
-	KVM_SET_GSI_ROUTING,	     /* an MSI/MSI-X message is written (vm_msi_set) */
-	KVM_IRQFD,		     /* a VFIO MSI-X vector is (un)masked (vm_irqfd) */
-	KVM_IOEVENTFD,		     /* a virtio BAR moves (vm_ioeventfd) */
-	KVM_SET_USER_MEMORY_REGION,  /* a VFIO BAR moves (vm_set_memslot) */
+	KVM_IRQ_LINE,		     /* serial, i8042, virtio INTx (irq_set_line) */
+	KVM_SET_GSI_ROUTING,	     /* an MSI/MSI-X message is written (irq_msi_set) */
+	KVM_IRQFD,		     /* a VFIO MSI-X vector is (un)masked (irq_irqfd) */
+	KVM_IOEVENTFD,		     /* a virtio BAR moves (irq_ioeventfd) */
+	KVM_SET_USER_MEMORY_REGION,  /* a VFIO BAR moves (pci_set_memslot) */
 	VFIO_DEVICE_SET_IRQS,	     /* a VFIO device's interrupt mode changes */
 	TUNSETOFFLOAD,		     /* a NIC's features are negotiated, or reset */
 	TCGETS,			     /* stdio's isatty() on a stream's first use */

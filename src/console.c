@@ -1,13 +1,10 @@
 /*
- * The console: where UART output goes (stdout, a file, nowhere) and where
- * its input comes from (stdin). A TTY on stdin is put in raw mode so the
- * guest gets every key; Ctrl-A x leaves, Ctrl-A Ctrl-A sends a Ctrl-A.
- *
- * Output to anything but a regular file (a pipe, a terminal, a socket)
- * can stall: a reader that stops reading, a terminal on Ctrl-S. So the
- * vCPU only appends to a bounded buffer (struct console_out) and the I/O
- * thread writes it out non-blocking, trying again every 10 ms while the
- * sink is full; bytes that find the buffer full are dropped and counted.
+ * The console (console.h). Output to anything but a regular file (a pipe,
+ * a terminal, a socket) can stall: a reader that stops reading, a terminal
+ * on Ctrl-S. So the vCPU only appends to a bounded buffer (struct
+ * console_out) and the I/O thread writes it out non-blocking, trying again
+ * every 10 ms while the sink is full; bytes that find the buffer full are
+ * dropped and counted.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,8 +19,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "config.h"
+#include "console.h"
+#include "devices.h"
+#include "io_loop.h"
 #include "log.h"
-#include "vm.h"
+#include "stop.h"
 
 #define CTRL_A 0x01
 
@@ -67,37 +68,52 @@ static int buffer_open(struct console_out *co, int fd)
 	return 0;
 }
 
-int console_open(struct vm *vm)
+void console_init(struct console *c)
 {
-	const struct vmm_config *cfg = vm->cfg;
+	memset(c, 0, sizeof(*c));
+	c->out_fd = c->in_fd = c->in_timer = -1;
+	c->out.fd = c->out.efd = c->out.retry_fd = -1;
+}
 
-	vm->console_out_fd = -1;
-	vm->console_in_fd = -1;
+static void tx_byte(void *opaque, uint8_t b);
+
+int console_open(struct console *c, const struct vmm_config *cfg, struct serial *uart,
+		 struct stop *stop)
+{
+	c->uart = uart;
+	c->stop = stop;
 	if (cfg->console == CONSOLE_FILE) {
-		vm->console_out_fd = open(cfg->console_path,
-					  O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-					  0644);
-		if (vm->console_out_fd < 0)
+		c->out_fd = open(cfg->console_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (c->out_fd < 0)
 			return -errno;
-		vm->console_out_owned = true;
+		c->out_owned = true;
 	} else if (cfg->console == CONSOLE_STDIO) {
-		vm->console_out_fd = STDOUT_FILENO;
+		c->out_fd = STDOUT_FILENO;
 		if (fcntl(STDIN_FILENO, F_GETFL) >= 0)
-			vm->console_in_fd = STDIN_FILENO;
-		if (buffer_open(&vm->cout, STDOUT_FILENO))
+			c->in_fd = STDIN_FILENO;
+		if (buffer_open(&c->out, STDOUT_FILENO))
 			return errno ? -errno : -ENOMEM;
 	}
-	if (vm->console_in_fd >= 0 && isatty(vm->console_in_fd) &&
-	    tcgetattr(vm->console_in_fd, &vm->tty_saved) == 0) {
-		struct termios raw = vm->tty_saved;
+	if (c->in_fd >= 0 && isatty(c->in_fd) && tcgetattr(c->in_fd, &c->tty_saved) == 0) {
+		struct termios raw = c->tty_saved;
 
 		cfmakeraw(&raw);
 		/* Keep output post-processing: the guest's \n stays a newline. */
-		raw.c_oflag = vm->tty_saved.c_oflag;
-		if (tcsetattr(vm->console_in_fd, TCSANOW, &raw) == 0)
-			vm->tty_raw = true;
+		raw.c_oflag = c->tty_saved.c_oflag;
+		if (tcsetattr(c->in_fd, TCSANOW, &raw) == 0)
+			c->tty_raw = true;
 	}
+	/* A pipe or a terminal gets the bytes through tx_byte's buffer. */
+	uart->out_fd = c->out.ready ? -1 : c->out_fd;
+	uart->tx_hook = tx_byte;
+	uart->tx_opaque = c;
 	return 0;
+}
+
+void console_set_hook(struct console *c, void (*hook)(void *, uint8_t), void *opaque)
+{
+	c->byte_hook = hook;
+	c->hook_opaque = opaque;
 }
 
 static void buffer_close(struct console_out *co)
@@ -118,10 +134,11 @@ static void buffer_close(struct console_out *co)
 	co->fd = co->efd = co->retry_fd = -1;
 }
 
-void console_tx_byte(void *opaque, uint8_t b)
+/* The UART's transmit hook (UART lock held): buffer the byte, then the hook. */
+static void tx_byte(void *opaque, uint8_t b)
 {
-	struct vm *vm = opaque;
-	struct console_out *co = &vm->cout;
+	struct console *c = opaque;
+	struct console_out *co = &c->out;
 
 	if (co->ready) {
 		bool was_empty;
@@ -141,7 +158,8 @@ void console_tx_byte(void *opaque, uint8_t b)
 			(void)!write(co->efd, &one, sizeof(one));
 		}
 	}
-	supervise_console_byte(&vm->sup, b);
+	if (c->byte_hook)
+		c->byte_hook(c->hook_opaque, b);
 }
 
 /*
@@ -184,8 +202,7 @@ static int buffer_drain(struct console_out *co)
 
 static void on_output(void *opaque)
 {
-	struct vm *vm = opaque;
-	struct console_out *co = &vm->cout;
+	struct console_out *co = opaque;
 	struct itimerspec ten_ms = {.it_value = {.tv_nsec = 10000000}};
 	uint64_t n;
 
@@ -195,20 +212,103 @@ static void on_output(void *opaque)
 		timerfd_settime(co->retry_fd, 0, &ten_ms, NULL);
 }
 
-int console_start(struct vm *vm)
+/* ---- input ---- */
+
+/* Look again in 10 ms (on) or stop looking. */
+static void input_poll(struct console *c, bool on)
+{
+	struct itimerspec ten_ms = {.it_interval = {.tv_nsec = 10000000},
+				    .it_value = {.tv_nsec = 10000000}};
+	struct itimerspec off = {0};
+
+	if (c->in_polled != on && timerfd_settime(c->in_timer, 0, on ? &ten_ms : &off, NULL) == 0)
+		c->in_polled = on;
+}
+
+static void input_watch(struct console *c, bool on)
+{
+	if (c->in_watched != on && io_watch_enable(c->io, c->in_fd, on) == 0)
+		c->in_watched = on;
+}
+
+/*
+ * Feed stdin to the UART without overrunning it: when its FIFO is full,
+ * stop watching stdin and look again every 10 ms.
+ */
+static void input_pump(struct console *c)
+{
+	uint8_t buf[4096];
+	size_t space = serial_rx_space(c->uart);
+	ssize_t n;
+
+	if (c->in_eof)
+		return;
+	if (space == 0) {
+		input_watch(c, false);
+		input_poll(c, true);
+		return;
+	}
+	n = read(c->in_fd, buf, MIN(space, sizeof(buf)));
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n <= 0) {
+		c->in_eof = true; /* stdin closed: the guest just gets no more input */
+		input_watch(c, false);
+		input_poll(c, false);
+		return;
+	}
+	console_input(c, buf, (size_t)n);
+}
+
+static void on_input(void *opaque)
+{
+	input_pump(opaque);
+}
+
+static void on_input_timer(void *opaque)
+{
+	struct console *c = opaque;
+	uint64_t n;
+
+	(void)!read(c->in_timer, &n, sizeof(n));
+	if (c->in_eof)
+		return;
+	if (c->in_unpollable) {
+		input_pump(c);
+	} else if (serial_rx_space(c->uart) > 0) { /* room again: back to epoll */
+		input_poll(c, false);
+		input_watch(c, true);
+	}
+}
+
+int console_start(struct console *c, struct io_loop *io)
 {
 	int r;
 
-	if (!vm->cout.ready)
-		return 0;
-	if ((r = vm_io_watch(vm, vm->cout.efd, on_output, vm)))
+	c->io = io;
+	if (c->out.ready && ((r = io_watch(io, c->out.efd, on_output, &c->out)) ||
+			     (r = io_watch(io, c->out.retry_fd, on_output, &c->out))))
 		return r;
-	return vm_io_watch(vm, vm->cout.retry_fd, on_output, vm);
+	if (c->in_fd < 0)
+		return 0;
+	c->in_timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (c->in_timer < 0)
+		return -errno;
+	if ((r = io_watch(io, c->in_timer, on_input_timer, c)))
+		return r;
+	r = io_watch(io, c->in_fd, on_input, c);
+	if (r == -EPERM) { /* a regular file: always readable, read it every 10 ms */
+		c->in_unpollable = true;
+		input_poll(c, true);
+		return 0;
+	}
+	c->in_watched = !r;
+	return r;
 }
 
-void console_flush(struct vm *vm)
+void console_flush(struct console *c)
 {
-	struct console_out *co = &vm->cout;
+	struct console_out *co = &c->out;
 	const struct timespec ten_ms = {.tv_nsec = 10000000};
 	size_t left = SIZE_MAX;
 	int idle_ms = 0;
@@ -231,9 +331,9 @@ void console_flush(struct vm *vm)
 	pthread_mutex_unlock(&co->lock);
 }
 
-uint64_t console_dropped(struct vm *vm)
+uint64_t console_dropped(struct console *c)
 {
-	struct console_out *co = &vm->cout;
+	struct console_out *co = &c->out;
 	uint64_t n;
 
 	if (!co->ready)
@@ -244,46 +344,48 @@ uint64_t console_dropped(struct vm *vm)
 	return n;
 }
 
-void console_close(struct vm *vm)
+void console_close(struct console *c)
 {
-	if (vm->tty_raw) {
-		tcsetattr(vm->console_in_fd, TCSANOW, &vm->tty_saved);
-		vm->tty_raw = false;
+	if (c->tty_raw) {
+		tcsetattr(c->in_fd, TCSANOW, &c->tty_saved);
+		c->tty_raw = false;
 	}
-	buffer_close(&vm->cout);
-	if (vm->console_out_owned && vm->console_out_fd >= 0)
-		close(vm->console_out_fd);
-	vm->console_out_owned = false;
-	vm->console_out_fd = -1;
+	buffer_close(&c->out);
+	if (c->out_owned && c->out_fd >= 0)
+		close(c->out_fd);
+	if (c->in_timer >= 0)
+		close(c->in_timer);
+	c->out_owned = false;
+	c->out_fd = c->in_timer = -1;
 }
 
-void console_input(struct vm *vm, const uint8_t *buf, size_t len)
+void console_input(struct console *c, const uint8_t *buf, size_t len)
 {
 	uint8_t out[4096 + 1];
 	size_t n = 0;
 
 	for (size_t i = 0; i < len && n < sizeof(out) - 1; i++) {
-		uint8_t c = buf[i];
+		uint8_t ch = buf[i];
 
-		if (!vm->tty_raw) {
-			out[n++] = c;
+		if (!c->tty_raw) {
+			out[n++] = ch;
 			continue;
 		}
-		if (vm->escape_pending) {
-			vm->escape_pending = false;
-			if (c == 'x' || c == 'X') {
-				vm_request_stop_as(vm, OUTCOME_SIGNAL, VMM_EXIT_SIGNAL + 2,
-						"stopped from the console (Ctrl-A x)");
+		if (c->escape_pending) {
+			c->escape_pending = false;
+			if (ch == 'x' || ch == 'X') {
+				stop_request(c->stop, OUTCOME_SIGNAL, VMM_EXIT_SIGNAL + 2,
+					     "stopped from the console (Ctrl-A x)");
 				return;
 			}
-			if (c != CTRL_A)
+			if (ch != CTRL_A)
 				out[n++] = CTRL_A;
-			out[n++] = c;
-		} else if (c == CTRL_A) {
-			vm->escape_pending = true;
+			out[n++] = ch;
+		} else if (ch == CTRL_A) {
+			c->escape_pending = true;
 		} else {
-			out[n++] = c;
+			out[n++] = ch;
 		}
 	}
-	serial_receive(&vm->serial, out, n);
+	serial_receive(c->uart, out, n);
 }

@@ -12,7 +12,7 @@
 #include "config.h"
 #include "log.h"
 #include "result.h"
-#include "vm.h"
+#include "machine.h"
 
 static const char usage_top[] =
 	"usage: vmm run --kernel PATH [options]   boot a guest\n"
@@ -73,9 +73,9 @@ static const char usage_run[] =
 static int cmd_run(int argc, char *argv[])
 {
 	struct result_file result = {.fd = -1};
+	static struct machine m; /* large (the device list): not on the stack */
 	struct vmm_config cfg;
 	sigset_t sigs;
-	struct vm vm;
 	char err[256];
 	bool help, usage;
 	int r;
@@ -95,8 +95,8 @@ static int cmd_run(int argc, char *argv[])
 		      : cfg.verbosity == 1 ? LOG_INFO : LOG_DEBUG);
 
 	/* A stop signal during setup is served once the run starts. */
-	vm_block_signals(&sigs);
-	if (vm_check_inputs(&cfg)) {
+	machine_block_signals(&sigs);
+	if (machine_check(&cfg)) {
 		config_free(&cfg);
 		return VMM_EXIT_USAGE;
 	}
@@ -104,12 +104,11 @@ static int cmd_run(int argc, char *argv[])
 		config_free(&cfg);
 		return VMM_EXIT_FAILURE;
 	}
-	r = vm_create(&vm, &cfg, &usage);
-	vm.sup.result = &result;
+	r = machine_create(&m, &cfg, &result, &usage);
 	if (!r)
-		r = vm_load(&vm, &usage);
+		r = machine_load(&m, &usage);
 	if (r) {
-		vm_destroy(&vm);
+		machine_destroy(&m);
 		if (usage) {
 			result_discard(&result); /* bad input writes nothing */
 		} else {
@@ -121,10 +120,10 @@ static int cmd_run(int argc, char *argv[])
 		config_free(&cfg);
 		return usage ? VMM_EXIT_USAGE : VMM_EXIT_FAILURE;
 	}
-	if (!vm.hw_virt)
+	if (!m.vm.hw_virt)
 		log_warn(NULL, "this host's KVM is not hardware-assisted (no vmx/svm CPU flag): stock Linux kernels will not boot here; scripts/lab runs them on a real KVM");
-	r = vm_run(&vm);
-	vm_destroy(&vm);
+	r = machine_run(&m);
+	machine_destroy(&m);
 	result_discard(&result); /* only if the run could not write it */
 	config_free(&cfg);
 	return r;

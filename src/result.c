@@ -10,6 +10,7 @@
 #include "config.h"
 #include "log.h"
 #include "result.h"
+#include "stats.h"
 
 #define DUMP_FLAGS (JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(9))
 
@@ -164,4 +165,16 @@ char *result_dumps(const json_t *obj)
 	}
 	free(text);
 	return out;
+}
+
+void result_add_exits(json_t *obj, const struct exit_stats *st)
+{
+	struct vm_exit_stats v;
+
+	if (stats_read(st, &v))
+		log_debug("stats", "KVM's counters are missing from the reply");
+	json_object_set_new(obj, "userspace_exits", json_integer((json_int_t)v.userspace));
+	for (unsigned int i = 0; i < STAT_NR; i++)
+		if (v.valid & (1u << i))
+			json_object_set_new(obj, stats_kvm_name(i), json_integer((json_int_t)v.val[i]));
 }

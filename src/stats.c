@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "stats.h"
-#include "vm.h"
+#include "vcpu.h"
 
 /*
  * Sanity bounds on what a stats file may claim, so that a garbage header
@@ -192,37 +192,39 @@ static int open_one(int vcpu_fd, struct vcpu_stats *s)
 	return s->buf ? 0 : -ENOMEM;
 }
 
-int stats_open(struct vm *vm)
+int stats_open(struct exit_stats *st, int kvm_fd, const struct vcpu_set *vcpus)
 {
 	int r;
 
-	if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_BINARY_STATS_FD) <= 0)
+	st->vcpus = vcpus;
+	st->per = NULL;
+	st->n = 0;
+	if (ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_BINARY_STATS_FD) <= 0)
 		return 0;
-	vm->stats = calloc(vm->nr_vcpus, sizeof(*vm->stats));
-	if (!vm->stats)
+	st->per = calloc(vcpus->n, sizeof(*st->per));
+	if (!st->per)
 		return -ENOMEM;
-	vm->nr_stats = vm->nr_vcpus;
-	for (unsigned int i = 0; i < vm->nr_stats; i++)
-		vm->stats[i].fd = -1;
-	for (unsigned int i = 0; i < vm->nr_stats; i++) {
-		r = open_one(vm->vcpus[i].fd, &vm->stats[i]);
+	st->n = vcpus->n;
+	for (unsigned int i = 0; i < st->n; i++)
+		st->per[i].fd = -1;
+	for (unsigned int i = 0; i < st->n; i++) {
+		r = open_one(vcpus->vcpus[i].fd, &st->per[i]);
 		if (r) {
-			stats_close(vm);
+			stats_close(st);
 			return r;
 		}
 	}
 	return 0;
 }
 
-int stats_read(struct vm *vm, struct vm_exit_stats *out)
+int stats_read(const struct exit_stats *st, struct vm_exit_stats *out)
 {
 	memset(out, 0, sizeof(*out));
 	/* Written by the running vCPU threads: each is one aligned u64. */
-	for (unsigned int i = 0; i < vm->nr_vcpus; i++)
-		out->userspace += __atomic_load_n(&vm->vcpus[i].exits,
-						  __ATOMIC_RELAXED);
-	for (unsigned int i = 0; i < vm->nr_stats; i++) {
-		struct vcpu_stats *s = &vm->stats[i];
+	for (unsigned int i = 0; st->vcpus && i < st->vcpus->n; i++)
+		out->userspace += __atomic_load_n(&st->vcpus->vcpus[i].exits, __ATOMIC_RELAXED);
+	for (unsigned int i = 0; i < st->n; i++) {
+		struct vcpu_stats *s = &st->per[i];
 		int r = pread_full(s->fd, s->buf, s->lay.span_len, s->lay.span_off);
 
 		if (r) {
@@ -257,14 +259,14 @@ int stats_format(const struct vm_exit_stats *s, char *buf, size_t len)
 	return n < 0 || (size_t)n >= len - pos ? -ENOSPC : 0;
 }
 
-void stats_close(struct vm *vm)
+void stats_close(struct exit_stats *st)
 {
-	for (unsigned int i = 0; vm->stats && i < vm->nr_stats; i++) {
-		if (vm->stats[i].fd >= 0)
-			close(vm->stats[i].fd);
-		free(vm->stats[i].buf);
+	for (unsigned int i = 0; st->per && i < st->n; i++) {
+		if (st->per[i].fd >= 0)
+			close(st->per[i].fd);
+		free(st->per[i].buf);
 	}
-	free(vm->stats);
-	vm->stats = NULL;
-	vm->nr_stats = 0;
+	free(st->per);
+	st->per = NULL;
+	st->n = 0;
 }

@@ -1,16 +1,22 @@
-/* vCPU creation, CPUID/MSR/FPU/LAPIC state, 64-bit boot registers, run loop. */
+/* vCPU creation, CPUID/MSR/FPU/LAPIC state, 64-bit boot registers, run loop, run control. */
 #include <asm/processor-flags.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "boot.h"
+#include "bus.h"
+#include "config.h"
 #include "confine.h"
 #include "log.h"
+#include "stop.h"
+#include "vcpu.h"
 #include "vm.h"
 
 /* Architectural MSRs (not in the uapi headers). */
@@ -174,8 +180,9 @@ static int set_lint(struct vcpu *v)
 	return ioctl(v->fd, KVM_SET_LAPIC, &lapic) < 0 ? -errno : 0;
 }
 
-int vcpu_create(struct vm *vm, struct vcpu *v, unsigned int id)
+static int vcpu_create(struct vcpu_set *set, struct vcpu *v, unsigned int id)
 {
+	const struct vm *vm = set->vm;
 	struct kvm_fpu fpu = {.fcw = 0x37f, .mxcsr = 0x1f80};
 	size_t cpuid_size = sizeof(*vm->cpuid) +
 			    vm->cpuid->nent * sizeof(vm->cpuid->entries[0]);
@@ -183,7 +190,7 @@ int vcpu_create(struct vm *vm, struct vcpu *v, unsigned int id)
 	int r;
 
 	memset(v, 0, sizeof(*v));
-	v->vm = vm;
+	v->set = set;
 	v->id = id;
 	v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)id);
 	if (v->fd < 0)
@@ -198,7 +205,7 @@ int vcpu_create(struct vm *vm, struct vcpu *v, unsigned int id)
 	if (!cpuid)
 		return -ENOMEM;
 	memcpy(cpuid, vm->cpuid, cpuid_size);
-	cpuid_adjust(cpuid, id, vm->nr_vcpus);
+	cpuid_adjust(cpuid, id, set->n);
 	r = ioctl(v->fd, KVM_SET_CPUID2, cpuid) < 0 ? -errno : 0;
 	free(cpuid);
 	if (r)
@@ -209,6 +216,36 @@ int vcpu_create(struct vm *vm, struct vcpu *v, unsigned int id)
 	if (ioctl(v->fd, KVM_SET_FPU, &fpu) < 0)
 		return -errno;
 	return set_lint(v);
+}
+
+int vcpus_create(struct vcpu_set *s, const struct vm *vm, unsigned int n, struct bus *pio,
+		 struct bus *mmio, struct stop *stop, bool confine, uint64_t start_ns)
+{
+	*s = (struct vcpu_set){.vm = vm, .pio = pio, .mmio = mmio, .stop = stop,
+			       .confine = confine, .start_ns = start_ns, .parked_efd = -1};
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	s->ready = true;
+	s->parked_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->parked_efd < 0) {
+		log_err(NULL, "eventfd: %s", strerror(errno));
+		return -errno;
+	}
+	s->vcpus = calloc(n, sizeof(*s->vcpus));
+	if (!s->vcpus)
+		return -ENOMEM;
+	s->n = n;
+	for (unsigned int i = 0; i < n; i++)
+		s->vcpus[i].fd = -1;
+	for (unsigned int i = 0; i < n; i++) {
+		int r = vcpu_create(s, &s->vcpus[i], i);
+
+		if (r) {
+			log_err(NULL, "creating vcpu%u: %s", i, strerror(-r));
+			return r;
+		}
+	}
+	return 0;
 }
 
 static void set_seg(struct kvm_segment *s, uint16_t sel, uint8_t type,
@@ -250,14 +287,31 @@ int vcpu_setup_boot(struct vcpu *v, uint64_t entry, uint64_t zeropage)
 	return ioctl(v->fd, KVM_SET_REGS, &regs) < 0 ? -errno : 0;
 }
 
-void vcpu_destroy(struct vcpu *v)
+static void vcpu_destroy(struct vcpu *v)
 {
 	if (v->run)
-		munmap(v->run, (size_t)v->vm->run_mmap_size);
+		munmap(v->run, (size_t)v->set->vm->run_mmap_size);
 	if (v->fd >= 0)
 		close(v->fd);
 	v->run = NULL;
 	v->fd = -1;
+}
+
+void vcpus_destroy(struct vcpu_set *s)
+{
+	for (unsigned int i = 0; s->vcpus && i < s->n; i++)
+		vcpu_destroy(&s->vcpus[i]);
+	free(s->vcpus);
+	s->vcpus = NULL;
+	s->n = 0;
+	if (s->parked_efd >= 0)
+		close(s->parked_efd);
+	s->parked_efd = -1;
+	if (s->ready) {
+		pthread_cond_destroy(&s->cond);
+		pthread_mutex_destroy(&s->lock);
+		s->ready = false;
+	}
 }
 
 void vcpu_kick(struct vcpu *v)
@@ -295,50 +349,51 @@ static uint64_t cur_rip(struct vcpu *v)
 static bool handle_exit(struct vcpu *v)
 {
 	struct kvm_run *run = v->run;
-	struct vm *vm = v->vm;
+	struct vcpu_set *set = v->set;
+	struct stop *stop = set->stop;
 
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO: {
 		uint8_t *p = (uint8_t *)run + run->io.data_offset;
 
 		for (uint32_t i = 0; i < run->io.count; i++, p += run->io.size)
-			bus_access(&vm->pio, run->io.port, p, run->io.size,
+			bus_access(set->pio, run->io.port, p, run->io.size,
 				   run->io.direction == KVM_EXIT_IO_OUT);
 		return true;
 	}
 	case KVM_EXIT_MMIO:
-		bus_access(&vm->mmio, run->mmio.phys_addr, run->mmio.data,
+		bus_access(set->mmio, run->mmio.phys_addr, run->mmio.data,
 			   run->mmio.len, run->mmio.is_write);
 		return true;
 	case KVM_EXIT_INTR:
 		return true;
 	case KVM_EXIT_HLT:
-		vm_request_stop_as(vm, OUTCOME_POWEROFF, VMM_EXIT_OK, "guest halted");
+		stop_request(stop, OUTCOME_POWEROFF, VMM_EXIT_OK, "guest halted");
 		return false;
 	case KVM_EXIT_SHUTDOWN:
 		dump_regs(v);
-		vm_request_stop_as(vm, OUTCOME_TRIPLE_FAULT, VMM_EXIT_FAILURE,
+		stop_request(stop, OUTCOME_TRIPLE_FAULT, VMM_EXIT_FAILURE,
 				"guest triple fault on vcpu%u (rip 0x%llx)", v->id,
 				(unsigned long long)cur_rip(v));
 		return false;
 	case KVM_EXIT_SYSTEM_EVENT:
 		switch (run->system_event.type) {
 		case KVM_SYSTEM_EVENT_RESET:
-			vm_request_stop_as(vm, OUTCOME_RESET, VMM_EXIT_OK, "guest reset");
+			stop_request(stop, OUTCOME_RESET, VMM_EXIT_OK, "guest reset");
 			break;
 		case KVM_SYSTEM_EVENT_SHUTDOWN:
-			vm_request_stop_as(vm, OUTCOME_POWEROFF, VMM_EXIT_OK, "guest powered off");
+			stop_request(stop, OUTCOME_POWEROFF, VMM_EXIT_OK, "guest powered off");
 			break;
 		default:
 			dump_regs(v);
-			vm_request_stop_as(vm, OUTCOME_INTERNAL_ERROR, VMM_EXIT_FAILURE,
+			stop_request(stop, OUTCOME_INTERNAL_ERROR, VMM_EXIT_FAILURE,
 					"guest crashed (system event %u) on vcpu%u",
 					run->system_event.type, v->id);
 		}
 		return false;
 	case KVM_EXIT_INTERNAL_ERROR:
 		dump_regs(v);
-		vm_request_stop_as(vm, OUTCOME_INTERNAL_ERROR, VMM_EXIT_FAILURE,
+		stop_request(stop, OUTCOME_INTERNAL_ERROR, VMM_EXIT_FAILURE,
 				"KVM internal error %u%s on vcpu%u (rip 0x%llx)",
 				run->internal.suberror,
 				run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION
@@ -347,14 +402,14 @@ static bool handle_exit(struct vcpu *v)
 		return false;
 	case KVM_EXIT_FAIL_ENTRY:
 		dump_regs(v);
-		vm_request_stop_as(vm, OUTCOME_INTERNAL_ERROR, VMM_EXIT_FAILURE,
+		stop_request(stop, OUTCOME_INTERNAL_ERROR, VMM_EXIT_FAILURE,
 				"KVM could not enter the guest on vcpu%u (hardware reason 0x%llx)",
 				v->id,
 				(unsigned long long)run->fail_entry.hardware_entry_failure_reason);
 		return false;
 	default:
 		dump_regs(v);
-		vm_request_stop_as(vm, OUTCOME_INTERNAL_ERROR, VMM_EXIT_FAILURE,
+		stop_request(stop, OUTCOME_INTERNAL_ERROR, VMM_EXIT_FAILURE,
 				"unexpected KVM exit reason %u on vcpu%u (rip 0x%llx)",
 				run->exit_reason, v->id,
 				(unsigned long long)cur_rip(v));
@@ -362,26 +417,48 @@ static bool handle_exit(struct vcpu *v)
 	}
 }
 
-void *vcpu_thread(void *arg)
+static bool set_stopping(struct vcpu_set *s)
+{
+	return stop_requested(s->stop) || __atomic_load_n(&s->stopping, __ATOMIC_SEQ_CST);
+}
+
+/* Park while paused (a vCPU thread); the last one to park says so. */
+static void pause_point(struct vcpu_set *s)
+{
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->paused && !set_stopping(s)) {
+		if (++s->parked == s->n)
+			(void)!write(s->parked_efd, &one, sizeof(one));
+		while (s->paused && !set_stopping(s))
+			pthread_cond_wait(&s->cond, &s->lock);
+		s->parked--;
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
-	struct vm *vm = v->vm;
-	sigset_t set;
+	struct vcpu_set *set = v->set;
+	struct stop *stop = set->stop;
+	sigset_t sigs;
 	char name[16];
 
 	snprintf(name, sizeof(name), "vcpu%u", v->id);
 	pthread_setname_np(pthread_self(), name);
 	/* Only vCPU threads take SIGUSR1: it kicks them out of KVM_RUN. */
-	sigemptyset(&set);
-	sigaddset(&set, SIGUSR1);
-	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGUSR1);
+	pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
 
-	if (!vm->cfg->no_seccomp) {
+	if (set->confine) {
 		int r = confine_thread(CONFINE_VCPU, 0);
 
 		if (r) {
-			vm_request_stop_as(vm, OUTCOME_HOST_ERROR, VMM_EXIT_FAILURE, "seccomp on vcpu%u: %s", v->id,
-					strerror(-r));
+			stop_request(stop, OUTCOME_HOST_ERROR, VMM_EXIT_FAILURE, "seccomp on vcpu%u: %s", v->id,
+				     strerror(-r));
 			return NULL;
 		}
 		if (v->id == 0)
@@ -389,7 +466,7 @@ void *vcpu_thread(void *arg)
 	}
 	if (v->id == 0)
 		log_info("vcpu", "first KVM_RUN %.3f ms after VM creation began",
-			 (double)(vm_now_ns() - vm->start_ns) / 1e6);
+			 (double)(now_ns() - set->start_ns) / 1e6);
 	for (;;) {
 		/*
 		 * A kick is a flag (stopping, paused) set first, then
@@ -398,18 +475,17 @@ void *vcpu_thread(void *arg)
 		 * meanwhile cannot make every KVM_RUN return at once.
 		 */
 		__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
-		if (__atomic_load_n(&vm->stopping, __ATOMIC_SEQ_CST))
+		if (set_stopping(set))
 			break;
-		if (__atomic_load_n(&vm->sup.paused, __ATOMIC_SEQ_CST)) {
-			supervise_pause_point(vm);
+		if (__atomic_load_n(&set->paused, __ATOMIC_SEQ_CST)) {
+			pause_point(set);
 			continue;
 		}
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
-			vm_request_stop_as(vm, OUTCOME_HOST_ERROR, VMM_EXIT_FAILURE,
-					"KVM_RUN failed on vcpu%u: %s", v->id,
-					strerror(errno));
+			stop_request(stop, OUTCOME_HOST_ERROR, VMM_EXIT_FAILURE,
+				     "KVM_RUN failed on vcpu%u: %s", v->id, strerror(errno));
 			break;
 		}
 		/* Only this thread writes it; stats_read() reads it live. */
@@ -418,4 +494,58 @@ void *vcpu_thread(void *arg)
 			break;
 	}
 	return NULL;
+}
+
+int vcpus_start(struct vcpu_set *s)
+{
+	for (unsigned int i = 0; i < s->n; i++) {
+		int r = pthread_create(&s->vcpus[i].thread, NULL, vcpu_thread, &s->vcpus[i]);
+
+		if (r) {
+			stop_request(s->stop, OUTCOME_HOST_ERROR, VMM_EXIT_FAILURE,
+				     "cannot start vcpu%u thread: %s", i, strerror(r));
+			return -r;
+		}
+		s->vcpus[i].started = true;
+	}
+	return 0;
+}
+
+void vcpus_pause(struct vcpu_set *s, bool paused)
+{
+	pthread_mutex_lock(&s->lock);
+	__atomic_store_n(&s->paused, paused, __ATOMIC_RELEASE);
+	if (!paused)
+		pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	if (paused)
+		for (unsigned int i = 0; i < s->n; i++)
+			vcpu_kick(&s->vcpus[i]);
+}
+
+bool vcpus_parked(struct vcpu_set *s)
+{
+	bool all;
+
+	pthread_mutex_lock(&s->lock);
+	all = s->parked == s->n;
+	pthread_mutex_unlock(&s->lock);
+	return all;
+}
+
+void vcpus_stop(struct vcpu_set *s)
+{
+	__atomic_store_n(&s->stopping, 1, __ATOMIC_SEQ_CST);
+	for (unsigned int i = 0; i < s->n; i++)
+		vcpu_kick(&s->vcpus[i]);
+	if (s->ready) { /* a paused VM stops too */
+		pthread_mutex_lock(&s->lock);
+		pthread_cond_broadcast(&s->cond);
+		pthread_mutex_unlock(&s->lock);
+	}
+	for (unsigned int i = 0; i < s->n; i++)
+		if (s->vcpus[i].started) {
+			pthread_join(s->vcpus[i].thread, NULL);
+			s->vcpus[i].started = false;
+		}
 }

@@ -6,6 +6,7 @@
  */
 #include <string.h>
 
+#include "device.h"
 #include "devices.h"
 
 #define STATUS_OBF 0x01
@@ -202,3 +203,31 @@ int i8042_attach(struct i8042 *k, struct bus *pio)
 
 	return r ? r : bus_register(pio, 0x64, 1, i8042_cmd_pio, k, "i8042");
 }
+
+/* Power-on state: the command byte's default, nothing queued, line low. */
+void i8042_reset(struct i8042 *k)
+{
+	pthread_mutex_lock(&k->lock);
+	k->ctr = 0x45;
+	k->pending = k->kbd_arg = 0;
+	k->out_head = k->out_len = 0;
+	update_irq(k);
+	pthread_mutex_unlock(&k->lock);
+}
+
+static void i8042_dev_reset(struct device *dev)
+{
+	i8042_reset(dev->opaque);
+}
+
+static void i8042_dev_destroy(struct device *dev)
+{
+	struct i8042 *k = dev->opaque;
+
+	pthread_mutex_destroy(&k->lock);
+}
+
+const struct device_ops i8042_device_ops = {
+	.reset = i8042_dev_reset,
+	.destroy = i8042_dev_destroy,
+};

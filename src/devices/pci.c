@@ -3,9 +3,12 @@
  * with a host bridge at 00:00.0. Later devices plug into the other slots.
  */
 #include <errno.h>
+#include <linux/kvm.h>
 #include <linux/pci_regs.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
+#include "device.h"
 #include "devices.h"
 #include "log.h"
 #include "mem.h"
@@ -15,20 +18,15 @@
 #define CONF_ENABLE 0x80000000u
 #define CLASS_BRIDGE_HOST 0x0600 /* not in the uapi pci_regs.h */
 
-static void put16(uint8_t *p, uint16_t v)
-{
-	memcpy(p, &v, 2);
-}
-
 static void host_bridge_init(struct pci_device *d)
 {
 	memset(d, 0, sizeof(*d));
-	put16(&d->cfg[PCI_VENDOR_ID], HOST_BRIDGE_VENDOR);
-	put16(&d->cfg[PCI_DEVICE_ID], HOST_BRIDGE_DEVICE);
-	put16(&d->cfg[PCI_CLASS_DEVICE], CLASS_BRIDGE_HOST);
+	put_le16(&d->cfg[PCI_VENDOR_ID], HOST_BRIDGE_VENDOR);
+	put_le16(&d->cfg[PCI_DEVICE_ID], HOST_BRIDGE_DEVICE);
+	put_le16(&d->cfg[PCI_CLASS_DEVICE], CLASS_BRIDGE_HOST);
 	d->cfg[PCI_HEADER_TYPE] = PCI_HEADER_TYPE_NORMAL;
 	/* Only the command register is the guest's to change. */
-	put16(&d->wmask[PCI_COMMAND], PCI_COMMAND_IO | PCI_COMMAND_MEMORY |
+	put_le16(&d->wmask[PCI_COMMAND], PCI_COMMAND_IO | PCI_COMMAND_MEMORY |
 				       PCI_COMMAND_MASTER);
 }
 
@@ -236,6 +234,7 @@ int pci_init(struct pci_bus *pci, struct bus *pio)
 	int r;
 
 	memset(pci, 0, sizeof(*pci));
+	pci->vm_fd = -1;
 	pthread_mutex_init(&pci->lock, NULL);
 	host_bridge_init(&pci->host_bridge);
 	pci->slots[0] = &pci->host_bridge;
@@ -250,6 +249,26 @@ void pci_destroy(struct pci_bus *pci)
 	pthread_mutex_destroy(&pci->lock);
 }
 
+/* The bus itself: its configuration address latch (devices reset their own state). */
+static void pci_dev_reset(struct device *dev)
+{
+	struct pci_bus *pci = dev->opaque;
+
+	pthread_mutex_lock(&pci->lock);
+	pci->conf_addr = 0;
+	pthread_mutex_unlock(&pci->lock);
+}
+
+static void pci_dev_destroy(struct device *dev)
+{
+	pci_destroy(dev->opaque);
+}
+
+const struct device_ops pci_bus_device_ops = {
+	.reset = pci_dev_reset,
+	.destroy = pci_dev_destroy,
+};
+
 int pci_add_device(struct pci_bus *pci, unsigned int slot, struct pci_device *dev)
 {
 	int r = 0;
@@ -263,4 +282,50 @@ int pci_add_device(struct pci_bus *pci, unsigned int slot, struct pci_device *de
 		pci->slots[slot] = dev;
 	pthread_mutex_unlock(&pci->lock);
 	return r;
+}
+
+/* ---- the BAR windows and memory slots ---- */
+
+/* Take len (a power of two) bytes aligned to len from a bump window. */
+static int window_alloc(uint64_t *next, uint64_t start, uint64_t end, uint64_t len,
+			uint64_t *out)
+{
+	uint64_t base;
+
+	if (len == 0 || (len & (len - 1)) || len > end - start)
+		return -EINVAL;
+	if (!*next)
+		*next = start;
+	base = ALIGN_UP(*next, len);
+	if (base > end - len)
+		return -ENOSPC;
+	*next = base + len;
+	*out = base;
+	return 0;
+}
+
+int pci_mmio_alloc(struct pci_bus *pci, uint64_t len, uint64_t *gpa)
+{
+	return window_alloc(&pci->mmio_next, MEM_MMIO_HOLE_START, PCI_MMIO_WINDOW_END, len, gpa);
+}
+
+int pci_io_alloc(struct pci_bus *pci, uint64_t len, uint64_t *port)
+{
+	return window_alloc(&pci->io_next, PCI_IO_WINDOW_START, PCI_IO_WINDOW_END, len, port);
+}
+
+int pci_alloc_memslot(struct pci_bus *pci)
+{
+	if (!pci->next_memslot)
+		pci->next_memslot = MEM_MAX_REGIONS;
+	return pci->next_memslot < PCI_MAX_MEMSLOTS ? (int)pci->next_memslot++ : -ENOSPC;
+}
+
+int pci_set_memslot(struct pci_bus *pci, int slot, uint64_t gpa, uint64_t size, void *hva)
+{
+	struct kvm_userspace_memory_region r = {
+		.slot = (uint32_t)slot, .guest_phys_addr = gpa, .memory_size = size,
+		.userspace_addr = (uint64_t)(uintptr_t)hva};
+
+	return ioctl(pci->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0 ? -errno : 0;
 }

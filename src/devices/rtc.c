@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "device.h"
 #include "devices.h"
 
 enum { RTC_SEC = 0x00, RTC_MIN = 0x02, RTC_HOUR = 0x04, RTC_WDAY = 0x06,
@@ -16,14 +17,45 @@ enum { RTC_SEC = 0x00, RTC_MIN = 0x02, RTC_HOUR = 0x04, RTC_WDAY = 0x06,
 #define REG_B_24H 0x02
 #define REG_D_VALID 0x80
 
-void rtc_init(struct rtc *r)
+static void power_on(struct rtc *r)
 {
-	memset(r, 0, sizeof(*r));
-	pthread_mutex_init(&r->lock, NULL);
+	r->index = 0;
+	memset(r->cmos, 0, sizeof(r->cmos));
 	r->cmos[RTC_REG_A] = 0x26; /* 32.768 kHz base, 1024 Hz rate, UIP clear */
 	r->cmos[RTC_REG_B] = REG_B_24H;
 	r->cmos[RTC_REG_D] = REG_D_VALID;
 }
+
+void rtc_init(struct rtc *r)
+{
+	memset(r, 0, sizeof(*r));
+	pthread_mutex_init(&r->lock, NULL);
+	power_on(r);
+}
+
+void rtc_reset(struct rtc *r)
+{
+	pthread_mutex_lock(&r->lock);
+	power_on(r);
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void rtc_dev_reset(struct device *dev)
+{
+	rtc_reset(dev->opaque);
+}
+
+static void rtc_dev_destroy(struct device *dev)
+{
+	struct rtc *r = dev->opaque;
+
+	pthread_mutex_destroy(&r->lock);
+}
+
+const struct device_ops rtc_device_ops = {
+	.reset = rtc_dev_reset,
+	.destroy = rtc_dev_destroy,
+};
 
 #define REG_B_BINARY 0x04
 

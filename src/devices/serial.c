@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "device.h"
 #include "devices.h"
 
 enum { R_RBR_THR = 0, R_IER = 1, R_IIR_FCR = 2, R_LCR = 3, R_MCR = 4,
@@ -45,6 +46,35 @@ void serial_destroy(struct serial *s)
 {
 	pthread_mutex_destroy(&s->lock);
 }
+
+/* Power-on registers and an empty FIFO; the wiring (line, output) stays. */
+void serial_reset(struct serial *s)
+{
+	pthread_mutex_lock(&s->lock);
+	irq_line_update(&s->irq, &s->irq_level, false);
+	s->ier = s->lcr = s->mcr = s->scr = s->dll = s->dlm = s->fcr = 0;
+	s->lsr = LSR_THRE | LSR_TEMT;
+	s->msr = MSR_DCD | MSR_DSR | MSR_CTS;
+	s->iir_thri = 0;
+	s->rx_head = s->rx_len = 0;
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void serial_dev_reset(struct device *dev)
+{
+	serial_reset(dev->opaque);
+}
+
+static void serial_dev_destroy(struct device *dev)
+{
+	serial_destroy(dev->opaque);
+}
+
+/* Emulated on the vCPU thread, nothing in flight: quiesce has nothing to do. */
+const struct device_ops serial_device_ops = {
+	.reset = serial_dev_reset,
+	.destroy = serial_dev_destroy,
+};
 
 static uint8_t iir(const struct serial *s)
 {

@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/kvm.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,9 +21,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "device.h"
 #include "log.h"
+#include "mem.h"
 #include "vfio.h"
-#include "vm.h"
 
 #define SYS_PCI "/sys/bus/pci/devices"
 #define MAX_GROUPS VMM_MAX_VFIO
@@ -31,14 +33,14 @@ struct vfio_group {
 	int num, fd;
 };
 
+/* The container: one per VM, a device on the board's list of its own. */
 struct vfio_state {
+	const struct dev_services *svc;
 	int container;
 	int kvm_dev; /* KVM_DEV_TYPE_VFIO, -1 until the first group */
 	bool iommu_set, dma_mapped;
 	struct vfio_group groups[MAX_GROUPS];
 	unsigned int nr_groups;
-	struct vfio_pci *devs[VMM_MAX_VFIO];
-	unsigned int nr_devs;
 };
 
 /* The last path component of the symlink at path, or "" (no link). */
@@ -150,10 +152,12 @@ static int open_container(struct vfio_state *s)
 }
 
 /* Map all guest RAM for DMA at its guest physical addresses. */
-static int map_dma(struct vm *vm, struct vfio_state *s)
+static int map_dma(struct vfio_state *s)
 {
-	for (unsigned int i = 0; i < vm->mem.nr_regions; i++) {
-		const struct mem_region *m = &vm->mem.regions[i];
+	const struct guest_mem *mem = s->svc->mem;
+
+	for (unsigned int i = 0; i < mem->nr_regions; i++) {
+		const struct mem_region *m = &mem->regions[i];
 		struct vfio_iommu_type1_dma_map map = {
 			.argsz = sizeof(map),
 			.flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
@@ -172,12 +176,14 @@ static int map_dma(struct vm *vm, struct vfio_state *s)
 	return 0;
 }
 
-static void unmap_dma(struct vm *vm, struct vfio_state *s)
+static void unmap_dma(struct vfio_state *s)
 {
-	for (unsigned int i = 0; i < vm->mem.nr_regions; i++) {
+	const struct guest_mem *mem = s->svc->mem;
+
+	for (unsigned int i = 0; i < mem->nr_regions; i++) {
 		struct vfio_iommu_type1_dma_unmap u = {.argsz = sizeof(u),
-						       .iova = vm->mem.regions[i].gpa,
-						       .size = vm->mem.regions[i].size};
+						       .iova = mem->regions[i].gpa,
+						       .size = mem->regions[i].size};
 
 		if (ioctl(s->container, VFIO_IOMMU_UNMAP_DMA, &u) < 0)
 			log_warn(NULL, "vfio: unmapping guest RAM: %s", strerror(errno));
@@ -186,7 +192,7 @@ static void unmap_dma(struct vm *vm, struct vfio_state *s)
 }
 
 /* The group's fd, opened, checked and in the container once. */
-static int get_group(struct vm *vm, struct vfio_state *s, int num)
+static int get_group(struct vfio_state *s, int num)
 {
 	struct vfio_group_status st = {.argsz = sizeof(st)};
 	struct kvm_device_attr attr = {.group = KVM_DEV_VFIO_GROUP,
@@ -223,7 +229,7 @@ static int get_group(struct vm *vm, struct vfio_state *s, int num)
 			return r;
 		}
 		s->iommu_set = true;
-		r = map_dma(vm, s);
+		r = map_dma(s);
 		if (r)
 			return r;
 	}
@@ -231,7 +237,7 @@ static int get_group(struct vm *vm, struct vfio_state *s, int num)
 	if (s->kvm_dev < 0) {
 		struct kvm_create_device cd = {.type = KVM_DEV_TYPE_VFIO};
 
-		if (ioctl(vm->vm_fd, KVM_CREATE_DEVICE, &cd) < 0) {
+		if (ioctl(s->svc->vm_fd, KVM_CREATE_DEVICE, &cd) < 0) {
 			r = -errno;
 			log_err(NULL, "--vfio: creating KVM's VFIO device: %s", strerror(-r));
 			return r;
@@ -321,64 +327,11 @@ static int open_device(struct vfio_pci *v, int group_fd)
 	return r;
 }
 
-int vfio_create(struct vm *vm, const char *bdf, unsigned int slot, bool *usage)
+/* Release the container: DMA unmapped, groups out, KVM's device closed. */
+static void container_destroy(struct vfio_state *s)
 {
-	struct vfio_state *s = vm->vfio;
-	struct vfio_pci *v;
-	int num, gfd, r;
-
-	*usage = false;
-	if (!s) {
-		s = calloc(1, sizeof(*s));
-		if (!s)
-			return -ENOMEM;
-		s->container = s->kvm_dev = -1;
-		vm->vfio = s;
-		r = open_container(s);
-		if (r)
-			return r;
-	}
-	r = check_sysfs(bdf, &num, usage);
-	if (r)
-		return r;
-	gfd = get_group(vm, s, num);
-	if (gfd < 0)
-		return gfd;
-	v = calloc(1, sizeof(*v));
-	if (!v)
-		return -ENOMEM;
-	s->devs[s->nr_devs++] = v; /* vfio_destroy_all() takes it from here */
-	snprintf(v->bdf, sizeof(v->bdf), "%s", bdf);
-	v->fd = -1;
-	r = open_device(v, gfd);
-	if (!r)
-		r = vfio_pci_init(v, vm, slot);
-	if (!r)
-		log_info(v->bdf, "passed through at slot %u (IOMMU group %d)", slot, num);
-	return r;
-}
-
-void vfio_destroy_all(struct vm *vm)
-{
-	struct vfio_state *s = vm->vfio;
-
-	if (!s)
-		return;
-	for (unsigned int i = 0; i < s->nr_devs; i++) {
-		struct vfio_pci *v = s->devs[i];
-
-		if (v->vm)
-			vfio_pci_fini(v);
-		if (v->fd >= 0) {
-			/* Leave it as we found it: quiet, reset where it can be. */
-			if (ioctl(v->fd, VFIO_DEVICE_RESET) < 0 && errno != ENOTTY && errno != EINVAL)
-				log_warn(v->bdf, "device reset at exit failed: %s", strerror(errno));
-			close(v->fd);
-		}
-		free(v);
-	}
 	if (s->dma_mapped)
-		unmap_dma(vm, s);
+		unmap_dma(s);
 	for (unsigned int i = 0; i < s->nr_groups; i++) {
 		if (ioctl(s->groups[i].fd, VFIO_GROUP_UNSET_CONTAINER) < 0 && errno != EINVAL)
 			log_warn(NULL, "vfio: releasing IOMMU group %d: %s", s->groups[i].num,
@@ -390,5 +343,108 @@ void vfio_destroy_all(struct vm *vm)
 	if (s->container >= 0)
 		close(s->container);
 	free(s);
-	vm->vfio = NULL;
+}
+
+static void container_dev_destroy(struct device *dev)
+{
+	container_destroy(dev->opaque);
+}
+
+/* After every passed device (they come later on the list). */
+static const struct device_ops container_ops = {.destroy = container_dev_destroy};
+
+/* Release a passed device: interrupts off, reset, closed. */
+static void vfio_pci_destroy(struct vfio_pci *v)
+{
+	if (v->svc)
+		vfio_pci_fini(v);
+	if (v->fd >= 0) {
+		/* Leave it as we found it: quiet, reset where it can be. */
+		if (ioctl(v->fd, VFIO_DEVICE_RESET) < 0 && errno != ENOTTY && errno != EINVAL)
+			log_warn(v->bdf, "device reset at exit failed: %s", strerror(errno));
+		close(v->fd);
+	}
+	free(v);
+}
+
+static void vfio_dev_destroy(struct device *dev)
+{
+	vfio_pci_destroy(dev->opaque);
+}
+
+/*
+ * A passed-through device's own DMA and state are out of vmm's reach: it
+ * cannot be held still or saved, so a machine with one cannot be
+ * quiesced (no snapshot or migration with --vfio, as with every peer).
+ */
+static int vfio_dev_quiesce(struct device *dev)
+{
+	(void)dev;
+	return -EOPNOTSUPP;
+}
+
+static const struct device_ops vfio_ops = {.quiesce = vfio_dev_quiesce,
+					   .destroy = vfio_dev_destroy};
+
+/* The board's container, put on the list (opened) by the first device. */
+static int get_container(const struct dev_services *svc, struct device_list *l,
+			 struct vfio_state **out)
+{
+	struct vfio_state *s;
+	int r;
+
+	for (unsigned int i = 0; i < l->n; i++)
+		if (l->devs[i].ops == &container_ops) {
+			*out = l->devs[i].opaque;
+			return 0;
+		}
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->svc = svc;
+	s->container = s->kvm_dev = -1;
+	r = open_container(s);
+	if (!r)
+		r = device_add(l, &container_ops, s, "vfio");
+	if (r) {
+		container_destroy(s);
+		return r;
+	}
+	*out = s;
+	return 0;
+}
+
+int vfio_add(const struct dev_services *svc, struct device_list *l, const char *bdf,
+	     unsigned int slot, bool *usage)
+{
+	struct vfio_state *s;
+	struct vfio_pci *v;
+	int num, gfd, r;
+
+	*usage = false;
+	r = get_container(svc, l, &s);
+	if (r)
+		return r;
+	r = check_sysfs(bdf, &num, usage);
+	if (r)
+		return r;
+	gfd = get_group(s, num); /* the container releases it */
+	if (gfd < 0)
+		return gfd;
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	snprintf(v->bdf, sizeof(v->bdf), "%s", bdf);
+	v->fd = -1;
+	if ((r = device_add(l, &vfio_ops, v, v->bdf))) {
+		free(v);
+		return r;
+	}
+	/* From here on the list's destroy takes it, set up or not. */
+	r = open_device(v, gfd);
+	if (!r)
+		r = vfio_pci_init(v, svc, slot);
+	if (!r)
+		log_info(v->bdf, "passed through at slot %u (IOMMU group %d)", slot, num);
+	return r;
 }

@@ -26,11 +26,14 @@
 #include "compiler.h"
 #include "config.h"
 #include "devices.h"
+#include "msix.h"
 
-struct vm;
+struct dev_services;
+struct device_list;
 
 #define VFIO_MAX_AREAS 4    /* mmappable pieces of one BAR */
 #define VFIO_MAX_VECTORS 64 /* MSI-X vectors we give a device */
+_Static_assert(VFIO_MAX_VECTORS <= MSIX_MAX_VECTORS, "the table holds them");
 
 struct vfio_region {
 	uint64_t offset; /* in the device fd */
@@ -57,15 +60,11 @@ struct vfio_bar {
 	uint64_t mapped; /* guest address while decoding, else 0 */
 };
 
-struct vfio_msix_entry {
-	uint32_t addr_lo, addr_hi, data, ctrl;
-};
-
 enum vfio_irq_mode { VFIO_IRQ_NONE, VFIO_IRQ_INTX, VFIO_IRQ_MSI, VFIO_IRQ_MSIX };
 
 struct vfio_pci {
 	struct pci_device pci;
-	struct vm *vm;
+	const struct dev_services *svc; /* set by vfio_pci_init() */
 	char bdf[VFIO_BDF_LEN];
 	int fd; /* the VFIO device: regions at their offsets, ioctls */
 	/* VFIO_DEVICE_SET_IRQS; a test may put a recorder here. */
@@ -75,12 +74,11 @@ struct vfio_pci {
 	uint8_t passthru[256]; /* 1: the byte is the device's own */
 	pthread_mutex_t lock;  /* MSI-X table, interrupt mode */
 
-	/* MSI-X (msix_cap 0: none). */
+	/* MSI-X (msix_cap 0: none); the pending bits are the device's. */
 	uint8_t msix_cap;
-	unsigned int msix_n;
 	uint8_t msix_bar, pba_bar;
 	uint32_t msix_off, pba_off;
-	struct vfio_msix_entry table[VFIO_MAX_VECTORS];
+	struct msix msix; /* the table, msix.n vectors */
 	int gsi[VFIO_MAX_VECTORS];
 	int efd[VFIO_MAX_VECTORS];
 	bool live[VFIO_MAX_VECTORS]; /* irqfd assigned (vector unmasked) */
@@ -104,8 +102,22 @@ struct vfio_pci {
  * in the guest's windows, mmap what can be, set up the interrupt
  * eventfds and start INTx. -errno (one line printed).
  */
-int vfio_pci_init(struct vfio_pci *v, struct vm *vm, unsigned int slot) WUR;
+int vfio_pci_init(struct vfio_pci *v, const struct dev_services *svc, unsigned int slot) WUR;
 /* Interrupts off, mappings gone (the device fd stays the caller's). */
 void vfio_pci_fini(struct vfio_pci *v);
+
+/*
+ * VFIO passthrough (vfio.c): put host PCI device bdf (bound to vfio-pci)
+ * at slot, all guest RAM mapped for its DMA, and on the board's list. The
+ * first call puts the VFIO container (IOMMU, groups, DMA mappings, KVM's
+ * VFIO device) on the list before it, so the container goes after every
+ * passed device. Of the lifecycle only destroy is there (interrupts off,
+ * device reset, fd closed): quiesce is NULL although the device's own DMA
+ * does not stop, and there is no save. One error line printed on failure;
+ * a device that got as far as the list stays there for its destroy (as
+ * blk_add's does); *usage says whether the user's input was at fault.
+ */
+int vfio_add(const struct dev_services *svc, struct device_list *l, const char *bdf,
+	     unsigned int slot, bool *usage) WUR;
 
 #endif

@@ -11,33 +11,13 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "device.h"
+#include "irq.h"
 #include "log.h"
+#include "msix.h"
 #include "vfio.h"
-#include "vm.h"
 
 #define PAGE 4096ULL
-#define MSIX_CAP_LEN 12
-
-static uint16_t get16(const uint8_t *p)
-{
-	uint16_t v;
-
-	memcpy(&v, p, 2);
-	return v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return v;
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	memcpy(p, &v, 2);
-}
 
 /* ---- the device's regions ---- */
 
@@ -55,8 +35,8 @@ static int region_rw(struct vfio_pci *v, const struct vfio_region *r, uint64_t o
 
 /* ---- interrupts ---- */
 
-static int set_irqs(struct vfio_pci *v, uint32_t index, uint32_t flags,
-		    unsigned int count, const int *fds)
+static int vfio_set_irqs(struct vfio_pci *v, uint32_t index, uint32_t flags,
+			 unsigned int count, const int *fds)
 {
 	struct {
 		struct vfio_irq_set s;
@@ -83,24 +63,24 @@ static int set_mode(struct vfio_pci *v, enum vfio_irq_mode mode)
 	if (mode == v->mode)
 		return 0;
 	if (v->mode != VFIO_IRQ_NONE)
-		r = set_irqs(v, index[v->mode], VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER,
-			     0, NULL);
+		r = vfio_set_irqs(v, index[v->mode],
+				  VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, 0, NULL);
 	v->mode = VFIO_IRQ_NONE;
 	if (r)
 		return r;
 	switch (mode) {
 	case VFIO_IRQ_INTX:
-		r = set_irqs(v, VFIO_PCI_INTX_IRQ_INDEX, trigger, 1, &v->intx_efd);
+		r = vfio_set_irqs(v, VFIO_PCI_INTX_IRQ_INDEX, trigger, 1, &v->intx_efd);
 		if (!r)
-			r = set_irqs(v, VFIO_PCI_INTX_IRQ_INDEX,
-				     VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_UNMASK, 1,
-				     &v->intx_resample);
+			r = vfio_set_irqs(v, VFIO_PCI_INTX_IRQ_INDEX,
+					  VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_UNMASK, 1,
+					  &v->intx_resample);
 		break;
 	case VFIO_IRQ_MSI:
-		r = set_irqs(v, VFIO_PCI_MSI_IRQ_INDEX, trigger, 1, &v->msi_efd);
+		r = vfio_set_irqs(v, VFIO_PCI_MSI_IRQ_INDEX, trigger, 1, &v->msi_efd);
 		break;
 	case VFIO_IRQ_MSIX:
-		r = set_irqs(v, VFIO_PCI_MSIX_IRQ_INDEX, trigger, v->msix_n, v->efd);
+		r = vfio_set_irqs(v, VFIO_PCI_MSIX_IRQ_INDEX, trigger, v->msix.n, v->efd);
 		break;
 	case VFIO_IRQ_NONE:
 		break;
@@ -125,57 +105,61 @@ static void change_mode(struct vfio_pci *v, enum vfio_irq_mode mode)
 				strerror(-r));
 }
 
-static uint16_t msix_ctrl(const struct vfio_pci *v)
-{
-	return get16(&v->pci.cfg[v->msix_cap + PCI_MSIX_FLAGS]);
-}
-
 /*
  * Vector k takes interrupts (its irqfd assigned) while MSI-X is on, the
  * function is not masked, the vector is not masked and it has a message.
  * A masked vector's interrupts wait in its eventfd; KVM delivers them when
  * the irqfd is assigned again.
  */
-static void msix_sync_vector(struct vfio_pci *v, unsigned int k)
+static void vfio_msix_sync(struct vfio_pci *v, unsigned int k)
 {
-	const struct vfio_msix_entry *e = &v->table[k];
-	uint16_t c = msix_ctrl(v);
-	bool want = v->mode == VFIO_IRQ_MSIX && (c & PCI_MSIX_FLAGS_ENABLE) &&
-		    !(c & PCI_MSIX_FLAGS_MASKALL) && !(e->ctrl & PCI_MSIX_ENTRY_CTRL_MASKBIT) &&
-		    (e->addr_lo || e->addr_hi);
+	bool want = v->mode == VFIO_IRQ_MSIX && msix_enabled(&v->msix) &&
+		    !msix_masked(&v->msix, k) && msix_addr(&v->msix, k);
 
 	if (want == v->live[k])
 		return;
-	if (vm_irqfd(v->vm, v->efd[k], v->gsi[k], want))
+	if (irq_irqfd(v->svc->irq, v->efd[k], v->gsi[k], want))
 		log_ratelimited(LOG_WARN, v->bdf, "MSI-X vector %u: irqfd %s failed", k,
 				want ? "assign" : "deassign");
 	else
 		v->live[k] = want;
 }
 
-static void msix_update(struct vfio_pci *v)
+/* The guest wrote a table entry: route its message, (un)bind its irqfd. */
+static void vfio_msix_changed(void *opaque, unsigned int k, unsigned int what)
 {
-	bool on = msix_ctrl(v) & PCI_MSIX_FLAGS_ENABLE;
+	struct vfio_pci *v = opaque;
 
-	if (on)
+	if ((what & MSIX_MESSAGE) &&
+	    irq_msi_set(v->svc->irq, v->gsi[k], msix_addr(&v->msix, k), v->msix.table[k].data))
+		log_ratelimited(LOG_WARN, v->bdf, "MSI-X route update failed");
+	vfio_msix_sync(v, k);
+}
+
+static const struct msix_ops vfio_msix_ops = {.vector_changed = vfio_msix_changed};
+
+/* The guest wrote the capability: enable and function mask. */
+static void vfio_msix_update(struct vfio_pci *v)
+{
+	if (msix_enabled(&v->msix))
 		change_mode(v, VFIO_IRQ_MSIX);
 	else if (v->mode == VFIO_IRQ_MSIX)
 		change_mode(v, base_mode(v));
-	for (unsigned int k = 0; k < v->msix_n; k++)
-		msix_sync_vector(v, k);
+	for (unsigned int k = 0; k < v->msix.n; k++)
+		vfio_msix_sync(v, k);
 }
 
-static void msi_update(struct vfio_pci *v)
+static void vfio_msi_update(struct vfio_pci *v)
 {
 	const uint8_t *c = &v->pci.cfg[v->msi_cap];
-	uint16_t flags = get16(c + PCI_MSI_FLAGS);
-	uint64_t addr = get32(c + PCI_MSI_ADDRESS_LO);
-	uint16_t data = get16(c + (v->msi_64 ? PCI_MSI_DATA_64 : PCI_MSI_DATA_32));
+	uint16_t flags = get_le16(c + PCI_MSI_FLAGS);
+	uint64_t addr = get_le32(c + PCI_MSI_ADDRESS_LO);
+	uint16_t data = get_le16(c + (v->msi_64 ? PCI_MSI_DATA_64 : PCI_MSI_DATA_32));
 
 	if (v->msi_64)
-		addr |= (uint64_t)get32(c + PCI_MSI_ADDRESS_HI) << 32;
+		addr |= (uint64_t)get_le32(c + PCI_MSI_ADDRESS_HI) << 32;
 	if (flags & PCI_MSI_FLAGS_ENABLE) {
-		if (vm_msi_set(v->vm, v->msi_gsi, addr, data))
+		if (irq_msi_set(v->svc->irq, v->msi_gsi, addr, data))
 			log_ratelimited(LOG_WARN, v->bdf, "MSI route update failed");
 		change_mode(v, VFIO_IRQ_MSI);
 	} else if (v->mode == VFIO_IRQ_MSI) {
@@ -183,51 +167,24 @@ static void msi_update(struct vfio_pci *v)
 	}
 }
 
-static void msix_table_access(struct vfio_pci *v, uint64_t off, uint8_t *data,
-			      uint32_t len, bool is_write)
-{
-	unsigned int k = (unsigned int)(off / PCI_MSIX_ENTRY_SIZE), word = (off % 16) / 4;
-	struct vfio_msix_entry *e;
-	uint32_t *w;
-
-	if (k >= v->msix_n || (off % 4) + len > 4) {
-		if (!is_write)
-			memset(data, 0xff, len);
-		return;
-	}
-	e = &v->table[k];
-	w = &e->addr_lo + word;
-	if (!is_write) {
-		memcpy(data, (uint8_t *)w + off % 4, len);
-		return;
-	}
-	memcpy((uint8_t *)w + off % 4, data, len);
-	if (word == 3) {
-		e->ctrl &= PCI_MSIX_ENTRY_CTRL_MASKBIT;
-	} else if (vm_msi_set(v->vm, v->gsi[k], ((uint64_t)e->addr_hi << 32) | e->addr_lo,
-			      e->data)) {
-		log_ratelimited(LOG_WARN, v->bdf, "MSI-X route update failed");
-	}
-	msix_sync_vector(v, k);
-}
-
 /* ---- BARs ---- */
 
-static bool in(uint64_t off, uint32_t len, uint64_t start, uint64_t n)
+static bool vfio_in(uint64_t off, uint32_t len, uint64_t start, uint64_t n)
 {
 	return off >= start && off + len <= start + n;
 }
 
 /* A trapped access to a BAR: the MSI-X table is ours, the rest the device's. */
-static void bar_access(void *opaque, uint64_t off, uint8_t *data, uint32_t len, bool is_write)
+static void vfio_bar_access(void *opaque, uint64_t off, uint8_t *data, uint32_t len,
+			    bool is_write)
 {
 	struct vfio_bar *b = opaque;
 	struct vfio_pci *v = b->owner;
 
 	if (v->msix_cap && b->index == v->msix_bar &&
-	    in(off, len, v->msix_off, (uint64_t)v->msix_n * PCI_MSIX_ENTRY_SIZE)) {
+	    vfio_in(off, len, v->msix_off, (uint64_t)v->msix.n * PCI_MSIX_ENTRY_SIZE)) {
 		pthread_mutex_lock(&v->lock);
-		msix_table_access(v, off - v->msix_off, data, len, is_write);
+		msix_table_access(&v->msix, off - v->msix_off, data, len, is_write);
 		pthread_mutex_unlock(&v->lock);
 		return;
 	}
@@ -240,18 +197,18 @@ static void bar_access(void *opaque, uint64_t off, uint8_t *data, uint32_t len, 
 }
 
 /* A BAR starts or stops decoding at gpa (pci lock held); pci.c logs refusals. */
-static int bar_map(struct pci_device *pdev, unsigned int bar, uint64_t gpa,
-		   bool map)
+static int vfio_bar_map(struct pci_device *pdev, unsigned int bar, uint64_t gpa,
+			bool map)
 {
 	struct vfio_pci *v = pdev->opaque;
 	struct vfio_bar *b = &v->bars[bar];
-	struct bus *bus = pdev->bars[bar].io ? &v->vm->pio : &v->vm->mmio;
+	struct bus *bus = pdev->bars[bar].io ? v->svc->pio : v->svc->mmio;
 	int r;
 
 	if (!map) {
 		for (unsigned int i = 0; i < b->nareas; i++)
-			if (b->areas[i].hva && vm_set_memslot(v->vm, b->areas[i].slot, gpa + b->areas[i].off, 0,
-							      b->areas[i].hva))
+			if (b->areas[i].hva && pci_set_memslot(v->svc->pci, b->areas[i].slot,
+							       gpa + b->areas[i].off, 0, b->areas[i].hva))
 				log_ratelimited(
 				    LOG_WARN, v->bdf,
 				    "removing BAR %u's memory slot failed",
@@ -264,14 +221,14 @@ static int bar_map(struct pci_device *pdev, unsigned int bar, uint64_t gpa,
 		return 0;
 	}
 	/* Everything traps first; the mmapped areas then bypass the trap. */
-	r = bus_register(bus, gpa, b->size, bar_access, b, v->bdf);
+	r = bus_register(bus, gpa, b->size, vfio_bar_access, b, v->bdf);
 	if (r)
 		return r;
 	b->mapped = gpa;
 	for (unsigned int i = 0; i < b->nareas; i++) {
 		struct vfio_area *a = &b->areas[i];
 
-		if (a->hva && vm_set_memslot(v->vm, a->slot, gpa + a->off, a->len, a->hva))
+		if (a->hva && pci_set_memslot(v->svc->pci, a->slot, gpa + a->off, a->len, a->hva))
 			log_ratelimited(LOG_WARN, v->bdf,
 					"BAR %u at 0x%llx overlaps guest memory; its accesses trap",
 					bar, (unsigned long long)gpa);
@@ -282,7 +239,7 @@ static int bar_map(struct pci_device *pdev, unsigned int bar, uint64_t gpa,
 /* ---- configuration space ---- */
 
 /* Before the guest reads: the device's own bytes, fresh from the device. */
-static void cfg_read(struct pci_device *pdev, uint32_t off, uint32_t len)
+static void vfio_cfg_read(struct pci_device *pdev, uint32_t off, uint32_t len)
 {
 	struct vfio_pci *v = pdev->opaque;
 	uint8_t buf[4];
@@ -294,13 +251,13 @@ static void cfg_read(struct pci_device *pdev, uint32_t off, uint32_t len)
 			pdev->cfg[off + i] = buf[i];
 }
 
-static bool overlaps(uint32_t off, uint32_t len, uint32_t start, uint32_t n)
+static bool vfio_overlaps(uint32_t off, uint32_t len, uint32_t start, uint32_t n)
 {
 	return off < start + n && start < off + len;
 }
 
 /* After the guest wrote: pass the device's bytes on, act on ours. */
-static void cfg_write(struct pci_device *pdev, uint32_t off, uint32_t len)
+static void vfio_cfg_write(struct pci_device *pdev, uint32_t off, uint32_t len)
 {
 	struct vfio_pci *v = pdev->opaque;
 
@@ -314,10 +271,10 @@ static void cfg_write(struct pci_device *pdev, uint32_t off, uint32_t len)
 		i += n ? n : 1;
 	}
 	pthread_mutex_lock(&v->lock);
-	if (v->msix_cap && overlaps(off, len, v->msix_cap, MSIX_CAP_LEN))
-		msix_update(v);
-	if (v->msi_cap && overlaps(off, len, v->msi_cap, 24))
-		msi_update(v);
+	if (v->msix_cap && vfio_overlaps(off, len, v->msix_cap, MSIX_CAP_LEN))
+		vfio_msix_update(v);
+	if (v->msi_cap && vfio_overlaps(off, len, v->msi_cap, 24))
+		vfio_msi_update(v);
 	pthread_mutex_unlock(&v->lock);
 }
 
@@ -337,7 +294,7 @@ static void find_caps(struct vfio_pci *v)
 	const uint8_t *c = v->pci.cfg;
 	uint8_t at = c[PCI_CAPABILITY_LIST] & 0xfc;
 
-	if (!(get16(&c[PCI_STATUS]) & PCI_STATUS_CAP_LIST))
+	if (!(get_le16(&c[PCI_STATUS]) & PCI_STATUS_CAP_LIST))
 		return;
 	for (unsigned int n = 0; at >= 0x40 && n < 48; n++, at = c[at + 1] & 0xfc) {
 		if (c[at] == PCI_CAP_ID_MSI && !v->msi_cap && at <= 256 - 24)
@@ -350,27 +307,26 @@ static void find_caps(struct vfio_pci *v)
 static int setup_msix(struct vfio_pci *v)
 {
 	uint8_t *c = &v->pci.cfg[v->msix_cap];
-	uint32_t table = get32(c + PCI_MSIX_TABLE), pba = get32(c + PCI_MSIX_PBA);
-	uint16_t ctrl = get16(c + PCI_MSIX_FLAGS), wm = PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL;
-	uint8_t wmask[MSIX_CAP_LEN] = {0};
+	uint32_t table = get_le32(c + PCI_MSIX_TABLE), pba = get_le32(c + PCI_MSIX_PBA);
+	uint16_t ctrl = get_le16(c + PCI_MSIX_FLAGS);
+	unsigned int n = MIN((unsigned int)(ctrl & PCI_MSIX_FLAGS_QSIZE) + 1,
+			     (unsigned int)VFIO_MAX_VECTORS);
 
-	v->msix_n = MIN((unsigned int)(ctrl & PCI_MSIX_FLAGS_QSIZE) + 1, (unsigned int)VFIO_MAX_VECTORS);
 	v->msix_bar = table & PCI_MSIX_TABLE_BIR;
 	v->msix_off = table & PCI_MSIX_TABLE_OFFSET;
 	v->pba_bar = pba & PCI_MSIX_PBA_BIR;
 	v->pba_off = pba & PCI_MSIX_PBA_OFFSET;
 	if (v->msix_bar > 5 || !v->bars[v->msix_bar].size || v->pba_bar > 5 ||
-	    (uint64_t)v->msix_off + v->msix_n * PCI_MSIX_ENTRY_SIZE > v->bars[v->msix_bar].size) {
+	    (uint64_t)v->msix_off + n * PCI_MSIX_ENTRY_SIZE > v->bars[v->msix_bar].size) {
 		log_err(NULL, "--vfio: %s: its MSI-X table is not inside a BAR", v->bdf);
 		return -EINVAL;
 	}
 	/* Off at the start; fewer vectors shown if the device has more. */
-	put16(c + PCI_MSIX_FLAGS, (uint16_t)(v->msix_n - 1));
-	put16(wmask + PCI_MSIX_FLAGS, wm);
-	emulate(v, v->msix_cap + 2, MSIX_CAP_LEN - 2, wmask + 2);
-	for (unsigned int k = 0; k < v->msix_n; k++) {
-		v->table[k] = (struct vfio_msix_entry){.ctrl = PCI_MSIX_ENTRY_CTRL_MASKBIT};
-		v->gsi[k] = vm_msi_alloc(v->vm);
+	msix_init(&v->msix, &v->pci, v->msix_cap, n, &vfio_msix_ops, v);
+	emulate(v, v->msix_cap + PCI_MSIX_FLAGS, MSIX_CAP_LEN - PCI_MSIX_FLAGS,
+		&v->pci.wmask[v->msix_cap + PCI_MSIX_FLAGS]);
+	for (unsigned int k = 0; k < n; k++) {
+		v->gsi[k] = irq_msi_alloc(v->svc->irq);
 		if (v->gsi[k] < 0)
 			return v->gsi[k];
 		v->efd[k] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -383,7 +339,7 @@ static int setup_msix(struct vfio_pci *v)
 static int setup_msi(struct vfio_pci *v)
 {
 	uint8_t *c = &v->pci.cfg[v->msi_cap];
-	uint16_t flags = get16(c + PCI_MSI_FLAGS);
+	uint16_t flags = get_le16(c + PCI_MSI_FLAGS);
 	uint8_t wmask[24] = {0};
 	uint32_t len = (flags & PCI_MSI_FLAGS_64BIT) ? 14 : 10, data;
 	int r;
@@ -393,22 +349,22 @@ static int setup_msi(struct vfio_pci *v)
 	v->msi_64 = flags & PCI_MSI_FLAGS_64BIT;
 	data = v->msi_64 ? PCI_MSI_DATA_64 : PCI_MSI_DATA_32;
 	/* One vector, no per-vector masking, off. */
-	put16(c + PCI_MSI_FLAGS, flags & PCI_MSI_FLAGS_64BIT);
+	put_le16(c + PCI_MSI_FLAGS, flags & PCI_MSI_FLAGS_64BIT);
 	memset(c + 4, 0, len - 4);
-	put16(wmask + PCI_MSI_FLAGS, PCI_MSI_FLAGS_ENABLE);
+	put_le16(wmask + PCI_MSI_FLAGS, PCI_MSI_FLAGS_ENABLE);
 	memset(wmask + PCI_MSI_ADDRESS_LO, 0xff, 4);
 	wmask[PCI_MSI_ADDRESS_LO] = 0xfc;
 	if (v->msi_64)
 		memset(wmask + PCI_MSI_ADDRESS_HI, 0xff, 4);
 	memset(wmask + data, 0xff, 2);
 	emulate(v, v->msi_cap + 2, len - 2, wmask + 2);
-	v->msi_gsi = vm_msi_alloc(v->vm);
+	v->msi_gsi = irq_msi_alloc(v->svc->irq);
 	if (v->msi_gsi < 0)
 		return v->msi_gsi;
 	v->msi_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (v->msi_efd < 0)
 		return -errno;
-	r = vm_irqfd(v->vm, v->msi_efd, v->msi_gsi, true);
+	r = irq_irqfd(v->svc->irq, v->msi_efd, v->msi_gsi, true);
 	return r;
 }
 
@@ -422,11 +378,11 @@ static void plan_areas(struct vfio_pci *v, unsigned int i)
 
 	if (v->msix_cap && v->msix_bar == i) {
 		hole[nh][0] = ALIGN_DOWN((uint64_t)v->msix_off, PAGE);
-		hole[nh++][1] = ALIGN_UP((uint64_t)v->msix_off + v->msix_n * PCI_MSIX_ENTRY_SIZE, PAGE);
+		hole[nh++][1] = ALIGN_UP((uint64_t)v->msix_off + v->msix.n * PCI_MSIX_ENTRY_SIZE, PAGE);
 	}
 	if (v->msix_cap && v->pba_bar == i) {
 		hole[nh][0] = ALIGN_DOWN((uint64_t)v->pba_off, PAGE);
-		hole[nh++][1] = ALIGN_UP((uint64_t)v->pba_off + (v->msix_n + 63) / 64 * 8, PAGE);
+		hole[nh++][1] = ALIGN_UP((uint64_t)v->pba_off + (v->msix.n + 63) / 64 * 8, PAGE);
 	}
 	if (nh == 2 && hole[1][0] < hole[0][0]) {
 		for (unsigned int k = 0; k < 2; k++) {
@@ -462,7 +418,7 @@ static void map_areas(struct vfio_pci *v, unsigned int i)
 			       (off_t)(b->r.offset + ar->off));
 
 		ar->hva = p == MAP_FAILED ? NULL : p;
-		ar->slot = ar->hva ? vm_alloc_memslot(v->vm) : -1;
+		ar->slot = ar->hva ? pci_alloc_memslot(v->svc->pci) : -1;
 		if (ar->slot < 0 && ar->hva) {
 			munmap(ar->hva, ar->len);
 			ar->hva = NULL;
@@ -501,11 +457,11 @@ static int setup_bars(struct vfio_pci *v)
 		if (reg & PCI_BASE_ADDRESS_SPACE_IO) {
 			b->low = PCI_BASE_ADDRESS_SPACE_IO;
 			b->size = MAX(b->size, 4ULL);
-			r = vm_pci_io_alloc(v->vm, b->size, &addr);
+			r = pci_io_alloc(v->svc->pci, b->size, &addr);
 		} else {
 			b->low = reg & ~PCI_BASE_ADDRESS_MEM_MASK;
 			b->size = MAX(b->size, 16ULL);
-			r = vm_pci_mmio_alloc(v->vm, MAX(b->size, PAGE), &addr);
+			r = pci_mmio_alloc(v->svc->pci, MAX(b->size, PAGE), &addr);
 		}
 		if (r) {
 			log_err(NULL, "--vfio: %s: no room for BAR %u (0x%llx bytes) in the guest's PCI window",
@@ -542,24 +498,24 @@ static int setup_intx(struct vfio_pci *v, unsigned int slot)
 	v->intx_resample = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (v->intx_efd < 0 || v->intx_resample < 0)
 		return -errno;
-	r = vm_irqfd_resample(v->vm, v->intx_efd, v->intx_resample, (int)v->intx_gsi);
+	r = irq_irqfd_resample(v->svc->irq, v->intx_efd, v->intx_resample, (int)v->intx_gsi);
 	return r ? r : set_mode(v, VFIO_IRQ_INTX);
 }
 
-int vfio_pci_init(struct vfio_pci *v, struct vm *vm, unsigned int slot)
+int vfio_pci_init(struct vfio_pci *v, const struct dev_services *svc, unsigned int slot)
 {
 	struct pci_device *p = &v->pci;
 	uint8_t hdr;
 	int r;
 
-	v->vm = vm;
+	v->svc = svc;
 	v->mode = VFIO_IRQ_NONE;
 	v->intx_efd = v->intx_resample = v->msi_efd = -1;
 	for (unsigned int k = 0; k < VFIO_MAX_VECTORS; k++)
 		v->efd[k] = -1;
 	pthread_mutex_init(&v->lock, NULL);
 	if (region_rw(v, &v->cfg, 0, p->cfg, sizeof(p->cfg), false) ||
-	    get16(&p->cfg[PCI_VENDOR_ID]) == 0xffff) {
+	    get_le16(&p->cfg[PCI_VENDOR_ID]) == 0xffff) {
 		log_err(NULL, "--vfio: %s: cannot read its configuration space", v->bdf);
 		return -EIO;
 	}
@@ -575,9 +531,9 @@ int vfio_pci_init(struct vfio_pci *v, struct vm *vm, unsigned int slot)
 	emulate(v, PCI_HEADER_TYPE, 1, NULL);
 	emulate(v, PCI_VENDOR_ID, 4, NULL); /* identity: read-only */
 	p->opaque = v;
-	p->cfg_read = cfg_read;
-	p->cfg_write = cfg_write;
-	p->bar_map = bar_map;
+	p->cfg_read = vfio_cfg_read;
+	p->cfg_write = vfio_cfg_write;
+	p->bar_map = vfio_bar_map;
 	find_caps(v);
 	if ((r = setup_bars(v)) || (v->msix_cap && (r = setup_msix(v))) ||
 	    (v->msi_cap && (r = setup_msi(v)))) {
@@ -597,7 +553,7 @@ int vfio_pci_init(struct vfio_pci *v, struct vm *vm, unsigned int slot)
 		log_err(NULL, "--vfio: %s: setting up INTx: %s", v->bdf, strerror(-r));
 		return r;
 	}
-	return pci_add_device(&vm->pci, slot, p);
+	return pci_add_device(svc->pci, slot, p);
 }
 
 void vfio_pci_fini(struct vfio_pci *v)

@@ -21,33 +21,9 @@
 #include <unistd.h>
 
 #include "blk.h"
+#include "device.h"
+#include "io_loop.h"
 #include "log.h"
-#include "vm.h"
-
-#define BLK_QUEUE_SIZE 256
-/* Largest segment the driver may send: a request's worth (Linux's default
- * max_sectors is 1.25 MiB), so merging is never what limits a request. */
-#define BLK_SEG_SIZE_MAX (4u << 20)
-#define SECTOR 512ULL
-#define HDR_LEN sizeof(struct virtio_blk_outhdr)
-#define MAX_DISCARD_SEG 1
-/* Requests a queue starts per turn of the I/O thread: a driver that keeps
- * refilling it (requests that complete at once) cannot hold the thread. */
-#define BLK_BUDGET 256
-
-struct blk {
-	struct virtio_dev dev;
-	const struct disk_config *cfg;
-	char name[8]; /* vda, vdb, ... */
-	int fd;
-	uint64_t size; /* bytes, a multiple of SECTOR */
-	struct blk_engine engine;
-	bool engine_ready;
-	struct virtio_blk_config config;
-	struct blk_req *reqs[VIRTIO_MAX_QUEUES]; /* per-queue pools */
-	struct blk_req *free_list[VIRTIO_MAX_QUEUES];
-	uint64_t notify_mask; /* queues with pushes since the last notify */
-};
 
 static struct blk_req *req_get(struct blk *b, unsigned int q)
 {
@@ -345,11 +321,15 @@ static void blk_kick(struct virtio_dev *d, unsigned int q)
 	flush_notifications(b);
 }
 
-static void blk_completions(void *opaque)
+void blk_completions(void *opaque)
 {
 	struct blk *b = opaque;
 
 	pthread_mutex_lock(&b->dev.lock);
+	if (b->quiesced) { /* a wakeup collected before the quiesce */
+		pthread_mutex_unlock(&b->dev.lock);
+		return;
+	}
 	blk_engine_reap(&b->engine, rw_done);
 	flush_notifications(b);
 	/* Requests freed up: serve what waited for a free slot. */
@@ -398,7 +378,7 @@ static void drop_done(struct blk_req *r, int64_t res)
 	(void)res;
 }
 
-static void blk_reset(struct virtio_dev *d)
+void blk_reset(struct virtio_dev *d)
 {
 	struct blk *b = d->priv;
 
@@ -420,6 +400,34 @@ static void blk_reset(struct virtio_dev *d)
 	b->notify_mask = 0;
 }
 
+/*
+ * Quiesce (dev->lock held, kicks no longer served): complete everything in
+ * flight as usual, then stop reaping, since a completion pass also starts
+ * requests that waited for a free slot.
+ */
+static int blk_quiesce(struct virtio_dev *d)
+{
+	struct blk *b = d->priv;
+	int r = blk_engine_drain(&b->engine, rw_done);
+
+	flush_notifications(b);
+	if (r < 0)
+		return r;
+	if (b->io && b->engine.efd >= 0 && (r = io_watch_enable(b->io, b->engine.efd, false)))
+		return r;
+	b->quiesced = true;
+	return 0;
+}
+
+static void blk_resume(struct virtio_dev *d)
+{
+	struct blk *b = d->priv;
+
+	b->quiesced = false;
+	if (b->io && b->engine.efd >= 0 && io_watch_enable(b->io, b->engine.efd, true))
+		log_warn(b->name, "cannot watch the disk engine again");
+}
+
 static void blk_config_access(struct virtio_dev *d, uint32_t off, uint8_t *data,
 			      uint32_t len, bool is_write)
 {
@@ -432,189 +440,12 @@ static void blk_config_access(struct virtio_dev *d, uint32_t off, uint8_t *data,
 				"write to read-only device configuration at 0x%x ignored", off);
 }
 
-static const struct virtio_dev_ops blk_ops = {
+const struct virtio_dev_ops blk_ops = {
 	.config_access = blk_config_access,
 	.activate = blk_activate,
 	.reset = blk_reset,
 	.queue_kick = blk_kick,
+	.quiesce = blk_quiesce,
+	.resume = blk_resume,
 };
 
-/* Open, check and lock the image; one line and -errno on failure. */
-static int open_image(const struct disk_config *dc, int *fd_out, uint64_t *size,
-		      bool *usage)
-{
-	int flags = (dc->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC |
-		    (dc->cache == BLK_CACHE_NONE ? O_DIRECT : 0);
-	struct flock lk = {.l_type = dc->readonly ? F_RDLCK : F_WRLCK,
-			   .l_whence = SEEK_SET};
-	struct stat st;
-	int fd, e;
-
-	*usage = true;
-	fd = open(dc->path, flags);
-	if (fd < 0) {
-		e = errno;
-		if (e == EINVAL && dc->cache == BLK_CACHE_NONE)
-			log_err(NULL, "--disk: cache=none: the file system under '%s' does not support O_DIRECT",
-				dc->path);
-		else
-			log_err(NULL, "--disk: cannot open '%s': %s", dc->path, strerror(e));
-		return -e;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		log_err(NULL, "--disk: '%s' is not a regular file", dc->path);
-		close(fd);
-		return -EINVAL;
-	}
-	if (st.st_size == 0 || st.st_size % (off_t)SECTOR) {
-		log_err(NULL, "--disk: '%s' is %lld bytes: %s", dc->path,
-			(long long)st.st_size,
-			st.st_size ? "not a multiple of 512" : "an empty image");
-		close(fd);
-		return -EINVAL;
-	}
-	/* An OFD lock: a second writer (or a writer beside readers) fails. */
-	if (fcntl(fd, F_OFD_SETLK, &lk) < 0) {
-		e = errno;
-		*usage = false;
-		log_err(NULL, "--disk: '%s' is locked by another process (%s)", dc->path,
-			dc->readonly ? "it is open for writing" : "it is in use");
-		close(fd);
-		return -e;
-	}
-	*fd_out = fd;
-	*size = (uint64_t)st.st_size;
-	return 0;
-}
-
-struct virtio_dev *blk_open(const struct disk_config *dc, unsigned int index,
-			    unsigned int queues, const struct guest_mem *mem,
-			    bool *usage)
-{
-	struct blk *b = calloc(1, sizeof(*b));
-	struct virtio_dev *d;
-	int r;
-
-	*usage = false;
-	if (!b)
-		return NULL;
-	b->cfg = dc;
-	snprintf(b->name, sizeof(b->name), "vd%c", 'a' + (int)(index % 26));
-	if (open_image(dc, &b->fd, &b->size, usage)) {
-		free(b);
-		return NULL;
-	}
-	*usage = false;
-	queues = MIN(MAX(queues, 1u), (unsigned int)VIRTIO_MAX_QUEUES);
-	r = blk_engine_init(&b->engine, dc->engine, b->fd, BLK_QUEUE_SIZE * queues);
-	if (r) {
-		log_err(NULL, "--disk: %s engine for '%s': %s", blk_engine_name(dc->engine),
-			dc->path, strerror(-r));
-		blk_engine_destroy(&b->engine);
-		close(b->fd);
-		free(b);
-		return NULL;
-	}
-
-	b->config.capacity = b->size / SECTOR;
-	b->config.seg_max = VIRTQ_MAX_SEGS - 2; /* less header and status */
-	b->config.size_max = BLK_SEG_SIZE_MAX;
-	b->config.blk_size = SECTOR;
-	b->config.num_queues = (uint16_t)queues;
-	b->config.max_discard_sectors = UINT32_MAX;
-	b->config.max_discard_seg = MAX_DISCARD_SEG;
-	b->config.discard_sector_alignment = 1;
-	b->config.max_write_zeroes_sectors = UINT32_MAX;
-	b->config.max_write_zeroes_seg = MAX_DISCARD_SEG;
-	b->config.write_zeroes_may_unmap = 1;
-
-	d = &b->dev;
-	pthread_mutex_init(&d->lock, NULL);
-	d->ops = &blk_ops;
-	d->priv = b;
-	d->name = b->name;
-	d->device_id = VIRTIO_ID_BLOCK;
-	d->pci_class = 0x0180; /* mass storage, other */
-	d->num_queues = queues;
-	d->queue_max = BLK_QUEUE_SIZE;
-	d->mem = mem;
-	d->features = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_EVENT_IDX) |
-		      (1ULL << VIRTIO_RING_F_INDIRECT_DESC) | (1ULL << VIRTIO_BLK_F_SEG_MAX) |
-		      (1ULL << VIRTIO_BLK_F_SIZE_MAX) |
-		      (1ULL << VIRTIO_BLK_F_BLK_SIZE) | (1ULL << VIRTIO_BLK_F_FLUSH) |
-		      (queues > 1 ? 1ULL << VIRTIO_BLK_F_MQ : 0);
-	if (dc->readonly)
-		d->features |= 1ULL << VIRTIO_BLK_F_RO;
-	else
-		d->features |= (1ULL << VIRTIO_BLK_F_DISCARD) | (1ULL << VIRTIO_BLK_F_WRITE_ZEROES);
-	return d;
-}
-
-int blk_completion_fd(struct virtio_dev *d)
-{
-	return ((struct blk *)d->priv)->engine.efd;
-}
-
-void blk_complete(void *dev)
-{
-	blk_completions(((struct virtio_dev *)dev)->priv);
-}
-
-void blk_close(struct virtio_dev *d)
-{
-	struct blk *b = d->priv;
-
-	pthread_mutex_lock(&d->lock);
-	blk_reset(d); /* waits for what is in flight */
-	pthread_mutex_unlock(&d->lock);
-	/* However the VM ended (a signal, a crash), what the guest wrote
-	 * is on the disk when vmm is gone. */
-	if (!b->cfg->readonly && fdatasync(b->fd) < 0)
-		log_warn(b->name, "flushing '%s' at exit: %s", b->cfg->path, strerror(errno));
-	blk_engine_destroy(&b->engine);
-	/*
-	 * The lock goes with the last reference to the file, and an io_uring
-	 * ring holds one (its registered file) until the kernel tears the
-	 * ring down, after close: unlock now, or a vmm started right after
-	 * this one finds the image still locked.
-	 */
-	struct flock unlock = {.l_type = F_UNLCK, .l_whence = SEEK_SET};
-
-	if (fcntl(b->fd, F_OFD_SETLK, &unlock) < 0)
-		log_debug(b->name, "unlocking '%s': %s", b->cfg->path, strerror(errno));
-	close(b->fd);
-	pthread_mutex_destroy(&d->lock);
-	free(b);
-}
-
-int blk_create(struct vm *vm, const struct disk_config *dc, unsigned int index,
-	       unsigned int slot, bool *usage)
-{
-	unsigned int queues = dc->queues ? dc->queues : vm->nr_vcpus;
-	struct virtio_dev *d = blk_open(dc, index, queues, &vm->mem, usage);
-	struct blk *b;
-	int r;
-
-	if (!d)
-		return -EINVAL;
-	vm->disks[vm->nr_disks++] = d; /* vm_destroy() takes it from here */
-	b = d->priv;
-	if (b->engine.efd >= 0 && (r = vm_io_watch(vm, b->engine.efd, blk_completions, b)))
-		return r;
-	r = virtio_pci_create(vm, d, slot);
-	if (r)
-		log_err(NULL, "--disk: cannot attach '%s': %s", dc->path, strerror(-r));
-	else
-		log_info(b->name, "%s: %llu MiB, %u queue%s, %s engine%s%s", dc->path,
-			 (unsigned long long)(b->size >> 20), d->num_queues,
-			 d->num_queues > 1 ? "s" : "", blk_engine_name(dc->engine),
-			 dc->readonly ? ", read-only" : "",
-			 dc->cache == BLK_CACHE_NONE ? ", O_DIRECT" : "");
-	return r;
-}
-
-void blk_destroy(struct virtio_dev *d)
-{
-	virtio_pci_destroy(d);
-	blk_close(d);
-}

@@ -7,6 +7,7 @@
 #define VMM_VIRTIO_BLK_H
 
 #include <libaio.h>
+#include <linux/virtio_blk.h>
 #include <liburing.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -82,5 +83,39 @@ void blk_engine_reap(struct blk_engine *e, blk_done_fn done);
  */
 #define BLK_DRAIN_GIVE_UP_S 30
 int blk_engine_drain(struct blk_engine *e, blk_done_fn done);
+
+#define BLK_QUEUE_SIZE 256
+/* Largest segment the driver may send: a request's worth (Linux's default
+ * max_sectors is 1.25 MiB), so merging is never what limits a request. */
+#define BLK_SEG_SIZE_MAX (4u << 20)
+#define SECTOR 512ULL
+#define HDR_LEN sizeof(struct virtio_blk_outhdr)
+#define MAX_DISCARD_SEG 1
+/* Requests a queue starts per turn of the I/O thread: a driver that keeps
+ * refilling it (requests that complete at once) cannot hold the thread. */
+#define BLK_BUDGET 256
+
+struct io_loop;
+
+struct blk {
+	struct virtio_dev dev;
+	const struct disk_config *cfg;
+	char name[8]; /* vda, vdb, ... */
+	int fd;
+	uint64_t size; /* bytes, a multiple of SECTOR */
+	struct blk_engine engine;
+	bool engine_ready;
+	struct virtio_blk_config config;
+	struct blk_req *reqs[VIRTIO_MAX_QUEUES]; /* per-queue pools */
+	struct blk_req *free_list[VIRTIO_MAX_QUEUES];
+	uint64_t notify_mask; /* queues with pushes since the last notify */
+	struct io_loop *io;   /* on a board: the completions' watch; else NULL */
+	bool quiesced;
+};
+
+/* The device model (blk.c), for blk_dev.c: its ops, completions, reset. */
+extern const struct virtio_dev_ops blk_ops;
+void blk_completions(void *opaque);
+void blk_reset(struct virtio_dev *d);
 
 #endif

@@ -16,7 +16,7 @@
  *
  * The driver's headers are checked before they reach the tap; a bad one,
  * or a chain of the wrong shape, puts the device in NEEDS_RESET. Every
- * queue handler stops after BUDGET chains and asks to run again next round
+ * queue handler stops after NET_BUDGET chains and asks to run again next round
  * (kick_again), so one busy queue cannot keep the I/O thread.
  */
 #include <errno.h>
@@ -32,38 +32,6 @@
 #include "log.h"
 #include "net.h"
 #include "virtio.h"
-#include "vm.h"
-
-#define NET_QUEUE_SIZE 256
-#define HDR_LEN sizeof(struct virtio_net_hdr_mrg_rxbuf) /* always, with VERSION_1 */
-/* Largest frame either way: a 64 KiB GSO packet plus its Ethernet header. */
-#define MAX_FRAME (65535 + ETH_HLEN)
-#define RX_BUF_LEN (HDR_LEN + MAX_FRAME)
-#define BUDGET 256 /* packets per queue per wakeup, then the others get a turn */
-
-struct net_rxq {
-	struct net *n;
-	unsigned int pair;
-	int fd;
-	uint8_t *buf;	/* bounce buffer: header + frame (+ 1, see rx_run) */
-	size_t len;	/* a packet waiting for buffers, or 0 */
-	bool watching;	/* fd in the I/O thread's epoll set */
-};
-
-struct net {
-	struct virtio_dev dev;
-	char name[8]; /* net0, net1, ... */
-	struct virtio_net_config config;
-	unsigned int pairs;
-	bool tap;	/* fds are taps (offloads can be set) */
-	net_watch_fn watch;
-	void *watch_opaque;
-	struct net_rxq rx[NET_MAX_PAIRS];
-	struct virtq_chain chain;		/* scratch for every pop */
-	struct iovec tx_iov[VIRTQ_MAX_SEGS + 1];     /* TX: header copy, frame */
-	struct vring_used_elem used[NET_QUEUE_SIZE]; /* RX chains of one packet */
-	struct net_stats stats;
-};
 
 static bool is_rx(const struct net *n, unsigned int q)
 {
@@ -79,7 +47,8 @@ static void set_watch(struct net_rxq *rx, bool on)
 {
 	if (rx->watching != on) {
 		rx->watching = on;
-		rx->n->watch(rx->n->watch_opaque, rx->fd, on);
+		if (!rx->n->quiesced)
+			rx->n->watch(rx->n->watch_opaque, rx->fd, on);
 	}
 }
 
@@ -179,7 +148,7 @@ static void tx_kick(struct net *n, unsigned int q)
 	int fd = n->rx[q / 2].fd;
 	unsigned int done = 0;
 
-	while (done < BUDGET) {
+	while (done < NET_BUDGET) {
 		struct virtio_net_hdr_mrg_rxbuf h;
 		unsigned int niov;
 		const char *why;
@@ -224,7 +193,7 @@ static void tx_kick(struct net *n, unsigned int q)
 		virtq_push(vq, c->head, 0);
 		done++;
 	}
-	if (done == BUDGET)
+	if (done == NET_BUDGET)
 		d->tops->kick_again(d, q);
 	notify(n, q);
 }
@@ -321,7 +290,7 @@ static void rx_run(struct net *n, struct net_rxq *rx)
 		set_watch(rx, false); /* until the driver is ready */
 		return;
 	}
-	while (done < BUDGET) {
+	while (done < NET_BUDGET) {
 		int r;
 
 		if (!rx->len) {
@@ -365,7 +334,7 @@ static void rx_run(struct net *n, struct net_rxq *rx)
 		 * that is already polling from being interrupted again. */
 		notify(n, q);
 	}
-	if (done < BUDGET && rx->len == 0)
+	if (done < NET_BUDGET && rx->len == 0)
 		set_watch(rx, true);
 }
 
@@ -379,7 +348,7 @@ static void ctrl_kick(struct net *n, unsigned int q)
 	unsigned int done = 0;
 	int r = 0;
 
-	while (done < BUDGET && (r = virtq_pop(vq, d->mem, c)) > 0) {
+	while (done < NET_BUDGET && (r = virtq_pop(vq, d->mem, c)) > 0) {
 		struct virtio_net_ctrl_hdr h;
 		uint8_t ack = VIRTIO_NET_ERR;
 		uint16_t pairs;
@@ -399,7 +368,7 @@ static void ctrl_kick(struct net *n, unsigned int q)
 	}
 	if (r < 0)
 		virtio_queue_broken(d, q);
-	else if (done == BUDGET && virtq_has_work(vq))
+	else if (done == NET_BUDGET && virtq_has_work(vq))
 		d->tops->kick_again(d, q); /* the rest next round */
 	notify(n, q);
 }
@@ -475,11 +444,39 @@ static void net_config_access(struct virtio_dev *d, uint32_t off, uint8_t *data,
 				"write to read-only device configuration at 0x%x ignored", off);
 }
 
-static const struct virtio_dev_ops net_ops = {
+/*
+ * Quiesce (dev->lock held, kicks no longer served): frames move only
+ * inside a kick or an RX wakeup, so nothing is in flight; stop the RX
+ * wakeups and keep what each queue wants for the resume.
+ */
+static int net_quiesce(struct virtio_dev *d)
+{
+	struct net *n = d->priv;
+
+	for (unsigned int p = 0; p < n->pairs; p++)
+		if (n->rx[p].watching)
+			n->watch(n->watch_opaque, n->rx[p].fd, false);
+	n->quiesced = true;
+	return 0;
+}
+
+static void net_resume(struct virtio_dev *d)
+{
+	struct net *n = d->priv;
+
+	n->quiesced = false;
+	for (unsigned int p = 0; p < n->pairs; p++)
+		if (n->rx[p].watching)
+			n->watch(n->watch_opaque, n->rx[p].fd, true);
+}
+
+const struct virtio_dev_ops net_ops = {
 	.config_access = net_config_access,
 	.activate = net_activate,
 	.reset = net_reset,
 	.queue_kick = net_kick,
+	.quiesce = net_quiesce,
+	.resume = net_resume,
 };
 
 void net_rx_ready(void *opaque)
@@ -488,138 +485,8 @@ void net_rx_ready(void *opaque)
 	struct net *n = rx->n;
 
 	pthread_mutex_lock(&n->dev.lock);
-	rx_run(n, rx);
+	if (!n->quiesced) /* a wakeup collected before the quiesce */
+		rx_run(n, rx);
 	pthread_mutex_unlock(&n->dev.lock);
 }
 
-struct virtio_dev *net_open(const struct net_config *nc, unsigned int index,
-			    const int *fds, bool tap, const struct guest_mem *mem,
-			    net_watch_fn watch, void *watch_opaque)
-{
-	struct net *n = calloc(1, sizeof(*n));
-	struct virtio_dev *d;
-
-	if (!n)
-		return NULL;
-	snprintf(n->name, sizeof(n->name), "net%u", index % 100);
-	n->pairs = nc->queues;
-	n->tap = tap;
-	n->watch = watch;
-	n->watch_opaque = watch_opaque;
-	for (unsigned int p = 0; p < n->pairs; p++) {
-		n->rx[p] = (struct net_rxq){.n = n, .pair = p, .fd = fds[p]};
-		n->rx[p].buf = malloc(RX_BUF_LEN + 1); /* + 1: see rx_run */
-		if (!n->rx[p].buf) {
-			while (p--)
-				free(n->rx[p].buf);
-			free(n);
-			return NULL;
-		}
-	}
-	memcpy(n->config.mac, nc->mac, 6);
-	n->config.status = VIRTIO_NET_S_LINK_UP;
-	n->config.max_virtqueue_pairs = (uint16_t)n->pairs;
-
-	d = &n->dev;
-	pthread_mutex_init(&d->lock, NULL);
-	d->ops = &net_ops;
-	d->priv = n;
-	d->name = n->name;
-	d->device_id = VIRTIO_ID_NET;
-	d->pci_class = 0x0200; /* network, Ethernet */
-	d->num_queues = 2 * n->pairs + (n->pairs > 1);
-	d->queue_max = NET_QUEUE_SIZE;
-	d->mem = mem;
-	d->features = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_EVENT_IDX) |
-		      (1ULL << VIRTIO_RING_F_INDIRECT_DESC) | (1ULL << VIRTIO_NET_F_MAC) |
-		      (1ULL << VIRTIO_NET_F_STATUS) | (1ULL << VIRTIO_NET_F_MRG_RXBUF) |
-		      (1ULL << VIRTIO_NET_F_CSUM) | (1ULL << VIRTIO_NET_F_GUEST_CSUM) |
-		      (1ULL << VIRTIO_NET_F_HOST_TSO4) | (1ULL << VIRTIO_NET_F_HOST_TSO6) |
-		      (1ULL << VIRTIO_NET_F_GUEST_TSO4) | (1ULL << VIRTIO_NET_F_GUEST_TSO6);
-	if (n->pairs > 1)
-		d->features |= (1ULL << VIRTIO_NET_F_CTRL_VQ) | (1ULL << VIRTIO_NET_F_MQ);
-	return d;
-}
-
-int net_rx_fd(struct virtio_dev *d, unsigned int pair, void **opaque)
-{
-	struct net *n = d->priv;
-
-	*opaque = &n->rx[pair];
-	return n->rx[pair].fd;
-}
-
-const struct net_stats *net_get_stats(struct virtio_dev *d)
-{
-	return &((struct net *)d->priv)->stats;
-}
-
-void net_close(struct virtio_dev *d)
-{
-	struct net *n = d->priv;
-
-	/* Closing the fds takes them out of any epoll set too. */
-	for (unsigned int p = 0; p < n->pairs; p++) {
-		close(n->rx[p].fd);
-		free(n->rx[p].buf);
-	}
-	pthread_mutex_destroy(&d->lock);
-	free(n);
-}
-
-/* ---- on a VM ---- */
-
-static void vm_watch(void *opaque, int fd, bool on)
-{
-	if (vm_io_watch_enable(opaque, fd, on))
-		log_ratelimited(LOG_WARN, NULL, "cannot %s watching a tap fd",
-				on ? "start" : "stop");
-}
-
-int net_create(struct vm *vm, const struct net_config *nc, unsigned int index,
-	       unsigned int slot, bool *usage)
-{
-	int fds[NET_MAX_PAIRS];
-	struct virtio_dev *d;
-	bool created;
-	int r;
-
-	r = tap_open(nc->tap, nc->queues, fds, &created, usage);
-	if (r)
-		return r;
-	d = net_open(nc, index, fds, true, &vm->mem, vm_watch, vm);
-	if (!d) {
-		for (unsigned int p = 0; p < nc->queues; p++)
-			close(fds[p]);
-		log_err(NULL, "--net: out of memory");
-		return -ENOMEM;
-	}
-	vm->nets[vm->nr_nets++] = d; /* vm_destroy() takes it from here */
-	for (unsigned int p = 0; p < nc->queues; p++) {
-		void *rx;
-		int fd = net_rx_fd(d, p, &rx);
-
-		r = vm_io_watch(vm, fd, net_rx_ready, rx);
-		if (!r)
-			r = vm_io_watch_enable(vm, fd, false); /* until DRIVER_OK */
-		if (r)
-			return r;
-	}
-	if (created)
-		log_warn(d->name, "created tap device '%s' and brought it up; it goes away when vmm exits",
-			 nc->tap);
-	r = virtio_pci_create(vm, d, slot);
-	if (r)
-		log_err(NULL, "--net: cannot attach tap '%s': %s", nc->tap, strerror(-r));
-	else
-		log_info(d->name, "tap %s, MAC %02x:%02x:%02x:%02x:%02x:%02x, %u queue pair%s",
-			 nc->tap, nc->mac[0], nc->mac[1], nc->mac[2], nc->mac[3], nc->mac[4],
-			 nc->mac[5], nc->queues, nc->queues > 1 ? "s" : "");
-	return r;
-}
-
-void net_destroy(struct virtio_dev *d)
-{
-	virtio_pci_destroy(d);
-	net_close(d);
-}

@@ -5,6 +5,7 @@
 #ifndef VMM_VIRTIO_NET_H
 #define VMM_VIRTIO_NET_H
 
+#include <linux/if_ether.h>
 #include <linux/if_tun.h>
 #include <linux/virtio_net.h>
 #include <stdbool.h>
@@ -13,6 +14,7 @@
 #include "compiler.h"
 #include "config.h"
 #include "mem.h"
+#include "virtio.h"
 
 struct virtio_dev;
 
@@ -61,5 +63,41 @@ int tap_open(const char *name, unsigned int pairs, int *fds, bool *created,
 	     bool *usage) WUR;
 /* TUNSETOFFLOAD: what the tap may hand us. 0 or -errno. */
 int tap_set_offload(int fd, unsigned int offloads) WUR;
+
+/* ---- the device model's own (net.c, net_dev.c) ---- */
+
+#define NET_QUEUE_SIZE 256
+#define HDR_LEN sizeof(struct virtio_net_hdr_mrg_rxbuf) /* always, with VERSION_1 */
+/* Largest frame either way: a 64 KiB GSO packet plus its Ethernet header. */
+#define MAX_FRAME (65535 + ETH_HLEN)
+#define RX_BUF_LEN (HDR_LEN + MAX_FRAME)
+#define NET_BUDGET 256 /* packets per queue per wakeup, then the others get a turn */
+
+struct net_rxq {
+	struct net *n;
+	unsigned int pair;
+	int fd;
+	uint8_t *buf;	/* bounce buffer: header + frame (+ 1, see rx_run) */
+	size_t len;	/* a packet waiting for buffers, or 0 */
+	bool watching;	/* fd in the I/O thread's epoll set */
+};
+
+struct net {
+	struct virtio_dev dev;
+	char name[8]; /* net0, net1, ... */
+	struct virtio_net_config config;
+	unsigned int pairs;
+	bool tap;	/* fds are taps (offloads can be set) */
+	bool quiesced;	/* the taps' watches are off whatever rx->watching says */
+	net_watch_fn watch;
+	void *watch_opaque;
+	struct net_rxq rx[NET_MAX_PAIRS];
+	struct virtq_chain chain;		/* scratch for every pop */
+	struct iovec tx_iov[VIRTQ_MAX_SEGS + 1];     /* TX: header copy, frame */
+	struct vring_used_elem used[NET_QUEUE_SIZE]; /* RX chains of one packet */
+	struct net_stats stats;
+};
+
+extern const struct virtio_dev_ops net_ops;
 
 #endif

@@ -4,7 +4,7 @@
  * parses it, and each argument is also fed to the value parsers on their
  * own (parse_size, parse_uint, parse_disk, parse_net, parse_vfio), so
  * each parser is reached without the option in front of it. Oracles: a
- * configuration that parsed is one vm_create() can take (limits, the
+ * configuration that parsed is one machine_create() can take (limits, the
  * normalised forms); errors always come with a message.
  */
 #include <errno.h>

@@ -5,7 +5,7 @@
  * image file itself, so real kernels and guests work as seeds.
  *
  * Oracles besides the sanitizers: kernel_check() on the bare layout and
- * kernel_load() into RAM of the same layout agree (vm_check_inputs()
+ * kernel_load() into RAM of the same layout agree (inputs_check()
  * relies on it to report bad input before KVM); a loaded kernel lies in
  * RAM above 1M with its entry inside; a placed initrd lies in low RAM
  * above the kernel and below initrd_addr_max.

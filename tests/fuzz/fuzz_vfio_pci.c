@@ -7,7 +7,8 @@
  * fd" is a file laid out like a VFIO device's regions (here a memfd: the
  * config space at 0, BAR n's region at 0x1000 + n * 0x10000), the
  * VFIO_DEVICE_SET_IRQS ioctl goes to a recorder and the KVM plumbing is
- * replaced at link time (-Wl,--wrap, see the Makefile).
+ * replaced at link time by the unit tests' fake (tests/unit/fake_kvm.c,
+ * -Wl,--wrap, see the Makefile); the PCI windows are the bus's own.
  *
  * Input: n u8 then n x (offset u8, byte u8) patched into the template
  * device's configuration space (an e1000e-like NIC); bars u8 (bit 0: six
@@ -20,9 +21,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "fuzz.h"
-#include "vm.h"
 #include "../../src/devices/vfio.h"
+#include "../unit/fake_kvm.h"
+#include "device.h"
+#include "fuzz.h"
+#include "irq.h"
 
 #define SLOT 5
 #define REGION(i) (0x1000ULL + 0x10000ULL * (i))
@@ -40,88 +43,17 @@ enum {
 	OP_COUNT
 };
 
-static struct vm g_vm;
+/* The machine's services, as the board hands them to a device. */
+static struct bus g_pio, g_mmio;
+static struct pci_bus g_pci;
+static struct irq_router g_irq;
+static const struct dev_services g_svc = {
+	.pio = &g_pio, .mmio = &g_mmio, .pci = &g_pci, .irq = &g_irq, .nr_vcpus = 1, .vm_fd = -1};
 static int g_fd = -1;
 static uint8_t g_cfg[256];
-static int g_next_gsi, g_next_slot;
-static uint64_t g_next_mmio, g_next_io;
 static bool g_irqs_fail;
 
-/* ---- the KVM plumbing and VFIO's SET_IRQS, replaced ---- */
-
-int __wrap_vm_msi_alloc(struct vm *vm);
-int __wrap_vm_msi_set(struct vm *vm, int gsi, uint64_t addr, uint32_t data);
-int __wrap_vm_irqfd(struct vm *vm, int efd, int gsi, bool assign);
-int __wrap_vm_irqfd_resample(struct vm *vm, int efd, int resample_fd, int gsi);
-int __wrap_vm_pci_mmio_alloc(struct vm *vm, uint64_t len, uint64_t *gpa);
-int __wrap_vm_pci_io_alloc(struct vm *vm, uint64_t len, uint64_t *port);
-int __wrap_vm_alloc_memslot(struct vm *vm);
-int __wrap_vm_set_memslot(struct vm *vm, int slot, uint64_t gpa, uint64_t size, void *hva);
-
-int __wrap_vm_msi_alloc(struct vm *vm)
-{
-	FZ_CHECK(vm == &g_vm);
-	if (g_next_gsi == VM_MAX_MSI_ROUTES)
-		return -ENOSPC;
-	return VM_IRQCHIP_GSIS + g_next_gsi++;
-}
-
-int __wrap_vm_msi_set(struct vm *vm, int gsi, uint64_t addr, uint32_t data)
-{
-	(void)addr;
-	(void)data;
-	FZ_CHECK(vm == &g_vm && gsi >= VM_IRQCHIP_GSIS && gsi < VM_IRQCHIP_GSIS + g_next_gsi);
-	return 0;
-}
-
-int __wrap_vm_irqfd(struct vm *vm, int efd, int gsi, bool assign)
-{
-	(void)assign;
-	FZ_CHECK(vm == &g_vm && efd >= 0 && gsi >= VM_IRQCHIP_GSIS &&
-		 gsi < VM_IRQCHIP_GSIS + g_next_gsi);
-	return 0;
-}
-
-int __wrap_vm_irqfd_resample(struct vm *vm, int efd, int resample_fd, int gsi)
-{
-	FZ_CHECK(vm == &g_vm && efd >= 0 && resample_fd >= 0 && gsi >= 16 && gsi < 24);
-	return 0;
-}
-
-int __wrap_vm_pci_mmio_alloc(struct vm *vm, uint64_t len, uint64_t *gpa)
-{
-	FZ_CHECK(vm == &g_vm && len && !(len & (len - 1)));
-	g_next_mmio = (g_next_mmio + len - 1) & ~(len - 1);
-	if (g_next_mmio + len > 0xfec00000ULL)
-		return -ENOSPC;
-	*gpa = g_next_mmio;
-	g_next_mmio += len;
-	return 0;
-}
-
-int __wrap_vm_pci_io_alloc(struct vm *vm, uint64_t len, uint64_t *port)
-{
-	FZ_CHECK(vm == &g_vm && len && !(len & (len - 1)));
-	g_next_io = (g_next_io + len - 1) & ~(len - 1);
-	if (g_next_io + len > 0x10000)
-		return -ENOSPC;
-	*port = g_next_io;
-	g_next_io += len;
-	return 0;
-}
-
-int __wrap_vm_alloc_memslot(struct vm *vm)
-{
-	FZ_CHECK(vm == &g_vm);
-	return g_next_slot < VM_MAX_MEMSLOTS ? g_next_slot++ : -ENOSPC;
-}
-
-int __wrap_vm_set_memslot(struct vm *vm, int slot, uint64_t gpa, uint64_t size, void *hva)
-{
-	FZ_CHECK(vm == &g_vm && slot >= 0 && slot < g_next_slot && hva);
-	FZ_CHECK(gpa % 4096 == 0 && size % 4096 == 0);
-	return 0;
-}
+/* ---- VFIO's SET_IRQS, replaced ---- */
 
 static int rec_set_irqs(struct vfio_pci *v, struct vfio_irq_set *s)
 {
@@ -198,7 +130,7 @@ static void op(struct fz *f, unsigned int o, struct vfio_pci *v)
 {
 	uint64_t val = 0, addr;
 	uint32_t w;
-	struct bus *bus = &g_vm.mmio;
+	struct bus *bus = &g_mmio;
 	bool wr;
 
 	switch (o) {
@@ -208,14 +140,14 @@ static void op(struct fz *f, unsigned int o, struct vfio_pci *v)
 		w = fz_width(f, 4);
 		val = fz_u32(f);
 		wr = fz_u8(f) & 1;
-		pci_conf_access(&g_vm.pci, (uint32_t)addr, (uint8_t *)&val, w, wr);
+		pci_conf_access(&g_pci, (uint32_t)addr, (uint8_t *)&val, w, wr);
 		return;
 	case OP_BAR: {
 		const struct pci_bar *b = &v->pci.bars[fz_u8(f) % 6];
 
 		addr = b->mapped + fz_u16(f);
 		if (b->io)
-			bus = &g_vm.pio;
+			bus = &g_pio;
 		w = fz_width(f, b->io ? 4 : 8);
 		break;
 	}
@@ -225,7 +157,7 @@ static void op(struct fz *f, unsigned int o, struct vfio_pci *v)
 		break;
 	case OP_PIO_RAW:
 		addr = fz_u16(f);
-		bus = &g_vm.pio;
+		bus = &g_pio;
 		w = fz_width(f, 4);
 		break;
 	default:
@@ -252,12 +184,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	bars = fz_u8(&f);
 	g_irqs_fail = bars & 2;
 
-	memset(&g_vm, 0, sizeof(g_vm));
-	g_next_gsi = g_next_slot = 0;
-	g_next_mmio = 0xc0000000ULL;
-	g_next_io = 0xc000;
-	FZ_CHECK(bus_init(&g_vm.pio, "pio") == 0 && bus_init(&g_vm.mmio, "mmio") == 0);
-	FZ_CHECK(pci_init(&g_vm.pci, &g_vm.pio) == 0);
+	fake_kvm_reset(&g_irq, &g_pci);
+	FZ_CHECK(bus_init(&g_pio, "pio") == 0 && bus_init(&g_mmio, "mmio") == 0);
+	FZ_CHECK(pci_init(&g_pci, &g_pio) == 0);
+	irq_router_init(&g_irq, -1);
 	FZ_CHECK(ftruncate(g_fd, 0) == 0 && ftruncate(g_fd, (off_t)FILE_LEN) == 0);
 	FZ_CHECK(pwrite(g_fd, g_cfg, sizeof(g_cfg), 0) == (ssize_t)sizeof(g_cfg));
 
@@ -284,15 +214,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 
-	if (vfio_pci_init(v, &g_vm, SLOT) == 0) {
-		FZ_CHECK(g_vm.pci.slots[SLOT] == &v->pci);
+	if (vfio_pci_init(v, &g_svc, SLOT) == 0) {
+		FZ_CHECK(g_pci.slots[SLOT] == &v->pci);
 		while (fz_more(&f))
 			op(&f, fz_u8(&f) % OP_COUNT, v);
 	}
-	vfio_pci_fini(v); /* as vfio_destroy_all() does, on failure too */
+	vfio_pci_fini(v); /* as its destroy does, on failure too */
 	free(v);
-	pci_destroy(&g_vm.pci);
-	bus_destroy(&g_vm.mmio);
-	bus_destroy(&g_vm.pio);
+	/* INTx on a PCI pin of the IOAPIC; nothing else broke the fake's rules. */
+	FZ_CHECK(fake_kvm.resample_gsi == -1 ||
+		 (fake_kvm.resample_gsi >= 16 && fake_kvm.resample_gsi < IRQ_IRQCHIP_GSIS));
+	fake_kvm_abort_if_broken();
+	irq_router_destroy(&g_irq);
+	pci_destroy(&g_pci);
+	bus_destroy(&g_mmio);
+	bus_destroy(&g_pio);
 	return 0;
 }

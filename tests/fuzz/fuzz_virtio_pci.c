@@ -6,9 +6,9 @@
  * the BAR through the MMIO bus (common configuration, ISR, device
  * configuration, notifications, MSI-X table and PBA), the PCI_CFG window,
  * and the rings in guest RAM. The KVM plumbing is replaced at link time
- * (-Wl,--wrap, see the Makefile) by stand-ins; the harness plays the I/O
- * thread (watched eventfds and backend fds that are readable get their
- * handler).
+ * by the unit tests' fake (tests/unit/fake_kvm.c, -Wl,--wrap, see the
+ * Makefile); the harness plays the I/O thread over a real I/O loop
+ * (watched eventfds and backend fds that are readable get their handler).
  *
  * Input: device u8 (bit 0: net instead of blk, bit 1: two queues / pairs),
  * then ops (see enum below and fuzz.h).
@@ -21,16 +21,19 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "fuzz.h"
-#include "virtio.h"
-#include "vm.h"
 #include "../../src/virtio/net.h"
+#include "../unit/fake_kvm.h"
+#include "device.h"
+#include "devices.h"
+#include "fuzz.h"
+#include "io_loop.h"
+#include "irq.h"
+#include "virtio.h"
 
 #define SLOT 3
 #define BAR_GPA 0xc0000000ULL
 #define BAR_SIZE 0x8000ULL
 #define IMG_BYTES (64u * 1024)
-#define MAX_WATCH 96
 #define CONF(reg) (0x80000000u | (SLOT << 11) | (reg))
 
 enum {
@@ -45,78 +48,21 @@ enum {
 	OP_COUNT
 };
 
-static struct vm g_vm;
+/* The machine's services, as the board hands them to a device. */
+static struct guest_mem g_mem;
+static struct bus g_pio, g_mmio;
+static struct pci_bus g_pci;
+static struct irq_router g_irq;
+static struct io_loop g_io;
+static const struct dev_services g_svc = {
+	.mem = &g_mem, .pio = &g_pio, .mmio = &g_mmio, .pci = &g_pci,
+	.irq = &g_irq, .io = &g_io, .nr_vcpus = 1, .vm_fd = -1};
 static int g_img = -1;
 static char g_path[64];
-static struct io_watch g_watch[MAX_WATCH];
-static unsigned int g_nwatch;
-static int g_next_gsi;
 static int g_peer[2], g_dev_fd[2];
 static bool g_net_watch[2];
 static unsigned int g_pairs;
 static uint8_t g_pkt[65536 + 64];
-
-/* ---- the KVM plumbing, replaced ---- */
-
-int __wrap_vm_msi_alloc(struct vm *vm);
-int __wrap_vm_msi_set(struct vm *vm, int gsi, uint64_t addr, uint32_t data);
-int __wrap_vm_irqfd(struct vm *vm, int efd, int gsi, bool assign);
-int __wrap_vm_ioeventfd(struct vm *vm, int efd, uint64_t gpa, uint32_t len, bool assign);
-int __wrap_vm_pci_mmio_alloc(struct vm *vm, uint64_t len, uint64_t *gpa);
-int __wrap_vm_io_watch(struct vm *vm, int fd, void (*fn)(void *), void *opaque);
-void __wrap_vm_set_irq(void *opaque, unsigned int gsi, int level);
-
-int __wrap_vm_msi_alloc(struct vm *vm)
-{
-	FZ_CHECK(vm == &g_vm);
-	return VM_IRQCHIP_GSIS + g_next_gsi++;
-}
-
-int __wrap_vm_msi_set(struct vm *vm, int gsi, uint64_t addr, uint32_t data)
-{
-	(void)addr;
-	(void)data;
-	FZ_CHECK(vm == &g_vm && gsi >= VM_IRQCHIP_GSIS && gsi < VM_IRQCHIP_GSIS + g_next_gsi);
-	return 0;
-}
-
-int __wrap_vm_irqfd(struct vm *vm, int efd, int gsi, bool assign)
-{
-	(void)assign;
-	FZ_CHECK(vm == &g_vm && efd >= 0 && gsi >= VM_IRQCHIP_GSIS);
-	return 0;
-}
-
-int __wrap_vm_ioeventfd(struct vm *vm, int efd, uint64_t gpa, uint32_t len, bool assign)
-{
-	(void)gpa;
-	(void)assign;
-	FZ_CHECK(vm == &g_vm && efd >= 0 && len == 2);
-	return 0;
-}
-
-int __wrap_vm_pci_mmio_alloc(struct vm *vm, uint64_t len, uint64_t *gpa)
-{
-	FZ_CHECK(vm == &g_vm && len == BAR_SIZE);
-	*gpa = BAR_GPA;
-	return 0;
-}
-
-int __wrap_vm_io_watch(struct vm *vm, int fd, void (*fn)(void *), void *opaque)
-{
-	FZ_CHECK(vm == &g_vm && fd >= 0 && fn);
-	if (g_nwatch == MAX_WATCH)
-		return -ENOSPC;
-	g_watch[g_nwatch++] = (struct io_watch){fn, opaque, fd};
-	return 0;
-}
-
-void __wrap_vm_set_irq(void *opaque, unsigned int gsi, int level)
-{
-	(void)opaque;
-	(void)level;
-	FZ_CHECK(gsi >= 16 && gsi < 24);
-}
 
 /* ---- the I/O thread ---- */
 
@@ -137,9 +83,9 @@ static bool readable(int fd)
 
 static void io_step(struct virtio_dev *d, bool net)
 {
-	for (unsigned int i = 0; i < g_nwatch; i++)
-		if (readable(g_watch[i].fd))
-			g_watch[i].fn(g_watch[i].opaque);
+	for (unsigned int i = 0; i < g_io.nr_watches; i++)
+		if (readable(g_io.watches[i].fd))
+			g_io.watches[i].fn(g_io.watches[i].opaque);
 	for (unsigned int p = 0; net && p < g_pairs; p++) {
 		void *rx;
 
@@ -182,7 +128,7 @@ static struct virtio_dev *open_dev(bool net, unsigned int n)
 
 		dc = (struct disk_config){.path = g_path, .engine = BLK_ENGINE_SYNC, .queues = n};
 		FZ_CHECK(ftruncate(g_img, 0) == 0 && ftruncate(g_img, IMG_BYTES) == 0);
-		d = blk_open(&dc, 0, n, &g_vm.mem, &usage);
+		d = blk_open(&dc, 0, n, &g_mem, &usage);
 	} else {
 		struct net_config nc = {.tap = "fuzz0", .queues = n};
 
@@ -196,7 +142,7 @@ static struct virtio_dev *open_dev(bool net, unsigned int n)
 			g_peer[p] = sv[1];
 			g_net_watch[p] = false;
 		}
-		d = net_open(&nc, 0, g_dev_fd, false, &g_vm.mem, t_net_watch, NULL);
+		d = net_open(&nc, 0, g_dev_fd, false, &g_mem, t_net_watch, NULL);
 	}
 	FZ_CHECK(d);
 	return d;
@@ -204,7 +150,7 @@ static struct virtio_dev *open_dev(bool net, unsigned int n)
 
 static void bus_op(struct fz *f, unsigned int op)
 {
-	struct pci_device *pdev = g_vm.pci.slots[SLOT];
+	struct pci_device *pdev = g_pci.slots[SLOT];
 	uint64_t v = 0, addr;
 	uint32_t w;
 	bool wr;
@@ -216,14 +162,14 @@ static void bus_op(struct fz *f, unsigned int op)
 		w = fz_width(f, 4);
 		v = fz_u32(f);
 		wr = fz_u8(f) & 1;
-		pci_conf_access(&g_vm.pci, (uint32_t)addr, (uint8_t *)&v, w, wr);
+		pci_conf_access(&g_pci, (uint32_t)addr, (uint8_t *)&v, w, wr);
 		break;
 	case OP_PIO:
 		addr = PCI_CONF_ADDR_PORT + fz_u8(f) % 8;
 		w = fz_width(f, 4);
 		v = fz_u32(f);
 		wr = fz_u8(f) & 1;
-		(void)bus_access(&g_vm.pio, addr, (uint8_t *)&v, w, wr);
+		(void)bus_access(&g_pio, addr, (uint8_t *)&v, w, wr);
 		break;
 	case OP_BAR:
 	case OP_MMIO_RAW:
@@ -235,7 +181,7 @@ static void bus_op(struct fz *f, unsigned int op)
 		w = fz_width(f, 8);
 		v = fz_u64(f);
 		wr = fz_u8(f) & 1;
-		(void)bus_access(&g_vm.mmio, addr, (uint8_t *)&v, w, wr);
+		(void)bus_access(&g_mmio, addr, (uint8_t *)&v, w, wr);
 		break;
 	default:
 		break;
@@ -250,14 +196,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct fz_ring rings[VIRTIO_MAX_QUEUES];
 	struct virtio_dev *d;
 
-	memset(&g_vm, 0, sizeof(g_vm));
-	fz_mem_init(&g_vm.mem);
-	g_nwatch = 0;
-	g_next_gsi = 0;
-	FZ_CHECK(bus_init(&g_vm.pio, "pio") == 0 && bus_init(&g_vm.mmio, "mmio") == 0);
-	FZ_CHECK(pci_init(&g_vm.pci, &g_vm.pio) == 0);
+	fz_mem_init(&g_mem);
+	fake_kvm_reset(&g_irq, &g_pci);
+	FZ_CHECK(bus_init(&g_pio, "pio") == 0 && bus_init(&g_mmio, "mmio") == 0);
+	FZ_CHECK(pci_init(&g_pci, &g_pio) == 0);
+	irq_router_init(&g_irq, -1);
+	FZ_CHECK(io_loop_init(&g_io) == 0);
 	d = open_dev(net, sel & 2 ? 2 : 1);
-	FZ_CHECK(virtio_pci_create(&g_vm, d, SLOT) == 0);
+	FZ_CHECK(virtio_pci_create(&g_svc, d, SLOT) == 0);
+	/* The window's first BAR, where the harness's OP_BAR aims by default. */
+	FZ_CHECK(g_pci.mmio_next == BAR_GPA + BAR_SIZE);
 
 	while (fz_more(&f)) {
 		unsigned int op = fz_u8(&f) % OP_COUNT;
@@ -288,11 +236,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			for (unsigned int q = 0; q < d->num_queues; q++)
 				rings[q] = (struct fz_ring){d->vqs[q].size, d->vqs[q].desc_gpa,
 							    d->vqs[q].avail_gpa, d->vqs[q].used_gpa};
-			fz_driver_op(&f, &g_vm.mem, op, rings, d->num_queues);
+			fz_driver_op(&f, &g_mem, op, rings, d->num_queues);
 			break;
 		}
 	}
 
+	/* The transport's rules: kicks 2 bytes wide, INTx on the slot's pin only. */
+	for (unsigned int i = 0; i < fake_kvm.nioev && i < FAKE_KVM_IOEVENTFDS; i++)
+		FZ_CHECK(fake_kvm.ioev[i].len == 2);
+	for (unsigned int gsi = 0; gsi < IRQ_IRQCHIP_GSIS; gsi++)
+		FZ_CHECK(gsi == 16 + SLOT % 8 || !fake_kvm.line[gsi]);
+	fake_kvm_abort_if_broken();
 	virtio_pci_destroy(d);
 	if (net) {
 		net_close(d);
@@ -301,8 +255,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else {
 		blk_close(d);
 	}
-	pci_destroy(&g_vm.pci);
-	bus_destroy(&g_vm.mmio);
-	bus_destroy(&g_vm.pio);
+	io_loop_destroy(&g_io);
+	irq_router_destroy(&g_irq);
+	pci_destroy(&g_pci);
+	bus_destroy(&g_mmio);
+	bus_destroy(&g_pio);
 	return 0;
 }

@@ -1,6 +1,6 @@
 /*
  * Tier 2: tiny freestanding guests (guests/NAME.c) run on the host's
- * /dev/kvm through the same vm_create/vm_load/vm_run path as `vmm run`.
+ * /dev/kvm through the same machine_create/machine_load/machine_run path as `vmm run`.
  * A recording test device sits at TESTDEV_PIO and TESTDEV_MMIO; console
  * output is captured through a pipe. Each test skips (never passes) when
  * /dev/kvm is unusable.
@@ -30,7 +30,7 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "vm.h"
+#include "machine.h"
 
 #define TESTDEV_PIO 0x5000
 #define TESTDEV_MMIO 0xd0000000ULL
@@ -76,7 +76,7 @@ struct watchdog {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool done;
-	struct vm *vm;
+	struct machine *m;
 	unsigned int seconds;
 };
 
@@ -90,11 +90,11 @@ static void *watchdog_thread(void *arg)
 	pthread_mutex_lock(&w->lock);
 	while (!w->done)
 		if (pthread_cond_timedwait(&w->cond, &w->lock, &deadline) == ETIMEDOUT) {
-			vm_request_stop_as(w->vm, OUTCOME_TIMEOUT, 124, "test watchdog expired");
+			stop_request(&w->m->stop, OUTCOME_TIMEOUT, 124, "test watchdog expired");
 			/* vCPUs that never leave the guest (kicks go through
 			 * ioeventfds) stop only when kicked out of it. */
-			for (unsigned int i = 0; i < w->vm->nr_vcpus; i++)
-				vcpu_kick(&w->vm->vcpus[i]);
+			for (unsigned int i = 0; i < w->m->vcpus.n; i++)
+				vcpu_kick(&w->m->vcpus.vcpus[i]);
 			break;
 		}
 	pthread_mutex_unlock(&w->lock);
@@ -106,7 +106,7 @@ struct run_result {
 	char reason[160];
 	char out[4096];
 	char err[4096]; /* what the VMM logged meanwhile */
-	double wall_s;	/* from vm_create (where --timeout is armed) to vm_run's
+	double wall_s;	/* from machine_create (--timeout is armed in its load) to machine_run's
 			   end */
 };
 
@@ -182,20 +182,20 @@ static void stderr_restore(int saved, int memfd, char *buf, size_t size)
 	close(memfd);
 }
 
-/* Everything up to vm_run: NULL, or the step that failed (nothing asserts here). */
-static const char *start_vm(struct vm *vm, struct vmm_config *cfg, struct testdev *td,
+/* Everything up to machine_run: NULL, or the step that failed (nothing asserts here). */
+static const char *start_vm(struct machine *m, struct vmm_config *cfg, struct testdev *td,
 			    struct testdev_port *pio, struct testdev_port *mmio)
 {
 	bool usage;
 
-	if (vm_create(vm, cfg, &usage))
-		return "vm_create";
-	if (td && (bus_register(&vm->pio, TESTDEV_PIO, 16, testdev_access, pio, "testdev") ||
-		   bus_register(&vm->mmio, TESTDEV_MMIO, 0x1000, testdev_access, mmio,
+	if (machine_create(m, cfg, NULL, &usage))
+		return "machine_create";
+	if (td && (bus_register(&m->pio, TESTDEV_PIO, 16, testdev_access, pio, "testdev") ||
+		   bus_register(&m->mmio, TESTDEV_MMIO, 0x1000, testdev_access, mmio,
 				"testdev")))
 		return "testdev";
-	if (vm_load(vm, &usage))
-		return "vm_load";
+	if (machine_load(m, &usage))
+		return "machine_load";
 	return NULL;
 }
 
@@ -219,7 +219,7 @@ static void run_guest(const char *name, unsigned int cpus, uint64_t mem,
 			     PTHREAD_COND_INITIALIZER, false, NULL,
 			     g_watchdog_s ? g_watchdog_s : WATCHDOG_S};
 	const char *failed;
-	struct vm vm;
+	static struct machine vm;
 	pthread_t wd, helper;
 	int p[2], memfd, saved;
 	double t0;
@@ -251,18 +251,18 @@ static void run_guest(const char *name, unsigned int cpus, uint64_t mem,
 	t0 = now_s();
 	failed = start_vm(&vm, &cfg, td, &pio, &mmio);
 	if (failed) {
-		vm_destroy(&vm); /* the disk's lock must not outlive this case */
+		machine_destroy(&vm); /* the disk's lock must not outlive this case */
 		stderr_restore(saved, memfd, res->err, sizeof(res->err));
 		fail_msg("%s failed: %s", failed, res->err);
 	}
 	vm.serial.out_fd = p[1];
-	w.vm = &vm;
+	w.m = &vm;
 	assert_int_equal(pthread_create(&wd, NULL, watchdog_thread, &w), 0);
 	g_helper_stop = 0;
 	assert_int_equal(
 	    g_helper ? pthread_create(&helper, NULL, g_helper, NULL) : 0, 0);
 
-	res->status = vm_run(&vm);
+	res->status = machine_run(&vm);
 	res->wall_s = now_s() - t0;
 	g_helper_stop = 1;
 	if (g_helper)
@@ -273,8 +273,8 @@ static void run_guest(const char *name, unsigned int cpus, uint64_t mem,
 	pthread_cond_signal(&w.cond);
 	pthread_mutex_unlock(&w.lock);
 	pthread_join(wd, NULL);
-	snprintf(res->reason, sizeof(res->reason), "%s", vm.exit_reason);
-	vm_destroy(&vm);
+	snprintf(res->reason, sizeof(res->reason), "%s", vm.stop.reason);
+	machine_destroy(&vm);
 	stderr_restore(saved, memfd, res->err, sizeof(res->err));
 	close(p[1]);
 	n = read(p[0], res->out, sizeof(res->out) - 1);

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vm.h"
+#include "vcpu.h"
 
 #define VENDOR_INTEL 0x756e6547 /* "Genu" */
 #define VENDOR_AMD 0x68747541	/* "Auth" */

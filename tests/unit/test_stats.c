@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "stats.h"
-#include "vm.h"
+#include "vcpu.h"
 
 /* One descriptor of a fake stats file: size values starting at first. */
 struct fdesc {
@@ -354,21 +354,19 @@ static void test_read_without_kvm_stats(void **state)
 {
 	/* No stats fds (KVM without the capability): userspace exits only. */
 	struct vcpu vcpus[2] = {{.exits = 3}, {.exits = 4}};
-	struct vm vm;
+	struct vcpu_set set = {.vcpus = vcpus, .n = 2};
+	struct exit_stats st = {.vcpus = &set};
 	struct vm_exit_stats s;
 	char line[64];
 
 	(void)state;
-	memset(&vm, 0, sizeof(vm));
-	vm.vcpus = vcpus;
-	vm.nr_vcpus = 2;
-	assert_int_equal(stats_read(&vm, &s), 0);
+	assert_int_equal(stats_read(&st, &s), 0);
 	assert_int_equal(s.valid, 0);
 	assert_int_equal(s.userspace, 7);
 	assert_int_equal(stats_format(&s, line, sizeof(line)), 0);
 	assert_string_equal(line, "userspace=7");
-	stats_close(&vm); /* nothing open: a no-op */
-	assert_null(vm.stats);
+	stats_close(&st); /* nothing open: a no-op */
+	assert_null(st.per);
 }
 
 int main(void)

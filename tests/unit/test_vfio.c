@@ -3,8 +3,9 @@
  * without VFIO or KVM. The "device fd" is a temporary file laid out like a
  * VFIO device's regions (config space, then the BARs at their offsets), so
  * pread/pwrite and mmap work on it as on the real thing; VFIO_DEVICE_SET_IRQS
- * goes to a recorder, and the KVM plumbing (routes, irqfds, memory slots,
- * the PCI windows) is replaced at link time (-Wl,--wrap, see the Makefile).
+ * goes to a recorder, and the KVM plumbing (routes, irqfds, memory slots)
+ * is replaced at link time by the recorders of fake_kvm.c (-Wl,--wrap, see
+ * the Makefile). The PCI windows are the bus's own, from their start.
  * The device looks like QEMU's e1000e: BAR0/1 memory, BAR2 I/O, BAR3 the
  * MSI-X table (page 0) and PBA (page 2), MSI (64-bit, with masking) and
  * MSI-X capabilities, INTA.
@@ -23,7 +24,9 @@
 #include <unistd.h>
 
 #include "../../src/devices/vfio.h"
-#include "vm.h"
+#include "device.h"
+#include "fake_kvm.h"
+#include "irq.h"
 
 #define SLOT 5
 #define CFG_OFF 0x0ULL
@@ -37,105 +40,12 @@
 #define PCIE_CAP 0xe0
 #define NVEC 5
 
-/* ---- recorders ---- */
+/* ---- VFIO_DEVICE_SET_IRQS, recorded ---- */
 
-static int g_next_gsi;
-static struct {
-	int gsi;
-	uint64_t addr;
-	uint32_t data;
-	unsigned int calls;
-} g_msi;
-static bool g_irqfd_on[64]; /* by gsi */
-static int g_resample_gsi;
-static struct {
-	int slot;
-	uint64_t gpa, size;
-	void *hva;
-} g_slots[16];
-static unsigned int g_nslot_calls;
-static int g_next_slot;
-static uint64_t g_next_mmio, g_next_io;
 static struct {
 	uint32_t index, flags, count;
 } g_irqs[32];
 static unsigned int g_nirqs;
-
-int __wrap_vm_msi_alloc(struct vm *vm);
-int __wrap_vm_msi_set(struct vm *vm, int gsi, uint64_t addr, uint32_t data);
-int __wrap_vm_irqfd(struct vm *vm, int efd, int gsi, bool assign);
-int __wrap_vm_irqfd_resample(struct vm *vm, int efd, int resample_fd, int gsi);
-int __wrap_vm_pci_mmio_alloc(struct vm *vm, uint64_t len, uint64_t *gpa);
-int __wrap_vm_pci_io_alloc(struct vm *vm, uint64_t len, uint64_t *port);
-int __wrap_vm_alloc_memslot(struct vm *vm);
-int __wrap_vm_set_memslot(struct vm *vm, int slot, uint64_t gpa, uint64_t size, void *hva);
-
-int __wrap_vm_msi_alloc(struct vm *vm)
-{
-	(void)vm;
-	return VM_IRQCHIP_GSIS + g_next_gsi++;
-}
-
-int __wrap_vm_msi_set(struct vm *vm, int gsi, uint64_t addr, uint32_t data)
-{
-	(void)vm;
-	g_msi.gsi = gsi;
-	g_msi.addr = addr;
-	g_msi.data = data;
-	g_msi.calls++;
-	return 0;
-}
-
-int __wrap_vm_irqfd(struct vm *vm, int efd, int gsi, bool assign)
-{
-	(void)vm;
-	assert_true(efd >= 0);
-	assert_in_range(gsi, 0, 63);
-	g_irqfd_on[gsi] = assign;
-	return 0;
-}
-
-int __wrap_vm_irqfd_resample(struct vm *vm, int efd, int resample_fd, int gsi)
-{
-	(void)vm;
-	assert_true(efd >= 0 && resample_fd >= 0);
-	g_resample_gsi = gsi;
-	return 0;
-}
-
-int __wrap_vm_pci_mmio_alloc(struct vm *vm, uint64_t len, uint64_t *gpa)
-{
-	(void)vm;
-	g_next_mmio = (g_next_mmio + len - 1) & ~(len - 1);
-	*gpa = g_next_mmio;
-	g_next_mmio += len;
-	return 0;
-}
-
-int __wrap_vm_pci_io_alloc(struct vm *vm, uint64_t len, uint64_t *port)
-{
-	(void)vm;
-	*port = g_next_io;
-	g_next_io += len;
-	return 0;
-}
-
-int __wrap_vm_alloc_memslot(struct vm *vm)
-{
-	(void)vm;
-	return g_next_slot++;
-}
-
-int __wrap_vm_set_memslot(struct vm *vm, int slot, uint64_t gpa, uint64_t size, void *hva)
-{
-	(void)vm;
-	assert_true(g_nslot_calls < 16);
-	g_slots[g_nslot_calls].slot = slot;
-	g_slots[g_nslot_calls].gpa = gpa;
-	g_slots[g_nslot_calls].size = size;
-	g_slots[g_nslot_calls++].hva = hva;
-	return 0;
-}
 
 static int rec_set_irqs(struct vfio_pci *v, struct vfio_irq_set *s)
 {
@@ -150,7 +60,12 @@ static int rec_set_irqs(struct vfio_pci *v, struct vfio_irq_set *s)
 
 /* ---- the fake device ---- */
 
-static struct vm g_vm;
+/* The machine's services, as the board hands them to a device. */
+static struct bus g_pio, g_mmio;
+static struct pci_bus g_pci;
+static struct irq_router g_irq;
+static const struct dev_services g_svc = {
+	.pio = &g_pio, .mmio = &g_mmio, .pci = &g_pci, .irq = &g_irq, .nr_vcpus = 1, .vm_fd = -1};
 static struct vfio_pci *g_v;
 static int g_fd;
 
@@ -206,17 +121,12 @@ static int setup(void **state)
 	struct vfio_pci *v;
 
 	(void)state;
-	memset(&g_vm, 0, sizeof(g_vm));
-	memset(&g_msi, 0, sizeof(g_msi));
-	memset(g_irqfd_on, 0, sizeof(g_irqfd_on));
-	g_next_gsi = g_next_slot = 0;
-	g_nslot_calls = g_nirqs = 0;
-	g_resample_gsi = -1;
-	g_next_mmio = 0xc0000000;
-	g_next_io = 0xc000;
-	assert_int_equal(bus_init(&g_vm.pio, "pio"), 0);
-	assert_int_equal(bus_init(&g_vm.mmio, "mmio"), 0);
-	assert_int_equal(pci_init(&g_vm.pci, &g_vm.pio), 0);
+	fake_kvm_reset(&g_irq, &g_pci);
+	g_nirqs = 0;
+	assert_int_equal(bus_init(&g_pio, "pio"), 0);
+	assert_int_equal(bus_init(&g_mmio, "mmio"), 0);
+	assert_int_equal(pci_init(&g_pci, &g_pio), 0);
+	irq_router_init(&g_irq, -1);
 	make_device();
 	v = calloc(1, sizeof(*v));
 	assert_non_null(v);
@@ -234,7 +144,7 @@ static int setup(void **state)
 	v->bars[0].nareas = 1;
 	v->bars[3].areas[0] = (struct vfio_area){.off = 0, .len = 0x4000};
 	v->bars[3].nareas = 1;
-	assert_int_equal(vfio_pci_init(v, &g_vm, SLOT), 0);
+	assert_int_equal(vfio_pci_init(v, &g_svc, SLOT), 0);
 	g_v = v;
 	return 0;
 }
@@ -245,9 +155,11 @@ static int teardown(void **state)
 	vfio_pci_fini(g_v);
 	free(g_v);
 	close(g_fd);
-	pci_destroy(&g_vm.pci);
-	bus_destroy(&g_vm.mmio);
-	bus_destroy(&g_vm.pio);
+	assert_string_equal(fake_kvm.why ? fake_kvm.why : "", "");
+	irq_router_destroy(&g_irq);
+	pci_destroy(&g_pci);
+	bus_destroy(&g_mmio);
+	bus_destroy(&g_pio);
 	return 0;
 }
 
@@ -255,13 +167,13 @@ static uint32_t cfg_rd(uint32_t reg, uint32_t len)
 {
 	uint32_t v = 0;
 
-	pci_conf_access(&g_vm.pci, 0x80000000u | (SLOT << 11) | reg, (uint8_t *)&v, len, false);
+	pci_conf_access(&g_pci, 0x80000000u | (SLOT << 11) | reg, (uint8_t *)&v, len, false);
 	return v;
 }
 
 static void cfg_wr(uint32_t reg, uint32_t v, uint32_t len)
 {
-	pci_conf_access(&g_vm.pci, 0x80000000u | (SLOT << 11) | reg, (uint8_t *)&v, len, true);
+	pci_conf_access(&g_pci, 0x80000000u | (SLOT << 11) | reg, (uint8_t *)&v, len, true);
 }
 
 /* ---- tests ---- */
@@ -282,7 +194,7 @@ static void test_identity_and_header(void **state)
 	assert_int_equal(cfg_rd(PCI_INTERRUPT_LINE, 1), 16 + SLOT % 8);
 	cfg_wr(PCI_INTERRUPT_LINE, 11, 1);
 	assert_int_equal(cfg_rd(PCI_INTERRUPT_LINE, 1), 11);
-	assert_int_equal(g_resample_gsi, 16 + SLOT % 8);
+	assert_int_equal(fake_kvm.resample_gsi, 16 + SLOT % 8);
 	/* INTx is on from the start: trigger, then unmask through resample. */
 	assert_int_equal(g_nirqs, 2);
 	assert_int_equal(g_irqs[0].index, VFIO_PCI_INTX_IRQ_INDEX);
@@ -325,33 +237,33 @@ static void test_command_passthrough_and_bar_mapping(void **state)
 			 PCI_COMMAND_MEMORY | PCI_COMMAND_IO | PCI_COMMAND_MASTER);
 	/* BAR0 mmapped whole: one slot; BAR3 less its MSI-X table and PBA
 	 * pages: two slots; BAR1 (no mmap) and the I/O BAR trap. */
-	assert_int_equal(g_nslot_calls, 3);
-	assert_int_equal(g_slots[0].gpa, 0xc0000000);
-	assert_int_equal(g_slots[0].size, 0x20000);
-	assert_int_equal(g_slots[1].gpa, 0xc0040000 + 0x1000);
-	assert_int_equal(g_slots[1].size, 0x1000);
-	assert_int_equal(g_slots[2].gpa, 0xc0040000 + 0x3000);
-	assert_int_equal(g_slots[2].size, 0x1000);
+	assert_int_equal(fake_kvm.nmemslot, 3);
+	assert_int_equal(fake_kvm.memslot[0].gpa, 0xc0000000);
+	assert_int_equal(fake_kvm.memslot[0].size, 0x20000);
+	assert_int_equal(fake_kvm.memslot[1].gpa, 0xc0040000 + 0x1000);
+	assert_int_equal(fake_kvm.memslot[1].size, 0x1000);
+	assert_int_equal(fake_kvm.memslot[2].gpa, 0xc0040000 + 0x3000);
+	assert_int_equal(fake_kvm.memslot[2].size, 0x1000);
 	/* The mapped pages are the device's: a write shows in its region. */
-	*(volatile uint32_t *)g_slots[0].hva = 0xabcd1234;
+	*(volatile uint32_t *)fake_kvm.memslot[0].hva = 0xabcd1234;
 	assert_int_equal(file_get(BAR0_OFF, 4), 0xabcd1234);
 	/* A trapped BAR goes through the region: BAR1 and the I/O BAR. */
 	v = 0x55aa55aa;
-	assert_true(bus_access(&g_vm.mmio, 0xc0020000 + 0x100, (uint8_t *)&v, 4, true));
+	assert_true(bus_access(&g_mmio, 0xc0020000 + 0x100, (uint8_t *)&v, 4, true));
 	assert_int_equal(file_get(BAR1_OFF + 0x100, 4), 0x55aa55aa);
 	v = 0;
-	assert_true(bus_access(&g_vm.pio, 0xc000 + 8, (uint8_t *)&v, 4, false));
+	assert_true(bus_access(&g_pio, 0xc000 + 8, (uint8_t *)&v, 4, false));
 	assert_int_equal(v, 0x11223344);
 	/* Moving BAR0: its slot goes (size 0) and comes back at the new place. */
 	cfg_wr(PCI_BASE_ADDRESS_0, 0xd0000000, 4);
-	assert_int_equal(g_slots[3].size, 0);
-	assert_int_equal(g_slots[3].slot, g_slots[0].slot);
-	assert_int_equal(g_slots[4].gpa, 0xd0000000);
-	assert_int_equal(g_slots[4].size, 0x20000);
+	assert_int_equal(fake_kvm.memslot[3].size, 0);
+	assert_int_equal(fake_kvm.memslot[3].slot, fake_kvm.memslot[0].slot);
+	assert_int_equal(fake_kvm.memslot[4].gpa, 0xd0000000);
+	assert_int_equal(fake_kvm.memslot[4].size, 0x20000);
 	/* Memory decoding off: every memory BAR unmapped. */
 	cfg_wr(PCI_COMMAND, PCI_COMMAND_IO, 2);
-	assert_false(bus_access(&g_vm.mmio, 0xc0020000, (uint8_t *)&v, 4, false));
-	assert_true(bus_access(&g_vm.pio, 0xc000, (uint8_t *)&v, 4, false));
+	assert_false(bus_access(&g_mmio, 0xc0020000, (uint8_t *)&v, 4, false));
+	assert_true(bus_access(&g_pio, 0xc000, (uint8_t *)&v, 4, false));
 }
 
 static void test_capabilities(void **state)
@@ -381,20 +293,20 @@ static void test_capabilities(void **state)
 
 static void msix_write(unsigned int k, unsigned int word, uint32_t v)
 {
-	assert_true(bus_access(&g_vm.mmio, 0xc0040000 + 16 * k + 4 * word, (uint8_t *)&v, 4, true));
+	assert_true(bus_access(&g_mmio, 0xc0040000 + 16 * k + 4 * word, (uint8_t *)&v, 4, true));
 }
 
 static uint32_t msix_read(unsigned int k, unsigned int word)
 {
 	uint32_t v = 0;
 
-	assert_true(bus_access(&g_vm.mmio, 0xc0040000 + 16 * k + 4 * word, (uint8_t *)&v, 4, false));
+	assert_true(bus_access(&g_mmio, 0xc0040000 + 16 * k + 4 * word, (uint8_t *)&v, 4, false));
 	return v;
 }
 
 static void test_msix(void **state)
 {
-	const int gsi0 = VM_IRQCHIP_GSIS; /* vectors take the first GSIs */
+	const int gsi0 = IRQ_IRQCHIP_GSIS; /* vectors take the first GSIs */
 
 	(void)state;
 	cfg_wr(PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2);
@@ -412,39 +324,39 @@ static void test_msix(void **state)
 	msix_write(1, 0, 0xfee00000);
 	msix_write(1, 1, 0);
 	msix_write(1, 2, 0x4022);
-	assert_int_equal(g_msi.gsi, gsi0 + 1);
-	assert_int_equal(g_msi.addr, 0xfee00000);
-	assert_int_equal(g_msi.data, 0x4022);
-	assert_false(g_irqfd_on[gsi0 + 1]);
+	assert_int_equal(fake_kvm.msi.gsi, gsi0 + 1);
+	assert_int_equal(fake_kvm.msi.addr, 0xfee00000);
+	assert_int_equal(fake_kvm.msi.data, 0x4022);
+	assert_false(fake_kvm.irqfd_on[gsi0 + 1]);
 	msix_write(1, 3, 0);
-	assert_true(g_irqfd_on[gsi0 + 1]);
+	assert_true(fake_kvm.irqfd_on[gsi0 + 1]);
 	assert_int_equal(msix_read(1, 2), 0x4022);
 	/* Masking the vector, then the whole function. */
 	msix_write(1, 3, PCI_MSIX_ENTRY_CTRL_MASKBIT);
-	assert_false(g_irqfd_on[gsi0 + 1]);
+	assert_false(fake_kvm.irqfd_on[gsi0 + 1]);
 	msix_write(1, 3, 0);
 	cfg_wr(MSIX_CAP + PCI_MSIX_FLAGS, PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL, 2);
-	assert_false(g_irqfd_on[gsi0 + 1]);
+	assert_false(fake_kvm.irqfd_on[gsi0 + 1]);
 	cfg_wr(MSIX_CAP + PCI_MSIX_FLAGS, PCI_MSIX_FLAGS_ENABLE, 2);
-	assert_true(g_irqfd_on[gsi0 + 1]);
+	assert_true(fake_kvm.irqfd_on[gsi0 + 1]);
 	/* Past the table, the page is the device's; a vector without a
 	 * message stays off. */
 	put(BAR3_OFF + 16 * NVEC, 0x600d, 4);
 	assert_int_equal(msix_read(NVEC, 0), 0x600d);
 	msix_write(2, 3, 0);
-	assert_false(g_irqfd_on[gsi0 + 2]);
+	assert_false(fake_kvm.irqfd_on[gsi0 + 2]);
 	/* The PBA page traps to the device. */
 	put(BAR3_OFF + 0x2000, 0x2, 8);
 	{
 		uint64_t pba = 0;
 
-		assert_true(bus_access(&g_vm.mmio, 0xc0040000 + 0x2000, (uint8_t *)&pba, 8, false));
+		assert_true(bus_access(&g_mmio, 0xc0040000 + 0x2000, (uint8_t *)&pba, 8, false));
 		assert_int_equal(pba, 0x2);
 	}
 	/* Disable: MSI-X off, INTx back (trigger and unmask). */
 	g_nirqs = 0;
 	cfg_wr(MSIX_CAP + PCI_MSIX_FLAGS, 0, 2);
-	assert_false(g_irqfd_on[gsi0 + 1]);
+	assert_false(fake_kvm.irqfd_on[gsi0 + 1]);
 	assert_int_equal(g_nirqs, 3);
 	assert_int_equal(g_irqs[0].index, VFIO_PCI_MSIX_IRQ_INDEX);
 	assert_int_equal(g_irqs[0].count, 0);
@@ -463,8 +375,8 @@ static void test_msi(void **state)
 	g_nirqs = 0;
 	cfg_wr(MSI_CAP + PCI_MSI_FLAGS, PCI_MSI_FLAGS_ENABLE | (2 << 4), 2);
 	assert_int_equal(cfg_rd(MSI_CAP + PCI_MSI_FLAGS, 2), PCI_MSI_FLAGS_ENABLE | PCI_MSI_FLAGS_64BIT);
-	assert_int_equal(g_msi.addr, 0xfee0100c);
-	assert_int_equal(g_msi.data, 0x4031);
+	assert_int_equal(fake_kvm.msi.addr, 0xfee0100c);
+	assert_int_equal(fake_kvm.msi.data, 0x4031);
 	assert_int_equal(g_nirqs, 2);
 	assert_int_equal(g_irqs[1].index, VFIO_PCI_MSI_IRQ_INDEX);
 	assert_int_equal(g_irqs[1].count, 1);

@@ -1,10 +1,11 @@
 /*
  * Unit tests: the modern virtio-pci transport (src/virtio/pci.c) without
- * KVM. The KVM plumbing it calls (MSI routes, irqfds, ioeventfds, the I/O
- * thread's watch list, the INTx line, the BAR allocator) is replaced at
- * link time (-Wl,--wrap, see the Makefile) by recorders; the test drives
- * the device through PCI configuration mechanism #1 and the BAR as a
- * driver would, with a fake device model behind the transport.
+ * KVM. The KVM plumbing it calls (MSI routes, irqfds, ioeventfds, the
+ * INTx line) is replaced at link time by the recorders of fake_kvm.c
+ * (-Wl,--wrap, see the Makefile); the I/O loop is a real one that the test
+ * turns by hand. The test drives the device through PCI configuration
+ * mechanism #1 and the BAR as a driver would, with a fake device model
+ * behind the transport, and the board's lifecycle calls as the board would.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,12 +20,18 @@
 #include <linux/virtio_ring.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "device.h"
+#include "devices.h"
+#include "fake_kvm.h"
+#include "io_loop.h"
+#include "irq.h"
 #include "log.h"
+#include "mem.h"
 #include "virtio.h"
-#include "vm.h"
 
 #define SLOT 3
 #define NQ 2
@@ -34,105 +41,11 @@
 #define RAM_BYTES (4ULL << 20)
 #define CC(field) offsetof(struct virtio_pci_common_cfg, field)
 
-/* ---- recorders behind the wrapped KVM plumbing ---- */
-
-static int g_next_gsi;
-static struct {
-	int gsi;
-	uint64_t addr;
-	uint32_t data;
-	unsigned int calls;
-} g_msi;
-static int g_irqfd_of_gsi[64];
-static struct {
-	uint64_t gpa;
-	int efd;
-	bool assign;
-} g_ioev[16];
-static unsigned int g_nioev;
-static struct io_watch g_watch[16];
-static int g_watch_fd[16];
-static unsigned int g_nwatch;
-static int g_irq_level[32];
-static unsigned int g_irq_calls;
-
-int __wrap_vm_msi_alloc(struct vm *vm);
-int __wrap_vm_msi_set(struct vm *vm, int gsi, uint64_t addr, uint32_t data);
-int __wrap_vm_irqfd(struct vm *vm, int efd, int gsi, bool assign);
-int __wrap_vm_ioeventfd(struct vm *vm, int efd, uint64_t gpa, uint32_t len,
-			bool assign);
-int __wrap_vm_pci_mmio_alloc(struct vm *vm, uint64_t len, uint64_t *gpa);
-int __wrap_vm_io_watch(struct vm *vm, int fd, void (*fn)(void *), void *opaque);
-void __wrap_vm_set_irq(void *opaque, unsigned int gsi, int level);
-
-int __wrap_vm_msi_alloc(struct vm *vm)
-{
-	(void)vm;
-	return VM_IRQCHIP_GSIS + g_next_gsi++;
-}
-
-int __wrap_vm_msi_set(struct vm *vm, int gsi, uint64_t addr, uint32_t data)
-{
-	(void)vm;
-	g_msi.gsi = gsi;
-	g_msi.addr = addr;
-	g_msi.data = data;
-	g_msi.calls++;
-	return 0;
-}
-
-int __wrap_vm_irqfd(struct vm *vm, int efd, int gsi, bool assign)
-{
-	(void)vm;
-	assert_true(assign);
-	assert_in_range(gsi, 0, 63);
-	g_irqfd_of_gsi[gsi] = efd;
-	return 0;
-}
-
-int __wrap_vm_ioeventfd(struct vm *vm, int efd, uint64_t gpa, uint32_t len,
-			bool assign)
-{
-	(void)vm;
-	assert_int_equal(len, 2);
-	assert_true(g_nioev < 16);
-	g_ioev[g_nioev].gpa = gpa;
-	g_ioev[g_nioev].efd = efd;
-	g_ioev[g_nioev].assign = assign;
-	g_nioev++;
-	return 0;
-}
-
-int __wrap_vm_pci_mmio_alloc(struct vm *vm, uint64_t len, uint64_t *gpa)
-{
-	(void)vm;
-	assert_int_equal(len, BAR_SIZE);
-	*gpa = BAR_GPA;
-	return 0;
-}
-
-int __wrap_vm_io_watch(struct vm *vm, int fd, void (*fn)(void *), void *opaque)
-{
-	(void)vm;
-	assert_true(g_nwatch < 16);
-	g_watch[g_nwatch] = (struct io_watch){fn, opaque, fd};
-	g_watch_fd[g_nwatch++] = fd;
-	return 0;
-}
-
-void __wrap_vm_set_irq(void *opaque, unsigned int gsi, int level)
-{
-	(void)opaque;
-	assert_true(gsi < 32);
-	g_irq_level[gsi] = level;
-	g_irq_calls++;
-}
-
 /* ---- a fake device model ---- */
 
-static unsigned int g_activated, g_resets, g_kicks[NQ];
+static unsigned int g_activated, g_resets, g_kicks[NQ], g_quiesces, g_resumes;
 static uint8_t g_devcfg[8] = {1, 2, 3, 4, 5, 6, 7, 8};
-static int g_activate_result;
+static int g_activate_result, g_quiesce_result;
 
 static void fake_config(struct virtio_dev *d, uint32_t off, uint8_t *data,
 			uint32_t len, bool is_write)
@@ -168,37 +81,68 @@ static void fake_kick(struct virtio_dev *d, unsigned int q)
 	g_kicks[q]++;
 }
 
+/* The transport calls both with dev->lock held (a second lock is refused). */
+static int fake_quiesce(struct virtio_dev *d)
+{
+	assert_int_equal(pthread_mutex_trylock(&d->lock), EBUSY);
+	g_quiesces++;
+	return g_quiesce_result;
+}
+
+static void fake_resume(struct virtio_dev *d)
+{
+	assert_int_equal(pthread_mutex_trylock(&d->lock), EBUSY);
+	g_resumes++;
+}
+
 static const struct virtio_dev_ops fake_ops = {
 	.config_access = fake_config,
 	.activate = fake_activate,
 	.reset = fake_reset,
 	.queue_kick = fake_kick,
+	.quiesce = fake_quiesce,
+	.resume = fake_resume,
 };
 
 #define FEATURES ((1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_EVENT_IDX) | \
 		  (1ULL << 3))
 
-static struct vm g_vm;
+/* The machine's services, as the board hands them to a device. */
+static struct guest_mem g_mem;
+static struct bus g_pio, g_mmio;
+static struct pci_bus g_pci;
+static struct irq_router g_irq;
+static struct io_loop g_io;
+static const struct dev_services g_svc = {
+	.mem = &g_mem, .pio = &g_pio, .mmio = &g_mmio, .pci = &g_pci,
+	.irq = &g_irq, .io = &g_io, .nr_vcpus = 1, .vm_fd = -1};
 static struct virtio_dev g_dev;
+
+/* A dword of slot's configuration space. */
+static uint32_t cfg_rd_at(unsigned int slot, uint32_t reg)
+{
+	uint32_t v = 0;
+
+	pci_conf_access(&g_pci, 0x80000000u | (slot << 11) | reg, (uint8_t *)&v, 4, false);
+	return v;
+}
 
 static int setup(void **state)
 {
 	char err[128];
 
 	(void)state;
-	memset(&g_vm, 0, sizeof(g_vm));
 	memset(&g_dev, 0, sizeof(g_dev));
-	memset(&g_msi, 0, sizeof(g_msi));
-	memset(g_irq_level, 0, sizeof(g_irq_level));
-	g_next_gsi = 0;
-	g_nioev = g_nwatch = g_irq_calls = 0;
-	g_activated = g_resets = 0;
-	g_activate_result = 0;
+	fake_kvm_reset(&g_irq, &g_pci);
+	g_activated = g_resets = g_quiesces = g_resumes = 0;
+	g_activate_result = g_quiesce_result = 0;
 	memset(g_kicks, 0, sizeof(g_kicks));
-	assert_int_equal(mem_create(&g_vm.mem, RAM_BYTES, HUGEPAGES_OFF, err, sizeof(err)), 0);
-	assert_int_equal(bus_init(&g_vm.pio, "pio"), 0);
-	assert_int_equal(bus_init(&g_vm.mmio, "mmio"), 0);
-	assert_int_equal(pci_init(&g_vm.pci, &g_vm.pio), 0);
+	assert_int_equal(mem_create(&g_mem, RAM_BYTES, HUGEPAGES_OFF, err, sizeof(err)), 0);
+	assert_int_equal(bus_init(&g_pio, "pio"), 0);
+	assert_int_equal(bus_init(&g_mmio, "mmio"), 0);
+	assert_int_equal(pci_init(&g_pci, &g_pio), 0);
+	irq_router_init(&g_irq, -1);
+	assert_int_equal(io_loop_init(&g_io), 0);
 	g_dev.ops = &fake_ops;
 	g_dev.name = "fake";
 	g_dev.device_id = 2;
@@ -206,9 +150,12 @@ static int setup(void **state)
 	g_dev.features = FEATURES;
 	g_dev.num_queues = NQ;
 	g_dev.queue_max = QMAX;
-	g_dev.mem = &g_vm.mem;
+	g_dev.mem = &g_mem;
 	pthread_mutex_init(&g_dev.lock, NULL);
-	assert_int_equal(virtio_pci_create(&g_vm, &g_dev, SLOT), 0);
+	assert_int_equal(virtio_pci_create(&g_svc, &g_dev, SLOT), 0);
+	/* The first BAR of the window: BAR_SIZE bytes at its start. */
+	assert_int_equal(cfg_rd_at(SLOT, PCI_BASE_ADDRESS_0), (uint32_t)BAR_GPA);
+	assert_int_equal(g_pci.mmio_next, BAR_GPA + BAR_SIZE);
 	g_resets = 0; /* the transport starts from a reset */
 	return 0;
 }
@@ -216,12 +163,20 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
+	/* What the transport may never do: deassign an irqfd, kick with
+	 * another width, break the fake's rules. */
+	assert_int_equal(fake_kvm.irqfd_deassigns, 0);
+	for (unsigned int i = 0; i < fake_kvm.nioev && i < FAKE_KVM_IOEVENTFDS; i++)
+		assert_int_equal(fake_kvm.ioev[i].len, 2);
+	assert_string_equal(fake_kvm.why ? fake_kvm.why : "", "");
 	virtio_pci_destroy(&g_dev);
 	pthread_mutex_destroy(&g_dev.lock);
-	pci_destroy(&g_vm.pci);
-	bus_destroy(&g_vm.mmio);
-	bus_destroy(&g_vm.pio);
-	mem_destroy(&g_vm.mem);
+	io_loop_destroy(&g_io);
+	irq_router_destroy(&g_irq);
+	pci_destroy(&g_pci);
+	bus_destroy(&g_mmio);
+	bus_destroy(&g_pio);
+	mem_destroy(&g_mem);
 	return 0;
 }
 
@@ -231,13 +186,13 @@ static uint32_t cfg_rd(uint32_t reg, uint32_t len)
 {
 	uint32_t v = 0;
 
-	pci_conf_access(&g_vm.pci, 0x80000000u | (SLOT << 11) | reg, (uint8_t *)&v, len, false);
+	pci_conf_access(&g_pci, 0x80000000u | (SLOT << 11) | reg, (uint8_t *)&v, len, false);
 	return v;
 }
 
 static void cfg_wr(uint32_t reg, uint32_t v, uint32_t len)
 {
-	pci_conf_access(&g_vm.pci, 0x80000000u | (SLOT << 11) | reg, (uint8_t *)&v, len, true);
+	pci_conf_access(&g_pci, 0x80000000u | (SLOT << 11) | reg, (uint8_t *)&v, len, true);
 }
 
 /* Map the BAR at BAR_GPA and turn on memory decoding and bus mastering. */
@@ -251,13 +206,13 @@ static uint64_t bar_rd(uint64_t off, uint32_t len)
 {
 	uint64_t v = 0;
 
-	assert_true(bus_access(&g_vm.mmio, BAR_GPA + off, (uint8_t *)&v, len, false));
+	assert_true(bus_access(&g_mmio, BAR_GPA + off, (uint8_t *)&v, len, false));
 	return v;
 }
 
 static void bar_wr(uint64_t off, uint64_t v, uint32_t len)
 {
-	assert_true(bus_access(&g_vm.mmio, BAR_GPA + off, (uint8_t *)&v, len, true));
+	assert_true(bus_access(&g_mmio, BAR_GPA + off, (uint8_t *)&v, len, true));
 }
 
 /* The offset of the first vendor capability of cfg_type type, or 0. */
@@ -411,32 +366,32 @@ static void test_bar_sizing_and_moves(void **state)
 	assert_int_equal(cfg_rd(PCI_BASE_ADDRESS_0, 4), (uint32_t)~(BAR_SIZE - 1));
 	/* Not decoding until the memory bit is set. */
 	cfg_wr(PCI_BASE_ADDRESS_0, (uint32_t)BAR_GPA, 4);
-	assert_int_equal(g_nioev, 0);
+	assert_int_equal(fake_kvm.nioev, 0);
 	cfg_wr(PCI_COMMAND, PCI_COMMAND_MEMORY, 2);
 	/* Mapped: one ioeventfd per queue at its notify address. */
-	assert_int_equal(g_nioev, NQ);
+	assert_int_equal(fake_kvm.nioev, NQ);
 	for (unsigned int q = 0; q < NQ; q++) {
-		assert_int_equal(g_ioev[q].gpa, BAR_GPA + 0x3000 + 4 * q);
-		assert_true(g_ioev[q].assign);
+		assert_int_equal(fake_kvm.ioev[q].gpa, BAR_GPA + 0x3000 + 4 * q);
+		assert_true(fake_kvm.ioev[q].assign);
 	}
 	assert_int_equal(bar_rd(CC(num_queues), 2), NQ);
 	/* Moved: the old range and ioeventfds go, the new ones come. */
 	cfg_wr(PCI_BASE_ADDRESS_0, (uint32_t)(BAR_GPA + 0x100000), 4);
-	assert_int_equal(g_nioev, 3 * NQ);
+	assert_int_equal(fake_kvm.nioev, 3 * NQ);
 	for (unsigned int q = 0; q < NQ; q++) {
-		assert_int_equal(g_ioev[NQ + q].gpa, BAR_GPA + 0x3000 + 4 * q);
-		assert_false(g_ioev[NQ + q].assign);
-		assert_int_equal(g_ioev[2 * NQ + q].gpa, BAR_GPA + 0x100000 + 0x3000 + 4 * q);
-		assert_true(g_ioev[2 * NQ + q].assign);
+		assert_int_equal(fake_kvm.ioev[NQ + q].gpa, BAR_GPA + 0x3000 + 4 * q);
+		assert_false(fake_kvm.ioev[NQ + q].assign);
+		assert_int_equal(fake_kvm.ioev[2 * NQ + q].gpa, BAR_GPA + 0x100000 + 0x3000 + 4 * q);
+		assert_true(fake_kvm.ioev[2 * NQ + q].assign);
 	}
 	uint64_t v = 0;
-	assert_false(bus_access(&g_vm.mmio, BAR_GPA, (uint8_t *)&v, 4, false));
+	assert_false(bus_access(&g_mmio, BAR_GPA, (uint8_t *)&v, 4, false));
 	v = 0;
-	assert_true(bus_access(&g_vm.mmio, BAR_GPA + 0x100000 + CC(num_queues), (uint8_t *)&v, 2, false));
+	assert_true(bus_access(&g_mmio, BAR_GPA + 0x100000 + CC(num_queues), (uint8_t *)&v, 2, false));
 	assert_int_equal(v, NQ);
 	/* Memory decoding off: unmapped. */
 	cfg_wr(PCI_COMMAND, 0, 2);
-	assert_false(bus_access(&g_vm.mmio, BAR_GPA + 0x100000, (uint8_t *)&v, 4, false));
+	assert_false(bus_access(&g_mmio, BAR_GPA + 0x100000, (uint8_t *)&v, 4, false));
 }
 
 /* What a hostile driver may try with config space and the BAR. */
@@ -445,17 +400,17 @@ static void test_hostile_config(void **state)
 	uint64_t v = 0;
 
 	(void)state;
-	g_vm.pci.mem = &g_vm.mem;
+	g_pci.mem = &g_mem;
 	map_bar();
 	/* BAR 0 moved onto guest RAM: it reads back, but decodes nothing. */
 	cfg_wr(PCI_BASE_ADDRESS_0, 0x100000, 4);
 	assert_int_equal(cfg_rd(PCI_BASE_ADDRESS_0, 4), 0x100000);
-	assert_false(bus_access(&g_vm.mmio, 0x100000, (uint8_t *)&v, 4, false));
-	assert_false(bus_access(&g_vm.mmio, BAR_GPA, (uint8_t *)&v, 4, false));
+	assert_false(bus_access(&g_mmio, 0x100000, (uint8_t *)&v, 4, false));
+	assert_false(bus_access(&g_mmio, BAR_GPA, (uint8_t *)&v, 4, false));
 	/* Back in the hole: whole again. */
 	cfg_wr(PCI_BASE_ADDRESS_0, (uint32_t)BAR_GPA, 4);
 	v = 0;
-	assert_true(bus_access(&g_vm.mmio, BAR_GPA + CC(num_queues), (uint8_t *)&v, 2, false));
+	assert_true(bus_access(&g_mmio, BAR_GPA + CC(num_queues), (uint8_t *)&v, 2, false));
 	assert_int_equal(v, NQ);
 
 	/* Read-only registers keep their values. */
@@ -591,27 +546,27 @@ static void test_kicks(void **state)
 {
 	(void)state;
 	map_bar();
-	assert_int_equal(g_nwatch, NQ);
+	assert_int_equal(g_io.nr_watches, NQ);
 	negotiate();
 	setup_queue(0, 64, 0x100000);
 	/* Before DRIVER_OK, a kick is not served. */
 	bar_wr(0x3000, 0, 2);
-	g_watch[0].fn(g_watch[0].opaque);
+	g_io.watches[0].fn(g_io.watches[0].opaque);
 	assert_int_equal(g_kicks[0], 0);
 	driver_ok();
 	/* A kick the ioeventfd missed (4 bytes wide) takes the same path. */
 	bar_wr(0x3000, 0, 4);
-	assert_int_equal(efd_take(g_watch_fd[0]), 1);
+	assert_int_equal(efd_take(g_io.watches[0].fd), 1);
 	bar_wr(0x3000, 0, 2);
-	g_watch[0].fn(g_watch[0].opaque);
+	g_io.watches[0].fn(g_io.watches[0].opaque);
 	assert_int_equal(g_kicks[0], 1);
 	/* Queue 1 was never enabled: its kick is dropped. */
 	bar_wr(0x3004, 1, 2);
-	g_watch[1].fn(g_watch[1].opaque);
+	g_io.watches[1].fn(g_io.watches[1].opaque);
 	assert_int_equal(g_kicks[1], 0);
 	/* Past the last queue: nothing. */
 	uint64_t v = 0;
-	assert_true(bus_access(&g_vm.mmio, BAR_GPA + 0x3000 + 4 * NQ, (uint8_t *)&v, 2, true));
+	assert_true(bus_access(&g_mmio, BAR_GPA + 0x3000 + 4 * NQ, (uint8_t *)&v, 2, true));
 }
 
 static void test_msix_routes_mask_and_pending(void **state)
@@ -636,10 +591,10 @@ static void test_msix_routes_mask_and_pending(void **state)
 	bar_wr(0x4000 + 16 + PCI_MSIX_ENTRY_LOWER_ADDR, 0xfee01000, 4);
 	bar_wr(0x4000 + 16 + PCI_MSIX_ENTRY_UPPER_ADDR, 0, 4);
 	bar_wr(0x4000 + 16 + PCI_MSIX_ENTRY_DATA, 0x4041, 4);
-	assert_int_equal(g_msi.gsi, VM_IRQCHIP_GSIS + 1);
-	assert_int_equal(g_msi.addr, 0xfee01000);
-	assert_int_equal(g_msi.data, 0x4041);
-	efd = g_irqfd_of_gsi[VM_IRQCHIP_GSIS + 1];
+	assert_int_equal(fake_kvm.msi.gsi, IRQ_IRQCHIP_GSIS + 1);
+	assert_int_equal(fake_kvm.msi.addr, 0xfee01000);
+	assert_int_equal(fake_kvm.msi.data, 0x4041);
+	efd = fake_kvm.irqfd_efd[IRQ_IRQCHIP_GSIS + 1];
 	assert_true(efd > 0);
 
 	/* Still masked (the reset state): the interrupt waits in the PBA. */
@@ -666,7 +621,7 @@ static void test_msix_routes_mask_and_pending(void **state)
 	assert_int_equal(efd_take(efd), 1);
 	/* Reads past the table are all ones; the line stays low with MSI-X. */
 	assert_int_equal(bar_rd(0x4000 + 16 * (NQ + 1), 4), 0xffffffffu);
-	assert_int_equal(g_irq_level[16 + SLOT], 0);
+	assert_int_equal(fake_kvm.line[16 + SLOT], 0);
 }
 
 static void test_intx_fallback(void **state)
@@ -680,22 +635,22 @@ static void test_intx_fallback(void **state)
 	pthread_mutex_lock(&g_dev.lock);
 	virtio_notify_queue(&g_dev, 0);
 	pthread_mutex_unlock(&g_dev.lock);
-	assert_int_equal(g_irq_level[16 + SLOT], 1);
+	assert_int_equal(fake_kvm.line[16 + SLOT], 1);
 	/* Reading ISR acknowledges: the queue bit, then nothing; line low. */
 	assert_int_equal(bar_rd(0x1000, 1), 1);
-	assert_int_equal(g_irq_level[16 + SLOT], 0);
+	assert_int_equal(fake_kvm.line[16 + SLOT], 0);
 	assert_int_equal(bar_rd(0x1000, 1), 0);
 	pthread_mutex_lock(&g_dev.lock);
 	virtio_notify_config(&g_dev);
 	pthread_mutex_unlock(&g_dev.lock);
-	assert_int_equal(g_irq_level[16 + SLOT], 1);
+	assert_int_equal(fake_kvm.line[16 + SLOT], 1);
 	assert_int_equal(bar_rd(0x1000, 1), 2);
 	/* A reset lowers a raised line. */
 	pthread_mutex_lock(&g_dev.lock);
 	virtio_notify_queue(&g_dev, 0);
 	pthread_mutex_unlock(&g_dev.lock);
 	bar_wr(CC(device_status), 0, 1);
-	assert_int_equal(g_irq_level[16 + SLOT], 0);
+	assert_int_equal(fake_kvm.line[16 + SLOT], 0);
 }
 
 static void test_device_config(void **state)
@@ -772,7 +727,7 @@ static void test_activation_failure(void **state)
 	assert_int_equal(status() & VIRTIO_CONFIG_S_NEEDS_RESET, VIRTIO_CONFIG_S_NEEDS_RESET);
 	/* The broken device gets no kicks. */
 	bar_wr(0x3000, 0, 2);
-	g_watch[0].fn(g_watch[0].opaque);
+	g_io.watches[0].fn(g_io.watches[0].opaque);
 	assert_int_equal(g_kicks[0], 0);
 }
 
@@ -829,43 +784,43 @@ static void other_dev(void *opaque, uint64_t off, uint8_t *data, uint32_t len,
 static void test_bar_collision(void **state)
 {
 	static int other;
-	const struct pci_bar *b = &g_vm.pci.slots[SLOT]->bars[0];
+	const struct pci_bar *b = &g_pci.slots[SLOT]->bars[0];
 	uint64_t onto = OTHER_GPA & ~(BAR_SIZE - 1); /* the BAR's alignment */
 	char log[4096];
 	uint64_t v;
 
 	(void)state;
-	assert_int_equal(bus_register(&g_vm.mmio, OTHER_GPA, 0x1000, other_dev,
+	assert_int_equal(bus_register(&g_mmio, OTHER_GPA, 0x1000, other_dev,
 				      &other, "exit"),
 			 0);
 	map_bar();
 	assert_int_equal(b->mapped, BAR_GPA);
 	log_begin();
 	for (unsigned int i = 0; i < 1000; i++) {
-		g_nioev = 0;
+		fake_kvm.nioev = 0;
 		cfg_wr(PCI_BASE_ADDRESS_0, (uint32_t)OTHER_GPA, 4);
 		assert_int_equal(cfg_rd(PCI_BASE_ADDRESS_0, 4), (uint32_t)onto);
 		assert_int_equal(b->mapped, 0);
 		/* Its old ioeventfds went, none came at the other device's
 		 * page. */
-		assert_int_equal(g_nioev, NQ);
+		assert_int_equal(fake_kvm.nioev, NQ);
 		for (unsigned int q = 0; q < NQ; q++)
-			assert_false(g_ioev[q].assign);
+			assert_false(fake_kvm.ioev[q].assign);
 		v = 0;
 		assert_true(
-		    bus_access(&g_vm.mmio, OTHER_GPA, (uint8_t *)&v, 4, false));
+		    bus_access(&g_mmio, OTHER_GPA, (uint8_t *)&v, 4, false));
 		assert_int_equal(v, 0x5a5a5a5a);
 		assert_false(
-		    bus_access(&g_vm.mmio, BAR_GPA, (uint8_t *)&v, 4, false));
+		    bus_access(&g_mmio, BAR_GPA, (uint8_t *)&v, 4, false));
 		/* The guest touches the command register meanwhile: still
 		 * refused. */
 		cfg_wr(PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2);
 		assert_int_equal(b->mapped, 0);
-		assert_int_equal(g_nioev, NQ);
+		assert_int_equal(fake_kvm.nioev, NQ);
 
 		cfg_wr(PCI_BASE_ADDRESS_0, (uint32_t)BAR_GPA, 4);
 		assert_int_equal(b->mapped, BAR_GPA);
-		assert_int_equal(g_nioev, 2 * NQ);
+		assert_int_equal(fake_kvm.nioev, 2 * NQ);
 		assert_int_equal(bar_rd(CC(num_queues), 2), NQ);
 	}
 	assert_int_equal(log_end(log, sizeof(log)), 1);
@@ -875,10 +830,10 @@ static void test_bar_collision(void **state)
 	    "0xfebf8000: left unmapped\n");
 	v = 0;
 	assert_true(
-	    bus_access(&g_vm.mmio, OTHER_GPA + 0xffc, (uint8_t *)&v, 4, false));
+	    bus_access(&g_mmio, OTHER_GPA + 0xffc, (uint8_t *)&v, 4, false));
 	assert_int_equal(v, 0x5a5a5a5a);
 	assert_int_equal(g_other_calls, 1001);
-	assert_int_equal(bus_unregister(&g_vm.mmio, OTHER_GPA, &other), 0);
+	assert_int_equal(bus_unregister(&g_mmio, OTHER_GPA, &other), 0);
 }
 
 /* tests/fuzz/crashes/virtio_pci-reactivate-leak: a driver clears
@@ -905,6 +860,121 @@ static void test_fuzz_reactivate_leak(void **state)
 	assert_int_equal(g_activated, 2);
 }
 
+/* ---- the board's lifecycle calls ---- */
+
+/*
+ * One turn of the I/O thread: serve what epoll reports readable now (as
+ * io_loop_run() does; io_loop.c keys each fd by its watch's index).
+ * Returns how many watches were served.
+ */
+static int io_turn(void)
+{
+	struct epoll_event ev[IO_MAX_WATCHES];
+	int n = epoll_wait(g_io.epfd, ev, IO_MAX_WATCHES, 0);
+
+	assert_true(n >= 0);
+	for (int i = 0; i < n; i++) {
+		struct io_watch *w = &g_io.watches[ev[i].data.u64];
+
+		w->fn(w->opaque);
+	}
+	return n;
+}
+
+/* Queues 0 and 1 set up, DRIVER_OK. */
+static void running_device(void)
+{
+	map_bar();
+	negotiate();
+	setup_queue(0, 64, 0x100000);
+	setup_queue(1, 64, 0x200000);
+	driver_ok();
+	assert_int_equal(g_activated, 1);
+}
+
+/* A kick while quiesced waits in its eventfd; the resume serves it. */
+static void test_quiesce_holds_kicks(void **state)
+{
+	(void)state;
+	running_device();
+	bar_wr(0x3000, 0, 2);
+	assert_int_equal(io_turn(), 1);
+	assert_int_equal(g_kicks[0], 1);
+
+	assert_int_equal(virtio_pci_quiesce(&g_dev), 0);
+	assert_int_equal(g_quiesces, 1);
+	bar_wr(0x3000, 0, 2);
+	bar_wr(0x3004, 0, 2);
+	assert_int_equal(io_turn(), 0);
+	/* Reported in the epoll batch the quiesce came in: still held. */
+	g_io.watches[0].fn(g_io.watches[0].opaque);
+	assert_int_equal(g_kicks[0], 1);
+	assert_int_equal(g_kicks[1], 0);
+
+	virtio_pci_resume(&g_dev);
+	assert_int_equal(g_resumes, 1);
+	assert_int_equal(io_turn(), 2);
+	assert_int_equal(g_kicks[0], 2);
+	assert_int_equal(g_kicks[1], 1);
+	/* Each served once: nothing left. */
+	assert_int_equal(io_turn(), 0);
+	bar_wr(0x3004, 0, 2);
+	assert_int_equal(io_turn(), 1);
+	assert_int_equal(g_kicks[1], 2);
+}
+
+/* A device that cannot quiesce: the transport serves kicks again. */
+static void test_quiesce_failure_undone(void **state)
+{
+	(void)state;
+	running_device();
+	g_quiesce_result = -EIO;
+	assert_int_equal(virtio_pci_quiesce(&g_dev), -EIO);
+	assert_int_equal(g_quiesces, 1);
+	bar_wr(0x3000, 0, 2);
+	assert_int_equal(io_turn(), 1);
+	assert_int_equal(g_kicks[0], 1);
+	assert_int_equal(g_resumes, 0);
+}
+
+/* The board's reset is the driver's status 0: queues off, vectors none. */
+static void test_lifecycle_reset(void **state)
+{
+	uint8_t msix;
+
+	(void)state;
+	running_device();
+	msix = find_cap(PCI_CAP_ID_MSIX);
+	cfg_wr(msix + PCI_MSIX_FLAGS, cfg_rd(msix + PCI_MSIX_FLAGS, 2) | PCI_MSIX_FLAGS_ENABLE, 2);
+	bar_wr(CC(msix_config), 0, 2);
+	bar_wr(CC(queue_select), 1, 2);
+	bar_wr(CC(queue_msix_vector), 2, 2);
+	assert_int_equal(virtio_pci_quiesce(&g_dev), 0);
+	virtio_pci_reset(&g_dev);
+	assert_int_equal(g_resets, 1);
+	assert_int_equal(status(), 0);
+	assert_int_equal(bar_rd(CC(msix_config), 2), VIRTIO_MSI_NO_VECTOR);
+	bar_wr(CC(guest_feature_select), 0, 4);
+	assert_int_equal(bar_rd(CC(guest_feature), 4), 0);
+	for (uint16_t q = 0; q < NQ; q++) {
+		bar_wr(CC(queue_select), q, 2);
+		assert_int_equal(bar_rd(CC(queue_enable), 2), 0);
+		assert_int_equal(bar_rd(CC(queue_size), 2), QMAX);
+		assert_int_equal(bar_rd(CC(queue_msix_vector), 2), VIRTIO_MSI_NO_VECTOR);
+		assert_false(g_dev.vqs[q].ready);
+	}
+	/* A kick from before the reset finds no queue: silent, not served. */
+	bar_wr(0x3000, 0, 2);
+	virtio_pci_resume(&g_dev);
+	assert_int_equal(io_turn(), 1);
+	assert_int_equal(g_kicks[0], 0);
+	/* The driver starts again. */
+	negotiate();
+	setup_queue(0, 64, 0x100000);
+	driver_ok();
+	assert_int_equal(g_activated, 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -924,6 +994,9 @@ int main(void)
 	    T(test_fuzz_reactivate_leak),
 	    T(test_features_ok_refusal_logged),
 	    T(test_bar_collision),
+	    T(test_quiesce_holds_kicks),
+	    T(test_quiesce_failure_undone),
+	    T(test_lifecycle_reset),
 #undef T
 	};
 

@@ -1,0 +1,60 @@
+/*
+ * The control socket (src/api.c, --api-socket): run control from outside,
+ * one JSON line answered per connection: status, pause, resume, stop,
+ * stats. The protocol is in the README ("Scripted runs").
+ *
+ * Nothing here blocks the I/O thread: clients are served non-blocking from
+ * its epoll (at most API_MAX_CLIENTS at once, one line of at most
+ * API_LINE_MAX bytes each, idle ones closed after API_IDLE_S); a pause is
+ * answered when the last vCPU parks (vcpu.h), or fails after
+ * VMM_PAUSE_WAIT_S and leaves the VM running; a stop presses Ctrl-Alt-Del
+ * and, if the guest ignores it for VMM_STOP_GRACE_S, stops the VM.
+ *
+ * Ordering: api_init() after the machine is created and before the run
+ * (it listens at once); served on the I/O thread; api_destroy() after the
+ * run (it removes the socket file).
+ */
+#ifndef VMM_API_H
+#define VMM_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "compiler.h"
+
+#define VMM_STOP_GRACE_S 10 /* api "stop": then a hard stop */
+#define VMM_PAUSE_WAIT_S 2  /* a pause not done by then fails */
+#define API_MAX_CLIENTS 8
+#define API_LINE_MAX 256
+#define API_IDLE_S 5
+
+struct machine;
+
+struct api_client {
+	int fd; /* -1: free */
+	size_t len;
+	uint64_t since_ns;
+	bool waits_pause; /* sent "pause": answered when it completes */
+	char buf[API_LINE_MAX];
+};
+
+struct api {
+	struct machine *m;
+	const char *path;
+	int listen_fd;
+	int clients_ep; /* the clients' own epoll, watched by the I/O loop */
+	int sweep_fd;	/* closes idle clients */
+	int pause_fd;	/* the pause deadline (timerfd) */
+	int grace_fd;	/* api "stop" deadline */
+	bool pausing;	/* a pause asked, not all vCPUs parked yet */
+	bool stop_sent; /* Ctrl-Alt-Del sent, grace timer armed */
+	struct api_client clients[API_MAX_CLIENTS];
+	bool ready;
+};
+
+/* Listen on path (the pause and stop timers too); one line and -errno. */
+int api_init(struct api *a, struct machine *m, const char *path) WUR;
+void api_destroy(struct api *a);
+
+#endif

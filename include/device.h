@@ -1,0 +1,102 @@
+/*
+ * Devices on the board: what a device may use of the machine (struct
+ * dev_services) and the one lifecycle every device implements (struct
+ * device_ops). The board (src/machine.c) creates the devices in a fixed
+ * order from the validated configuration, keeps them in one list, and
+ * walks that list for every machine-wide step; snapshots and migration
+ * walk it too, so a device that implements the table is never left out.
+ *
+ * The lifecycle and its ordering rules, a contract for every device:
+ *
+ *   create   (the device's own *_realize function, not in the table)
+ *            On the main thread, before any vCPU or the I/O thread runs,
+ *            in board order. It registers its bus ranges, PCI slot,
+ *            interrupt routes and I/O watches through dev_services and
+ *            nothing else. On failure it has undone its own work and
+ *            printed one line.
+ *   reset    Back to the power-on state, as a machine reset does it.
+ *            Called only while the device is quiesced (or never started):
+ *            no vCPU is in the device and no I/O is in flight.
+ *   quiesce  Stop taking new work from the guest (doorbells, backend
+ *            readiness), finish every request already in flight (its
+ *            completion and interrupt included), then hold still: guest
+ *            memory and the device's state no longer change. Called on the
+ *            I/O thread with every vCPU paused, in board order. Bounded:
+ *            returns -errno (nothing left half done) if in-flight work
+ *            cannot finish, and then the device is resumed by the caller.
+ *   resume   Undo quiesce: take work again, from the state it held. Called
+ *            on the I/O thread, in reverse board order, before the vCPUs
+ *            run again.
+ *   save     Write the device's state (quiesced) as one section. NULL
+ *   restore  until the device supports snapshots; restore runs after
+ *            create and before the first resume.
+ *   destroy  Undo create: after the vCPUs and the I/O thread stopped, in
+ *            reverse board order, so a device goes before what it uses.
+ */
+#ifndef VMM_DEVICE_H
+#define VMM_DEVICE_H
+
+#include <stdbool.h>
+
+#include "compiler.h"
+
+struct bus;
+struct guest_mem;
+struct io_loop;
+struct irq_router;
+struct pci_bus;
+struct state_reader;
+struct state_writer;
+
+/* The services a device is given; it reaches the machine through nothing else. */
+struct dev_services {
+	struct guest_mem *mem;
+	struct bus *pio, *mmio;
+	struct pci_bus *pci; /* slots, BAR windows, memory slots */
+	struct irq_router *irq;
+	struct io_loop *io;
+	unsigned int nr_vcpus; /* default for per-vCPU queues */
+	int vm_fd;	       /* VFIO's kvm-vfio pseudo device only */
+};
+
+struct device;
+
+struct device_ops {
+	void (*reset)(struct device *dev);
+	int (*quiesce)(struct device *dev) WUR;
+	void (*resume)(struct device *dev);
+	/* The writer and reader of a saved state (a file or a socket carry
+	 * the same bytes) arrive with snapshots; until then both are NULL. */
+	int (*save)(struct device *dev, struct state_writer *w);
+	int (*restore)(struct device *dev, struct state_reader *r);
+	void (*destroy)(struct device *dev);
+};
+
+/* One device on the board: its ops and its own state. */
+struct device {
+	const struct device_ops *ops;
+	void *opaque;
+	const char *name; /* for log lines: "serial", "vda", "net0", "0000:01:00.0" */
+	bool quiesced;
+};
+
+/* An ordered list of devices, in creation order (src/device.c). */
+#define DEVICE_MAX 64
+struct device_list {
+	struct device devs[DEVICE_MAX];
+	unsigned int n;
+};
+
+/* Append a created device; -ENOSPC when the board is full. */
+int device_add(struct device_list *l, const struct device_ops *ops, void *opaque,
+	       const char *name) WUR;
+/* Quiesce every device in order; on a failure, resume those done and return it. */
+int device_quiesce_all(struct device_list *l) WUR;
+/* Resume every quiesced device, in reverse order. */
+void device_resume_all(struct device_list *l);
+/* Reset every device, in order (all quiesced or never started). */
+void device_reset_all(struct device_list *l);
+/* Destroy every device, in reverse order, and empty the list. */
+void device_destroy_all(struct device_list *l);
+
+#endif

@@ -1,0 +1,93 @@
+/* The I/O thread's epoll loop (see io_loop.h). */
+#include <errno.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "io_loop.h"
+
+int io_loop_init(struct io_loop *l)
+{
+	l->nr_watches = 0;
+	l->epfd = epoll_create1(EPOLL_CLOEXEC);
+	return l->epfd < 0 ? -errno : 0;
+}
+
+void io_loop_destroy(struct io_loop *l)
+{
+	if (l->epfd >= 0)
+		close(l->epfd);
+	l->epfd = -1;
+	l->nr_watches = 0;
+}
+
+int io_watch(struct io_loop *l, int fd, void (*fn)(void *), void *opaque)
+{
+	struct epoll_event ev = {.events = EPOLLIN};
+	unsigned int i = l->nr_watches;
+
+	if (i == IO_MAX_WATCHES)
+		return -ENOSPC;
+	l->watches[i] = (struct io_watch){fn, opaque, fd};
+	ev.data.u64 = i;
+	if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+		return -errno;
+	l->nr_watches++;
+	return 0;
+}
+
+int io_watch_enable(struct io_loop *l, int fd, bool on)
+{
+	for (unsigned int i = 0; i < l->nr_watches; i++) {
+		struct epoll_event ev = {.events = on ? EPOLLIN : 0, .data.u64 = i};
+
+		if (l->watches[i].fd != fd)
+			continue;
+		return epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) < 0 ? -errno : 0;
+	}
+	return -ENOENT;
+}
+
+int io_loop_run(struct io_loop *l, const int *stop)
+{
+	while (!__atomic_load_n(stop, __ATOMIC_ACQUIRE)) {
+		struct epoll_event evs[32];
+		int n = epoll_wait(l->epfd, evs, 32, -1);
+
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		for (int i = 0; i < n; i++) {
+			struct io_watch *w = &l->watches[evs[i].data.u64];
+
+			w->fn(w->opaque);
+		}
+	}
+	return 0;
+}
+
+int io_timer_new(void)
+{
+	int fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+
+	return fd < 0 ? -errno : fd;
+}
+
+int io_timer_set(int fd, double seconds)
+{
+	struct itimerspec it = {
+	    .it_value = {.tv_sec = (time_t)seconds,
+			 .tv_nsec = (long)((seconds - (double)(time_t)seconds) * 1e9)}};
+
+	if (seconds > 0 && it.it_value.tv_sec == 0 && it.it_value.tv_nsec == 0)
+		it.it_value.tv_nsec = 1;
+	return timerfd_settime(fd, 0, &it, NULL) < 0 ? -errno : 0;
+}
+
+void io_fd_ack(int fd)
+{
+	uint64_t n;
+
+	(void)!read(fd, &n, sizeof(n));
+}
