@@ -41,7 +41,8 @@ fi
 
 # bench_section LABEL SCRIPT: run a bench script, echo its JSON line (or null).
 bench_section() {
-	local label=$1 script=$2 log=$out/$(basename "$2").txt json
+	local label=$1 script=$2 log json
+	log=$out/$(basename "$2").txt
 	echo >&2
 	if "$script" | tee "$log" >&2; then
 		json=$(grep -E '^\{.*\}$' "$log" | tail -n 1)

@@ -10,7 +10,7 @@ LAB_PROG=demo
 . "$(dirname "$0")/lab/lib.sh"
 cd "$LAB_ROOT"
 
-mode=batch
+mode='batch'
 [ -t 0 ] && [ -t 1 ] && mode=interactive
 cmdline="console=ttyS0 reboot=k panic=-1 acpi=off quiet vmmdemo=$mode"
 

@@ -3,6 +3,9 @@
 # for bad input, clean stdout, console sinks, signals. Uses $VMM (default
 # build/vmm) and the tiny guests in build/guests. Boot cases skip without
 # a usable /dev/kvm; bad-input cases never need it.
+# Every case ends "CHECKS && ok NAME || bad NAME WHY": ok always succeeds,
+# so bad runs exactly when a check failed.
+# shellcheck disable=SC2015
 set -u
 VMM=${VMM:-build/vmm}
 G=build/guests
@@ -338,6 +341,7 @@ PY
 	# --- a console reader that stalls never stalls the guest or the stop
 	# (the reader sleeps on: vmm must end while it still holds the pipe)
 	rm -f "$T/rc"
+	# shellcheck disable=SC2216  # the reader that never reads, on purpose
 	{ "$VMM" run -q --kernel "$G/chatty.elf" --mem 16M --cmdline mode=flood --timeout 2 \
 		2>"$T/err"; echo $? >"$T/rc"; } | sleep 40 &
 	reader=$!
@@ -351,6 +355,7 @@ PY
 	# Past the pipe's and vmm's buffers the bytes are dropped and counted;
 	# then SIGTERM still ends the run at once.
 	rm -f "$T/c.sock"
+	# shellcheck disable=SC2216  # the reader that never reads, on purpose
 	{ "$VMM" run -q --kernel "$G/chatty.elf" --mem 16M --cmdline mode=flood --api-socket "$T/c.sock" \
 		--result "json:$T/c.json" 2>"$T/err" & echo $! >"$T/pid"; wait $!; } | sleep 40 &
 	reader=$!
@@ -366,6 +371,7 @@ PY
 	for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 	kill "$reader" 2>/dev/null
 	wait "$reader" 2>/dev/null
+	# shellcheck disable=SC2002  # cat's own error, if any, goes in the message
 	[ "$dropped" -gt 0 ] 2>/dev/null && [ "$(json_field "$T/c.json" status)" = 143 ] &&
 		[ "$(json_field "$T/c.json" console_dropped_bytes)" -ge "$dropped" ] &&
 		ok "stalled console reader: bytes dropped and counted, SIGTERM ends the run" ||

@@ -12,7 +12,7 @@
 # A failing input is kept as build/fuzz/artifacts/NAME-KIND-* (crash, leak,
 # oom, timeout), the whole output of a run in build/fuzz/logs/NAME.log.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit
 
 FUZZ_CC=${FUZZ_CC:-clang}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
@@ -86,7 +86,7 @@ regress() {
 	fi
 	echo "fuzz_$name: $(find "$corpus" -type f | wc -l) corpus inputs pass (cov ${cov:-?}, ft ${ft:-?})"
 	if [ "$secs" -gt 0 ]; then
-		scratch=$(mktemp -d /tmp/vmm-fuzz-$name.XXXXXX)
+		scratch=$(mktemp -d "/tmp/vmm-fuzz-$name.XXXXXX")
 		"$bin" "${LF[@]}" -max_total_time="$secs" -artifact_prefix="$art" \
 			"$scratch" "$corpus" >>"$log" 2>&1
 		rc=$?
@@ -95,6 +95,7 @@ regress() {
 		st=$(stat_of "$log" number_of_executed_units)
 		if [ $rc != 0 ]; then
 			crash_report "$log"
+			# shellcheck disable=SC2012  # the newest: ls -t; our own names
 			echo "fuzz_$name: crash after ${st:-?} executions; input in $(ls -t "$art"* 2>/dev/null | head -n1), log in $log"
 			echo "0 passed, 1 failed, 0 skipped"
 			return 1
@@ -127,6 +128,7 @@ fuzz() {
 		"${cov:-?}" "${ft:-?}" "${corp:-?}" "${newu:-?}" "$crashes"
 	if [ $rc != 0 ]; then
 		crash_report "$log" | head -n 20 | sed 's/^/    /'
+		# shellcheck disable=SC2012  # the newest: ls -t; our own names
 		echo "    crashing input: $(ls -t build/fuzz/artifacts/"$name"-* | head -n1); log in $log"
 	fi
 	return $rc

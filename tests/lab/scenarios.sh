@@ -236,6 +236,7 @@ lab_script_scenarios() {
 
 # seccomp, a user without root, and VMMs killed in the middle of guest
 # writes (the images on the RAM disk at /img, from lab_blk_scenarios).
+# shellcheck disable=SC2034  # the list of what follows; nothing reads it yet
 FAULT_SCENARIOS="sc-kill sc-off nonroot term-stream kill-stream fs-kill fs-verify"
 lab_fault_scenarios() {
     fault_boot="--kernel $KERNEL --initrd $INITRD"
@@ -278,6 +279,7 @@ NONROOT
     # r. SIGTERM, then SIGKILL, while the guest streams fsync'd 4 MiB chunks
     #    to a raw disk: every chunk whose fsync returned is in the image
     for fault_sig in TERM KILL; do
+        # shellcheck disable=SC2018,SC2019  # signal names are ASCII
         fault_n=$(echo "$fault_sig" | tr 'A-Z' 'a-z')-stream
         truncate -s 128M /img/stream.img
         # shellcheck disable=SC2086
