@@ -32,17 +32,17 @@
 #include "virtq.h"
 
 /* Fake guest RAM layout (gpa). The rings fit a queue of 256. */
-#define DESC_GPA 0x0000ULL
-#define AVAIL_GPA 0x1000ULL
-#define USED_GPA 0x2000ULL
-#define HDR_GPA 0x4000ULL    /* 16-byte headers, one per request */
-#define STATUS_GPA 0x5000ULL /* status bytes, one per request */
-#define BUF_GPA 0x100000ULL  /* data buffers, bs apart (aligned for O_DIRECT) */
+#define DESC_GPA   0x0000ULL
+#define AVAIL_GPA  0x1000ULL
+#define USED_GPA   0x2000ULL
+#define HDR_GPA	   0x4000ULL   /* 16-byte headers, one per request */
+#define STATUS_GPA 0x5000ULL   /* status bytes, one per request */
+#define BUF_GPA	   0x100000ULL /* data buffers, bs apart (aligned for O_DIRECT) */
 
-#define SECTOR 512ULL
+#define SECTOR	      512ULL
 #define DESCS_PER_REQ 3
 #define STATUS_POISON 0xee /* not a status the device writes */
-#define POLL_MS 5000
+#define POLL_MS	      5000
 
 struct opts {
 	struct disk_config dc;
@@ -79,31 +79,31 @@ static void bb_notify_config(struct virtio_dev *d)
 }
 
 static const struct virtio_transport_ops bb_tops = {
-	.notify_queue = bb_notify_queue,
-	.notify_config = bb_notify_config,
+    .notify_queue = bb_notify_queue,
+    .notify_config = bb_notify_config,
 };
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: blkbench --file PATH [--engine io_uring|aio|sync] [--cache none|writeback]\n"
-		"                [--qd N] [--bs BYTES] [--rw randread|randwrite] [--seconds S]\n"
-		"defaults: io_uring, cache=none, qd 32, bs 4096, randread, 5 seconds\n");
+	fprintf(
+	    f, "usage: blkbench --file PATH [--engine io_uring|aio|sync] [--cache none|writeback]\n"
+	       "                [--qd N] [--bs BYTES] [--rw randread|randwrite] [--seconds S]\n"
+	       "defaults: io_uring, cache=none, qd 32, bs 4096, randread, 5 seconds\n");
 }
 
 /* Parse the command line; 0, or -EINVAL after one message. */
 static int parse_args(int argc, char **argv, struct opts *o)
 {
 	static const struct option longopts[] = {
-		{"file", required_argument, NULL, 'f'},
-		{"engine", required_argument, NULL, 'e'},
-		{"cache", required_argument, NULL, 'c'},
-		{"qd", required_argument, NULL, 'q'},
-		{"bs", required_argument, NULL, 'b'},
-		{"rw", required_argument, NULL, 'r'},
-		{"seconds", required_argument, NULL, 's'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"file", required_argument, NULL, 'f'},
+	    {"engine", required_argument, NULL, 'e'},
+	    {"cache", required_argument, NULL, 'c'},
+	    {"qd", required_argument, NULL, 'q'},
+	    {"bs", required_argument, NULL, 'b'},
+	    {"rw", required_argument, NULL, 'r'},
+	    {"seconds", required_argument, NULL, 's'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	unsigned long v;
 	int c, li = 0;
@@ -114,9 +114,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			   .seconds = 5};
 	while ((c = getopt_long(argc, argv, "h", longopts, &li)) != -1) {
 		switch (c) {
-		case 'f':
-			o->dc.path = optarg;
-			break;
+		case 'f': o->dc.path = optarg; break;
 		case 'e':
 			if (!strcmp(optarg, "io_uring"))
 				o->dc.engine = BLK_ENGINE_IO_URING;
@@ -158,12 +156,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				goto bad;
 			o->seconds = (unsigned int)v;
 			break;
-		case 'h':
-			usage(stdout);
-			exit(0);
-		default:
-			usage(stderr);
-			return -EINVAL;
+		case 'h': usage(stdout); exit(0);
+		default: usage(stderr); return -EINVAL;
 		}
 	}
 	if (!o->dc.path || optind != argc) {
@@ -172,7 +166,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	}
 	return 0;
 bad:
-	fprintf(stderr, "blkbench: bad value '%s' for --%s (qd 1-%d, bs a multiple of 512 up to 1M, seconds 1-3600)\n",
+	fprintf(stderr,
+		"blkbench: bad value '%s' for --%s (qd 1-%d, bs a multiple of 512 up to 1M, "
+		"seconds 1-3600)\n",
 		optarg, longopts[li].name, 256 / DESCS_PER_REQ);
 	return -EINVAL;
 }
@@ -239,15 +235,19 @@ static int harvest(struct bench *b, const struct opts *o, bool repost)
 		unsigned int i = e.id / DESCS_PER_REQ;
 
 		if (e.id % DESCS_PER_REQ || i >= o->qd) {
-			fprintf(stderr, "blkbench: used ring names head %u, not one we posted\n", e.id);
+			fprintf(stderr, "blkbench: used ring names head %u, not one we posted\n",
+				e.id);
 			return -1;
 		}
 		if (b->status[i] != VIRTIO_BLK_S_OK || e.len != want_len) {
-			fprintf(stderr, "blkbench: request at sector %llu failed: status %u (%s), used len %u (want %u)\n",
+			fprintf(stderr,
+				"blkbench: request at sector %llu failed: status %u (%s), used len "
+				"%u (want %u)\n",
 				(unsigned long long)b->hdr[i].sector, b->status[i],
-				b->status[i] == VIRTIO_BLK_S_IOERR ? "IOERR" :
-				b->status[i] == VIRTIO_BLK_S_UNSUPP ? "UNSUPP" :
-				b->status[i] == STATUS_POISON ? "not written" : "OK",
+				b->status[i] == VIRTIO_BLK_S_IOERR    ? "IOERR"
+				: b->status[i] == VIRTIO_BLK_S_UNSUPP ? "UNSUPP"
+				: b->status[i] == STATUS_POISON	      ? "not written"
+								      : "OK",
 				e.len, want_len);
 			return -1;
 		}
@@ -278,14 +278,15 @@ static int setup(struct bench *b, const struct opts *o)
 	memset(gpa(b, 0, ram), 0, ram);
 	b->rng = 0x9e3779b97f4a7c15ULL;
 	for (uint64_t *p = gpa(b, BUF_GPA, (uint64_t)o->qd * o->bs),
-		      *end = p + (uint64_t)o->qd * o->bs / sizeof(*p); p < end; p++)
+		      *end = p + (uint64_t)o->qd * o->bs / sizeof(*p);
+	     p < end; p++)
 		*p = rnd(b);
 
 	b->d = d = blk_open(&o->dc, 0, 1, &b->mem, &usage_err);
 	if (!d)
 		return -1; /* blk_open said why */
-	d->ops->config_access(d, offsetof(struct virtio_blk_config, capacity),
-			      (uint8_t *)&capacity, sizeof(capacity), false);
+	d->ops->config_access(d, offsetof(struct virtio_blk_config, capacity), (uint8_t *)&capacity,
+			      sizeof(capacity), false);
 	b->blocks = capacity * SECTOR / o->bs;
 	if (!b->blocks) {
 		fprintf(stderr, "blkbench: '%s' is smaller than one block of %u bytes\n",
@@ -298,8 +299,8 @@ static int setup(struct bench *b, const struct opts *o)
 	while (b->qsize < DESCS_PER_REQ * o->qd)
 		b->qsize <<= 1;
 	if (b->qsize > d->queue_max) {
-		fprintf(stderr, "blkbench: qd %u needs a queue of %u, the device takes %u\n",
-			o->qd, b->qsize, d->queue_max);
+		fprintf(stderr, "blkbench: qd %u needs a queue of %u, the device takes %u\n", o->qd,
+			b->qsize, d->queue_max);
 		return -1;
 	}
 
@@ -339,20 +340,19 @@ static int setup(struct bench *b, const struct opts *o)
 	for (unsigned int i = 0; i < o->qd; i++) {
 		uint16_t h = (uint16_t)(DESCS_PER_REQ * i);
 
-		b->hdr[i] = (struct virtio_blk_outhdr){
-			.type = o->write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN};
+		b->hdr[i] = (struct virtio_blk_outhdr){.type = o->write ? VIRTIO_BLK_T_OUT
+									: VIRTIO_BLK_T_IN};
 		b->desc[h] = (struct vring_desc){.addr = HDR_GPA + sizeof(*b->hdr) * i,
 						 .len = sizeof(*b->hdr),
 						 .flags = VRING_DESC_F_NEXT,
 						 .next = (uint16_t)(h + 1)};
 		b->desc[h + 1] = (struct vring_desc){
-			.addr = BUF_GPA + (uint64_t)o->bs * i,
-			.len = o->bs,
-			.flags = (uint16_t)(VRING_DESC_F_NEXT | (o->write ? 0 : VRING_DESC_F_WRITE)),
-			.next = (uint16_t)(h + 2)};
-		b->desc[h + 2] = (struct vring_desc){.addr = STATUS_GPA + i,
-						     .len = 1,
-						     .flags = VRING_DESC_F_WRITE};
+		    .addr = BUF_GPA + (uint64_t)o->bs * i,
+		    .len = o->bs,
+		    .flags = (uint16_t)(VRING_DESC_F_NEXT | (o->write ? 0 : VRING_DESC_F_WRITE)),
+		    .next = (uint16_t)(h + 2)};
+		b->desc[h + 2] = (struct vring_desc){
+		    .addr = STATUS_GPA + i, .len = 1, .flags = VRING_DESC_F_WRITE};
 	}
 	return 0;
 }
@@ -381,8 +381,9 @@ static int run(struct bench *b, const struct opts *o, double *iops)
 			if (r < 0 && errno == EINTR)
 				continue;
 			if (r <= 0) {
-				fprintf(stderr, "blkbench: %s\n", r ? strerror(errno) :
-					"no completion in 5 s: the device lost requests");
+				fprintf(stderr, "blkbench: %s\n",
+					r ? strerror(errno)
+					  : "no completion in 5 s: the device lost requests");
 				return -1;
 			}
 			blk_complete(b->d);
@@ -417,8 +418,8 @@ int main(int argc, char **argv)
 		return 2;
 	if (setup(&b, &o) == 0 && run(&b, &o, &iops) == 0) {
 		printf("blkbench: engine=%s rw=%s qd=%u bs=%u iops=%.0f seconds=%u\n",
-		       blk_engine_name(o.dc.engine), o.write ? "randwrite" : "randread",
-		       o.qd, o.bs, iops, o.seconds);
+		       blk_engine_name(o.dc.engine), o.write ? "randwrite" : "randread", o.qd, o.bs,
+		       iops, o.seconds);
 		rc = 0;
 	}
 	/* blk_close waits for what is still in flight before RAM goes. */

@@ -11,7 +11,7 @@
 #include "guest.h"
 
 #define AP_TRAMP_GPA 0x6000UL
-#define AP_LAPIC 0xfee00000UL
+#define AP_LAPIC     0xfee00000UL
 
 extern const uint8_t ap_tramp_start[], ap_tramp_end[], ap_tramp_stack[], ap_tramp_entry[];
 
@@ -75,9 +75,9 @@ static inline void ap_start(unsigned int cpu, void (*entry)(void), void *stack_t
 	for (const uint8_t *s = ap_tramp_start; s < ap_tramp_end; s++)
 		*dst++ = *s;
 	*(volatile uint64_t *)(AP_TRAMP_GPA + (uintptr_t)(ap_tramp_entry - ap_tramp_start)) =
-		(uint64_t)(uintptr_t)entry;
+	    (uint64_t)(uintptr_t)entry;
 	*(volatile uint64_t *)(AP_TRAMP_GPA + (uintptr_t)(ap_tramp_stack - ap_tramp_start)) =
-		(uint64_t)(uintptr_t)stack_top;
+	    (uint64_t)(uintptr_t)stack_top;
 	ap_lapic_write(0xf0, 0x1ff); /* SVR: software-enable the local APIC */
 	ap_lapic_write(0x310, cpu << 24);
 	ap_lapic_write(0x300, 0x4500); /* INIT */

@@ -7,10 +7,10 @@
  */
 #include "guest.h"
 
-#define ZP_E820_ENTRIES 0x1e8
+#define ZP_E820_ENTRIES	 0x1e8
 #define ZP_RAMDISK_IMAGE 0x218
-#define ZP_RAMDISK_SIZE 0x21c
-#define ZP_E820_TABLE 0x2d0
+#define ZP_RAMDISK_SIZE	 0x21c
+#define ZP_E820_TABLE	 0x2d0
 
 void main(void *zeropage);
 void main(void *zeropage)

@@ -7,7 +7,7 @@
 #define COM1 0x3f8
 
 /* Test device of tests/guest (see guest_tests.c). */
-#define TESTDEV_PIO 0x5000
+#define TESTDEV_PIO  0x5000
 #define TESTDEV_MMIO 0xd0000000UL
 
 static inline void outb(uint16_t port, uint8_t v)
@@ -60,20 +60,18 @@ static inline void puthex(uint64_t v, int digits)
 		putc_com1("0123456789abcdef"[(v >> (i * 4)) & 0xf]);
 }
 
-static inline void cpuid(uint32_t leaf, uint32_t sub, uint32_t *a, uint32_t *b,
-			 uint32_t *c, uint32_t *d)
+static inline void cpuid(uint32_t leaf, uint32_t sub, uint32_t *a, uint32_t *b, uint32_t *c,
+			 uint32_t *d)
 {
-	__asm__ volatile("cpuid"
-			 : "=a"(*a), "=b"(*b), "=c"(*c), "=d"(*d)
-			 : "a"(leaf), "c"(sub));
+	__asm__ volatile("cpuid" : "=a"(*a), "=b"(*b), "=c"(*c), "=d"(*d) : "a"(leaf), "c"(sub));
 }
 
 /* The kernel command line vmm passed (boot_params.hdr.cmd_line_ptr). */
 #define ZP_CMD_LINE_PTR 0x228
 static inline const char *cmdline_of(const void *zeropage)
 {
-	return (const char *)(uintptr_t)*(const uint32_t *)((const uint8_t *)zeropage +
-							   ZP_CMD_LINE_PTR);
+	return (const char *)(uintptr_t) *
+	       (const uint32_t *)((const uint8_t *)zeropage + ZP_CMD_LINE_PTR);
 }
 
 /* Whether "key=value" is a word of the command line s (key ends in '='). */

@@ -17,42 +17,42 @@
 #include "ap.h"
 #include "guest.h"
 
-#define SLOT_BLK 1 /* the first --disk */
-#define SLOT_NET 2 /* the first --net, after one disk */
-#define SLOT_BLK1 2 /* a second --disk (bar-collide: no --net) */
-#define EXIT_MMIO 0xfebff000UL /* vmm's exit device page */
-#define EXIT_BAR_COLLIDE 42 /* what bar-collide writes there at the end */
-#define ID_BLK 0x10421af4
-#define ID_NET 0x10411af4
-#define NET_HDR 12 /* struct virtio_net_hdr_mrg_rxbuf, always with VERSION_1 */
-#define QSZ 8
+#define SLOT_BLK	 1	      /* the first --disk */
+#define SLOT_NET	 2	      /* the first --net, after one disk */
+#define SLOT_BLK1	 2	      /* a second --disk (bar-collide: no --net) */
+#define EXIT_MMIO	 0xfebff000UL /* vmm's exit device page */
+#define EXIT_BAR_COLLIDE 42	      /* what bar-collide writes there at the end */
+#define ID_BLK		 0x10421af4
+#define ID_NET		 0x10411af4
+#define NET_HDR		 12 /* struct virtio_net_hdr_mrg_rxbuf, always with VERSION_1 */
+#define QSZ		 8
 
 /* virtio 1.2 4.1.4.3, struct virtio_pci_common_cfg. */
 #define C_DFSELECT 0x00
-#define C_DF 0x04
+#define C_DF	   0x04
 #define C_GFSELECT 0x08
-#define C_GF 0x0c
-#define C_NUMQ 0x12
-#define C_STATUS 0x14
-#define C_GEN 0x15
-#define C_QSELECT 0x16
-#define C_QSIZE 0x18
-#define C_QENABLE 0x1c
-#define C_QNOTIFY 0x1e
-#define C_QDESC 0x20
-#define C_QAVAIL 0x28
-#define C_QUSED 0x30
+#define C_GF	   0x0c
+#define C_NUMQ	   0x12
+#define C_STATUS   0x14
+#define C_GEN	   0x15
+#define C_QSELECT  0x16
+#define C_QSIZE	   0x18
+#define C_QENABLE  0x1c
+#define C_QNOTIFY  0x1e
+#define C_QDESC	   0x20
+#define C_QAVAIL   0x28
+#define C_QUSED	   0x30
 
-#define S_ACK 1
-#define S_DRIVER 2
-#define S_DRIVER_OK 4
+#define S_ACK	      1
+#define S_DRIVER      2
+#define S_DRIVER_OK   4
 #define S_FEATURES_OK 8
 #define S_NEEDS_RESET 0x40
 
-#define F_NEXT 1
-#define F_WRITE 2
-#define F_INDIRECT 4
-#define FEAT_INDIRECT (1u << 28)
+#define F_NEXT	       1
+#define F_WRITE	       2
+#define F_INDIRECT     4
+#define FEAT_INDIRECT  (1u << 28)
 #define FEAT_VERSION_1 1u /* bit 32: word 1, bit 0 */
 
 struct desc {
@@ -87,7 +87,7 @@ struct req {
 static struct ring rings[2];
 static struct req req;
 static struct desc table[4] __attribute__((aligned(16)));
-static uint64_t bar;   /* BAR 0 as vmm assigned it */
+static uint64_t bar; /* BAR 0 as vmm assigned it */
 static uint64_t common, devcfg, notify;
 static uint32_t notify_mult;
 static uint16_t last_used[2];
@@ -215,8 +215,7 @@ static int negotiate(uint32_t extra)
 	return 0;
 }
 
-static void queue_config(uint16_t q, uint16_t size, uint64_t desc, uint64_t avail,
-			 uint64_t used)
+static void queue_config(uint16_t q, uint16_t size, uint64_t desc, uint64_t avail, uint64_t used)
 {
 	MMIO(uint16_t, common + C_QSELECT) = q;
 	MMIO(uint16_t, common + C_QSIZE) = size;
@@ -370,13 +369,34 @@ static void f_indirect_loop(struct desc *d)
 	d[0] = (struct desc){(uintptr_t)table, 3 * sizeof(struct desc), F_INDIRECT, 0};
 }
 
-static void a_desc_loop(void) { bad_chain(f_loop); }
-static void a_outside_ram(void) { bad_chain(f_outside_ram); }
-static void a_mmio_hole(void) { bad_chain(f_mmio_hole); }
-static void a_len_4g(void) { bad_chain(f_len_4g); }
-static void a_addr_wrap(void) { bad_chain(f_addr_wrap); }
-static void a_write_then_read(void) { bad_chain(f_write_then_read); }
-static void a_next_range(void) { bad_chain(f_next_range); }
+static void a_desc_loop(void)
+{
+	bad_chain(f_loop);
+}
+static void a_outside_ram(void)
+{
+	bad_chain(f_outside_ram);
+}
+static void a_mmio_hole(void)
+{
+	bad_chain(f_mmio_hole);
+}
+static void a_len_4g(void)
+{
+	bad_chain(f_len_4g);
+}
+static void a_addr_wrap(void)
+{
+	bad_chain(f_addr_wrap);
+}
+static void a_write_then_read(void)
+{
+	bad_chain(f_write_then_read);
+}
+static void a_next_range(void)
+{
+	bad_chain(f_next_range);
+}
 
 static void a_indirect_loop(void)
 {
@@ -553,11 +573,26 @@ static void f_tx_loop(struct desc *d)
 	d[1].next = 0;
 }
 
-static void a_net_tx_writable(void) { bad_frame(f_tx_writable); }
-static void a_net_tx_short(void) { bad_frame(f_tx_short); }
-static void a_net_tx_csum(void) { bad_frame(f_tx_csum); }
-static void a_net_tx_huge(void) { bad_frame(f_tx_huge); }
-static void a_net_tx_loop(void) { bad_frame(f_tx_loop); }
+static void a_net_tx_writable(void)
+{
+	bad_frame(f_tx_writable);
+}
+static void a_net_tx_short(void)
+{
+	bad_frame(f_tx_short);
+}
+static void a_net_tx_csum(void)
+{
+	bad_frame(f_tx_csum);
+}
+static void a_net_tx_huge(void)
+{
+	bad_frame(f_tx_huge);
+}
+static void a_net_tx_loop(void)
+{
+	bad_frame(f_tx_loop);
+}
 
 /* ---- more than one vCPU: the second one joins the attack ---- */
 
@@ -773,35 +808,35 @@ struct attack {
 };
 
 static const struct attack attacks[] = {
-	{"desc-loop", a_desc_loop},
-	{"indirect-loop", a_indirect_loop},
-	{"outside-ram", a_outside_ram},
-	{"mmio-hole", a_mmio_hole},
-	{"len-4g", a_len_4g},
-	{"addr-wrap", a_addr_wrap},
-	{"write-then-read", a_write_then_read},
-	{"next-range", a_next_range},
-	{"avail-jump", a_avail_jump},
-	{"head-range", a_head_range},
-	{"queue-size", a_queue_size},
-	{"queue-huge", a_queue_huge},
-	{"ring-outside-ram", a_ring_outside_ram},
-	{"rings-overlap", a_rings_overlap},
-	{"queues-overlap", a_queues_overlap},
-	{"kick-disabled", a_kick_disabled},
-	{"kick-missing", a_kick_missing},
-	{"ro-common", a_ro_common},
-	{"ro-devcfg", a_ro_devcfg},
-	{"ro-pcicfg", a_ro_pcicfg},
-	{"bar-on-ram", a_bar_on_ram},
-	{"net-tx-writable", a_net_tx_writable},
-	{"net-tx-short", a_net_tx_short},
-	{"net-tx-csum", a_net_tx_csum},
-	{"net-tx-huge", a_net_tx_huge},
-	{"net-tx-loop", a_net_tx_loop},
-	{"flood", a_flood},
-	{"bar-collide", a_bar_collide},
-	{"net-tx-hdr-race", a_net_tx_hdr_race},
+    {"desc-loop", a_desc_loop},
+    {"indirect-loop", a_indirect_loop},
+    {"outside-ram", a_outside_ram},
+    {"mmio-hole", a_mmio_hole},
+    {"len-4g", a_len_4g},
+    {"addr-wrap", a_addr_wrap},
+    {"write-then-read", a_write_then_read},
+    {"next-range", a_next_range},
+    {"avail-jump", a_avail_jump},
+    {"head-range", a_head_range},
+    {"queue-size", a_queue_size},
+    {"queue-huge", a_queue_huge},
+    {"ring-outside-ram", a_ring_outside_ram},
+    {"rings-overlap", a_rings_overlap},
+    {"queues-overlap", a_queues_overlap},
+    {"kick-disabled", a_kick_disabled},
+    {"kick-missing", a_kick_missing},
+    {"ro-common", a_ro_common},
+    {"ro-devcfg", a_ro_devcfg},
+    {"ro-pcicfg", a_ro_pcicfg},
+    {"bar-on-ram", a_bar_on_ram},
+    {"net-tx-writable", a_net_tx_writable},
+    {"net-tx-short", a_net_tx_short},
+    {"net-tx-csum", a_net_tx_csum},
+    {"net-tx-huge", a_net_tx_huge},
+    {"net-tx-loop", a_net_tx_loop},
+    {"flood", a_flood},
+    {"bar-collide", a_bar_collide},
+    {"net-tx-hdr-race", a_net_tx_hdr_race},
 };
 
 void main(void *zeropage);

@@ -39,7 +39,8 @@ void main(void *zeropage)
 	outl(TESTDEV_PIO + 4, 0x44556677);
 	/* rep outsb: one exit, four accesses to the same port */
 	__asm__ volatile("rep outsb"
-			 : : "S"(str), "c"(4), "d"((uint16_t)(TESTDEV_PIO + 8))
+			 :
+			 : "S"(str), "c"(4), "d"((uint16_t)(TESTDEV_PIO + 8))
 			 : "memory");
 	MMIO(uint8_t, TESTDEV_MMIO + 0x10) = 0x88;
 	MMIO(uint16_t, TESTDEV_MMIO + 0x20) = 0x99aa;

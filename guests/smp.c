@@ -31,7 +31,7 @@ static unsigned int mp_cpus(void)
 
 	if (mpf[0] != '_' || mpf[1] != 'M' || mpf[2] != 'P' || mpf[3] != '_')
 		return 0;
-	mpc = (const uint8_t *)(uintptr_t)*(const uint32_t *)(mpf + 4);
+	mpc = (const uint8_t *)(uintptr_t) * (const uint32_t *)(mpf + 4);
 	p = mpc + 44;
 	while (p < mpc + *(const uint16_t *)(mpc + 4)) {
 		if (*p == 0) { /* processor: 20 bytes */

@@ -25,9 +25,9 @@
 
 #define VMM_STOP_GRACE_S 10 /* api "stop": then a hard stop */
 #define VMM_PAUSE_WAIT_S 2  /* a pause not done by then fails */
-#define API_MAX_CLIENTS 8
-#define API_LINE_MAX 256
-#define API_IDLE_S 5
+#define API_MAX_CLIENTS	 8
+#define API_LINE_MAX	 256
+#define API_IDLE_S	 5
 
 struct machine;
 

@@ -16,29 +16,29 @@
 #include "compiler.h"
 #include "mem.h"
 
-#define BOOT_GDT_GPA 0x500ULL
-#define BOOT_STACK_GPA 0x8ff0ULL    /* initial rsp for guests that want one */
+#define BOOT_GDT_GPA	  0x500ULL
+#define BOOT_STACK_GPA	  0x8ff0ULL /* initial rsp for guests that want one */
 #define BOOT_ZEROPAGE_GPA 0x7000ULL /* struct boot_params, rsi at entry */
-#define BOOT_PML4_GPA 0x9000ULL
-#define BOOT_PDPT_GPA 0xa000ULL
-#define BOOT_PD_GPA 0xb000ULL /* four pages: identity map 0-4G in 2M pages */
-#define BOOT_CMDLINE_GPA 0x20000ULL
-#define BOOT_CMDLINE_MAX 0x10000ULL /* up to the EBDA-free area */
-#define BOOT_MPTABLE_GPA 0xf0000ULL /* BIOS area: Linux scans 0xf0000-0xfffff */
-#define BOOT_HIMEM_GPA 0x100000ULL
+#define BOOT_PML4_GPA	  0x9000ULL
+#define BOOT_PDPT_GPA	  0xa000ULL
+#define BOOT_PD_GPA	  0xb000ULL /* four pages: identity map 0-4G in 2M pages */
+#define BOOT_CMDLINE_GPA  0x20000ULL
+#define BOOT_CMDLINE_MAX  0x10000ULL /* up to the EBDA-free area */
+#define BOOT_MPTABLE_GPA  0xf0000ULL /* BIOS area: Linux scans 0xf0000-0xfffff */
+#define BOOT_HIMEM_GPA	  0x100000ULL
 
 #define BOOT_SEL_CODE 0x10 /* __BOOT_CS */
 #define BOOT_SEL_DATA 0x18 /* __BOOT_DS */
-#define BOOT_SEL_TSS 0x20
+#define BOOT_SEL_TSS  0x20
 
 enum kernel_kind { KERNEL_BZIMAGE, KERNEL_ELF };
 
 /* What the loader found and placed. */
 struct kernel_info {
 	enum kernel_kind kind;
-	uint64_t entry_gpa; /* 64-bit entry point */
-	uint64_t load_gpa;  /* lowest byte the kernel occupies */
-	uint64_t end_gpa;   /* first byte past what it needs (init_size) */
+	uint64_t entry_gpa;	 /* 64-bit entry point */
+	uint64_t load_gpa;	 /* lowest byte the kernel occupies */
+	uint64_t end_gpa;	 /* first byte past what it needs (init_size) */
 	struct setup_header hdr; /* bzImage: the image's header; ELF: synthesised */
 	uint32_t hdr_len;	 /* bytes of hdr that came from the image */
 };
@@ -48,18 +48,18 @@ struct kernel_info {
  * returns -ENOEXEC (not a bzImage) or -EINVAL (a bzImage we cannot boot)
  * with a reason in err. Pure: no guest memory. Exposed for tests.
  */
-int bzimage_parse(const uint8_t *buf, size_t len, struct kernel_info *ki,
-		  char *err, size_t errlen) WUR;
+int bzimage_parse(const uint8_t *buf, size_t len, struct kernel_info *ki, char *err,
+		  size_t errlen) WUR;
 
 /*
  * Load an image (bzImage or ELF64) into guest memory. Errors: -ENOEXEC
  * when it is neither, -EINVAL when it cannot be booted in this guest
  * (too large, bad headers), with a one-line reason in err.
  */
-int kernel_load(const struct guest_mem *mem, const uint8_t *buf, size_t len,
-		struct kernel_info *ki, char *err, size_t errlen) WUR;
-int elf_load(const struct guest_mem *mem, const uint8_t *buf, size_t len,
-	     struct kernel_info *ki, char *err, size_t errlen) WUR;
+int kernel_load(const struct guest_mem *mem, const uint8_t *buf, size_t len, struct kernel_info *ki,
+		char *err, size_t errlen) WUR;
+int elf_load(const struct guest_mem *mem, const uint8_t *buf, size_t len, struct kernel_info *ki,
+	     char *err, size_t errlen) WUR;
 /*
  * Every check kernel_load() makes, nothing written: mem need only be laid
  * out (mem_layout), so bad input is found before KVM is opened.
@@ -72,16 +72,15 @@ int kernel_check(const struct guest_mem *mem, const uint8_t *buf, size_t len,
  * in low RAM below the kernel's initrd_addr_max and above the kernel.
  * -ENOSPC if it does not fit.
  */
-int initrd_place(const struct guest_mem *mem, const struct kernel_info *ki,
-		 uint64_t size, uint64_t *gpa_out) WUR;
+int initrd_place(const struct guest_mem *mem, const struct kernel_info *ki, uint64_t size,
+		 uint64_t *gpa_out) WUR;
 
 /*
  * Write the zero page: the kernel's setup header, e820, command line and
  * initrd pointers. cmdline must fit the kernel's cmdline_size (-E2BIG).
  */
 int boot_write_params(const struct guest_mem *mem, const struct kernel_info *ki,
-		      const char *cmdline, uint64_t initrd_gpa,
-		      uint64_t initrd_size) WUR;
+		      const char *cmdline, uint64_t initrd_gpa, uint64_t initrd_size) WUR;
 
 /* Identity page tables for 0-4G (2M pages) and the boot GDT. */
 int boot_write_pagetables(const struct guest_mem *mem) WUR;
@@ -89,7 +88,7 @@ int boot_write_gdt(const struct guest_mem *mem) WUR;
 uint64_t boot_gdt_entry(uint16_t flags, uint32_t base, uint32_t limit);
 
 /* Intel MP table (v1.4) announcing ncpus CPUs, the IOAPIC and ISA IRQs. */
-int mptable_write(const struct guest_mem *mem, unsigned int ncpus,
-		  uint32_t cpu_signature, uint32_t cpu_features) WUR;
+int mptable_write(const struct guest_mem *mem, unsigned int ncpus, uint32_t cpu_signature,
+		  uint32_t cpu_features) WUR;
 
 #endif

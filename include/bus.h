@@ -18,8 +18,8 @@
  * One signature for PIO and MMIO. data is len bytes (1, 2, 4 or 8);
  * on reads the handler fills it. Unclaimed reads return all ones.
  */
-typedef void (*bus_handler_fn)(void *opaque, uint64_t offset, uint8_t *data,
-			       uint32_t len, bool is_write);
+typedef void (*bus_handler_fn)(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
+			       bool is_write);
 
 struct bus_range {
 	uint64_t base;
@@ -40,8 +40,8 @@ int bus_init(struct bus *bus, const char *name) WUR;
 void bus_destroy(struct bus *bus);
 
 /* 0, or -EINVAL (zero length / overflow), -EEXIST (overlap), -ENOMEM. */
-int bus_register(struct bus *bus, uint64_t base, uint64_t len,
-		 bus_handler_fn fn, void *opaque, const char *name) WUR;
+int bus_register(struct bus *bus, uint64_t base, uint64_t len, bus_handler_fn fn, void *opaque,
+		 const char *name) WUR;
 /*
  * Remove the range that starts exactly at base and was registered with
  * opaque: 0, or -ENOENT when there is none (another owner's range at base
@@ -53,7 +53,6 @@ int bus_unregister(struct bus *bus, uint64_t base, const void *opaque) WUR;
  * Dispatch an access. Returns true if a device claimed it; otherwise
  * reads are filled with 0xff and false is returned.
  */
-bool bus_access(struct bus *bus, uint64_t addr, uint8_t *data, uint32_t len,
-		bool is_write);
+bool bus_access(struct bus *bus, uint64_t addr, uint8_t *data, uint32_t len, bool is_write);
 
 #endif

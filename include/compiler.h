@@ -5,16 +5,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WUR __attribute__((warn_unused_result))
+#define WUR		  __attribute__((warn_unused_result))
 #define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define ALIGN_UP(x, a) (((x) + ((a)-1)) & ~((__typeof__(x))(a)-1))
-#define ALIGN_DOWN(x, a) ((x) & ~((__typeof__(x))(a)-1))
-#define IS_ALIGNED(x, a) (((x) & ((__typeof__(x))(a)-1)) == 0)
-#define MIN(a, b) ((a) < (b) ? (a) : (b))
-#define MAX(a, b) ((a) > (b) ? (a) : (b))
-#define STR_(x) #x
-#define STR(x) STR_(x) /* a macro's value as a string */
+#define ARRAY_SIZE(a)	  (sizeof(a) / sizeof((a)[0]))
+#define ALIGN_UP(x, a)	  (((x) + ((a)-1)) & ~((__typeof__(x))(a)-1))
+#define ALIGN_DOWN(x, a)  ((x) & ~((__typeof__(x))(a)-1))
+#define IS_ALIGNED(x, a)  (((x) & ((__typeof__(x))(a)-1)) == 0)
+#define MIN(a, b)	  ((a) < (b) ? (a) : (b))
+#define MAX(a, b)	  ((a) > (b) ? (a) : (b))
+#define STR_(x)		  #x
+#define STR(x)		  STR_(x) /* a macro's value as a string */
 
 #define KiB (1024ULL)
 #define MiB (1024ULL * KiB)

@@ -24,15 +24,16 @@ enum hugepages_mode { HUGEPAGES_AUTO, HUGEPAGES_2M, HUGEPAGES_1G, HUGEPAGES_OFF 
 enum console_kind { CONSOLE_STDIO, CONSOLE_FILE, CONSOLE_NONE };
 
 #define VMM_DEFAULT_MEM (512ULL << 20)
-#define VMM_MIN_MEM (4ULL << 20)
-#define VMM_MAX_MEM (1ULL << 40) /* 1 TiB: well inside 40-bit guest physical */
-#define VMM_MAX_CPUS 254	 /* 8-bit APIC IDs in the MP table, 0xff is broadcast */
-#define VMM_DEFAULT_CMDLINE "console=ttyS0 reboot=k panic=1 acpi=off i8042.noaux i8042.nomux i8042.nopnp"
+#define VMM_MIN_MEM	(4ULL << 20)
+#define VMM_MAX_MEM	(1ULL << 40) /* 1 TiB: well inside 40-bit guest physical */
+#define VMM_MAX_CPUS	254	     /* 8-bit APIC IDs in the MP table, 0xff is broadcast */
+#define VMM_DEFAULT_CMDLINE                                                                        \
+	"console=ttyS0 reboot=k panic=1 acpi=off i8042.noaux i8042.nomux i8042.nopnp"
 
 enum blk_engine_kind { BLK_ENGINE_IO_URING, BLK_ENGINE_AIO, BLK_ENGINE_SYNC };
 enum blk_cache { BLK_CACHE_WRITEBACK, BLK_CACHE_NONE };
 
-#define VMM_MAX_DISKS 16
+#define VMM_MAX_DISKS	  16
 #define VIRTIO_BLK_ID_LEN 20 /* VIRTIO_BLK_ID_BYTES */
 
 /* --disk path=FILE[,readonly=on][,serial=ID][,cache=none|writeback][,engine=...][,queues=N] */
@@ -45,22 +46,22 @@ struct disk_config {
 	unsigned int queues; /* 0: one per vCPU */
 };
 
-#define VMM_MAX_NETS 8
-#define NET_MAX_PAIRS 16  /* queue pairs of one device */
-#define NET_IFNAMSIZ 16	  /* IFNAMSIZ */
+#define VMM_MAX_NETS  8
+#define NET_MAX_PAIRS 16 /* queue pairs of one device */
+#define NET_IFNAMSIZ  16 /* IFNAMSIZ */
 
 /* --net tap=NAME[,mac=52:54:00:xx:xx:xx][,queues=N] */
 struct net_config {
 	char tap[NET_IFNAMSIZ];
-	uint8_t mac[6]; /* given, or derived from the tap's name */
+	uint8_t mac[6];	     /* given, or derived from the tap's name */
 	unsigned int queues; /* queue pairs, 1..NET_MAX_PAIRS */
 };
 
 #define VMM_MAX_PATTERNS 16 /* --expect and --fail, each */
 
-#define VMM_MAX_VFIO 8
+#define VMM_MAX_VFIO	    8
 #define VMM_MAX_PCI_DEVICES 31 /* slots 1-31 of bus 0 */
-#define VFIO_BDF_LEN 13 /* "dddd:bb:dd.f" */
+#define VFIO_BDF_LEN	    13 /* "dddd:bb:dd.f" */
 
 struct vmm_config {
 	const char *kernel;
@@ -74,15 +75,15 @@ struct vmm_config {
 	int verbosity;		  /* 0 normal, -1 quiet, 1.. verbose */
 	bool no_seccomp;	  /* --no-seccomp: no filter (debugging) */
 	/* For scripted runs (src/supervise.c). */
-	double timeout_s;	  /* --timeout: 0 none */
+	double timeout_s; /* --timeout: 0 none */
 	/* --expect REGEX (any one matching a console line: exit 0) and
 	 * --fail REGEX (any one: exit 1), each repeatable. */
 	const char *expect[VMM_MAX_PATTERNS];
 	unsigned int nr_expect;
 	const char *fail[VMM_MAX_PATTERNS];
 	unsigned int nr_fail;
-	const char *result_path;  /* --result json:PATH */
-	const char *api_socket;	  /* --api-socket PATH */
+	const char *result_path; /* --result json:PATH */
+	const char *api_socket;	 /* --api-socket PATH */
 	struct disk_config disks[VMM_MAX_DISKS];
 	unsigned int nr_disks;
 	char *disk_args[VMM_MAX_DISKS]; /* owned copies the paths point into */
@@ -117,16 +118,15 @@ void config_free(struct vmm_config *cfg);
 int parse_size(const char *s, uint64_t *out) WUR;
 
 /* Parse an unsigned decimal integer in [min, max]; -EINVAL / -ERANGE. */
-int parse_uint(const char *s, unsigned long min, unsigned long max,
-	       unsigned long *out) WUR;
+int parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out) WUR;
 
 /*
  * Parse the arguments that follow "run". On a usage error, writes one
  * line into err (without "vmm: ") and returns -EINVAL. Sets *help when
  * --help was asked for (then nothing else is validated).
  */
-int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[],
-		     bool *help, char *err, size_t errlen) WUR;
+int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[], bool *help, char *err,
+		     size_t errlen) WUR;
 
 const char *hugepages_name(enum hugepages_mode m);
 

@@ -31,8 +31,7 @@ int confine_thread(enum confine_role role, unsigned int extra) WUR;
  * rings (before 5.10): the disk must not run unrestricted.
  */
 #define CONFINE_RING_FILE 0
-int confine_disk_ring(struct io_uring *ring, unsigned int entries, int fd,
-		      int efd) WUR;
+int confine_disk_ring(struct io_uring *ring, unsigned int entries, int fd, int efd) WUR;
 
 /*
  * Test hook. VMM_TEST_SECCOMP=[vcpu:]PROBE makes the I/O thread (or, with

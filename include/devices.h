@@ -16,7 +16,7 @@
 
 /* The lifecycle tables of the devices below (device.h). */
 extern const struct device_ops serial_device_ops, i8042_device_ops, rtc_device_ops,
-	pci_bus_device_ops, exit_device_ops;
+    pci_bus_device_ops, exit_device_ops;
 
 struct irq_line {
 	void (*set)(void *opaque, unsigned int gsi, int level);
@@ -25,8 +25,7 @@ struct irq_line {
 };
 
 /* Drive the line to level, calling out only when it changes. */
-static inline void irq_line_update(const struct irq_line *l, bool *cur,
-				   bool level)
+static inline void irq_line_update(const struct irq_line *l, bool *cur, bool level)
 {
 	if (level == *cur)
 		return;
@@ -37,8 +36,8 @@ static inline void irq_line_update(const struct irq_line *l, bool *cur,
 
 /* ---- 8250/16550A UART ---- */
 #define SERIAL_COM1_BASE 0x3f8
-#define SERIAL_COM1_IRQ 4
-#define SERIAL_RX_FIFO 4096
+#define SERIAL_COM1_IRQ	 4
+#define SERIAL_RX_FIFO	 4096
 
 struct serial {
 	pthread_mutex_t lock;
@@ -62,8 +61,7 @@ int serial_attach(struct serial *s, struct bus *pio, uint64_t base) WUR;
 size_t serial_receive(struct serial *s, const uint8_t *buf, size_t len);
 /* Free space in the receive FIFO. */
 size_t serial_rx_space(struct serial *s);
-void serial_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
-		bool is_write);
+void serial_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write);
 
 /*
  * ---- i8042: the reset line Linux's reboot=k pulls, and a keyboard that
@@ -71,7 +69,7 @@ void serial_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
  * timeouts. Keyboard bytes raise IRQ 1, one edge per byte. ----
  */
 #define I8042_KBD_IRQ 1
-#define I8042_OUTQ 8
+#define I8042_OUTQ    8
 
 struct i8042 {
 	pthread_mutex_t lock;
@@ -86,17 +84,14 @@ struct i8042 {
 	bool irq_level;
 };
 
-void i8042_init(struct i8042 *k, struct irq_line irq, void (*reset)(void *),
-		void *opaque);
+void i8042_init(struct i8042 *k, struct irq_line irq, void (*reset)(void *), void *opaque);
 int i8042_attach(struct i8042 *k, struct bus *pio) WUR;
 /* Press and release Ctrl-Alt-Del (set 1 scancodes): a reboot request. */
 void i8042_ctrl_alt_del(struct i8042 *k);
 void i8042_reset(struct i8042 *k);
 /* Port 0x60 (data) and 0x64 (status/command), for tests. */
-void i8042_data_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
-		    bool is_write);
-void i8042_cmd_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
-		   bool is_write);
+void i8042_data_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write);
+void i8042_cmd_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write);
 
 /* ---- CMOS RTC (0x70/0x71): time of day from the host, BCD, 24h ---- */
 struct rtc {
@@ -108,8 +103,7 @@ struct rtc {
 void rtc_init(struct rtc *r);
 void rtc_reset(struct rtc *r);
 int rtc_attach(struct rtc *r, struct bus *pio) WUR;
-void rtc_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
-	     bool is_write);
+void rtc_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write);
 
 /* ---- PCI: configuration mechanism #1, bus 0 ---- */
 /*
@@ -125,25 +119,24 @@ struct exit_dev {
 	struct stop *stop;
 };
 
-int exit_dev_attach(struct exit_dev *e, struct stop *stop, struct bus *pio,
-		    struct bus *mmio) WUR;
+int exit_dev_attach(struct exit_dev *e, struct stop *stop, struct bus *pio, struct bus *mmio) WUR;
 
 #define PCI_CONF_ADDR_PORT 0xcf8
 #define PCI_CONF_DATA_PORT 0xcfc
-#define PCI_MAX_DEVICES 32
+#define PCI_MAX_DEVICES	   32
 
 /* A memory (32- or 64-bit) or I/O BAR; the guest may move it. */
 struct pci_bar {
 	uint64_t size;	  /* power of two (>= 16 memory, >= 4 I/O); 0: no BAR */
 	uint64_t mapped;  /* where it decodes now, 0 when it does not */
 	uint64_t refused; /* where it may not decode (RAM, another device) */
-	bool told;  /* a refusal was logged: one line per BAR, however often */
-	bool io;    /* an I/O port BAR */
-	bool mem64; /* a 64-bit memory BAR: this register and the next */
+	bool told;	  /* a refusal was logged: one line per BAR, however often */
+	bool io;	  /* an I/O port BAR */
+	bool mem64;	  /* a 64-bit memory BAR: this register and the next */
 };
 
 struct pci_device {
-	uint8_t cfg[256]; /* type 0 header + capabilities */
+	uint8_t cfg[256];   /* type 0 header + capabilities */
 	uint8_t wmask[256]; /* which bits the guest may write */
 	void *opaque;
 	struct pci_bar bars[6];
@@ -156,8 +149,7 @@ struct pci_device {
 	 * -errno; -EEXIST: another device decodes there): the BAR then stays
 	 * unmapped. An unmap is only ever of a BAR whose map succeeded.
 	 */
-	int (*bar_map)(struct pci_device *dev, unsigned int bar, uint64_t gpa,
-		       bool map);
+	int (*bar_map)(struct pci_device *dev, unsigned int bar, uint64_t gpa, bool map);
 };
 
 /*
@@ -165,18 +157,16 @@ struct pci_device {
  * as firmware would assign it). It decodes once the guest sets the
  * command register's memory bit; moves follow the guest's writes.
  */
-void pci_set_bar(struct pci_device *dev, unsigned int bar, uint64_t size,
-		 uint64_t gpa);
+void pci_set_bar(struct pci_device *dev, unsigned int bar, uint64_t size, uint64_t gpa);
 /*
  * The same for any kind of BAR: low holds the register's read-only low
  * bits (PCI_BASE_ADDRESS_SPACE_IO, or the memory type and prefetch bits).
  * A 64-bit BAR takes registers bar and bar + 1.
  */
-void pci_set_bar_kind(struct pci_device *dev, unsigned int bar, uint64_t size,
-		      uint64_t addr, uint32_t low);
+void pci_set_bar_kind(struct pci_device *dev, unsigned int bar, uint64_t size, uint64_t addr,
+		      uint32_t low);
 /* Add a capability of len bytes (data[0] = id) at offset; links the list. */
-void pci_add_cap(struct pci_device *dev, uint8_t offset, const void *data,
-		 uint8_t len);
+void pci_add_cap(struct pci_device *dev, uint8_t offset, const void *data, uint8_t len);
 
 struct guest_mem;
 
@@ -187,7 +177,7 @@ struct guest_mem;
  */
 #define PCI_MMIO_WINDOW_END VMM_EXIT_MMIO
 #define PCI_IO_WINDOW_START 0xc000ULL
-#define PCI_IO_WINDOW_END 0x10000ULL
+#define PCI_IO_WINDOW_END   0x10000ULL
 /* KVM memory slots: guest RAM's first, then BARs mapped straight in. */
 #define PCI_MAX_MEMSLOTS 256
 
@@ -207,10 +197,9 @@ struct pci_bus {
 int pci_init(struct pci_bus *pci, struct bus *pio) WUR;
 void pci_destroy(struct pci_bus *pci);
 /* Put dev in slot (1..31); -EBUSY / -EINVAL. */
-int pci_add_device(struct pci_bus *pci, unsigned int slot,
-		   struct pci_device *dev) WUR;
-void pci_conf_access(struct pci_bus *pci, uint32_t addr, uint8_t *data,
-		     uint32_t len, bool is_write);
+int pci_add_device(struct pci_bus *pci, unsigned int slot, struct pci_device *dev) WUR;
+void pci_conf_access(struct pci_bus *pci, uint32_t addr, uint8_t *data, uint32_t len,
+		     bool is_write);
 /* Take len bytes of the 32-bit MMIO window, aligned to len (a power of two). */
 int pci_mmio_alloc(struct pci_bus *pci, uint64_t len, uint64_t *gpa) WUR;
 /* The same for port I/O BARs (0xc000-0xffff). */
@@ -218,7 +207,6 @@ int pci_io_alloc(struct pci_bus *pci, uint64_t len, uint64_t *port) WUR;
 /* A KVM memory slot number past guest RAM's; -ENOSPC. */
 int pci_alloc_memslot(struct pci_bus *pci) WUR;
 /* Map (size > 0) or remove (size 0) memory slot slot at gpa -> hva. */
-int pci_set_memslot(struct pci_bus *pci, int slot, uint64_t gpa, uint64_t size,
-		    void *hva) WUR;
+int pci_set_memslot(struct pci_bus *pci, int slot, uint64_t gpa, uint64_t size, void *hva) WUR;
 
 #endif

@@ -20,7 +20,7 @@
 
 #include "compiler.h"
 
-#define IRQ_IRQCHIP_GSIS 24
+#define IRQ_IRQCHIP_GSIS   24
 #define IRQ_MAX_MSI_ROUTES 512
 
 struct irq_router {
@@ -45,8 +45,7 @@ int irq_irqfd(struct irq_router *r, int efd, int gsi, bool assign) WUR;
  */
 int irq_irqfd_resample(struct irq_router *r, int efd, int resample_fd, int gsi) WUR;
 /* A guest write of len bytes at MMIO gpa signals efd inside KVM. */
-int irq_ioeventfd(struct irq_router *r, int efd, uint64_t gpa, uint32_t len,
-		  bool assign) WUR;
+int irq_ioeventfd(struct irq_router *r, int efd, uint64_t gpa, uint32_t len, bool assign) WUR;
 /* KVM_IRQ_LINE on an irqchip pin: the set callback of a struct irq_line
  * (opaque: the router). */
 void irq_set_line(void *opaque, unsigned int gsi, int level);

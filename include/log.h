@@ -14,30 +14,29 @@ enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
-void log_msg(enum log_level level, const char *subsys, const char *fmt, ...)
-	PRINTF_LIKE(3, 4);
+void log_msg(enum log_level level, const char *subsys, const char *fmt, ...) PRINTF_LIKE(3, 4);
 
 /* The last error line printed, without "vmm: " ("" if none). */
 const char *log_last_error(void);
 
-#define log_err(sub, ...) log_msg(LOG_ERROR, sub, __VA_ARGS__)
+#define log_err(sub, ...)  log_msg(LOG_ERROR, sub, __VA_ARGS__)
 #define log_warn(sub, ...) log_msg(LOG_WARN, sub, __VA_ARGS__)
 #define log_info(sub, ...) log_msg(LOG_INFO, sub, __VA_ARGS__)
-#define log_debug(sub, ...)                                                    \
-	do {                                                                   \
-		if (log_get_level() >= LOG_DEBUG)                              \
-			log_msg(LOG_DEBUG, sub, __VA_ARGS__);                  \
+#define log_debug(sub, ...)                                                                        \
+	do {                                                                                       \
+		if (log_get_level() >= LOG_DEBUG)                                                  \
+			log_msg(LOG_DEBUG, sub, __VA_ARGS__);                                      \
 	} while (0)
 
 /*
  * For guest-triggered complaints: at most one line per call site per
  * second, so a hostile guest cannot flood the host's log.
  */
-#define log_ratelimited(level, sub, ...)                                       \
-	do {                                                                   \
-		static int64_t log_rl_last_;                                   \
-		if (log_ratelimit_ok(&log_rl_last_))                           \
-			log_msg(level, sub, __VA_ARGS__);                      \
+#define log_ratelimited(level, sub, ...)                                                           \
+	do {                                                                                       \
+		static int64_t log_rl_last_;                                                       \
+		if (log_ratelimit_ok(&log_rl_last_))                                               \
+			log_msg(level, sub, __VA_ARGS__);                                          \
 	} while (0)
 int log_ratelimit_ok(int64_t *last_sec);
 /* Let every rate-limited site print again now (tests expecting a line). */

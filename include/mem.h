@@ -16,8 +16,8 @@
 #include "config.h"
 
 #define MEM_MMIO_HOLE_START 0xC0000000ULL /* PCI MMIO, IOAPIC, LAPIC above */
-#define MEM_4G 0x100000000ULL
-#define MEM_MAX_REGIONS 2
+#define MEM_4G		    0x100000000ULL
+#define MEM_MAX_REGIONS	    2
 /* Host virtual alignment of every RAM region (huge-page friendly). */
 #define MEM_HVA_ALIGN (2ULL << 20)
 
@@ -31,7 +31,7 @@ struct guest_mem {
 	struct mem_region regions[MEM_MAX_REGIONS];
 	unsigned int nr_regions;
 	uint64_t ram_bytes;
-	uint64_t page_size; /* 4K (THP or none), 2M or 1G hugetlb */
+	uint64_t page_size;  /* 4K (THP or none), 2M or 1G hugetlb */
 	const char *backing; /* human-readable, for --verbose */
 };
 
@@ -45,8 +45,8 @@ void mem_layout(struct guest_mem *mem, uint64_t ram_bytes);
  * nothing is pre-faulted. -ENOMEM with err filled when hugetlb pages are
  * asked for explicitly but not available.
  */
-int mem_create(struct guest_mem *mem, uint64_t ram_bytes,
-	       enum hugepages_mode mode, char *err, size_t errlen) WUR;
+int mem_create(struct guest_mem *mem, uint64_t ram_bytes, enum hugepages_mode mode, char *err,
+	       size_t errlen) WUR;
 void mem_destroy(struct guest_mem *mem);
 
 /* The gate: host pointer for [gpa, gpa+len), or NULL if not all RAM. */
@@ -57,10 +57,8 @@ bool mem_is_ram(const struct guest_mem *mem, uint64_t gpa, uint64_t len);
 bool mem_overlaps_ram(const struct guest_mem *mem, uint64_t gpa, uint64_t len);
 
 /* Copy helpers over the gate; -EFAULT when the range is not guest RAM. */
-int mem_write(const struct guest_mem *mem, uint64_t gpa, const void *src,
-	      uint64_t len) WUR;
-int mem_read(const struct guest_mem *mem, uint64_t gpa, void *dst,
-	     uint64_t len) WUR;
+int mem_write(const struct guest_mem *mem, uint64_t gpa, const void *src, uint64_t len) WUR;
+int mem_read(const struct guest_mem *mem, uint64_t gpa, void *dst, uint64_t len) WUR;
 
 /* Highest gpa + 1 of RAM below the 32-bit hole (the "low" RAM end). */
 uint64_t mem_low_end(const struct guest_mem *mem);
@@ -72,12 +70,12 @@ struct e820_entry_host {
 	uint64_t size;
 	uint32_t type;
 };
-#define E820_TYPE_RAM 1
+#define E820_TYPE_RAM	   1
 #define E820_TYPE_RESERVED 2
 
 /* Returns number of entries written (<= max). */
-unsigned int mem_build_e820(const struct guest_mem *mem,
-			    struct e820_entry_host *out, unsigned int max);
+unsigned int mem_build_e820(const struct guest_mem *mem, struct e820_entry_host *out,
+			    unsigned int max);
 
 /* Free pages of the given hugetlb size on the host, or -1 if unknown. */
 long mem_hugepages_free(uint64_t page_size);

@@ -29,14 +29,14 @@
 #include "devices.h"
 
 #define MSIX_MAX_VECTORS 128
-#define MSIX_CAP_LEN 12
+#define MSIX_CAP_LEN	 12
 /* The pending bits as the guest reads them: whole words for every vector. */
 #define MSIX_PBA_BYTES (MSIX_MAX_VECTORS / 8)
 
 /* What a guest write to a vector's table entry did (vector_changed's what). */
-#define MSIX_MESSAGE 1u  /* it wrote the address or the data */
+#define MSIX_MESSAGE  1u /* it wrote the address or the data */
 #define MSIX_UNMASKED 2u /* the vector was masked (its bit or the function's) and is not now */
-#define MSIX_MASKED 4u	 /* the reverse */
+#define MSIX_MASKED   4u /* the reverse */
 
 /* One table entry, as the guest sees it (PCI_MSIX_ENTRY_*). */
 struct msix_vector {
@@ -94,14 +94,12 @@ static inline uint64_t msix_addr(const struct msix *m, unsigned int v)
  * Past the n vectors, or across a 4-byte field: reads all ones, writes
  * dropped. A write calls vector_changed.
  */
-void msix_table_access(struct msix *m, uint64_t off, uint8_t *data, uint32_t len,
-		       bool is_write);
+void msix_table_access(struct msix *m, uint64_t off, uint8_t *data, uint32_t len, bool is_write);
 /*
  * The same for the pending bits: off < MSIX_PBA_BYTES reads them (zero
  * past the last word); writes are ignored (the bits are read-only).
  */
-void msix_pba_access(struct msix *m, uint64_t off, uint8_t *data, uint32_t len,
-		     bool is_write);
+void msix_pba_access(struct msix *m, uint64_t off, uint8_t *data, uint32_t len, bool is_write);
 
 /* Interrupt through vector v (>= n: nothing): signal() now, or pending while masked. */
 void msix_fire(struct msix *m, unsigned int v);

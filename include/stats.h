@@ -28,16 +28,16 @@ struct vcpu_stats;
 
 /* The counters, by KVM's x86 names; stats_format prints the short ones. */
 enum vm_exit_stat {
-	STAT_EXITS,          /* "exits": every exit from the guest */
-	STAT_IO_EXITS,       /* "io_exits" */
+	STAT_EXITS,	     /* "exits": every exit from the guest */
+	STAT_IO_EXITS,	     /* "io_exits" */
 	STAT_MMIO_EXITS,     /* "mmio_exits" */
 	STAT_HALT_EXITS,     /* "halt_exits" */
-	STAT_IRQ_EXITS,      /* "irq_exits": external interrupts */
+	STAT_IRQ_EXITS,	     /* "irq_exits": external interrupts */
 	STAT_SIGNAL_EXITS,   /* "signal_exits" */
 	STAT_REQUEST_IRQ,    /* "request_irq_exits" */
 	STAT_IRQ_WINDOW,     /* "irq_window_exits" */
 	STAT_NMI_WINDOW,     /* "nmi_window_exits" */
-	STAT_L1D_FLUSH,      /* "l1d_flush" */
+	STAT_L1D_FLUSH,	     /* "l1d_flush" */
 	STAT_INSN_EMULATION, /* "insn_emulation" */
 	STAT_HYPERCALLS,     /* "hypercalls" */
 	STAT_NR
@@ -49,7 +49,7 @@ const char *stats_kvm_name(enum vm_exit_stat i);
 /* Totals over all vCPUs. */
 struct vm_exit_stats {
 	uint64_t val[STAT_NR];
-	uint32_t valid;     /* bit i: val[i] came from KVM; others are 0 */
+	uint32_t valid;	    /* bit i: val[i] came from KVM; others are 0 */
 	uint64_t userspace; /* sum of struct vcpu.exits (KVM_RUN returns) */
 };
 
@@ -62,10 +62,10 @@ struct exit_stats {
 
 /* Where the wanted counters sit in one stats file (from stats_parse). */
 struct stats_layout {
-	uint64_t span_off;       /* file offset of the first wanted counter */
-	uint32_t span_len;       /* bytes from there to the end of the last */
-	uint32_t off[STAT_NR];   /* counter i at span_off + off[i] */
-	uint32_t valid;          /* bit i: counter i was found */
+	uint64_t span_off;     /* file offset of the first wanted counter */
+	uint32_t span_len;     /* bytes from there to the end of the last */
+	uint32_t off[STAT_NR]; /* counter i at span_off + off[i] */
+	uint32_t valid;	       /* bit i: counter i was found */
 };
 
 /*
@@ -86,8 +86,7 @@ int stats_parse(const void *blob, size_t len, struct stats_layout *lay) WUR;
 int stats_desc_end(const void *hdr, size_t hdr_len, size_t *end) WUR;
 
 /* Pure: add the counters found in span (lay->span_len bytes read at lay->span_off) to out. */
-void stats_accumulate(const struct stats_layout *lay, const void *span,
-		      struct vm_exit_stats *out);
+void stats_accumulate(const struct stats_layout *lay, const void *span, struct vm_exit_stats *out);
 
 /*
  * Open and parse each vCPU's stats fd. 0 when they are open, and 0 too,

@@ -17,12 +17,12 @@
 #include "compiler.h"
 
 enum vmm_outcome {
-	OUTCOME_EXPECT,		/* a console line matched --expect */
-	OUTCOME_FAIL,		/* ... matched --fail */
-	OUTCOME_TIMEOUT,	/* --timeout */
-	OUTCOME_GUEST_EXIT,	/* the exit device */
-	OUTCOME_RESET,		/* reset, reboot, api "stop" honoured */
-	OUTCOME_POWEROFF,	/* power-off, or a halt with nothing to wake it */
+	OUTCOME_EXPECT,	    /* a console line matched --expect */
+	OUTCOME_FAIL,	    /* ... matched --fail */
+	OUTCOME_TIMEOUT,    /* --timeout */
+	OUTCOME_GUEST_EXIT, /* the exit device */
+	OUTCOME_RESET,	    /* reset, reboot, api "stop" honoured */
+	OUTCOME_POWEROFF,   /* power-off, or a halt with nothing to wake it */
 	OUTCOME_TRIPLE_FAULT,
 	OUTCOME_INTERNAL_ERROR, /* KVM could not run the guest */
 	OUTCOME_SIGNAL,		/* a signal, Ctrl-A x, a stop the guest ignored */
@@ -31,8 +31,8 @@ enum vmm_outcome {
 const char *outcome_name(enum vmm_outcome o);
 
 struct stop {
-	int efd;     /* written once by the winning request */
-	int claimed; /* atomic: a request won */
+	int efd;      /* written once by the winning request */
+	int claimed;  /* atomic: a request won */
 	int stopping; /* atomic: published after status, outcome and reason */
 	int status;
 	enum vmm_outcome outcome;
@@ -42,8 +42,8 @@ struct stop {
 int stop_init(struct stop *s) WUR;
 void stop_destroy(struct stop *s);
 /* Ask for the stop; thread-safe, true for the first caller only. */
-bool stop_request(struct stop *s, enum vmm_outcome outcome, int status, const char *fmt,
-		  ...) PRINTF_LIKE(4, 5);
+bool stop_request(struct stop *s, enum vmm_outcome outcome, int status, const char *fmt, ...)
+    PRINTF_LIKE(4, 5);
 static inline bool stop_requested(const struct stop *s)
 {
 	return __atomic_load_n(&s->stopping, __ATOMIC_ACQUIRE);

@@ -82,5 +82,4 @@ void cpuid_set_feature(struct kvm_cpuid2 *cpuid, uint32_t leaf, enum cpuid_reg r
 /* The vendor of supported CPUID leaf 0: 1 for AMD/Hygon, 0 otherwise. */
 bool cpuid_is_amd(const struct kvm_cpuid2 *cpuid);
 
-
 #endif

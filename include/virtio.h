@@ -23,8 +23,8 @@
 #include "mem.h"
 #include "virtq.h"
 
-#define VIRTIO_MAX_QUEUES 64
-#define VIRTIO_PCI_VENDOR 0x1af4
+#define VIRTIO_MAX_QUEUES      64
+#define VIRTIO_PCI_VENDOR      0x1af4
 #define VIRTIO_PCI_DEVICE_BASE 0x1040 /* + device type, modern only */
 
 struct dev_services;
@@ -35,8 +35,8 @@ struct virtio_pci;
 
 struct virtio_dev_ops {
 	/* Device-specific configuration space, offset-based. */
-	void (*config_access)(struct virtio_dev *d, uint32_t offset,
-			      uint8_t *data, uint32_t len, bool is_write);
+	void (*config_access)(struct virtio_dev *d, uint32_t offset, uint8_t *data, uint32_t len,
+			      bool is_write);
 	/* DRIVER_OK: the enabled queues are valid; start serving them. */
 	int (*activate)(struct virtio_dev *d);
 	/* The driver reset the device: drop everything in flight. */
@@ -63,7 +63,7 @@ struct virtio_transport_ops {
 struct virtio_dev {
 	const struct virtio_dev_ops *ops;
 	void *priv;
-	const char *name; /* for log lines, e.g. "vda" */
+	const char *name;   /* for log lines, e.g. "vda" */
 	uint16_t device_id; /* VIRTIO_ID_* */
 	uint16_t pci_class; /* PCI class << 8 | subclass */
 	uint64_t features;  /* offered to the driver */
@@ -80,8 +80,7 @@ struct virtio_dev {
 	void *transport;
 };
 
-static inline bool virtio_negotiated(const struct virtio_dev *d,
-				     unsigned int bit)
+static inline bool virtio_negotiated(const struct virtio_dev *d, unsigned int bit)
 {
 	return (d->driver_features >> bit) & 1;
 }
@@ -97,8 +96,7 @@ static inline void virtio_notify_config(struct virtio_dev *d)
 	d->tops->notify_config(d);
 }
 /* A read of a device's read-only configuration struct; past it reads 0. */
-void virtio_config_read(const void *config, size_t size, uint32_t off, uint8_t *data,
-			uint32_t len);
+void virtio_config_read(const void *config, size_t size, uint32_t off, uint8_t *data, uint32_t len);
 /* The driver broke the rules: stop the device until it resets it. */
 void virtio_set_needs_reset(struct virtio_dev *d, const char *why);
 /* virtio_set_needs_reset() for queue q's ring fault (vq->fault). */
@@ -139,8 +137,7 @@ void virtio_queue_notify(struct virtio_dev *d, unsigned int q);
  * kicks through ioeventfd served on the I/O thread. d and svc must
  * outlive the transport.
  */
-int virtio_pci_create(const struct dev_services *svc, struct virtio_dev *d,
-		      unsigned int slot) WUR;
+int virtio_pci_create(const struct dev_services *svc, struct virtio_dev *d, unsigned int slot) WUR;
 /* Free the transport of d (after the vCPUs and the I/O thread stopped). */
 void virtio_pci_destroy(struct virtio_dev *d);
 /*
@@ -166,9 +163,8 @@ int blk_check_image(const char *path, const struct stat *st) WUR;
  * One error line printed on failure; *usage says whether the user's input
  * was at fault.
  */
-int blk_add(const struct dev_services *svc, struct device_list *l,
-	    const struct disk_config *dc, unsigned int index, unsigned int slot,
-	    bool *usage) WUR;
+int blk_add(const struct dev_services *svc, struct device_list *l, const struct disk_config *dc,
+	    unsigned int index, unsigned int slot, bool *usage) WUR;
 
 /*
  * virtio-net (src/virtio/net.c) on tap device nc->tap (created when it
@@ -176,18 +172,16 @@ int blk_add(const struct dev_services *svc, struct device_list *l,
  * line printed on failure; *usage says whether the user's input was at
  * fault.
  */
-int net_add(const struct dev_services *svc, struct device_list *l,
-	    const struct net_config *nc, unsigned int index, unsigned int slot,
-	    bool *usage) WUR;
+int net_add(const struct dev_services *svc, struct device_list *l, const struct net_config *nc,
+	    unsigned int index, unsigned int slot, bool *usage) WUR;
 
 /*
  * The same device without a VM, for tests: blk_open() gives the device
  * (ops, features, queues; tops and the rings are the caller's), its
  * completion fd (-1 for the sync engine) is served by blk_complete().
  */
-struct virtio_dev *blk_open(const struct disk_config *dc, unsigned int index,
-			    unsigned int queues, const struct guest_mem *mem,
-			    bool *usage);
+struct virtio_dev *blk_open(const struct disk_config *dc, unsigned int index, unsigned int queues,
+			    const struct guest_mem *mem, bool *usage);
 int blk_completion_fd(struct virtio_dev *d);
 void blk_complete(void *dev);
 void blk_close(struct virtio_dev *d);

@@ -22,16 +22,16 @@
 #include "compiler.h"
 #include "mem.h"
 
-#define VIRTQ_MAX_SIZE 32768 /* the spec's limit for split queues */
-#define VIRTQ_MAX_SEGS 256   /* longest chain a device accepts */
-#define VIRTQ_MAX_INDIRECT 1024 /* entries in one indirect table */
+#define VIRTQ_MAX_SIZE	   32768 /* the spec's limit for split queues */
+#define VIRTQ_MAX_SEGS	   256	 /* longest chain a device accepts */
+#define VIRTQ_MAX_INDIRECT 1024	 /* entries in one indirect table */
 
 struct virtq {
 	/* Set by the transport from the driver's configuration. */
 	uint16_t size; /* entries; power of two, 1..VIRTQ_MAX_SIZE */
 	uint64_t desc_gpa, avail_gpa, used_gpa;
-	bool event_idx;	    /* VIRTIO_RING_F_EVENT_IDX negotiated */
-	bool indirect;	    /* VIRTIO_RING_F_INDIRECT_DESC negotiated */
+	bool event_idx; /* VIRTIO_RING_F_EVENT_IDX negotiated */
+	bool indirect;	/* VIRTIO_RING_F_INDIRECT_DESC negotiated */
 
 	/* Filled by virtq_enable(), host views of the rings. */
 	bool ready;
@@ -43,16 +43,16 @@ struct virtq {
 	uint16_t *used_event;  /* in avail ring, after ring[size] */
 	uint16_t *avail_event; /* in used ring, after ring[size] */
 
-	uint16_t last_avail; /* next avail index to pop */
-	uint16_t used_idx;   /* next used index to fill (shadow of used->idx) */
+	uint16_t last_avail;	 /* next avail index to pop */
+	uint16_t used_idx;	 /* next used index to fill (shadow of used->idx) */
 	uint16_t signalled_used; /* used_idx at our last interrupt */
 	bool signalled_valid;	 /* signalled_used means something */
 };
 
 /* One popped request: segments in chain order, readable ones first. */
 struct virtq_chain {
-	uint16_t head; /* to hand back to virtq_push() */
-	unsigned int nout, nin; /* device-readable, then device-writable */
+	uint16_t head;			  /* to hand back to virtq_push() */
+	unsigned int nout, nin;		  /* device-readable, then device-writable */
 	struct iovec iov[VIRTQ_MAX_SEGS]; /* [0, nout) readable, then nin writable */
 	uint64_t out_len, in_len;	  /* byte totals of each side */
 };
@@ -79,8 +79,7 @@ void virtq_reset(struct virtq *vq);
  * one, indirect not negotiated or nested or badly sized). After -EIO the
  * queue stays broken and vq->fault says why. Updates avail_event when event_idx is on.
  */
-int virtq_pop(struct virtq *vq, const struct guest_mem *mem,
-	      struct virtq_chain *chain) WUR;
+int virtq_pop(struct virtq *vq, const struct guest_mem *mem, struct virtq_chain *chain) WUR;
 
 /*
  * Give back the last n popped chains, unused (a device that found too few

@@ -59,14 +59,12 @@ static void client_reply(struct api *s, struct api_client *c, json_t *obj)
 	client_close(s, c);
 }
 
-static void reply_error(struct api *s, struct api_client *c,
-			const char *why)
+static void reply_error(struct api *s, struct api_client *c, const char *why)
 {
 	client_reply(s, c, json_pack("{s:b, s:s}", "ok", 0, "error", why));
 }
 
-static void reply_state(struct api *s, struct api_client *c,
-			const char *state)
+static void reply_state(struct api *s, struct api_client *c, const char *state)
 {
 	client_reply(s, c, json_pack("{s:b, s:s}", "ok", 1, "state", state));
 }
@@ -118,9 +116,9 @@ static const char *state_name(struct api *s)
 {
 	if (is_stopping(s))
 		return "stopping";
-	return s->pausing				     ? "pausing"
+	return s->pausing						? "pausing"
 	       : __atomic_load_n(&s->m->vcpus.paused, __ATOMIC_ACQUIRE) ? "paused"
-								     : "running";
+									: "running";
 }
 
 static void api_pause(struct api *s, struct api_client *c)
@@ -158,9 +156,8 @@ static void api_command(struct api *s, struct api_client *c)
 	cmd[strcspn(cmd, "\r\n")] = '\0';
 	if (!strcmp(cmd, "status")) {
 		client_reply(s, c,
-			     json_pack("{s:b, s:s, s:f, s:i}", "ok", 1, "state",
-				       state_name(s), "uptime_s", uptime_s(m),
-				       "vcpus", (int)m->vcpus.n));
+			     json_pack("{s:b, s:s, s:f, s:i}", "ok", 1, "state", state_name(s),
+				       "uptime_s", uptime_s(m), "vcpus", (int)m->vcpus.n));
 	} else if (!strcmp(cmd, "pause")) {
 		api_pause(s, c);
 	} else if (!strcmp(cmd, "resume")) {
@@ -180,8 +177,7 @@ static void api_command(struct api *s, struct api_client *c)
 				on_grace(s);
 		}
 		client_reply(s, c,
-			     json_pack("{s:b, s:s, s:i}", "ok", 1, "state",
-				       "stopping", "grace_s",
+			     json_pack("{s:b, s:s, s:i}", "ok", 1, "state", "stopping", "grace_s",
 				       VMM_STOP_GRACE_S));
 	} else if (!strcmp(cmd, "stats")) {
 		obj = json_pack("{s:b}", "ok", 1);
@@ -200,16 +196,15 @@ static void api_command(struct api *s, struct api_client *c)
 			 "unknown command '%.64s' (status, pause, resume, "
 			 "stop, stats)",
 			 cmd);
-		client_reply(s, c,
-			     json_pack("{s:b, s:o}", "ok", 0, "error",
-				       result_bytes(why, strlen(why))));
+		client_reply(
+		    s, c,
+		    json_pack("{s:b, s:o}", "ok", 0, "error", result_bytes(why, strlen(why))));
 	}
 }
 
 static void client_read(struct api *s, struct api_client *c)
 {
-	ssize_t n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len,
-			 MSG_DONTWAIT);
+	ssize_t n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len, MSG_DONTWAIT);
 
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
@@ -218,7 +213,7 @@ static void client_read(struct api *s, struct api_client *c)
 			epoll_ctl(s->clients_ep, EPOLL_CTL_DEL, c->fd, NULL);
 		else if (n < 0)
 			client_close(s, c); /* gone before its answer */
-		return; /* one request a connection */
+		return;			    /* one request a connection */
 	}
 	if (n <= 0) {
 		if (n == 0 && c->len)
@@ -258,13 +253,11 @@ static struct api_client *client_slot(struct api *s)
 
 		if (c->fd < 0)
 			return c;
-		if (!c->waits_pause &&
-		    (!oldest || c->since_ns < oldest->since_ns))
+		if (!c->waits_pause && (!oldest || c->since_ns < oldest->since_ns))
 			oldest = c;
 	}
 	if (oldest) /* idle clients cannot lock others out */
-		reply_error(s, oldest,
-			    "too many clients: this idle one was closed");
+		reply_error(s, oldest, "too many clients: this idle one was closed");
 	return oldest;
 }
 
@@ -274,8 +267,7 @@ static void on_accept(void *opaque)
 
 	/* A bounded number per turn: a connect storm cannot hold the loop. */
 	for (int k = 0; k < API_MAX_CLIENTS; k++) {
-		int fd = accept4(s->listen_fd, NULL, NULL,
-				 SOCK_CLOEXEC | SOCK_NONBLOCK);
+		int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP};
 		struct api_client *c;
 
@@ -286,8 +278,7 @@ static void on_accept(void *opaque)
 			static const char busy[] =
 			    "{\"ok\":false,\"error\":\"too many clients\"}\n";
 
-			(void)!send(fd, busy, sizeof(busy) - 1,
-				    MSG_DONTWAIT | MSG_NOSIGNAL);
+			(void)!send(fd, busy, sizeof(busy) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
 			close(fd);
 			continue;
 		}
@@ -310,8 +301,7 @@ static void on_sweep(void *opaque)
 	for (unsigned int i = 0; i < API_MAX_CLIENTS; i++) {
 		struct api_client *c = &s->clients[i];
 
-		if (c->fd >= 0 && !c->waits_pause &&
-		    now - c->since_ns > API_IDLE_S * 1000000000ULL)
+		if (c->fd >= 0 && !c->waits_pause && now - c->since_ns > API_IDLE_S * 1000000000ULL)
 			reply_error(s, c, "no request within 5 s");
 	}
 }
@@ -321,8 +311,7 @@ static int api_listen(struct api *s, const char *path)
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct itimerspec every_s = {.it_interval = {1, 0}, .it_value = {1, 0}};
 	mode_t old_mask;
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0),
-	    r;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), r;
 
 	if (fd < 0)
 		return -errno;
@@ -338,8 +327,7 @@ static int api_listen(struct api *s, const char *path)
 	}
 	if (r) {
 		close(fd);
-		log_err(NULL, "--api-socket: cannot listen on '%s': %s", path,
-			strerror(-r));
+		log_err(NULL, "--api-socket: cannot listen on '%s': %s", path, strerror(-r));
 		return r;
 	}
 	s->listen_fd = fd;

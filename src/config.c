@@ -25,10 +25,22 @@ int parse_size(const char *s, uint64_t *out)
 		v = v * 10 + d;
 	}
 	switch (tolower((unsigned char)*p)) {
-	case 'k': mult = 1ULL << 10; p++; break;
-	case 'm': mult = 1ULL << 20; p++; break;
-	case 'g': mult = 1ULL << 30; p++; break;
-	case 't': mult = 1ULL << 40; p++; break;
+	case 'k':
+		mult = 1ULL << 10;
+		p++;
+		break;
+	case 'm':
+		mult = 1ULL << 20;
+		p++;
+		break;
+	case 'g':
+		mult = 1ULL << 30;
+		p++;
+		break;
+	case 't':
+		mult = 1ULL << 40;
+		p++;
+		break;
 	default: break;
 	}
 	/* Accept "512M", "512MB" and "512MiB" alike. */
@@ -42,8 +54,7 @@ int parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
-int parse_uint(const char *s, unsigned long min, unsigned long max,
-	       unsigned long *out)
+int parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out)
 {
 	unsigned long v;
 	char *end;
@@ -71,8 +82,7 @@ const char *hugepages_name(enum hugepages_mode m)
 	return "?";
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-	PRINTF_LIKE(3, 4);
+static int fail(char *err, size_t errlen, const char *fmt, ...) PRINTF_LIKE(3, 4);
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
@@ -95,31 +105,24 @@ static int parse_mem(const char *arg, uint64_t *out, char *err, size_t errlen)
 		errno = 0;
 		mib = strtoull(arg, NULL, 10);
 		/* Saturate instead of letting the shift wrap. */
-		v = (errno == ERANGE || mib > (UINT64_MAX >> 20)) ? UINT64_MAX
-								  : mib << 20;
+		v = (errno == ERANGE || mib > (UINT64_MAX >> 20)) ? UINT64_MAX : mib << 20;
 		r = 0;
 	} else {
 		r = parse_size(arg, &v);
 	}
 	if (r)
-		return fail(err, errlen,
-			    "--mem: '%s' is not a size (use e.g. 512M or 4G)",
-			    arg);
+		return fail(err, errlen, "--mem: '%s' is not a size (use e.g. 512M or 4G)", arg);
 	if (v < VMM_MIN_MEM)
-		return fail(err, errlen, "--mem: '%s' is too small (minimum 4M)",
-			    arg);
+		return fail(err, errlen, "--mem: '%s' is too small (minimum 4M)", arg);
 	if (v > VMM_MAX_MEM)
-		return fail(err, errlen, "--mem: '%s' is too large (maximum 1T)",
-			    arg);
+		return fail(err, errlen, "--mem: '%s' is too large (maximum 1T)", arg);
 	if (!IS_ALIGNED(v, 4096ULL))
-		return fail(err, errlen,
-			    "--mem: '%s' is not a multiple of 4K", arg);
+		return fail(err, errlen, "--mem: '%s' is not a multiple of 4K", arg);
 	*out = v;
 	return 0;
 }
 
-static int parse_console(struct vmm_config *cfg, const char *arg, char *err,
-			 size_t errlen)
+static int parse_console(struct vmm_config *cfg, const char *arg, char *err, size_t errlen)
 {
 	if (!strcmp(arg, "stdio")) {
 		cfg->console = CONSOLE_STDIO;
@@ -129,9 +132,7 @@ static int parse_console(struct vmm_config *cfg, const char *arg, char *err,
 		cfg->console = CONSOLE_FILE;
 		cfg->console_path = arg + 5;
 	} else {
-		return fail(err, errlen,
-			    "--console: '%s' is not stdio, none or file:PATH",
-			    arg);
+		return fail(err, errlen, "--console: '%s' is not stdio, none or file:PATH", arg);
 	}
 	return 0;
 }
@@ -141,8 +142,7 @@ const char *blk_engine_name(enum blk_engine_kind e)
 	return e == BLK_ENGINE_IO_URING ? "io_uring" : e == BLK_ENGINE_AIO ? "aio" : "sync";
 }
 
-static int parse_onoff(const char *key, const char *v, bool *out, char *err,
-		       size_t errlen)
+static int parse_onoff(const char *key, const char *v, bool *out, char *err, size_t errlen)
 {
 	if (!strcmp(v, "on") || !strcmp(v, "true") || !strcmp(v, "1"))
 		*out = true;
@@ -191,8 +191,7 @@ int parse_disk(char *arg, struct disk_config *d, char *err, size_t errlen)
 	char *kv, *v;
 	int r;
 
-	*d = (struct disk_config){.cache = BLK_CACHE_WRITEBACK,
-				  .engine = BLK_ENGINE_IO_URING};
+	*d = (struct disk_config){.cache = BLK_CACHE_WRITEBACK, .engine = BLK_ENGINE_IO_URING};
 	while ((r = kv_next(&it, &kv, &v, err, errlen)) > 0) {
 		if (!strcmp(kv, "path")) {
 			if (!*v)
@@ -203,8 +202,9 @@ int parse_disk(char *arg, struct disk_config *d, char *err, size_t errlen)
 				return -EINVAL;
 		} else if (!strcmp(kv, "serial")) {
 			if (strlen(v) > VIRTIO_BLK_ID_LEN)
-				return fail(err, errlen, "--disk: serial='%s' is longer than %d bytes",
-					    v, VIRTIO_BLK_ID_LEN);
+				return fail(err, errlen,
+					    "--disk: serial='%s' is longer than %d bytes", v,
+					    VIRTIO_BLK_ID_LEN);
 			strcpy(d->serial, v);
 		} else if (!strcmp(kv, "cache")) {
 			if (!strcmp(v, "none"))
@@ -212,7 +212,8 @@ int parse_disk(char *arg, struct disk_config *d, char *err, size_t errlen)
 			else if (!strcmp(v, "writeback"))
 				d->cache = BLK_CACHE_WRITEBACK;
 			else
-				return fail(err, errlen, "--disk: cache='%s' is not none or writeback", v);
+				return fail(err, errlen,
+					    "--disk: cache='%s' is not none or writeback", v);
 		} else if (!strcmp(kv, "engine")) {
 			if (!strcmp(v, "io_uring"))
 				d->engine = BLK_ENGINE_IO_URING;
@@ -221,10 +222,12 @@ int parse_disk(char *arg, struct disk_config *d, char *err, size_t errlen)
 			else if (!strcmp(v, "sync"))
 				d->engine = BLK_ENGINE_SYNC;
 			else
-				return fail(err, errlen, "--disk: engine='%s' is not io_uring, aio or sync", v);
+				return fail(err, errlen,
+					    "--disk: engine='%s' is not io_uring, aio or sync", v);
 		} else if (!strcmp(kv, "queues")) {
 			if (parse_uint(v, 1, 64, &n))
-				return fail(err, errlen, "--disk: queues='%s' is not a number from 1 to 64", v);
+				return fail(err, errlen,
+					    "--disk: queues='%s' is not a number from 1 to 64", v);
 			d->queues = (unsigned int)n;
 		} else {
 			return fail(err, errlen, "--disk: unknown key '%s'", kv);
@@ -256,9 +259,8 @@ static int parse_mac(const char *v, uint8_t mac[6])
 	unsigned int b[6];
 	char end;
 
-	if (strlen(v) != 17 ||
-	    sscanf(v, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4],
-		   &b[5], &end) != 6)
+	if (strlen(v) != 17 || sscanf(v, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3],
+				      &b[4], &b[5], &end) != 6)
 		return -EINVAL;
 	for (int i = 0; i < 6; i++) {
 		if (!isxdigit((unsigned char)v[3 * i]) || !isxdigit((unsigned char)v[3 * i + 1]))
@@ -288,19 +290,22 @@ int parse_net(const char *arg, struct net_config *n, char *err, size_t errlen)
 			if (!*v || strlen(v) >= NET_IFNAMSIZ || strpbrk(v, "/: \t\n") ||
 			    !strcmp(v, ".") || !strcmp(v, ".."))
 				return fail(err, errlen,
-					    "--net: tap='%s' is not an interface name (1 to %d characters, no '/', ':' or spaces)",
+					    "--net: tap='%s' is not an interface name (1 to %d "
+					    "characters, no '/', ':' or spaces)",
 					    v, NET_IFNAMSIZ - 1);
 			strcpy(n->tap, v);
 		} else if (!strcmp(kv, "mac")) {
 			if (parse_mac(v, n->mac))
 				return fail(err, errlen,
-					    "--net: mac='%s' is not a unicast MAC address like 52:54:00:12:34:56",
+					    "--net: mac='%s' is not a unicast MAC address like "
+					    "52:54:00:12:34:56",
 					    v);
 			mac_set = true;
 		} else if (!strcmp(kv, "queues")) {
 			if (parse_uint(v, 1, NET_MAX_PAIRS, &q))
-				return fail(err, errlen, "--net: queues='%s' is not a number from 1 to %d",
-					    v, NET_MAX_PAIRS);
+				return fail(err, errlen,
+					    "--net: queues='%s' is not a number from 1 to %d", v,
+					    NET_MAX_PAIRS);
 			n->queues = (unsigned int)q;
 		} else {
 			return fail(err, errlen, "--net: unknown key '%s'", kv);
@@ -365,9 +370,11 @@ static int check_regex(const char *opt, const char *re, char *err, size_t errlen
 	int r;
 
 	if (strlen(re) > 512)
-		return fail(err, errlen, "%s: the regular expression is longer than 512 bytes", opt);
+		return fail(err, errlen, "%s: the regular expression is longer than 512 bytes",
+			    opt);
 	if (stacked_repetition(re))
-		return fail(err, errlen, "%s: '%s' stacks repetition operators (like a++)", opt, re);
+		return fail(err, errlen, "%s: '%s' stacks repetition operators (like a++)", opt,
+			    re);
 	r = regcomp(&rx, re, REG_EXTENDED | REG_NOSUB);
 
 	if (r) {
@@ -390,11 +397,11 @@ int parse_vfio(const char *arg, char bdf[VFIO_BDF_LEN], char *err, size_t errlen
 		n = sscanf(name, "%4x:%2x:%2x.%1x%c", &dom, &bus, &dev, &fn, &end) == 4 ? 4 : 0;
 	else
 		n = sscanf(name, "%2x:%2x.%1x%c", &bus, &dev, &fn, &end) == 3 ? 4 : 0;
-	if (n != 4 || strspn(name, "0123456789abcdefABCDEF:.") != strlen(name) ||
-	    dev > 0x1f || fn > 7)
-		return fail(err, errlen,
-			    "--vfio: '%s' is not a PCI address like 0000:00:04.0 (or its sysfs path)",
-			    arg);
+	if (n != 4 || strspn(name, "0123456789abcdefABCDEF:.") != strlen(name) || dev > 0x1f ||
+	    fn > 7)
+		return fail(
+		    err, errlen,
+		    "--vfio: '%s' is not a PCI address like 0000:00:04.0 (or its sysfs path)", arg);
 	snprintf(bdf, VFIO_BDF_LEN, "%04x:%02x:%02x.%x", dom, bus, dev, fn);
 	return 0;
 }
@@ -406,44 +413,59 @@ void config_free(struct vmm_config *cfg)
 	cfg->nr_disks = 0;
 }
 
-enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS,
-       OPT_HUGEPAGES, OPT_CONSOLE, OPT_DISK, OPT_NET, OPT_VFIO, OPT_NO_SECCOMP,
-       OPT_TIMEOUT, OPT_EXPECT, OPT_FAIL, OPT_RESULT, OPT_API_SOCKET };
+enum {
+	OPT_KERNEL = 256,
+	OPT_INITRD,
+	OPT_CMDLINE,
+	OPT_MEM,
+	OPT_CPUS,
+	OPT_HUGEPAGES,
+	OPT_CONSOLE,
+	OPT_DISK,
+	OPT_NET,
+	OPT_VFIO,
+	OPT_NO_SECCOMP,
+	OPT_TIMEOUT,
+	OPT_EXPECT,
+	OPT_FAIL,
+	OPT_RESULT,
+	OPT_API_SOCKET
+};
 
-int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[],
-		     bool *help, char *err, size_t errlen)
+int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[], bool *help, char *err,
+		     size_t errlen)
 {
 	static const struct option opts[] = {
-		{"kernel", required_argument, NULL, OPT_KERNEL},
-		{"initrd", required_argument, NULL, OPT_INITRD},
-		{"cmdline", required_argument, NULL, OPT_CMDLINE},
-		{"mem", required_argument, NULL, OPT_MEM},
-		{"cpus", required_argument, NULL, OPT_CPUS},
-		{"hugepages", required_argument, NULL, OPT_HUGEPAGES},
-		{"console", required_argument, NULL, OPT_CONSOLE},
-		{"disk", required_argument, NULL, OPT_DISK},
-		{"net", required_argument, NULL, OPT_NET},
-		{"vfio", required_argument, NULL, OPT_VFIO},
-		{"no-seccomp", no_argument, NULL, OPT_NO_SECCOMP},
-		{"timeout", required_argument, NULL, OPT_TIMEOUT},
-		{"expect", required_argument, NULL, OPT_EXPECT},
-		{"fail", required_argument, NULL, OPT_FAIL},
-		{"result", required_argument, NULL, OPT_RESULT},
-		{"api-socket", required_argument, NULL, OPT_API_SOCKET},
-		{"verbose", no_argument, NULL, 'v'},
-		{"quiet", no_argument, NULL, 'q'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"kernel", required_argument, NULL, OPT_KERNEL},
+	    {"initrd", required_argument, NULL, OPT_INITRD},
+	    {"cmdline", required_argument, NULL, OPT_CMDLINE},
+	    {"mem", required_argument, NULL, OPT_MEM},
+	    {"cpus", required_argument, NULL, OPT_CPUS},
+	    {"hugepages", required_argument, NULL, OPT_HUGEPAGES},
+	    {"console", required_argument, NULL, OPT_CONSOLE},
+	    {"disk", required_argument, NULL, OPT_DISK},
+	    {"net", required_argument, NULL, OPT_NET},
+	    {"vfio", required_argument, NULL, OPT_VFIO},
+	    {"no-seccomp", no_argument, NULL, OPT_NO_SECCOMP},
+	    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+	    {"expect", required_argument, NULL, OPT_EXPECT},
+	    {"fail", required_argument, NULL, OPT_FAIL},
+	    {"result", required_argument, NULL, OPT_RESULT},
+	    {"api-socket", required_argument, NULL, OPT_API_SOCKET},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	unsigned long n;
 	int c, r;
 
 	*cfg = (struct vmm_config){
-		.cmdline = VMM_DEFAULT_CMDLINE,
-		.mem_bytes = VMM_DEFAULT_MEM,
-		.cpus = 1,
-		.hugepages = HUGEPAGES_AUTO,
-		.console = CONSOLE_STDIO,
+	    .cmdline = VMM_DEFAULT_CMDLINE,
+	    .mem_bytes = VMM_DEFAULT_MEM,
+	    .cpus = 1,
+	    .hugepages = HUGEPAGES_AUTO,
+	    .console = CONSOLE_STDIO,
 	};
 	*help = false;
 	opterr = 0;
@@ -461,12 +483,9 @@ int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[],
 		case OPT_CPUS:
 			r = parse_uint(optarg, 1, VMM_MAX_CPUS, &n);
 			if (r == -EINVAL)
-				return fail(err, errlen,
-					    "--cpus: '%s' is not a number",
-					    optarg);
+				return fail(err, errlen, "--cpus: '%s' is not a number", optarg);
 			if (r)
-				return fail(err, errlen,
-					    "--cpus: '%s' is out of range (1 to %d)",
+				return fail(err, errlen, "--cpus: '%s' is out of range (1 to %d)",
 					    optarg, VMM_MAX_CPUS);
 			cfg->cpus = (unsigned int)n;
 			break;
@@ -481,8 +500,7 @@ int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[],
 				cfg->hugepages = HUGEPAGES_OFF;
 			else
 				return fail(err, errlen,
-					    "--hugepages: '%s' is not auto, 2M, 1G or off",
-					    optarg);
+					    "--hugepages: '%s' is not auto, 2M, 1G or off", optarg);
 			break;
 		case OPT_CONSOLE:
 			r = parse_console(cfg, optarg, err, errlen);
@@ -495,15 +513,16 @@ int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[],
 			cfg->disk_args[cfg->nr_disks] = strdup(optarg);
 			if (!cfg->disk_args[cfg->nr_disks])
 				return fail(err, errlen, "out of memory");
-			r = parse_disk(cfg->disk_args[cfg->nr_disks],
-				       &cfg->disks[cfg->nr_disks], err, errlen);
+			r = parse_disk(cfg->disk_args[cfg->nr_disks], &cfg->disks[cfg->nr_disks],
+				       err, errlen);
 			cfg->nr_disks++;
 			if (r)
 				return r;
 			break;
 		case OPT_NET:
 			if (cfg->nr_nets == VMM_MAX_NETS)
-				return fail(err, errlen, "--net: at most %d network devices", VMM_MAX_NETS);
+				return fail(err, errlen, "--net: at most %d network devices",
+					    VMM_MAX_NETS);
 			r = parse_net(optarg, &cfg->nets[cfg->nr_nets], err, errlen);
 			if (r)
 				return r;
@@ -515,13 +534,15 @@ int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[],
 			break;
 		case OPT_VFIO:
 			if (cfg->nr_vfio == VMM_MAX_VFIO)
-				return fail(err, errlen, "--vfio: at most %d devices", VMM_MAX_VFIO);
+				return fail(err, errlen, "--vfio: at most %d devices",
+					    VMM_MAX_VFIO);
 			r = parse_vfio(optarg, cfg->vfio[cfg->nr_vfio], err, errlen);
 			if (r)
 				return r;
 			for (unsigned int i = 0; i < cfg->nr_vfio; i++)
 				if (!strcmp(cfg->vfio[i], cfg->vfio[cfg->nr_vfio]))
-					return fail(err, errlen, "--vfio: %s is given twice", cfg->vfio[i]);
+					return fail(err, errlen, "--vfio: %s is given twice",
+						    cfg->vfio[i]);
 			cfg->nr_vfio++;
 			break;
 		case OPT_NO_SECCOMP: cfg->no_seccomp = true; break;
@@ -533,12 +554,12 @@ int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[],
 			if (!*optarg || *end || errno || !(cfg->timeout_s > 0) ||
 			    cfg->timeout_s > 31536000)
 				return fail(err, errlen,
-					    "--timeout: '%s' is not a number of seconds above 0", optarg);
+					    "--timeout: '%s' is not a number of seconds above 0",
+					    optarg);
 			break;
 		}
 		case OPT_EXPECT:
-		case OPT_FAIL:
-		{
+		case OPT_FAIL: {
 			const char *opt = c == OPT_EXPECT ? "--expect" : "--fail";
 			unsigned int *nr = c == OPT_EXPECT ? &cfg->nr_expect : &cfg->nr_fail;
 
@@ -546,7 +567,8 @@ int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[],
 			if (r)
 				return r;
 			if (*nr == VMM_MAX_PATTERNS)
-				return fail(err, errlen, "%s: at most %d patterns", opt, VMM_MAX_PATTERNS);
+				return fail(err, errlen, "%s: at most %d patterns", opt,
+					    VMM_MAX_PATTERNS);
 			(c == OPT_EXPECT ? cfg->expect : cfg->fail)[(*nr)++] = optarg;
 			break;
 		}
@@ -558,25 +580,23 @@ int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[],
 		case OPT_API_SOCKET:
 			if (!*optarg || strlen(optarg) >= 108) /* sun_path */
 				return fail(err, errlen, "--api-socket: '%s' is %s", optarg,
-					    *optarg ? "longer than a socket path may be (107 bytes)" : "empty");
+					    *optarg ? "longer than a socket path may be (107 bytes)"
+						    : "empty");
 			cfg->api_socket = optarg;
 			break;
 		case 'v': cfg->verbosity = cfg->verbosity < 0 ? 1 : cfg->verbosity + 1; break;
 		case 'q': cfg->verbosity = -1; break;
 		case 'h': *help = true; return 0;
-		case ':':
-			return fail(err, errlen, "option '%s' needs a value",
-				    argv[optind - 1]);
-		default:
-			return fail(err, errlen, "unknown option '%s'",
-				    argv[optind - 1]);
+		case ':': return fail(err, errlen, "option '%s' needs a value", argv[optind - 1]);
+		default: return fail(err, errlen, "unknown option '%s'", argv[optind - 1]);
 		}
 	}
 	if (optind < argc)
 		return fail(err, errlen, "unexpected argument '%s'", argv[optind]);
 	/* PCI slots 1-31 of bus 0: disks, then NICs, then passed devices. */
 	if (cfg->nr_disks + cfg->nr_nets + cfg->nr_vfio > VMM_MAX_PCI_DEVICES)
-		return fail(err, errlen, "%u --disk, --net and --vfio devices: at most %d fit on the PCI bus",
+		return fail(err, errlen,
+			    "%u --disk, --net and --vfio devices: at most %d fit on the PCI bus",
 			    cfg->nr_disks + cfg->nr_nets + cfg->nr_vfio, VMM_MAX_PCI_DEVICES);
 	if (!cfg->kernel)
 		return fail(err, errlen, "missing --kernel PATH");

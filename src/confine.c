@@ -43,33 +43,32 @@
 #include <ucontext.h>
 #include <unistd.h>
 
-#include "log.h"
 #include "confine.h"
+#include "log.h"
 
 /* Both roles: memory, locks, time, signals, logging, eventfds. */
 static const int common[] = {
-	SCMP_SYS(read), SCMP_SYS(write), SCMP_SYS(pread64), SCMP_SYS(pwrite64),
-	SCMP_SYS(futex), SCMP_SYS(munmap), /* mmap, mprotect: see allow_args() */
-	SCMP_SYS(madvise), SCMP_SYS(brk), SCMP_SYS(mremap),
-	SCMP_SYS(clock_gettime), SCMP_SYS(clock_nanosleep), SCMP_SYS(nanosleep),
-	SCMP_SYS(gettid), SCMP_SYS(getpid), SCMP_SYS(rt_sigreturn),
-	SCMP_SYS(rt_sigprocmask), SCMP_SYS(sched_yield), SCMP_SYS(restart_syscall),
-	SCMP_SYS(epoll_ctl), /* a NIC starts or stops reading its tap */
-	/* The disks' engines (a reset's drain runs on the vCPU that wrote the
-	 * status); the rings themselves are confined (confine_disk_ring). */
-	SCMP_SYS(io_uring_enter), SCMP_SYS(io_getevents), SCMP_SYS(io_submit),
-	SCMP_SYS(fstat), SCMP_SYS(newfstatat), SCMP_SYS(lseek), SCMP_SYS(fcntl),
-	SCMP_SYS(exit), SCMP_SYS(exit_group), SCMP_SYS(rt_sigaction), /* on_sigsys */
+    SCMP_SYS(read), SCMP_SYS(write), SCMP_SYS(pread64), SCMP_SYS(pwrite64), SCMP_SYS(futex),
+    SCMP_SYS(munmap), /* mmap, mprotect: see allow_args() */
+    SCMP_SYS(madvise), SCMP_SYS(brk), SCMP_SYS(mremap), SCMP_SYS(clock_gettime),
+    SCMP_SYS(clock_nanosleep), SCMP_SYS(nanosleep), SCMP_SYS(gettid), SCMP_SYS(getpid),
+    SCMP_SYS(rt_sigreturn), SCMP_SYS(rt_sigprocmask), SCMP_SYS(sched_yield),
+    SCMP_SYS(restart_syscall), SCMP_SYS(epoll_ctl), /* a NIC starts or stops reading its tap */
+    /* The disks' engines (a reset's drain runs on the vCPU that wrote the
+     * status); the rings themselves are confined (confine_disk_ring). */
+    SCMP_SYS(io_uring_enter), SCMP_SYS(io_getevents), SCMP_SYS(io_submit), SCMP_SYS(fstat),
+    SCMP_SYS(newfstatat), SCMP_SYS(lseek), SCMP_SYS(fcntl), SCMP_SYS(exit), SCMP_SYS(exit_group),
+    SCMP_SYS(rt_sigaction), /* on_sigsys */
 };
 
 /* The I/O thread: the event loop, the disks' and NICs' data paths, teardown. */
 static const int io_only[] = {
-	SCMP_SYS(epoll_wait), SCMP_SYS(epoll_pwait), SCMP_SYS(readv), SCMP_SYS(writev),
-	SCMP_SYS(preadv), SCMP_SYS(pwritev), SCMP_SYS(fdatasync), SCMP_SYS(fsync),
-	SCMP_SYS(fallocate), SCMP_SYS(close), SCMP_SYS(io_destroy), /* aio engine at exit */
-	SCMP_SYS(mincore), /* -v: how much guest RAM is resident */
-	SCMP_SYS(timerfd_settime), /* the console's retry, --timeout, pause */
-	SCMP_SYS(sendto), /* console output to a socket (MSG_DONTWAIT); no new sockets */
+    SCMP_SYS(epoll_wait),      SCMP_SYS(epoll_pwait), SCMP_SYS(readv),	    SCMP_SYS(writev),
+    SCMP_SYS(preadv),	       SCMP_SYS(pwritev),     SCMP_SYS(fdatasync),  SCMP_SYS(fsync),
+    SCMP_SYS(fallocate),       SCMP_SYS(close),	      SCMP_SYS(io_destroy), /* aio engine at exit */
+    SCMP_SYS(mincore),	       /* -v: how much guest RAM is resident */
+    SCMP_SYS(timerfd_settime), /* the console's retry, --timeout, pause */
+    SCMP_SYS(sendto),	       /* console output to a socket (MSG_DONTWAIT); no new sockets */
 };
 
 /*
@@ -79,23 +78,30 @@ static const int io_only[] = {
  * on no list; nor is TIOCSTI.
  */
 static const unsigned int vcpu_ioctls[] = {
-	KVM_RUN,
-	KVM_GET_REGS, KVM_GET_SREGS, /* a failure's report: rip, registers */
-	KVM_IRQ_LINE,		     /* serial, i8042, virtio INTx (irq_set_line) */
-	KVM_SET_GSI_ROUTING,	     /* an MSI/MSI-X message is written (irq_msi_set) */
-	KVM_IRQFD,		     /* a VFIO MSI-X vector is (un)masked (irq_irqfd) */
-	KVM_IOEVENTFD,		     /* a virtio BAR moves (irq_ioeventfd) */
-	KVM_SET_USER_MEMORY_REGION,  /* a VFIO BAR moves (pci_set_memslot) */
-	VFIO_DEVICE_SET_IRQS,	     /* a VFIO device's interrupt mode changes */
-	TUNSETOFFLOAD,		     /* a NIC's features are negotiated, or reset */
-	TCGETS,			     /* stdio's isatty() on a stream's first use */
+    KVM_RUN,
+    KVM_GET_REGS,
+    KVM_GET_SREGS,		/* a failure's report: rip, registers */
+    KVM_IRQ_LINE,		/* serial, i8042, virtio INTx (irq_set_line) */
+    KVM_SET_GSI_ROUTING,	/* an MSI/MSI-X message is written (irq_msi_set) */
+    KVM_IRQFD,			/* a VFIO MSI-X vector is (un)masked (irq_irqfd) */
+    KVM_IOEVENTFD,		/* a virtio BAR moves (irq_ioeventfd) */
+    KVM_SET_USER_MEMORY_REGION, /* a VFIO BAR moves (pci_set_memslot) */
+    VFIO_DEVICE_SET_IRQS,	/* a VFIO device's interrupt mode changes */
+    TUNSETOFFLOAD,		/* a NIC's features are negotiated, or reset */
+    TCGETS,			/* stdio's isatty() on a stream's first use */
 };
 static const unsigned int io_ioctls[] = {
-	KVM_IRQ_LINE, /* serial input, i8042 (stop), virtio INTx on completions */
-	/* console_close(): the terminal as it was (tcgetattr, tcsetattr) */
-	TCGETS, TCSETS, TCSETSW, TCSETSF,
-	/* vfio_destroy_all() at exit: interrupts off, reset, DMA unmapped */
-	VFIO_DEVICE_SET_IRQS, VFIO_DEVICE_RESET, VFIO_IOMMU_UNMAP_DMA, VFIO_GROUP_UNSET_CONTAINER,
+    KVM_IRQ_LINE, /* serial input, i8042 (stop), virtio INTx on completions */
+    /* console_close(): the terminal as it was (tcgetattr, tcsetattr) */
+    TCGETS,
+    TCSETS,
+    TCSETSW,
+    TCSETSF,
+    /* vfio_destroy_all() at exit: interrupts off, reset, DMA unmapped */
+    VFIO_DEVICE_SET_IRQS,
+    VFIO_DEVICE_RESET,
+    VFIO_IOMMU_UNMAP_DMA,
+    VFIO_GROUP_UNSET_CONTAINER,
 };
 
 /*
@@ -111,19 +117,19 @@ static void arg_detail(int nr, const void *uc, char *out, size_t len)
 	const greg_t *r = ((const ucontext_t *)uc)->uc_mcontext.gregs;
 
 	if (nr == __NR_ioctl)
-		snprintf(out, len, ", request 0x%llx",
-			 (unsigned long long)r[REG_RSI]);
+		snprintf(out, len, ", request 0x%llx", (unsigned long long)r[REG_RSI]);
 	else if (nr == __NR_mmap || nr == __NR_mprotect)
-		snprintf(out, len, ", prot 0x%llx",
-			 (unsigned long long)r[REG_RDX]);
+		snprintf(out, len, ", prot 0x%llx", (unsigned long long)r[REG_RDX]);
 	else if (nr == __NR_tgkill)
 		snprintf(out, len, ", tgid %lld", (long long)r[REG_RDI]);
 }
 
 static void on_sigsys(int sig, siginfo_t *si, void *uc)
 {
-	const char *name = si->si_syscall >= 0 && si->si_syscall < MAX_NR && names[si->si_syscall][0]
-				   ? names[si->si_syscall] : NULL;
+	const char *name =
+	    si->si_syscall >= 0 && si->si_syscall < MAX_NR && names[si->si_syscall][0]
+		? names[si->si_syscall]
+		: NULL;
 	static int once;
 	char line[200], detail[48] = "";
 	int n;
@@ -134,7 +140,8 @@ static void on_sigsys(int sig, siginfo_t *si, void *uc)
 		_exit(128 + sig);
 	arg_detail(si->si_syscall, uc, detail, sizeof(detail));
 	n = snprintf(line, sizeof(line),
-		     "vmm: seccomp: forbidden system call %s (%d%s) in thread %d; stopping (--no-seccomp turns the filter off)\n",
+		     "vmm: seccomp: forbidden system call %s (%d%s) in thread %d; stopping "
+		     "(--no-seccomp turns the filter off)\n",
 		     name ? name : "?", si->si_syscall, detail, (int)gettid());
 	if (n > 0)
 		(void)!write(STDERR_FILENO, line, (size_t)MIN((size_t)n, sizeof(line) - 1));
@@ -142,8 +149,9 @@ static void on_sigsys(int sig, siginfo_t *si, void *uc)
 		const ucontext_t *u = uc;
 		const uint64_t *sp = (const uint64_t *)u->uc_mcontext.gregs[REG_RSP];
 
-		n = snprintf(line, sizeof(line), "vmm: seccomp: rip %llx, confine_prepare at %p; stack:",
-			     (unsigned long long)u->uc_mcontext.gregs[REG_RIP], (void *)confine_prepare);
+		n = snprintf(
+		    line, sizeof(line), "vmm: seccomp: rip %llx, confine_prepare at %p; stack:",
+		    (unsigned long long)u->uc_mcontext.gregs[REG_RIP], (void *)confine_prepare);
 		(void)!write(STDERR_FILENO, line, (size_t)n);
 		for (int i = 0; i < 48; i++) {
 			n = snprintf(line, sizeof(line), " %llx", (unsigned long long)sp[i]);
@@ -158,12 +166,12 @@ static void on_sigsys(int sig, siginfo_t *si, void *uc)
 
 /* VMM_TEST_SECCOMP=[vcpu:]NAME (confine.h) */
 static const char *const probe_names[] = {
-	[CONFINE_PROBE_GETPPID] = "1",
-	[CONFINE_PROBE_TIOCSTI] = "tiocsti",
-	[CONFINE_PROBE_KVM_CREATE_VM] = "kvm-create-vm",
-	[CONFINE_PROBE_EXEC_MMAP] = "exec-mmap",
-	[CONFINE_PROBE_TGKILL] = "tgkill",
-	[CONFINE_PROBE_URING_OPENAT] = "uring-openat",
+    [CONFINE_PROBE_GETPPID] = "1",
+    [CONFINE_PROBE_TIOCSTI] = "tiocsti",
+    [CONFINE_PROBE_KVM_CREATE_VM] = "kvm-create-vm",
+    [CONFINE_PROBE_EXEC_MMAP] = "exec-mmap",
+    [CONFINE_PROBE_TGKILL] = "tgkill",
+    [CONFINE_PROBE_URING_OPENAT] = "uring-openat",
 };
 static bool test_probe(enum confine_role *role, enum confine_probe *p);
 
@@ -188,8 +196,8 @@ int confine_prepare(void)
 		int r = confine_probe_prepare(p);
 
 		if (r)
-			log_warn("seccomp", "test: preparing probe '%s': %s",
-				 probe_names[p], strerror(-r));
+			log_warn("seccomp", "test: preparing probe '%s': %s", probe_names[p],
+				 strerror(-r));
 	}
 	for (int nr = 0; nr < MAX_NR; nr++) {
 		char *s = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
@@ -206,10 +214,10 @@ int confine_prepare(void)
 static const int for_rename[] = {SCMP_SYS(rename), SCMP_SYS(renameat), SCMP_SYS(renameat2),
 				 SCMP_SYS(unlink), SCMP_SYS(unlinkat)}; /* a failed write's temp */
 static const int for_socket[] = {
-	SCMP_SYS(accept4), SCMP_SYS(setsockopt), SCMP_SYS(shutdown), SCMP_SYS(recvfrom),
-	SCMP_SYS(recvmsg), SCMP_SYS(sendmsg), /* clients (sendto: every I/O role) */
-	SCMP_SYS(unlink), SCMP_SYS(unlinkat), /* the socket, at exit */
-	SCMP_SYS(timerfd_create), SCMP_SYS(timerfd_settime), /* "stop" */
+    SCMP_SYS(accept4),	      SCMP_SYS(setsockopt),	 SCMP_SYS(shutdown), SCMP_SYS(recvfrom),
+    SCMP_SYS(recvmsg),	      SCMP_SYS(sendmsg),	 /* clients (sendto: every I/O role) */
+    SCMP_SYS(unlink),	      SCMP_SYS(unlinkat),	 /* the socket, at exit */
+    SCMP_SYS(timerfd_create), SCMP_SYS(timerfd_settime), /* "stop" */
 };
 
 static int allow(scmp_filter_ctx ctx, const int *calls, size_t n)
@@ -226,9 +234,8 @@ static int allow_ioctls(scmp_filter_ctx ctx, const unsigned int *req, size_t n)
 	int r = 0;
 
 	for (size_t i = 0; !r && i < n; i++)
-		r = seccomp_rule_add(
-		    ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-		    SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, req[i]));
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+				     SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, req[i]));
 	return r;
 }
 
@@ -245,11 +252,12 @@ static int allow_args(scmp_filter_ctx ctx)
 				     SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
 	/* Signals to vmm's own threads only (pthread_kill kicks a vCPU). */
 	if (!r)
-		r = seccomp_rule_add(
-		    ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1,
-		    /* spelled out: clang flags SCMP_A0()'s missing datum_b */
-		    (struct scmp_arg_cmp){.arg = 0, .op = SCMP_CMP_EQ,
-					  .datum_a = (scmp_datum_t)getpid(), .datum_b = 0});
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1,
+				     /* spelled out: clang flags SCMP_A0()'s missing datum_b */
+				     (struct scmp_arg_cmp){.arg = 0,
+							   .op = SCMP_CMP_EQ,
+							   .datum_a = (scmp_datum_t)getpid(),
+							   .datum_b = 0});
 	return r;
 }
 
@@ -277,10 +285,8 @@ int confine_thread(enum confine_role role, unsigned int extra)
 	if (!r && role == CONFINE_IO)
 		r = allow(ctx, io_only, ARRAY_SIZE(io_only));
 	if (!r)
-		r = role == CONFINE_IO
-			? allow_ioctls(ctx, io_ioctls, ARRAY_SIZE(io_ioctls))
-			: allow_ioctls(ctx, vcpu_ioctls,
-				       ARRAY_SIZE(vcpu_ioctls));
+		r = role == CONFINE_IO ? allow_ioctls(ctx, io_ioctls, ARRAY_SIZE(io_ioctls))
+				       : allow_ioctls(ctx, vcpu_ioctls, ARRAY_SIZE(vcpu_ioctls));
 	if (!r && (extra & CONFINE_RENAME))
 		r = allow(ctx, for_rename, ARRAY_SIZE(for_rename));
 	if (!r && (extra & CONFINE_SOCKET))
@@ -296,16 +302,12 @@ int confine_thread(enum confine_role role, unsigned int extra)
  * io_uring_register_restrictions() and io_uring_enable_rings() but does
  * not export them.
  */
-static int ring_register(struct io_uring *ring, unsigned int op, void *arg,
-			 unsigned int n)
+static int ring_register(struct io_uring *ring, unsigned int op, void *arg, unsigned int n)
 {
-	return syscall(__NR_io_uring_register, ring->ring_fd, op, arg, n) < 0
-		   ? -errno
-		   : 0;
+	return syscall(__NR_io_uring_register, ring->ring_fd, op, arg, n) < 0 ? -errno : 0;
 }
 
-int confine_disk_ring(struct io_uring *ring, unsigned int entries, int fd,
-		      int efd)
+int confine_disk_ring(struct io_uring *ring, unsigned int entries, int fd, int efd)
 {
 	/* The operations the disk engine submits (blk_io.c), on its fixed file.
 	 */
@@ -313,8 +315,7 @@ int confine_disk_ring(struct io_uring *ring, unsigned int entries, int fd,
 	    {.opcode = IORING_RESTRICTION_SQE_OP, .sqe_op = IORING_OP_READV},
 	    {.opcode = IORING_RESTRICTION_SQE_OP, .sqe_op = IORING_OP_WRITEV},
 	    {.opcode = IORING_RESTRICTION_SQE_OP, .sqe_op = IORING_OP_FSYNC},
-	    {.opcode = IORING_RESTRICTION_SQE_FLAGS_REQUIRED,
-	     .sqe_flags = IOSQE_FIXED_FILE},
+	    {.opcode = IORING_RESTRICTION_SQE_FLAGS_REQUIRED, .sqe_flags = IOSQE_FIXED_FILE},
 	    /* No IORING_RESTRICTION_REGISTER_OP: nothing once enabled. */
 	};
 	int r = io_uring_queue_init(entries, ring, IORING_SETUP_R_DISABLED);
@@ -332,8 +333,8 @@ int confine_disk_ring(struct io_uring *ring, unsigned int entries, int fd,
 	if (!r)
 		r = io_uring_register_files(ring, &fd, 1);
 	if (!r) {
-		r = ring_register(ring, IORING_REGISTER_RESTRICTIONS,
-				  allow_ring, ARRAY_SIZE(allow_ring));
+		r = ring_register(ring, IORING_REGISTER_RESTRICTIONS, allow_ring,
+				  ARRAY_SIZE(allow_ring));
 		if (r == -EINVAL)
 			r = -EOPNOTSUPP;
 	}
@@ -373,8 +374,7 @@ int confine_probe_prepare(enum confine_probe p)
 		probe.ring_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (probe.ring_file < 0 || probe.ring_efd < 0)
 			return -errno;
-		r = confine_disk_ring(&probe.ring, 4, probe.ring_file,
-				      probe.ring_efd);
+		r = confine_disk_ring(&probe.ring, 4, probe.ring_file, probe.ring_efd);
 		probe.ring_ready = r == 0;
 		return r;
 	default: return 0;
@@ -394,8 +394,7 @@ static long ring_openat(void)
 	sqe = io_uring_get_sqe(&probe.ring);
 	if (!sqe)
 		return -EBUSY;
-	io_uring_prep_openat(sqe, AT_FDCWD, "/etc/passwd", O_RDONLY | O_CLOEXEC,
-			     0);
+	io_uring_prep_openat(sqe, AT_FDCWD, "/etc/passwd", O_RDONLY | O_CLOEXEC, 0);
 	r = io_uring_submit(&probe.ring);
 	if (r < 0)
 		return r;
@@ -423,8 +422,7 @@ long confine_probe(enum confine_probe p)
 			close((int)r);
 		return r < 0 ? -errno : r;
 	case CONFINE_PROBE_EXEC_MMAP:
-		m = mmap(NULL, 4096, PROT_READ | PROT_EXEC,
-			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		m = mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (m == MAP_FAILED)
 			return -errno;
 		munmap(m, 4096);

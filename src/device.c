@@ -5,8 +5,7 @@
 #include "device.h"
 #include "log.h"
 
-int device_add(struct device_list *l, const struct device_ops *ops, void *opaque,
-	       const char *name)
+int device_add(struct device_list *l, const struct device_ops *ops, void *opaque, const char *name)
 {
 	if (l->n == DEVICE_MAX)
 		return -ENOSPC;

@@ -20,8 +20,7 @@
 #include "virtio.h"
 
 /* Open a regular, non-empty input file; one usage line on failure. */
-static int open_input(const char *opt, const char *path, int *fd_out,
-		      uint64_t *size_out)
+static int open_input(const char *opt, const char *path, int *fd_out, uint64_t *size_out)
 {
 	struct stat st;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -170,7 +169,8 @@ static int check_outputs(const struct vmm_config *cfg)
 
 			file_id(path, &iid);
 			if (same_file(&oid, &iid)) {
-				log_err(NULL, "%s: '%s' is the file of %s '%s': refusing to overwrite it",
+				log_err(NULL,
+					"%s: '%s' is the file of %s '%s': refusing to overwrite it",
 					out[o].opt, out[o].path, opt, path);
 				return -EINVAL;
 			}
@@ -226,7 +226,9 @@ int inputs_check(const struct vmm_config *cfg)
 			return r;
 		close(fd);
 		if (initrd_place(&layout, &ki, size, &initrd_gpa)) {
-			log_err(NULL, "--initrd: '%s' (%llu MiB) does not fit in guest memory with the kernel (--mem %llu MiB)",
+			log_err(NULL,
+				"--initrd: '%s' (%llu MiB) does not fit in guest memory with the "
+				"kernel (--mem %llu MiB)",
 				cfg->initrd, (unsigned long long)(size >> 20),
 				(unsigned long long)(cfg->mem_bytes >> 20));
 			return -ENOSPC;
@@ -241,8 +243,8 @@ int inputs_check(const struct vmm_config *cfg)
 			return r;
 		for (unsigned int j = 0; j < i; j++)
 			if (st[j].st_dev == st[i].st_dev && st[j].st_ino == st[i].st_ino) {
-				log_err(NULL, "--disk: '%s' and '%s' are the same image", cfg->disks[j].path,
-					cfg->disks[i].path);
+				log_err(NULL, "--disk: '%s' and '%s' are the same image",
+					cfg->disks[j].path, cfg->disks[i].path);
 				return -EINVAL;
 			}
 	}
@@ -266,8 +268,7 @@ int inputs_load_kernel(struct guest_mem *mem, const char *path, struct kernel_in
 	else
 		log_info("boot", "%s kernel at 0x%llx, entry 0x%llx",
 			 ki->kind == KERNEL_BZIMAGE ? "bzImage" : "ELF",
-			 (unsigned long long)ki->load_gpa,
-			 (unsigned long long)ki->entry_gpa);
+			 (unsigned long long)ki->load_gpa, (unsigned long long)ki->entry_gpa);
 	return r;
 }
 
@@ -281,7 +282,9 @@ int inputs_load_initrd(struct guest_mem *mem, const struct kernel_info *ki, cons
 	if (r)
 		return r;
 	if (initrd_place(mem, ki, *size, gpa)) {
-		log_err(NULL, "--initrd: '%s' (%llu MiB) does not fit in guest memory with the kernel (--mem %llu MiB)",
+		log_err(NULL,
+			"--initrd: '%s' (%llu MiB) does not fit in guest memory with the kernel "
+			"(--mem %llu MiB)",
 			path, (unsigned long long)(*size >> 20),
 			(unsigned long long)(mem->ram_bytes >> 20));
 		close(fd);
@@ -296,4 +299,3 @@ int inputs_load_initrd(struct guest_mem *mem, const struct kernel_info *ki, cons
 		 (unsigned long long)*size);
 	return dst ? 0 : -EFAULT;
 }
-

@@ -29,8 +29,8 @@ void log_msg(enum log_level level, const char *subsys, const char *fmt, ...)
 	if (level > cur_level)
 		return;
 	/* Build the whole line first: one write keeps lines from interleaving. */
-	n = snprintf(line, sizeof(line), "vmm: %s%s%s", tags[level],
-		     subsys ? subsys : "", subsys ? ": " : "");
+	n = snprintf(line, sizeof(line), "vmm: %s%s%s", tags[level], subsys ? subsys : "",
+		     subsys ? ": " : "");
 	va_start(ap, fmt);
 	if (n >= 0 && (size_t)n < sizeof(line))
 		vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);

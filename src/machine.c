@@ -51,9 +51,9 @@ static const struct {
 	unsigned int (*count)(const struct vmm_config *cfg);
 	int (*add)(struct machine *m, unsigned int i, unsigned int slot, bool *usage);
 } board[] = {
-	{nr_disks, add_disk},
-	{nr_nets, add_net},
-	{nr_vfio, add_vfio},
+    {nr_disks, add_disk},
+    {nr_nets, add_net},
+    {nr_vfio, add_vfio},
 };
 
 static void reset_cb(void *opaque)
@@ -142,9 +142,14 @@ int machine_create(struct machine *m, const struct vmm_config *cfg, struct resul
 	if (r)
 		log_info("stats", "KVM's binary stats unavailable: %s", strerror(-r));
 	/* Devices after the vCPUs: a disk gets a queue per vCPU by default. */
-	m->svc = (struct dev_services){.mem = &m->mem, .pio = &m->pio, .mmio = &m->mmio,
-				       .pci = &m->pci, .irq = &m->irq, .io = &m->io,
-				       .nr_vcpus = m->vcpus.n, .vm_fd = m->vm.vm_fd};
+	m->svc = (struct dev_services){.mem = &m->mem,
+				       .pio = &m->pio,
+				       .mmio = &m->mmio,
+				       .pci = &m->pci,
+				       .irq = &m->irq,
+				       .io = &m->io,
+				       .nr_vcpus = m->vcpus.n,
+				       .vm_fd = m->vm.vm_fd};
 	for (unsigned int k = 0; k < ARRAY_SIZE(board); k++)
 		for (unsigned int i = 0; i < board[k].count(cfg); i++, slot++)
 			if ((r = board[k].add(m, i, slot, usage)))

@@ -11,64 +11,64 @@
 
 #include "config.h"
 #include "log.h"
-#include "result.h"
 #include "machine.h"
+#include "result.h"
 
 static const char usage_top[] =
-	"usage: vmm run --kernel PATH [options]   boot a guest\n"
-	"       vmm ctl SOCKET COMMAND            talk to a running vmm's --api-socket:\n"
-	"                                         status, pause, resume, stop, stats\n"
-	"       vmm --help | --version\n"
-	"\n"
-	"Run 'vmm run --help' for the options of run.\n";
+    "usage: vmm run --kernel PATH [options]   boot a guest\n"
+    "       vmm ctl SOCKET COMMAND            talk to a running vmm's --api-socket:\n"
+    "                                         status, pause, resume, stop, stats\n"
+    "       vmm --help | --version\n"
+    "\n"
+    "Run 'vmm run --help' for the options of run.\n";
 
 static const char usage_run[] =
-	"usage: vmm run --kernel PATH [options]\n"
-	"\n"
-	"  --kernel PATH        bzImage (64-bit boot protocol) or ELF64 vmlinux\n"
-	"  --initrd PATH        initial ramdisk\n"
-	"  --cmdline STR        kernel command line, replacing the default:\n"
-	"                       \"" VMM_DEFAULT_CMDLINE "\"\n"
-	"  --mem SIZE           guest RAM, e.g. 512M, 4G (a bare number is MiB;\n"
-	"                       default 512M)\n"
-	"  --cpus N             vCPUs (default 1)\n"
-	"  --hugepages MODE     auto|2M|1G|off (default auto: 2M hugetlb pages when\n"
-	"                       enough are free, else transparent huge pages)\n"
-	"  --disk path=FILE[,readonly=on][,serial=ID][,cache=none|writeback]\n"
-	"       [,engine=io_uring|aio|sync][,queues=N]\n"
-	"                       a virtio-blk disk (repeatable: vda, vdb, ...);\n"
-	"                       default engine io_uring, one queue per vCPU\n"
-	"  --net tap=NAME[,mac=52:54:00:xx:xx:xx][,queues=N]\n"
-	"                       a virtio-net NIC on a tap device (repeatable;\n"
-	"                       created when missing and run as root); default\n"
-	"                       MAC from the tap's name, one queue pair\n"
-	"  --vfio BDF           pass host PCI device BDF (e.g. 0000:00:04.0, or its\n"
-	"                       sysfs path), bound to vfio-pci, to the guest\n"
-	"                       (repeatable; needs an IOMMU)\n"
-	"  --console SINK       stdio|file:PATH|none (default stdio; on a terminal,\n"
-	"                       Ctrl-A x quits and Ctrl-A Ctrl-A sends Ctrl-A)\n"
-	"  --no-seccomp         run without the seccomp filter (debugging)\n"
-	"  --timeout SECONDS    stop the guest after this long: exit 124\n"
-	"  --expect REGEX       exit 0 as soon as a console line matches\n"
-	"  --fail REGEX         exit 1 as soon as a console line matches\n"
-	"  --result json:PATH   write a JSON summary of the run at exit\n"
-	"  --api-socket PATH    control socket (see vmm ctl)\n"
-	"  The guest ends vmm with status N by writing byte N to I/O port 0x505\n"
-	"  or to MMIO address 0xfebff000.\n"
-	"  -v, --verbose        more detail on stderr (repeat for debug)\n"
-	"  -q, --quiet          errors only\n"
-	"  -h, --help           this text\n"
-	"\n"
-	"exit status:\n"
-	"  0      the guest rebooted, reset or powered off\n"
-	"  1      runtime failure: host error, guest triple fault, KVM error,\n"
-	"         a disk image locked by another process, a busy tap device\n"
-	"  2      usage error: bad option or value, unusable kernel/initrd file,\n"
-	"         a --vfio device that does not exist or is not bound to vfio-pci\n"
-	"  N      the guest wrote N to the exit device\n"
-	"  124    --timeout expired\n"
-	"  128+N  stopped by signal N (130 for SIGINT or Ctrl-A x, 143 for SIGTERM\n"
-	"         or a 'stop' the guest ignored, 159 for a seccomp violation)\n";
+    "usage: vmm run --kernel PATH [options]\n"
+    "\n"
+    "  --kernel PATH        bzImage (64-bit boot protocol) or ELF64 vmlinux\n"
+    "  --initrd PATH        initial ramdisk\n"
+    "  --cmdline STR        kernel command line, replacing the default:\n"
+    "                       \"" VMM_DEFAULT_CMDLINE "\"\n"
+    "  --mem SIZE           guest RAM, e.g. 512M, 4G (a bare number is MiB;\n"
+    "                       default 512M)\n"
+    "  --cpus N             vCPUs (default 1)\n"
+    "  --hugepages MODE     auto|2M|1G|off (default auto: 2M hugetlb pages when\n"
+    "                       enough are free, else transparent huge pages)\n"
+    "  --disk path=FILE[,readonly=on][,serial=ID][,cache=none|writeback]\n"
+    "       [,engine=io_uring|aio|sync][,queues=N]\n"
+    "                       a virtio-blk disk (repeatable: vda, vdb, ...);\n"
+    "                       default engine io_uring, one queue per vCPU\n"
+    "  --net tap=NAME[,mac=52:54:00:xx:xx:xx][,queues=N]\n"
+    "                       a virtio-net NIC on a tap device (repeatable;\n"
+    "                       created when missing and run as root); default\n"
+    "                       MAC from the tap's name, one queue pair\n"
+    "  --vfio BDF           pass host PCI device BDF (e.g. 0000:00:04.0, or its\n"
+    "                       sysfs path), bound to vfio-pci, to the guest\n"
+    "                       (repeatable; needs an IOMMU)\n"
+    "  --console SINK       stdio|file:PATH|none (default stdio; on a terminal,\n"
+    "                       Ctrl-A x quits and Ctrl-A Ctrl-A sends Ctrl-A)\n"
+    "  --no-seccomp         run without the seccomp filter (debugging)\n"
+    "  --timeout SECONDS    stop the guest after this long: exit 124\n"
+    "  --expect REGEX       exit 0 as soon as a console line matches\n"
+    "  --fail REGEX         exit 1 as soon as a console line matches\n"
+    "  --result json:PATH   write a JSON summary of the run at exit\n"
+    "  --api-socket PATH    control socket (see vmm ctl)\n"
+    "  The guest ends vmm with status N by writing byte N to I/O port 0x505\n"
+    "  or to MMIO address 0xfebff000.\n"
+    "  -v, --verbose        more detail on stderr (repeat for debug)\n"
+    "  -q, --quiet          errors only\n"
+    "  -h, --help           this text\n"
+    "\n"
+    "exit status:\n"
+    "  0      the guest rebooted, reset or powered off\n"
+    "  1      runtime failure: host error, guest triple fault, KVM error,\n"
+    "         a disk image locked by another process, a busy tap device\n"
+    "  2      usage error: bad option or value, unusable kernel/initrd file,\n"
+    "         a --vfio device that does not exist or is not bound to vfio-pci\n"
+    "  N      the guest wrote N to the exit device\n"
+    "  124    --timeout expired\n"
+    "  128+N  stopped by signal N (130 for SIGINT or Ctrl-A x, 143 for SIGTERM\n"
+    "         or a 'stop' the guest ignored, 159 for a seccomp violation)\n";
 
 static int cmd_run(int argc, char *argv[])
 {
@@ -90,9 +90,10 @@ static int cmd_run(int argc, char *argv[])
 		config_free(&cfg);
 		return VMM_EXIT_OK;
 	}
-	log_set_level(cfg.verbosity < 0 ? LOG_ERROR
+	log_set_level(cfg.verbosity < 0	   ? LOG_ERROR
 		      : cfg.verbosity == 0 ? LOG_WARN
-		      : cfg.verbosity == 1 ? LOG_INFO : LOG_DEBUG);
+		      : cfg.verbosity == 1 ? LOG_INFO
+					   : LOG_DEBUG);
 
 	/* A stop signal during setup is served once the run starts. */
 	machine_block_signals(&sigs);
@@ -121,7 +122,9 @@ static int cmd_run(int argc, char *argv[])
 		return usage ? VMM_EXIT_USAGE : VMM_EXIT_FAILURE;
 	}
 	if (!m.vm.hw_virt)
-		log_warn(NULL, "this host's KVM is not hardware-assisted (no vmx/svm CPU flag): stock Linux kernels will not boot here; scripts/lab runs them on a real KVM");
+		log_warn(NULL,
+			 "this host's KVM is not hardware-assisted (no vmx/svm CPU flag): stock "
+			 "Linux kernels will not boot here; scripts/lab runs them on a real KVM");
 	r = machine_run(&m);
 	machine_destroy(&m);
 	result_discard(&result); /* only if the run could not write it */
@@ -175,8 +178,7 @@ int main(int argc, char *argv[])
 		fputs(usage_top, stderr);
 		return VMM_EXIT_USAGE;
 	}
-	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
-	    !strcmp(argv[1], "help")) {
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
 		fputs(usage_top, stdout);
 		return VMM_EXIT_OK;
 	}

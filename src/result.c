@@ -27,8 +27,7 @@ int result_check(const char *path)
 		return -EISDIR;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		log_err(NULL, "--result: '%s' exists and is not a regular file",
-			path);
+		log_err(NULL, "--result: '%s' exists and is not a regular file", path);
 		return -EINVAL;
 	}
 	return 0;
@@ -47,13 +46,11 @@ int result_open(struct result_file *r, const char *path)
 		log_err(NULL, "--result: '%s' is too long a path", path);
 		return -ENAMETOOLONG;
 	}
-	r->fd = open(
-	    r->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	r->fd = open(r->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (r->fd < 0) {
 		int e = errno;
 
-		log_err(NULL, "--result: cannot create '%s': %s", r->tmp,
-			strerror(e));
+		log_err(NULL, "--result: cannot create '%s': %s", r->tmp, strerror(e));
 		return -e;
 	}
 	return 0;
@@ -92,8 +89,7 @@ int result_commit(struct result_file *r, json_t *obj)
 	if (!ret && rename(r->tmp, r->path) < 0)
 		ret = -errno;
 	if (ret) {
-		log_err(NULL, "--result: cannot write '%s': %s", r->path,
-			strerror(-ret));
+		log_err(NULL, "--result: cannot write '%s': %s", r->path, strerror(-ret));
 		unlink(r->tmp);
 	}
 	return ret;
@@ -134,8 +130,8 @@ json_t *result_bytes(const char *s, size_t len)
 json_t *result_new(int status, const char *outcome, const char *reason)
 {
 	return json_pack("{s:i, s:s, s:i, s:s, s:o, s:n, s:i}", "schema", RESULT_SCHEMA,
-			 "vmm_version", VMM_VERSION, "status", status, "outcome", outcome,
-			 "reason", result_bytes(reason, strlen(reason)), "matched_line",
+			 "vmm_version", VMM_VERSION, "status", status, "outcome", outcome, "reason",
+			 result_bytes(reason, strlen(reason)), "matched_line",
 			 "console_dropped_bytes", 0);
 }
 
@@ -176,5 +172,6 @@ void result_add_exits(json_t *obj, const struct exit_stats *st)
 	json_object_set_new(obj, "userspace_exits", json_integer((json_int_t)v.userspace));
 	for (unsigned int i = 0; i < STAT_NR; i++)
 		if (v.valid & (1u << i))
-			json_object_set_new(obj, stats_kvm_name(i), json_integer((json_int_t)v.val[i]));
+			json_object_set_new(obj, stats_kvm_name(i),
+					    json_integer((json_int_t)v.val[i]));
 }

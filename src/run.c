@@ -52,9 +52,10 @@ static void report_memory(const struct guest_mem *mem, FILE *f)
 				guest_kb += (vec[p] & 1) ? 4 : 0;
 		}
 	}
-	log_info("vm", "resident: %llu KiB (peak %llu KiB), of which guest RAM %llu KiB; VMM itself %llu KiB",
-		 rss_kb, vmhwm_kb, guest_kb,
-		 rss_kb > guest_kb ? rss_kb - guest_kb : 0);
+	log_info(
+	    "vm",
+	    "resident: %llu KiB (peak %llu KiB), of which guest RAM %llu KiB; VMM itself %llu KiB",
+	    rss_kb, vmhwm_kb, guest_kb, rss_kb > guest_kb ? rss_kb - guest_kb : 0);
 }
 
 /* One "exits=... io=... userspace=..." line at level (subsystem "stats"). */
@@ -143,7 +144,7 @@ int machine_run(struct machine *m)
 	if (!r && !m->cfg->no_seccomp) {
 		/* Everything is open and running: from here on, no new files. */
 		r = confine_thread(CONFINE_IO, (m->cfg->result_path ? CONFINE_RENAME : 0) |
-						       (m->cfg->api_socket ? CONFINE_SOCKET : 0));
+						   (m->cfg->api_socket ? CONFINE_SOCKET : 0));
 		if (r)
 			stop_request(&m->stop, OUTCOME_HOST_ERROR, VMM_EXIT_FAILURE, "seccomp: %s",
 				     strerror(-r));

@@ -15,10 +15,10 @@
  * cannot make us allocate or read without limit. KVM today: names of 48
  * bytes, about 60 vCPU descriptors, a data block of a few KiB.
  */
-#define STATS_MAX_NAME 1024
-#define STATS_MAX_DESC 65536
+#define STATS_MAX_NAME	   1024
+#define STATS_MAX_DESC	   65536
 #define STATS_MAX_DESC_END (16 * MiB)
-#define STATS_MAX_SPAN (1 * MiB)
+#define STATS_MAX_SPAN	   (1 * MiB)
 
 /* One vCPU's stats fd and where its counters are. */
 struct vcpu_stats {
@@ -31,18 +31,18 @@ static const struct {
 	const char *kvm;  /* KVM's descriptor name */
 	const char *abbr; /* in stats_format's line */
 } stat_names[STAT_NR] = {
-	[STAT_EXITS] = {"exits", "exits"},
-	[STAT_IO_EXITS] = {"io_exits", "io"},
-	[STAT_MMIO_EXITS] = {"mmio_exits", "mmio"},
-	[STAT_HALT_EXITS] = {"halt_exits", "halt"},
-	[STAT_IRQ_EXITS] = {"irq_exits", "irq"},
-	[STAT_SIGNAL_EXITS] = {"signal_exits", "signal"},
-	[STAT_REQUEST_IRQ] = {"request_irq_exits", "request_irq"},
-	[STAT_IRQ_WINDOW] = {"irq_window_exits", "irq_window"},
-	[STAT_NMI_WINDOW] = {"nmi_window_exits", "nmi_window"},
-	[STAT_L1D_FLUSH] = {"l1d_flush", "l1d_flush"},
-	[STAT_INSN_EMULATION] = {"insn_emulation", "insn_emulation"},
-	[STAT_HYPERCALLS] = {"hypercalls", "hypercalls"},
+    [STAT_EXITS] = {"exits", "exits"},
+    [STAT_IO_EXITS] = {"io_exits", "io"},
+    [STAT_MMIO_EXITS] = {"mmio_exits", "mmio"},
+    [STAT_HALT_EXITS] = {"halt_exits", "halt"},
+    [STAT_IRQ_EXITS] = {"irq_exits", "irq"},
+    [STAT_SIGNAL_EXITS] = {"signal_exits", "signal"},
+    [STAT_REQUEST_IRQ] = {"request_irq_exits", "request_irq"},
+    [STAT_IRQ_WINDOW] = {"irq_window_exits", "irq_window"},
+    [STAT_NMI_WINDOW] = {"nmi_window_exits", "nmi_window"},
+    [STAT_L1D_FLUSH] = {"l1d_flush", "l1d_flush"},
+    [STAT_INSN_EMULATION] = {"insn_emulation", "insn_emulation"},
+    [STAT_HYPERCALLS] = {"hypercalls", "hypercalls"},
 };
 
 const char *stats_kvm_name(enum vm_exit_stat i)
@@ -58,9 +58,8 @@ int stats_desc_end(const void *hdr_buf, size_t hdr_len, size_t *end)
 	if (hdr_len < sizeof(hdr))
 		return -EINVAL;
 	memcpy(&hdr, hdr_buf, sizeof(hdr));
-	if (hdr.name_size == 0 || hdr.name_size > STATS_MAX_NAME ||
-	    hdr.num_desc > STATS_MAX_DESC || hdr.desc_offset < sizeof(hdr) ||
-	    hdr.data_offset < sizeof(hdr))
+	if (hdr.name_size == 0 || hdr.name_size > STATS_MAX_NAME || hdr.num_desc > STATS_MAX_DESC ||
+	    hdr.desc_offset < sizeof(hdr) || hdr.data_offset < sizeof(hdr))
 		return -EINVAL;
 	desc_size = sizeof(struct kvm_stats_desc) + hdr.name_size;
 	e = hdr.desc_offset + (uint64_t)hdr.num_desc * desc_size;
@@ -132,8 +131,7 @@ int stats_parse(const void *blob, size_t len, struct stats_layout *lay)
 	return 0;
 }
 
-void stats_accumulate(const struct stats_layout *lay, const void *span,
-		      struct vm_exit_stats *out)
+void stats_accumulate(const struct stats_layout *lay, const void *span, struct vm_exit_stats *out)
 {
 	for (int i = 0; i < STAT_NR; i++) {
 		uint64_t v;
@@ -152,8 +150,7 @@ static int pread_full(int fd, void *buf, size_t len, uint64_t off)
 	size_t done = 0;
 
 	while (done < len) {
-		ssize_t n = pread(fd, (uint8_t *)buf + done, len - done,
-				  (off_t)(off + done));
+		ssize_t n = pread(fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -254,8 +251,7 @@ int stats_format(const struct vm_exit_stats *s, char *buf, size_t len)
 			return -ENOSPC;
 		pos += (size_t)n;
 	}
-	n = snprintf(buf + pos, len - pos, "userspace=%llu",
-		     (unsigned long long)s->userspace);
+	n = snprintf(buf + pos, len - pos, "userspace=%llu", (unsigned long long)s->userspace);
 	return n < 0 || (size_t)n >= len - pos ? -ENOSPC : 0;
 }
 

@@ -91,7 +91,8 @@ static void on_timeout(void *opaque)
 
 	io_fd_ack(s->timer_fd);
 	stop_request(s->stop, OUTCOME_TIMEOUT, VMM_EXIT_TIMEOUT,
-		     "timeout: the guest did not finish within %g s (--timeout)", s->cfg->timeout_s);
+		     "timeout: the guest did not finish within %g s (--timeout)",
+		     s->cfg->timeout_s);
 }
 
 static int check_dir_of(const char *opt, const char *path)
@@ -102,8 +103,7 @@ static int check_dir_of(const char *opt, const char *path)
 	snprintf(copy, sizeof(copy), "%s", path);
 	dir = dirname(copy);
 	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
-		log_err(NULL, "%s: '%s': its directory '%s' does not exist",
-			opt, path, dir);
+		log_err(NULL, "%s: '%s': its directory '%s' does not exist", opt, path, dir);
 		return -ENOENT;
 	}
 	return 0;
@@ -115,9 +115,8 @@ int supervise_check(const struct vmm_config *cfg)
 	struct stat st;
 	int r;
 
-	if (cfg->result_path &&
-	    ((r = check_dir_of("--result", cfg->result_path)) ||
-	     (r = result_check(cfg->result_path))))
+	if (cfg->result_path && ((r = check_dir_of("--result", cfg->result_path)) ||
+				 (r = result_check(cfg->result_path))))
 		return r;
 	if (!api_socket)
 		return 0;
@@ -128,19 +127,14 @@ int supervise_check(const struct vmm_config *cfg)
 		int fd;
 
 		if (!S_ISSOCK(st.st_mode)) {
-			log_err(NULL,
-				"--api-socket: '%s' exists and is not a socket",
-				api_socket);
+			log_err(NULL, "--api-socket: '%s' exists and is not a socket", api_socket);
 			return -EEXIST;
 		}
 		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", api_socket);
-		if (fd >= 0 &&
-		    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+		if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
 			close(fd);
-			log_err(NULL,
-				"--api-socket: '%s' is in use by a running vmm",
-				api_socket);
+			log_err(NULL, "--api-socket: '%s' is in use by a running vmm", api_socket);
 			return -EADDRINUSE;
 		}
 		if (fd >= 0)
@@ -149,8 +143,7 @@ int supervise_check(const struct vmm_config *cfg)
 	return 0;
 }
 
-static int compile(regex_t *rx, const char *const *pats, unsigned int n,
-		   unsigned int *done)
+static int compile(regex_t *rx, const char *const *pats, unsigned int n, unsigned int *done)
 {
 	/* All checked when the command line was parsed. */
 	for (*done = 0; *done < n; (*done)++)
@@ -188,8 +181,7 @@ int supervise_init(struct supervise *s, const struct vmm_config *cfg, struct sto
 /* Whether the run ended by the guest's own doing (not a stop from outside). */
 static bool guest_ended(enum vmm_outcome o)
 {
-	return o == OUTCOME_GUEST_EXIT || o == OUTCOME_RESET ||
-	       o == OUTCOME_POWEROFF;
+	return o == OUTCOME_GUEST_EXIT || o == OUTCOME_RESET || o == OUTCOME_POWEROFF;
 }
 
 /* The final word on the status, once every vCPU has stopped. */
@@ -217,8 +209,7 @@ static void judge_end(struct supervise *s)
 		snprintf(was, sizeof(was), "%s", st->reason);
 		st->status = VMM_EXIT_FAILURE;
 		snprintf(st->reason, sizeof(st->reason),
-			 "the guest ended before --expect matched (%.100s)",
-			 was);
+			 "the guest ended before --expect matched (%.100s)", was);
 	}
 }
 
@@ -234,7 +225,8 @@ static json_t *supervise_result(struct supervise *s, const struct run_facts *f)
 		return NULL;
 	}
 	json_object_set_new(obj, "matched_line",
-			    s->has_matched ? result_bytes(s->matched, s->matched_len) : json_null());
+			    s->has_matched ? result_bytes(s->matched, s->matched_len)
+					   : json_null());
 	json_object_set_new(obj, "wall_time_s", json_real((double)(now_ns() - f->start_ns) / 1e9));
 	json_object_set_new(obj, "first_console_byte_s",
 			    s->first_byte_ns

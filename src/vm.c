@@ -13,7 +13,7 @@
 #include "vcpu.h"
 #include "vm.h"
 
-#define KVM_TSS_GPA 0xfffbd000ULL
+#define KVM_TSS_GPA	     0xfffbd000ULL
 #define KVM_IDENTITY_MAP_GPA 0xfffbc000ULL
 
 static bool host_has_hw_virt(void)
@@ -58,11 +58,11 @@ static int check_cap(struct vm *vm, long cap, const char *name)
 	return -ENOTSUP;
 }
 
-#define FAIL_SYS(what)                                                         \
-	do {                                                                   \
-		r = -errno;                                                    \
-		log_err(NULL, "%s: %s", what, strerror(errno));                \
-		return r;                                                      \
+#define FAIL_SYS(what)                                                                             \
+	do {                                                                                       \
+		r = -errno;                                                                        \
+		log_err(NULL, "%s: %s", what, strerror(errno));                                    \
+		return r;                                                                          \
 	} while (0)
 
 int vm_open(struct vm *vm, const struct vmm_config *cfg, bool *usage)
@@ -78,14 +78,15 @@ int vm_open(struct vm *vm, const struct vmm_config *cfg, bool *usage)
 	if (vm->kvm_fd < 0) {
 		r = -errno;
 		log_err(NULL, "cannot open /dev/kvm: %s%s", strerror(errno),
-			errno == ENOENT ? " (is the kvm module loaded, or is this a VM without nested virtualisation?)"
-			: errno == EACCES ? " (run as root or join the kvm group)" : "");
+			errno == ENOENT	  ? " (is the kvm module loaded, or is this a VM without "
+					    "nested virtualisation?)"
+			: errno == EACCES ? " (run as root or join the kvm group)"
+					  : "");
 		return r;
 	}
 	r = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
 	if (r != KVM_API_VERSION) {
-		log_err(NULL, "/dev/kvm speaks API version %d, vmm needs %d", r,
-			KVM_API_VERSION);
+		log_err(NULL, "/dev/kvm speaks API version %d, vmm needs %d", r, KVM_API_VERSION);
 		return -ENOTSUP;
 	}
 	vm->hw_virt = host_has_hw_virt();
@@ -95,8 +96,8 @@ int vm_open(struct vm *vm, const struct vmm_config *cfg, bool *usage)
 		max = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
 	vm->max_vcpus = max > 0 ? (unsigned int)max : 4;
 	if (cfg->cpus > vm->max_vcpus) {
-		log_err(NULL, "--cpus: %u exceeds this host's KVM limit of %u vCPUs",
-			cfg->cpus, vm->max_vcpus);
+		log_err(NULL, "--cpus: %u exceeds this host's KVM limit of %u vCPUs", cfg->cpus,
+			vm->max_vcpus);
 		*usage = true;
 		return -EINVAL;
 	}
@@ -150,10 +151,10 @@ int vm_map_ram(struct vm *vm, const struct guest_mem *mem)
 	for (unsigned int i = 0; i < mem->nr_regions; i++) {
 		const struct mem_region *reg = &mem->regions[i];
 		struct kvm_userspace_memory_region kr = {
-			.slot = i,
-			.guest_phys_addr = reg->gpa,
-			.memory_size = reg->size,
-			.userspace_addr = (uint64_t)(uintptr_t)reg->hva,
+		    .slot = i,
+		    .guest_phys_addr = reg->gpa,
+		    .memory_size = reg->size,
+		    .userspace_addr = (uint64_t)(uintptr_t)reg->hva,
 		};
 
 		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &kr) < 0)

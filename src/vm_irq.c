@@ -9,8 +9,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
-#include "log.h"
 #include "irq.h"
+#include "log.h"
 
 static unsigned int default_routes(struct kvm_irq_routing_entry *e)
 {
@@ -18,14 +18,16 @@ static unsigned int default_routes(struct kvm_irq_routing_entry *e)
 
 	for (unsigned int gsi = 0; gsi < IRQ_IRQCHIP_GSIS; gsi++) {
 		e[n++] = (struct kvm_irq_routing_entry){
-			.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
-			.u.irqchip = {.irqchip = KVM_IRQCHIP_IOAPIC, .pin = gsi}};
+		    .gsi = gsi,
+		    .type = KVM_IRQ_ROUTING_IRQCHIP,
+		    .u.irqchip = {.irqchip = KVM_IRQCHIP_IOAPIC, .pin = gsi}};
 		if (gsi < 16)
 			e[n++] = (struct kvm_irq_routing_entry){
-				.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
-				.u.irqchip = {.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER
-								 : KVM_IRQCHIP_PIC_SLAVE,
-					      .pin = gsi % 8}};
+			    .gsi = gsi,
+			    .type = KVM_IRQ_ROUTING_IRQCHIP,
+			    .u.irqchip = {.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER
+							     : KVM_IRQCHIP_PIC_SLAVE,
+					  .pin = gsi % 8}};
 	}
 	return n;
 }
@@ -71,10 +73,11 @@ int irq_msi_alloc(struct irq_router *r)
 int irq_msi_set(struct irq_router *r, int gsi, uint64_t addr, uint32_t data)
 {
 	unsigned int i = (unsigned int)gsi - IRQ_IRQCHIP_GSIS;
-	struct kvm_irq_routing_entry e = {
-		.gsi = (uint32_t)gsi, .type = KVM_IRQ_ROUTING_MSI,
-		.u.msi = {.address_lo = (uint32_t)addr,
-			  .address_hi = (uint32_t)(addr >> 32), .data = data}};
+	struct kvm_irq_routing_entry e = {.gsi = (uint32_t)gsi,
+					  .type = KVM_IRQ_ROUTING_MSI,
+					  .u.msi = {.address_lo = (uint32_t)addr,
+						    .address_hi = (uint32_t)(addr >> 32),
+						    .data = data}};
 	int ret = 0;
 
 	if (gsi < IRQ_IRQCHIP_GSIS || i >= IRQ_MAX_MSI_ROUTES)
@@ -91,25 +94,27 @@ int irq_msi_set(struct irq_router *r, int gsi, uint64_t addr, uint32_t data)
 
 int irq_irqfd(struct irq_router *r, int efd, int gsi, bool assign)
 {
-	struct kvm_irqfd irqfd = {.fd = (uint32_t)efd, .gsi = (uint32_t)gsi,
+	struct kvm_irqfd irqfd = {.fd = (uint32_t)efd,
+				  .gsi = (uint32_t)gsi,
 				  .flags = assign ? 0 : KVM_IRQFD_FLAG_DEASSIGN};
 
 	return ioctl(r->vm_fd, KVM_IRQFD, &irqfd) < 0 ? -errno : 0;
 }
 
-int irq_ioeventfd(struct irq_router *r, int efd, uint64_t gpa, uint32_t len,
-		 bool assign)
+int irq_ioeventfd(struct irq_router *r, int efd, uint64_t gpa, uint32_t len, bool assign)
 {
-	struct kvm_ioeventfd io = {.addr = gpa, .len = len, .fd = efd,
-				   .flags = assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN};
+	struct kvm_ioeventfd io = {
+	    .addr = gpa, .len = len, .fd = efd, .flags = assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN};
 
 	return ioctl(r->vm_fd, KVM_IOEVENTFD, &io) < 0 ? -errno : 0;
 }
 
 int irq_irqfd_resample(struct irq_router *r, int efd, int resample_fd, int gsi)
 {
-	struct kvm_irqfd f = {.fd = (uint32_t)efd, .gsi = (uint32_t)gsi,
-			      .flags = KVM_IRQFD_FLAG_RESAMPLE, .resamplefd = (uint32_t)resample_fd};
+	struct kvm_irqfd f = {.fd = (uint32_t)efd,
+			      .gsi = (uint32_t)gsi,
+			      .flags = KVM_IRQFD_FLAG_RESAMPLE,
+			      .resamplefd = (uint32_t)resample_fd};
 
 	return ioctl(r->vm_fd, KVM_IRQFD, &f) < 0 ? -errno : 0;
 }

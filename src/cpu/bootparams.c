@@ -5,8 +5,7 @@
 #include "boot.h"
 
 int boot_write_params(const struct guest_mem *mem, const struct kernel_info *ki,
-		      const char *cmdline, uint64_t initrd_gpa,
-		      uint64_t initrd_size)
+		      const char *cmdline, uint64_t initrd_gpa, uint64_t initrd_size)
 {
 	struct e820_entry_host e820[E820_MAX_ENTRIES];
 	struct boot_params bp;
@@ -64,21 +63,19 @@ int boot_write_pagetables(const struct guest_mem *mem)
 uint64_t boot_gdt_entry(uint16_t flags, uint32_t base, uint32_t limit)
 {
 	/* flags: bits 0-7 access byte, bits 12-15 the G/DB/L/AVL nibble. */
-	return ((uint64_t)(base & 0xff000000u) << 32) |
-	       ((uint64_t)(flags & 0xf0ffu) << 40) |
-	       ((uint64_t)(limit & 0x000f0000u) << 32) |
-	       ((uint64_t)(base & 0x00ffffffu) << 16) |
+	return ((uint64_t)(base & 0xff000000u) << 32) | ((uint64_t)(flags & 0xf0ffu) << 40) |
+	       ((uint64_t)(limit & 0x000f0000u) << 32) | ((uint64_t)(base & 0x00ffffffu) << 16) |
 	       (uint64_t)(limit & 0x0000ffffu);
 }
 
 int boot_write_gdt(const struct guest_mem *mem)
 {
 	const uint64_t gdt[] = {
-		0,
-		0,
-		boot_gdt_entry(0xa09b, 0, 0xfffff), /* 0x10: 64-bit code */
-		boot_gdt_entry(0xc093, 0, 0xfffff), /* 0x18: flat data */
-		boot_gdt_entry(0x808b, 0, 0xfffff), /* 0x20: TSS (busy) */
+	    0,
+	    0,
+	    boot_gdt_entry(0xa09b, 0, 0xfffff), /* 0x10: 64-bit code */
+	    boot_gdt_entry(0xc093, 0, 0xfffff), /* 0x18: flat data */
+	    boot_gdt_entry(0x808b, 0, 0xfffff), /* 0x20: TSS (busy) */
 	};
 
 	return mem_write(mem, BOOT_GDT_GPA, gdt, sizeof(gdt));

@@ -8,13 +8,12 @@
 #include "boot.h"
 #include "log.h"
 
-#define BZ_HDR_OFFSET 0x1f1
-#define BZ_BOOT_FLAG 0xAA55
-#define BZ_HDRS_MAGIC 0x53726448 /* "HdrS" */
-#define BZ_MIN_VERSION 0x020c	 /* 2.12: xloadflags and the 64-bit entry */
+#define BZ_HDR_OFFSET  0x1f1
+#define BZ_BOOT_FLAG   0xAA55
+#define BZ_HDRS_MAGIC  0x53726448 /* "HdrS" */
+#define BZ_MIN_VERSION 0x020c	  /* 2.12: xloadflags and the 64-bit entry */
 
-static int fail(int code, char *err, size_t errlen, const char *fmt, ...)
-	PRINTF_LIKE(4, 5);
+static int fail(int code, char *err, size_t errlen, const char *fmt, ...) PRINTF_LIKE(4, 5);
 static int fail(int code, char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
@@ -25,15 +24,14 @@ static int fail(int code, char *err, size_t errlen, const char *fmt, ...)
 	return code;
 }
 
-int bzimage_parse(const uint8_t *buf, size_t len, struct kernel_info *ki,
-		  char *err, size_t errlen)
+int bzimage_parse(const uint8_t *buf, size_t len, struct kernel_info *ki, char *err, size_t errlen)
 {
 	struct setup_header h;
 	uint32_t hdr_len, setup_bytes;
 
 	if (len < BZ_HDR_OFFSET + sizeof(h))
-		return fail(-ENOEXEC, err, errlen,
-			    "not a Linux kernel (%zu bytes: too short)", len);
+		return fail(-ENOEXEC, err, errlen, "not a Linux kernel (%zu bytes: too short)",
+			    len);
 	memcpy(&h, buf + BZ_HDR_OFFSET, sizeof(h));
 	if (h.boot_flag != BZ_BOOT_FLAG || h.header != BZ_HDRS_MAGIC)
 		return fail(-ENOEXEC, err, errlen,
@@ -55,20 +53,17 @@ int bzimage_parse(const uint8_t *buf, size_t len, struct kernel_info *ki,
 	setup_bytes = ((h.setup_sects ? h.setup_sects : 4u) + 1u) * 512u;
 	if (setup_bytes >= len)
 		return fail(-EINVAL, err, errlen,
-			    "kernel is truncated (%zu bytes, setup alone is %u)",
-			    len, setup_bytes);
+			    "kernel is truncated (%zu bytes, setup alone is %u)", len, setup_bytes);
 	/* syssize: the protected-mode part, in 16-byte units (protocol 2.04+). */
 	if ((uint64_t)h.syssize * 16 > len - setup_bytes)
 		return fail(-EINVAL, err, errlen,
 			    "kernel is truncated (%zu bytes; its header says %llu)", len,
 			    (unsigned long long)setup_bytes + (uint64_t)h.syssize * 16);
 	if (h.init_size == 0 || h.init_size < len - setup_bytes)
-		return fail(-EINVAL, err, errlen,
-			    "kernel header is inconsistent (init_size 0x%x)",
+		return fail(-EINVAL, err, errlen, "kernel header is inconsistent (init_size 0x%x)",
 			    h.init_size);
 	if (h.relocatable_kernel &&
-	    (h.kernel_alignment == 0 ||
-	     (h.kernel_alignment & (h.kernel_alignment - 1))))
+	    (h.kernel_alignment == 0 || (h.kernel_alignment & (h.kernel_alignment - 1))))
 		return fail(-EINVAL, err, errlen,
 			    "kernel header is inconsistent (kernel_alignment 0x%x)",
 			    h.kernel_alignment);
@@ -88,8 +83,8 @@ int bzimage_parse(const uint8_t *buf, size_t len, struct kernel_info *ki,
  * Place the kernel at its preferred address; a relocatable kernel that
  * does not fit there may go lower, at the first aligned address above 1M.
  */
-static int bzimage_place(const struct guest_mem *mem, struct kernel_info *ki,
-			 char *err, size_t errlen)
+static int bzimage_place(const struct guest_mem *mem, struct kernel_info *ki, char *err,
+			 size_t errlen)
 {
 	uint64_t low_end = mem_low_end(mem);
 	uint64_t need = ki->hdr.init_size;
@@ -102,23 +97,21 @@ static int bzimage_place(const struct guest_mem *mem, struct kernel_info *ki,
 	/* Written so that no sum can wrap (a hostile pref_address). */
 	if ((ki->load_gpa < BOOT_HIMEM_GPA || need > low_end || ki->load_gpa > low_end - need) &&
 	    ki->hdr.relocatable_kernel) {
-		ki->load_gpa = ALIGN_UP(BOOT_HIMEM_GPA,
-					(uint64_t)ki->hdr.kernel_alignment);
+		ki->load_gpa = ALIGN_UP(BOOT_HIMEM_GPA, (uint64_t)ki->hdr.kernel_alignment);
 		ki->end_gpa = ki->load_gpa + need;
 		ki->entry_gpa = ki->load_gpa + 0x200;
 	}
 	if (need > low_end || ki->load_gpa > low_end - need)
 		return fail(-EINVAL, err, errlen,
-			    "kernel needs %llu MiB of memory from 0x%llx; guest low memory ends at %llu MiB",
-			    (unsigned long long)(need >> 20),
-			    (unsigned long long)ki->load_gpa,
+			    "kernel needs %llu MiB of memory from 0x%llx; guest low memory ends at "
+			    "%llu MiB",
+			    (unsigned long long)(need >> 20), (unsigned long long)ki->load_gpa,
 			    (unsigned long long)(low_end >> 20));
 	return 0;
 }
 
-static int bzimage_load(const struct guest_mem *mem, const uint8_t *buf,
-			size_t len, struct kernel_info *ki, char *err,
-			size_t errlen)
+static int bzimage_load(const struct guest_mem *mem, const uint8_t *buf, size_t len,
+			struct kernel_info *ki, char *err, size_t errlen)
 {
 	uint32_t setup_bytes;
 	int r;
@@ -131,8 +124,7 @@ static int bzimage_load(const struct guest_mem *mem, const uint8_t *buf,
 		return r;
 	setup_bytes = ((ki->hdr.setup_sects ? ki->hdr.setup_sects : 4u) + 1u) * 512u;
 	if (mem_write(mem, ki->load_gpa, buf + setup_bytes, len - setup_bytes))
-		return fail(-EINVAL, err, errlen,
-			    "kernel does not fit in guest memory");
+		return fail(-EINVAL, err, errlen, "kernel does not fit in guest memory");
 	return 0;
 }
 
@@ -146,19 +138,15 @@ static int elf_parse(const struct guest_mem *mem, const uint8_t *buf, size_t len
 
 	if (len < sizeof(*eh) || memcmp(eh->e_ident, ELFMAG, SELFMAG))
 		return fail(-ENOEXEC, err, errlen, "not an ELF file");
-	if (eh->e_ident[EI_CLASS] != ELFCLASS64 ||
-	    eh->e_ident[EI_DATA] != ELFDATA2LSB || eh->e_machine != EM_X86_64)
-		return fail(-EINVAL, err, errlen,
-			    "ELF kernel is not a 64-bit x86-64 image");
+	if (eh->e_ident[EI_CLASS] != ELFCLASS64 || eh->e_ident[EI_DATA] != ELFDATA2LSB ||
+	    eh->e_machine != EM_X86_64)
+		return fail(-EINVAL, err, errlen, "ELF kernel is not a 64-bit x86-64 image");
 	if (eh->e_type != ET_EXEC)
-		return fail(-EINVAL, err, errlen,
-			    "ELF kernel is not an executable (e_type %u)",
+		return fail(-EINVAL, err, errlen, "ELF kernel is not an executable (e_type %u)",
 			    eh->e_type);
-	if (eh->e_phentsize != sizeof(Elf64_Phdr) || eh->e_phnum == 0 ||
-	    eh->e_phoff > len ||
+	if (eh->e_phentsize != sizeof(Elf64_Phdr) || eh->e_phnum == 0 || eh->e_phoff > len ||
 	    (uint64_t)eh->e_phnum * sizeof(Elf64_Phdr) > len - eh->e_phoff)
-		return fail(-EINVAL, err, errlen,
-			    "ELF kernel has a bad program header table");
+		return fail(-EINVAL, err, errlen, "ELF kernel has a bad program header table");
 
 	for (unsigned int i = 0; i < eh->e_phnum; i++) {
 		Elf64_Phdr ph;
@@ -169,14 +157,13 @@ static int elf_parse(const struct guest_mem *mem, const uint8_t *buf, size_t len
 		if (ph.p_filesz > ph.p_memsz || ph.p_offset > len ||
 		    ph.p_filesz > len - ph.p_offset)
 			return fail(-EINVAL, err, errlen,
-				    "ELF kernel segment %u lies outside the file",
-				    i);
+				    "ELF kernel segment %u lies outside the file", i);
 		/* Physical addresses: a vmlinux links high, loads at p_paddr. */
 		if (!mem_is_ram(mem, ph.p_paddr, ph.p_memsz) || ph.p_paddr < BOOT_HIMEM_GPA)
-			return fail(-EINVAL, err, errlen,
-				    "ELF segment at 0x%llx (%llu bytes) does not fit in guest RAM above 1M",
-				    (unsigned long long)ph.p_paddr,
-				    (unsigned long long)ph.p_memsz);
+			return fail(
+			    -EINVAL, err, errlen,
+			    "ELF segment at 0x%llx (%llu bytes) does not fit in guest RAM above 1M",
+			    (unsigned long long)ph.p_paddr, (unsigned long long)ph.p_memsz);
 		lo = MIN(lo, ph.p_paddr);
 		hi = MAX(hi, ph.p_paddr + ph.p_memsz);
 		loads++;
@@ -184,8 +171,7 @@ static int elf_parse(const struct guest_mem *mem, const uint8_t *buf, size_t len
 	if (!loads)
 		return fail(-EINVAL, err, errlen, "ELF kernel has no loadable segment");
 	if (eh->e_entry < lo || eh->e_entry >= hi)
-		return fail(-EINVAL, err, errlen,
-			    "ELF entry point 0x%llx is outside its segments",
+		return fail(-EINVAL, err, errlen, "ELF entry point 0x%llx is outside its segments",
 			    (unsigned long long)eh->e_entry);
 
 	memset(ki, 0, sizeof(*ki));
@@ -205,8 +191,8 @@ static int elf_parse(const struct guest_mem *mem, const uint8_t *buf, size_t len
 	return 0;
 }
 
-int elf_load(const struct guest_mem *mem, const uint8_t *buf, size_t len,
-	     struct kernel_info *ki, char *err, size_t errlen)
+int elf_load(const struct guest_mem *mem, const uint8_t *buf, size_t len, struct kernel_info *ki,
+	     char *err, size_t errlen)
 {
 	const Elf64_Ehdr *eh = (const Elf64_Ehdr *)buf;
 	int r = elf_parse(mem, buf, len, ki, err, errlen);
@@ -240,16 +226,16 @@ int kernel_check(const struct guest_mem *mem, const uint8_t *buf, size_t len,
 	return r ? r : bzimage_place(mem, ki, err, errlen);
 }
 
-int kernel_load(const struct guest_mem *mem, const uint8_t *buf, size_t len,
-		struct kernel_info *ki, char *err, size_t errlen)
+int kernel_load(const struct guest_mem *mem, const uint8_t *buf, size_t len, struct kernel_info *ki,
+		char *err, size_t errlen)
 {
 	if (len >= SELFMAG && !memcmp(buf, ELFMAG, SELFMAG))
 		return elf_load(mem, buf, len, ki, err, errlen);
 	return bzimage_load(mem, buf, len, ki, err, errlen);
 }
 
-int initrd_place(const struct guest_mem *mem, const struct kernel_info *ki,
-		 uint64_t size, uint64_t *gpa_out)
+int initrd_place(const struct guest_mem *mem, const struct kernel_info *ki, uint64_t size,
+		 uint64_t *gpa_out)
 {
 	uint64_t top = mem_low_end(mem);
 	uint64_t gpa;

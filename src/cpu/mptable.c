@@ -7,14 +7,14 @@
 
 #include "boot.h"
 
-#define MP_LAPIC_ADDR 0xfee00000u
-#define MP_IOAPIC_ADDR 0xfec00000u
-#define MP_APIC_VERSION 0x14
+#define MP_LAPIC_ADDR	  0xfee00000u
+#define MP_IOAPIC_ADDR	  0xfec00000u
+#define MP_APIC_VERSION	  0x14
 #define MP_IOAPIC_VERSION 0x11
-#define MP_IRQS 16
-#define MP_PCI_SLOTS 31 /* slots 1-31 of bus 0 */
+#define MP_IRQS		  16
+#define MP_PCI_SLOTS	  31 /* slots 1-31 of bus 0 */
 /* PCI INTA of slot s reaches IOAPIC pin MP_PCI_GSI(s) (virtio-pci's INTx). */
-#define MP_PCI_GSI(s) (16 + (s) % 8)
+#define MP_PCI_GSI(s)	 (16 + (s) % 8)
 #define MP_IRQ_LEVEL_LOW 0x0f /* polarity active low, level triggered */
 
 struct mpf_intel {
@@ -64,7 +64,7 @@ struct mpc_intsrc {
 
 enum { MP_PROCESSOR = 0, MP_BUS = 1, MP_IOAPIC = 2, MP_INTSRC = 3, MP_LINTSRC = 4 };
 enum { MP_INT = 0, MP_NMI = 1, MP_EXTINT = 3 };
-#define CPU_ENABLED 1
+#define CPU_ENABLED	  1
 #define CPU_BOOTPROCESSOR 2
 /*
  * Linux looks a PCI interrupt up by the PCI bus number as the MP bus ID
@@ -82,8 +82,8 @@ static uint8_t checksum(const uint8_t *p, size_t len)
 	return (uint8_t)-sum;
 }
 
-int mptable_write(const struct guest_mem *mem, unsigned int ncpus,
-		  uint32_t cpu_signature, uint32_t cpu_features)
+int mptable_write(const struct guest_mem *mem, unsigned int ncpus, uint32_t cpu_signature,
+		  uint32_t cpu_features)
 {
 	const size_t size = sizeof(struct mpf_intel) + sizeof(struct mpc_table) +
 			    ncpus * sizeof(struct mpc_cpu) + 2 * sizeof(struct mpc_bus) +
@@ -104,12 +104,12 @@ int mptable_write(const struct guest_mem *mem, unsigned int ncpus,
 
 	for (unsigned int i = 0; i < ncpus; i++) {
 		struct mpc_cpu c = {
-			.type = MP_PROCESSOR,
-			.apicid = (uint8_t)i,
-			.apicver = MP_APIC_VERSION,
-			.cpuflag = CPU_ENABLED | (i == 0 ? CPU_BOOTPROCESSOR : 0),
-			.cpufeature = cpu_signature,
-			.featureflag = cpu_features,
+		    .type = MP_PROCESSOR,
+		    .apicid = (uint8_t)i,
+		    .apicver = MP_APIC_VERSION,
+		    .cpuflag = CPU_ENABLED | (i == 0 ? CPU_BOOTPROCESSOR : 0),
+		    .cpufeature = cpu_signature,
+		    .featureflag = cpu_features,
 		};
 		memcpy(p, &c, sizeof(c));
 		p += sizeof(c);
@@ -126,24 +126,31 @@ int mptable_write(const struct guest_mem *mem, unsigned int ncpus,
 		p += sizeof(b);
 	}
 	{
-		struct mpc_ioapic io = {.type = MP_IOAPIC, .apicid = ioapic_id,
-					.apicver = MP_IOAPIC_VERSION, .flags = 1,
+		struct mpc_ioapic io = {.type = MP_IOAPIC,
+					.apicid = ioapic_id,
+					.apicver = MP_IOAPIC_VERSION,
+					.flags = 1,
 					.apicaddr = MP_IOAPIC_ADDR};
 		memcpy(p, &io, sizeof(io));
 		p += sizeof(io);
 	}
 	/* ISA IRQ n is IOAPIC pin n: KVM's default GSI routing is 1:1. */
 	for (unsigned int irq = 0; irq < MP_IRQS; irq++) {
-		struct mpc_intsrc s = {.type = MP_INTSRC, .irqtype = MP_INT,
-				       .srcbus = MP_BUS_ISA, .srcbusirq = (uint8_t)irq,
-				       .dstapic = ioapic_id, .dstirq = (uint8_t)irq};
+		struct mpc_intsrc s = {.type = MP_INTSRC,
+				       .irqtype = MP_INT,
+				       .srcbus = MP_BUS_ISA,
+				       .srcbusirq = (uint8_t)irq,
+				       .dstapic = ioapic_id,
+				       .dstirq = (uint8_t)irq};
 		memcpy(p, &s, sizeof(s));
 		p += sizeof(s);
 	}
 	/* PCI INTA of each slot, level-triggered and active low. */
 	for (unsigned int slot = 1; slot <= MP_PCI_SLOTS; slot++) {
-		struct mpc_intsrc s = {.type = MP_INTSRC, .irqtype = MP_INT,
-				       .irqflag = MP_IRQ_LEVEL_LOW, .srcbus = MP_BUS_PCI,
+		struct mpc_intsrc s = {.type = MP_INTSRC,
+				       .irqtype = MP_INT,
+				       .irqflag = MP_IRQ_LEVEL_LOW,
+				       .srcbus = MP_BUS_PCI,
 				       .srcbusirq = (uint8_t)(slot << 2),
 				       .dstapic = ioapic_id,
 				       .dstirq = (uint8_t)MP_PCI_GSI(slot)};
@@ -152,11 +159,15 @@ int mptable_write(const struct guest_mem *mem, unsigned int ncpus,
 	}
 	{
 		/* LINT0 is ExtINT (the PIC), LINT1 NMI, on every local APIC. */
-		struct mpc_intsrc l0 = {.type = MP_LINTSRC, .irqtype = MP_EXTINT,
-					.srcbus = MP_BUS_ISA, .dstapic = 0xff,
+		struct mpc_intsrc l0 = {.type = MP_LINTSRC,
+					.irqtype = MP_EXTINT,
+					.srcbus = MP_BUS_ISA,
+					.dstapic = 0xff,
 					.dstirq = 0};
-		struct mpc_intsrc l1 = {.type = MP_LINTSRC, .irqtype = MP_NMI,
-					.srcbus = MP_BUS_ISA, .dstapic = 0xff,
+		struct mpc_intsrc l1 = {.type = MP_LINTSRC,
+					.irqtype = MP_NMI,
+					.srcbus = MP_BUS_ISA,
+					.dstapic = 0xff,
 					.dstirq = 1};
 		memcpy(p, &l0, sizeof(l0));
 		p += sizeof(l0);

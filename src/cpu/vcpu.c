@@ -20,27 +20,27 @@
 #include "vm.h"
 
 /* Architectural MSRs (not in the uapi headers). */
-#define MSR_IA32_TSC 0x10
-#define MSR_IA32_SYSENTER_CS 0x174
+#define MSR_IA32_TSC	      0x10
+#define MSR_IA32_SYSENTER_CS  0x174
 #define MSR_IA32_SYSENTER_ESP 0x175
 #define MSR_IA32_SYSENTER_EIP 0x176
-#define MSR_IA32_MISC_ENABLE 0x1a0
-#define MSR_MTRR_DEF_TYPE 0x2ff
-#define MSR_STAR 0xc0000081
-#define MSR_LSTAR 0xc0000082
-#define MSR_CSTAR 0xc0000083
-#define MSR_SYSCALL_MASK 0xc0000084
-#define MSR_KERNEL_GS_BASE 0xc0000102
+#define MSR_IA32_MISC_ENABLE  0x1a0
+#define MSR_MTRR_DEF_TYPE     0x2ff
+#define MSR_STAR	      0xc0000081
+#define MSR_LSTAR	      0xc0000082
+#define MSR_CSTAR	      0xc0000083
+#define MSR_SYSCALL_MASK      0xc0000084
+#define MSR_KERNEL_GS_BASE    0xc0000102
 
 #define MISC_ENABLE_FAST_STRING 1ULL
-#define MTRR_ENABLE_WB ((1ULL << 11) | 6) /* MTRRs on, default type WB */
+#define MTRR_ENABLE_WB		((1ULL << 11) | 6) /* MTRRs on, default type WB */
 
 #define EFER_LME (1ULL << 8)
 #define EFER_LMA (1ULL << 10)
 
-#define APIC_LVT0 0x350
-#define APIC_LVT1 0x360
-#define APIC_MODE_NMI 0x4
+#define APIC_LVT0	 0x350
+#define APIC_LVT1	 0x360
+#define APIC_MODE_NMI	 0x4
 #define APIC_MODE_EXTINT 0x7
 
 bool cpuid_is_amd(const struct kvm_cpuid2 *cpuid)
@@ -55,8 +55,8 @@ bool cpuid_is_amd(const struct kvm_cpuid2 *cpuid)
 	return false;
 }
 
-void cpuid_set_feature(struct kvm_cpuid2 *cpuid, uint32_t leaf,
-		       enum cpuid_reg reg, unsigned int bit)
+void cpuid_set_feature(struct kvm_cpuid2 *cpuid, uint32_t leaf, enum cpuid_reg reg,
+		       unsigned int bit)
 {
 	for (unsigned int i = 0; i < cpuid->nent; i++) {
 		struct kvm_cpuid_entry2 *e = &cpuid->entries[i];
@@ -76,8 +76,7 @@ static unsigned int order_base2(unsigned int n)
 	return b;
 }
 
-void cpuid_adjust(struct kvm_cpuid2 *cpuid, unsigned int vcpu_id,
-		  unsigned int nr_vcpus)
+void cpuid_adjust(struct kvm_cpuid2 *cpuid, unsigned int vcpu_id, unsigned int nr_vcpus)
 {
 	const bool amd = cpuid_is_amd(cpuid);
 	const unsigned int core_bits = order_base2(nr_vcpus);
@@ -88,16 +87,14 @@ void cpuid_adjust(struct kvm_cpuid2 *cpuid, unsigned int vcpu_id,
 
 		switch (e->function) {
 		case 1:
-			e->ebx = (vcpu_id << 24) | (MIN(nr_vcpus, 255u) << 16) |
-				 (e->ebx & 0xffff);
+			e->ebx = (vcpu_id << 24) | (MIN(nr_vcpus, 255u) << 16) | (e->ebx & 0xffff);
 			e->ecx |= 1u << 31; /* running under a hypervisor */
 			if (nr_vcpus > 1)
 				e->edx |= 1u << 28; /* HTT: >1 logical CPU */
 			break;
 		case 4:
 			if (!amd)
-				e->eax = (e->eax & 0x03ffffff) |
-					 (MIN(nr_vcpus - 1, 63u) << 26);
+				e->eax = (e->eax & 0x03ffffff) | (MIN(nr_vcpus - 1, 63u) << 26);
 			break;
 		case 0xb:
 		case 0x1f:
@@ -117,8 +114,7 @@ void cpuid_adjust(struct kvm_cpuid2 *cpuid, unsigned int vcpu_id,
 			break;
 		case 0x80000008:
 			if (amd)
-				e->ecx = (e->ecx & ~0xf0ffu) | (core_bits << 12) |
-					 (nr_vcpus - 1);
+				e->ecx = (e->ecx & ~0xf0ffu) | (core_bits << 12) | (nr_vcpus - 1);
 			break;
 		case 0x8000001e:
 			if (amd) {
@@ -127,20 +123,28 @@ void cpuid_adjust(struct kvm_cpuid2 *cpuid, unsigned int vcpu_id,
 				e->ecx = 0;
 			}
 			break;
-		default:
-			break;
+		default: break;
 		}
 	}
 }
 
 static int set_msrs(struct vcpu *v)
 {
-	static const struct { uint32_t index; uint64_t data; } init[] = {
-		{MSR_IA32_SYSENTER_CS, 0}, {MSR_IA32_SYSENTER_ESP, 0},
-		{MSR_IA32_SYSENTER_EIP, 0}, {MSR_STAR, 0}, {MSR_LSTAR, 0},
-		{MSR_CSTAR, 0}, {MSR_SYSCALL_MASK, 0}, {MSR_KERNEL_GS_BASE, 0},
-		{MSR_IA32_TSC, 0}, {MSR_IA32_MISC_ENABLE, MISC_ENABLE_FAST_STRING},
-		{MSR_MTRR_DEF_TYPE, MTRR_ENABLE_WB},
+	static const struct {
+		uint32_t index;
+		uint64_t data;
+	} init[] = {
+	    {MSR_IA32_SYSENTER_CS, 0},
+	    {MSR_IA32_SYSENTER_ESP, 0},
+	    {MSR_IA32_SYSENTER_EIP, 0},
+	    {MSR_STAR, 0},
+	    {MSR_LSTAR, 0},
+	    {MSR_CSTAR, 0},
+	    {MSR_SYSCALL_MASK, 0},
+	    {MSR_KERNEL_GS_BASE, 0},
+	    {MSR_IA32_TSC, 0},
+	    {MSR_IA32_MISC_ENABLE, MISC_ENABLE_FAST_STRING},
+	    {MSR_MTRR_DEF_TYPE, MTRR_ENABLE_WB},
 	};
 	struct {
 		struct kvm_msrs hdr;
@@ -159,8 +163,8 @@ static int set_msrs(struct vcpu *v)
 		return -errno;
 	if ((size_t)r != ARRAY_SIZE(init))
 		/* KVM stops at the first MSR it rejects; the rest keep reset values. */
-		log_debug("vcpu", "KVM accepted %d of %zu boot MSRs (0x%x refused)",
-			  r, ARRAY_SIZE(init), init[r].index);
+		log_debug("vcpu", "KVM accepted %d of %zu boot MSRs (0x%x refused)", r,
+			  ARRAY_SIZE(init), init[r].index);
 	return 0;
 }
 
@@ -184,8 +188,7 @@ static int vcpu_create(struct vcpu_set *set, struct vcpu *v, unsigned int id)
 {
 	const struct vm *vm = set->vm;
 	struct kvm_fpu fpu = {.fcw = 0x37f, .mxcsr = 0x1f80};
-	size_t cpuid_size = sizeof(*vm->cpuid) +
-			    vm->cpuid->nent * sizeof(vm->cpuid->entries[0]);
+	size_t cpuid_size = sizeof(*vm->cpuid) + vm->cpuid->nent * sizeof(vm->cpuid->entries[0]);
 	struct kvm_cpuid2 *cpuid;
 	int r;
 
@@ -195,8 +198,8 @@ static int vcpu_create(struct vcpu_set *set, struct vcpu *v, unsigned int id)
 	v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)id);
 	if (v->fd < 0)
 		return -errno;
-	v->run = mmap(NULL, (size_t)vm->run_mmap_size, PROT_READ | PROT_WRITE,
-		      MAP_SHARED, v->fd, 0);
+	v->run =
+	    mmap(NULL, (size_t)vm->run_mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
 	if (v->run == MAP_FAILED) {
 		v->run = NULL;
 		return -errno;
@@ -221,8 +224,13 @@ static int vcpu_create(struct vcpu_set *set, struct vcpu *v, unsigned int id)
 int vcpus_create(struct vcpu_set *s, const struct vm *vm, unsigned int n, struct bus *pio,
 		 struct bus *mmio, struct stop *stop, bool confine, uint64_t start_ns)
 {
-	*s = (struct vcpu_set){.vm = vm, .pio = pio, .mmio = mmio, .stop = stop,
-			       .confine = confine, .start_ns = start_ns, .parked_efd = -1};
+	*s = (struct vcpu_set){.vm = vm,
+			       .pio = pio,
+			       .mmio = mmio,
+			       .stop = stop,
+			       .confine = confine,
+			       .start_ns = start_ns,
+			       .parked_efd = -1};
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	s->ready = true;
@@ -248,12 +256,19 @@ int vcpus_create(struct vcpu_set *s, const struct vm *vm, unsigned int n, struct
 	return 0;
 }
 
-static void set_seg(struct kvm_segment *s, uint16_t sel, uint8_t type,
-		    uint8_t s_bit, uint8_t db, uint8_t l)
+static void set_seg(struct kvm_segment *s, uint16_t sel, uint8_t type, uint8_t s_bit, uint8_t db,
+		    uint8_t l)
 {
-	*s = (struct kvm_segment){.base = 0, .limit = 0xffffffff,
-				  .selector = sel, .type = type, .present = 1,
-				  .dpl = 0, .db = db, .s = s_bit, .l = l, .g = 1};
+	*s = (struct kvm_segment){.base = 0,
+				  .limit = 0xffffffff,
+				  .selector = sel,
+				  .type = type,
+				  .present = 1,
+				  .dpl = 0,
+				  .db = db,
+				  .s = s_bit,
+				  .l = l,
+				  .g = 1};
 }
 
 int vcpu_setup_boot(struct vcpu *v, uint64_t entry, uint64_t zeropage)
@@ -271,8 +286,7 @@ int vcpu_setup_boot(struct vcpu *v, uint64_t entry, uint64_t zeropage)
 	sregs.gdt.limit = 5 * 8 - 1;
 	sregs.idt.base = 0;
 	sregs.idt.limit = 0; /* any exception before the kernel's IDT: triple fault */
-	sregs.cr0 = X86_CR0_PE | X86_CR0_MP | X86_CR0_ET | X86_CR0_NE |
-		    X86_CR0_WP | X86_CR0_PG;
+	sregs.cr0 = X86_CR0_PE | X86_CR0_MP | X86_CR0_ET | X86_CR0_NE | X86_CR0_WP | X86_CR0_PG;
 	sregs.cr3 = BOOT_PML4_GPA;
 	sregs.cr4 = X86_CR4_PAE | X86_CR4_OSFXSR | X86_CR4_OSXMMEXCPT;
 	sregs.efer = EFER_LME | EFER_LMA;
@@ -330,12 +344,13 @@ static void dump_regs(struct vcpu *v)
 	if (log_get_level() < LOG_INFO || ioctl(v->fd, KVM_GET_REGS, &r) < 0 ||
 	    ioctl(v->fd, KVM_GET_SREGS, &s) < 0)
 		return;
-	log_info("vcpu", "vcpu%u rip=%016llx rsp=%016llx rflags=%08llx rax=%016llx rbx=%016llx rcx=%016llx rdx=%016llx rsi=%016llx rdi=%016llx",
-		 v->id, r.rip, r.rsp, r.rflags, r.rax, r.rbx, r.rcx, r.rdx,
-		 r.rsi, r.rdi);
-	log_info("vcpu", "vcpu%u cr0=%llx cr2=%llx cr3=%llx cr4=%llx efer=%llx cs=%04x(l=%u) ss=%04x",
-		 v->id, s.cr0, s.cr2, s.cr3, s.cr4, s.efer, s.cs.selector,
-		 s.cs.l, s.ss.selector);
+	log_info("vcpu",
+		 "vcpu%u rip=%016llx rsp=%016llx rflags=%08llx rax=%016llx rbx=%016llx rcx=%016llx "
+		 "rdx=%016llx rsi=%016llx rdi=%016llx",
+		 v->id, r.rip, r.rsp, r.rflags, r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi);
+	log_info("vcpu",
+		 "vcpu%u cr0=%llx cr2=%llx cr3=%llx cr4=%llx efer=%llx cs=%04x(l=%u) ss=%04x",
+		 v->id, s.cr0, s.cr2, s.cr3, s.cr4, s.efer, s.cs.selector, s.cs.l, s.ss.selector);
 }
 
 static uint64_t cur_rip(struct vcpu *v)
@@ -362,19 +377,18 @@ static bool handle_exit(struct vcpu *v)
 		return true;
 	}
 	case KVM_EXIT_MMIO:
-		bus_access(set->mmio, run->mmio.phys_addr, run->mmio.data,
-			   run->mmio.len, run->mmio.is_write);
+		bus_access(set->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len,
+			   run->mmio.is_write);
 		return true;
-	case KVM_EXIT_INTR:
-		return true;
+	case KVM_EXIT_INTR: return true;
 	case KVM_EXIT_HLT:
 		stop_request(stop, OUTCOME_POWEROFF, VMM_EXIT_OK, "guest halted");
 		return false;
 	case KVM_EXIT_SHUTDOWN:
 		dump_regs(v);
 		stop_request(stop, OUTCOME_TRIPLE_FAULT, VMM_EXIT_FAILURE,
-				"guest triple fault on vcpu%u (rip 0x%llx)", v->id,
-				(unsigned long long)cur_rip(v));
+			     "guest triple fault on vcpu%u (rip 0x%llx)", v->id,
+			     (unsigned long long)cur_rip(v));
 		return false;
 	case KVM_EXIT_SYSTEM_EVENT:
 		switch (run->system_event.type) {
@@ -387,32 +401,32 @@ static bool handle_exit(struct vcpu *v)
 		default:
 			dump_regs(v);
 			stop_request(stop, OUTCOME_INTERNAL_ERROR, VMM_EXIT_FAILURE,
-					"guest crashed (system event %u) on vcpu%u",
-					run->system_event.type, v->id);
+				     "guest crashed (system event %u) on vcpu%u",
+				     run->system_event.type, v->id);
 		}
 		return false;
 	case KVM_EXIT_INTERNAL_ERROR:
 		dump_regs(v);
 		stop_request(stop, OUTCOME_INTERNAL_ERROR, VMM_EXIT_FAILURE,
-				"KVM internal error %u%s on vcpu%u (rip 0x%llx)",
-				run->internal.suberror,
-				run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION
-					? " (instruction emulation failed)" : "",
-				v->id, (unsigned long long)cur_rip(v));
+			     "KVM internal error %u%s on vcpu%u (rip 0x%llx)",
+			     run->internal.suberror,
+			     run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION
+				 ? " (instruction emulation failed)"
+				 : "",
+			     v->id, (unsigned long long)cur_rip(v));
 		return false;
 	case KVM_EXIT_FAIL_ENTRY:
 		dump_regs(v);
 		stop_request(stop, OUTCOME_INTERNAL_ERROR, VMM_EXIT_FAILURE,
-				"KVM could not enter the guest on vcpu%u (hardware reason 0x%llx)",
-				v->id,
-				(unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+			     "KVM could not enter the guest on vcpu%u (hardware reason 0x%llx)",
+			     v->id,
+			     (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
 		return false;
 	default:
 		dump_regs(v);
 		stop_request(stop, OUTCOME_INTERNAL_ERROR, VMM_EXIT_FAILURE,
-				"unexpected KVM exit reason %u on vcpu%u (rip 0x%llx)",
-				run->exit_reason, v->id,
-				(unsigned long long)cur_rip(v));
+			     "unexpected KVM exit reason %u on vcpu%u (rip 0x%llx)",
+			     run->exit_reason, v->id, (unsigned long long)cur_rip(v));
 		return false;
 	}
 }
@@ -457,8 +471,8 @@ static void *vcpu_thread(void *arg)
 		int r = confine_thread(CONFINE_VCPU, 0);
 
 		if (r) {
-			stop_request(stop, OUTCOME_HOST_ERROR, VMM_EXIT_FAILURE, "seccomp on vcpu%u: %s", v->id,
-				     strerror(-r));
+			stop_request(stop, OUTCOME_HOST_ERROR, VMM_EXIT_FAILURE,
+				     "seccomp on vcpu%u: %s", v->id, strerror(-r));
 			return NULL;
 		}
 		if (v->id == 0)

@@ -37,8 +37,8 @@ static unsigned int upper_bound(const struct bus *bus, uint64_t addr)
 	return lo;
 }
 
-int bus_register(struct bus *bus, uint64_t base, uint64_t len,
-		 bus_handler_fn fn, void *opaque, const char *name)
+int bus_register(struct bus *bus, uint64_t base, uint64_t len, bus_handler_fn fn, void *opaque,
+		 const char *name)
 {
 	unsigned int i;
 	int r = 0;
@@ -68,8 +68,7 @@ int bus_register(struct bus *bus, uint64_t base, uint64_t len,
 		}
 	}
 	if (!r) {
-		memmove(&bus->ranges[i + 1], &bus->ranges[i],
-			(bus->nr - i) * sizeof(*bus->ranges));
+		memmove(&bus->ranges[i + 1], &bus->ranges[i], (bus->nr - i) * sizeof(*bus->ranges));
 		bus->ranges[i] = (struct bus_range){base, len, fn, opaque, name};
 		bus->nr++;
 	}
@@ -84,10 +83,8 @@ int bus_unregister(struct bus *bus, uint64_t base, const void *opaque)
 
 	pthread_rwlock_wrlock(&bus->lock);
 	i = upper_bound(bus, base);
-	if (i > 0 && bus->ranges[i - 1].base == base &&
-	    bus->ranges[i - 1].opaque == opaque) {
-		memmove(&bus->ranges[i - 1], &bus->ranges[i],
-			(bus->nr - i) * sizeof(*bus->ranges));
+	if (i > 0 && bus->ranges[i - 1].base == base && bus->ranges[i - 1].opaque == opaque) {
+		memmove(&bus->ranges[i - 1], &bus->ranges[i], (bus->nr - i) * sizeof(*bus->ranges));
 		bus->nr--;
 		r = 0;
 	}
@@ -95,8 +92,7 @@ int bus_unregister(struct bus *bus, uint64_t base, const void *opaque)
 	return r;
 }
 
-bool bus_access(struct bus *bus, uint64_t addr, uint8_t *data, uint32_t len,
-		bool is_write)
+bool bus_access(struct bus *bus, uint64_t addr, uint8_t *data, uint32_t len, bool is_write)
 {
 	const struct bus_range *r = NULL;
 	bus_handler_fn fn = NULL;
@@ -120,8 +116,7 @@ bool bus_access(struct bus *bus, uint64_t addr, uint8_t *data, uint32_t len,
 		if (!is_write)
 			memset(data, 0xff, len);
 		log_debug(bus->name, "unclaimed %s of %u bytes at 0x%llx",
-			  is_write ? "write" : "read", len,
-			  (unsigned long long)addr);
+			  is_write ? "write" : "read", len, (unsigned long long)addr);
 		return false;
 	}
 	fn(opaque, off, data, len, is_write);

@@ -5,8 +5,7 @@
 #include "devices.h"
 #include "stop.h"
 
-static void exit_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
-			bool is_write)
+static void exit_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write)
 {
 	struct exit_dev *e = opaque;
 
@@ -15,8 +14,8 @@ static void exit_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t l
 		memset(data, 0, len);
 		return;
 	}
-	stop_request(e->stop, OUTCOME_GUEST_EXIT, data[0],
-		     "the guest asked to exit with status %u", data[0]);
+	stop_request(e->stop, OUTCOME_GUEST_EXIT, data[0], "the guest asked to exit with status %u",
+		     data[0]);
 }
 
 /* Stateless: nothing to reset, quiesce or save; its ranges go with the buses. */

@@ -9,32 +9,47 @@
 #include "device.h"
 #include "devices.h"
 
-#define STATUS_OBF 0x01
-#define STATUS_SYS 0x04
-#define STATUS_CMD 0x08
+#define STATUS_OBF	0x01
+#define STATUS_SYS	0x04
+#define STATUS_CMD	0x08
 #define STATUS_UNLOCKED 0x10
 
 enum {
-	CMD_READ_CTR = 0x20, CMD_WRITE_CTR = 0x60, CMD_AUX_DISABLE = 0xa7,
-	CMD_AUX_ENABLE = 0xa8, CMD_AUX_TEST = 0xa9, CMD_SELF_TEST = 0xaa,
-	CMD_KBD_TEST = 0xab, CMD_KBD_DISABLE = 0xad, CMD_KBD_ENABLE = 0xae,
-	CMD_WRITE_OUTPUT = 0xd1, CMD_WRITE_KBD_OUT = 0xd2,
-	CMD_WRITE_AUX_OUT = 0xd3, CMD_WRITE_AUX = 0xd4,
+	CMD_READ_CTR = 0x20,
+	CMD_WRITE_CTR = 0x60,
+	CMD_AUX_DISABLE = 0xa7,
+	CMD_AUX_ENABLE = 0xa8,
+	CMD_AUX_TEST = 0xa9,
+	CMD_SELF_TEST = 0xaa,
+	CMD_KBD_TEST = 0xab,
+	CMD_KBD_DISABLE = 0xad,
+	CMD_KBD_ENABLE = 0xae,
+	CMD_WRITE_OUTPUT = 0xd1,
+	CMD_WRITE_KBD_OUT = 0xd2,
+	CMD_WRITE_AUX_OUT = 0xd3,
+	CMD_WRITE_AUX = 0xd4,
 };
 
 enum {
-	KBD_SET_LEDS = 0xed, KBD_ECHO = 0xee, KBD_SCANCODE_SET = 0xf0,
-	KBD_GET_ID = 0xf2, KBD_SET_RATE = 0xf3, KBD_ENABLE = 0xf4,
-	KBD_DISABLE = 0xf5, KBD_DEFAULTS = 0xf6, KBD_RESET = 0xff,
-	KBD_ACK = 0xfa, KBD_RESEND = 0xfe, KBD_BAT_OK = 0xaa,
+	KBD_SET_LEDS = 0xed,
+	KBD_ECHO = 0xee,
+	KBD_SCANCODE_SET = 0xf0,
+	KBD_GET_ID = 0xf2,
+	KBD_SET_RATE = 0xf3,
+	KBD_ENABLE = 0xf4,
+	KBD_DISABLE = 0xf5,
+	KBD_DEFAULTS = 0xf6,
+	KBD_RESET = 0xff,
+	KBD_ACK = 0xfa,
+	KBD_RESEND = 0xfe,
+	KBD_BAT_OK = 0xaa,
 };
 
-#define CTR_KBD_INT 0x01
+#define CTR_KBD_INT	0x01
 #define CTR_KBD_DISABLE 0x10
 #define CTR_AUX_DISABLE 0x20
 
-void i8042_init(struct i8042 *k, struct irq_line irq, void (*reset)(void *),
-		void *opaque)
+void i8042_init(struct i8042 *k, struct irq_line irq, void (*reset)(void *), void *opaque)
 {
 	memset(k, 0, sizeof(*k));
 	pthread_mutex_init(&k->lock, NULL);
@@ -47,8 +62,7 @@ void i8042_init(struct i8042 *k, struct irq_line irq, void (*reset)(void *),
 /* IRQ 1 is high while a byte waits and the guest enabled the interrupt. */
 static void update_irq(struct i8042 *k)
 {
-	irq_line_update(&k->irq, &k->irq_level,
-			k->out_len > 0 && (k->ctr & CTR_KBD_INT));
+	irq_line_update(&k->irq, &k->irq_level, k->out_len > 0 && (k->ctr & CTR_KBD_INT));
 }
 
 static void put_out(struct i8042 *k, uint8_t v)
@@ -68,9 +82,7 @@ static bool command(struct i8042 *k, uint8_t cmd)
 	case CMD_WRITE_OUTPUT:
 	case CMD_WRITE_KBD_OUT:
 	case CMD_WRITE_AUX_OUT:
-	case CMD_WRITE_AUX:
-		k->pending = cmd;
-		break;
+	case CMD_WRITE_AUX: k->pending = cmd; break;
 	case CMD_AUX_DISABLE: k->ctr |= CTR_AUX_DISABLE; break;
 	case CMD_AUX_ENABLE: k->ctr &= (uint8_t)~CTR_AUX_DISABLE; break;
 	case CMD_AUX_TEST: put_out(k, 0x01); break; /* no aux port */
@@ -110,9 +122,7 @@ static void keyboard(struct i8042 *k, uint8_t v)
 	case KBD_ECHO: put_out(k, KBD_ECHO); break;
 	case KBD_ENABLE:
 	case KBD_DISABLE:
-	case KBD_DEFAULTS:
-		put_out(k, KBD_ACK);
-		break;
+	case KBD_DEFAULTS: put_out(k, KBD_ACK); break;
 	case KBD_RESET:
 		put_out(k, KBD_ACK);
 		put_out(k, KBD_BAT_OK);
@@ -138,8 +148,7 @@ static bool data_write(struct i8042 *k, uint8_t v)
 	return false;
 }
 
-void i8042_data_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
-		    bool is_write)
+void i8042_data_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write)
 {
 	struct i8042 *k = opaque;
 	bool reset = false;
@@ -164,8 +173,7 @@ void i8042_data_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
 		k->reset(k->opaque);
 }
 
-void i8042_cmd_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
-		   bool is_write)
+void i8042_cmd_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write)
 {
 	struct i8042 *k = opaque;
 	bool reset = false;
@@ -176,8 +184,7 @@ void i8042_cmd_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
 		reset = command(k, data[0]);
 	} else {
 		memset(data, 0, len);
-		data[0] = STATUS_SYS | STATUS_UNLOCKED |
-			  (k->pending ? STATUS_CMD : 0) |
+		data[0] = STATUS_SYS | STATUS_UNLOCKED | (k->pending ? STATUS_CMD : 0) |
 			  (k->out_len ? STATUS_OBF : 0);
 	}
 	update_irq(k);
@@ -228,6 +235,6 @@ static void i8042_dev_destroy(struct device *dev)
 }
 
 const struct device_ops i8042_device_ops = {
-	.reset = i8042_dev_reset,
-	.destroy = i8042_dev_destroy,
+    .reset = i8042_dev_reset,
+    .destroy = i8042_dev_destroy,
 };

@@ -19,7 +19,8 @@ void msix_init(struct msix *m, struct pci_device *pdev, uint8_t cap, unsigned in
 		m->table[v].ctrl = PCI_MSIX_ENTRY_CTRL_MASKBIT;
 	/* Off, not masked, n vectors; the guest flips enable and mask only. */
 	put_le16(&pdev->cfg[cap + PCI_MSIX_FLAGS], (uint16_t)(n - 1));
-	put_le16(&pdev->wmask[cap + PCI_MSIX_FLAGS], PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL);
+	put_le16(&pdev->wmask[cap + PCI_MSIX_FLAGS],
+		 PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL);
 	memset(&pdev->wmask[cap + PCI_MSIX_TABLE], 0, MSIX_CAP_LEN - PCI_MSIX_TABLE);
 }
 
@@ -34,8 +35,7 @@ bool msix_masked(const struct msix *m, unsigned int v)
 	       (m->table[v].ctrl & PCI_MSIX_ENTRY_CTRL_MASKBIT);
 }
 
-void msix_table_access(struct msix *m, uint64_t off, uint8_t *data, uint32_t len,
-		       bool is_write)
+void msix_table_access(struct msix *m, uint64_t off, uint8_t *data, uint32_t len, bool is_write)
 {
 	unsigned int v = (unsigned int)(off / PCI_MSIX_ENTRY_SIZE);
 	unsigned int field = (unsigned int)(off % PCI_MSIX_ENTRY_SIZE) / 4;
@@ -67,8 +67,7 @@ void msix_table_access(struct msix *m, uint64_t off, uint8_t *data, uint32_t len
 	m->ops->vector_changed(m->opaque, v, what);
 }
 
-void msix_pba_access(struct msix *m, uint64_t off, uint8_t *data, uint32_t len,
-		     bool is_write)
+void msix_pba_access(struct msix *m, uint64_t off, uint8_t *data, uint32_t len, bool is_write)
 {
 	if (is_write)
 		return;

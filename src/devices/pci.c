@@ -15,8 +15,8 @@
 
 #define HOST_BRIDGE_VENDOR 0x1b36 /* Red Hat, Inc. */
 #define HOST_BRIDGE_DEVICE 0x0008 /* generic PCIe host bridge */
-#define CONF_ENABLE 0x80000000u
-#define CLASS_BRIDGE_HOST 0x0600 /* not in the uapi pci_regs.h */
+#define CONF_ENABLE	   0x80000000u
+#define CLASS_BRIDGE_HOST  0x0600 /* not in the uapi pci_regs.h */
 
 static void host_bridge_init(struct pci_device *d)
 {
@@ -26,12 +26,10 @@ static void host_bridge_init(struct pci_device *d)
 	put_le16(&d->cfg[PCI_CLASS_DEVICE], CLASS_BRIDGE_HOST);
 	d->cfg[PCI_HEADER_TYPE] = PCI_HEADER_TYPE_NORMAL;
 	/* Only the command register is the guest's to change. */
-	put_le16(&d->wmask[PCI_COMMAND], PCI_COMMAND_IO | PCI_COMMAND_MEMORY |
-				       PCI_COMMAND_MASTER);
+	put_le16(&d->wmask[PCI_COMMAND], PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
 }
 
-static void addr_pio(void *opaque, uint64_t offset, uint8_t *data,
-		     uint32_t len, bool is_write)
+static void addr_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write)
 {
 	struct pci_bus *pci = opaque;
 
@@ -49,8 +47,8 @@ static void addr_pio(void *opaque, uint64_t offset, uint8_t *data,
 	pthread_mutex_unlock(&pci->lock);
 }
 
-void pci_set_bar_kind(struct pci_device *dev, unsigned int bar, uint64_t size,
-		      uint64_t addr, uint32_t low)
+void pci_set_bar_kind(struct pci_device *dev, unsigned int bar, uint64_t size, uint64_t addr,
+		      uint32_t low)
 {
 	bool io = low & PCI_BASE_ADDRESS_SPACE_IO;
 	bool mem64 = !io && (low & PCI_BASE_ADDRESS_MEM_TYPE_MASK) == PCI_BASE_ADDRESS_MEM_TYPE_64;
@@ -70,8 +68,7 @@ void pci_set_bar_kind(struct pci_device *dev, unsigned int bar, uint64_t size,
 	}
 }
 
-void pci_set_bar(struct pci_device *dev, unsigned int bar, uint64_t size,
-		 uint64_t gpa)
+void pci_set_bar(struct pci_device *dev, unsigned int bar, uint64_t size, uint64_t gpa)
 {
 	pci_set_bar_kind(dev, bar, size, gpa, PCI_BASE_ADDRESS_MEM_TYPE_32);
 }
@@ -89,8 +86,7 @@ static uint64_t bar_addr(const struct pci_device *dev, unsigned int i)
 	       (lo & (b->io ? PCI_BASE_ADDRESS_IO_MASK : PCI_BASE_ADDRESS_MEM_MASK));
 }
 
-void pci_add_cap(struct pci_device *dev, uint8_t offset, const void *data,
-		 uint8_t len)
+void pci_add_cap(struct pci_device *dev, uint8_t offset, const void *data, uint8_t len)
 {
 	memcpy(&dev->cfg[offset], data, len);
 	dev->cfg[offset + 1] = dev->cfg[PCI_CAPABILITY_LIST];
@@ -115,8 +111,8 @@ static void update_bars(const struct pci_bus *pci, struct pci_device *dev, unsig
 			continue;
 		want = bar_addr(dev, i);
 		/* The low register as it reads while being sized (all ones written). */
-		lo_sizing = (uint32_t)~(b->size - 1) & (b->io ? PCI_BASE_ADDRESS_IO_MASK
-							       : PCI_BASE_ADDRESS_MEM_MASK);
+		lo_sizing = (uint32_t) ~(b->size - 1) &
+			    (b->io ? PCI_BASE_ADDRESS_IO_MASK : PCI_BASE_ADDRESS_MEM_MASK);
 		/* Off, unassigned, being sized (either half), an I/O address
 		 * past 64K, or a range that wraps. */
 		if (!(cmd & (b->io ? PCI_COMMAND_IO : PCI_COMMAND_MEMORY)) || want == 0 ||
@@ -140,12 +136,10 @@ static void update_bars(const struct pci_bus *pci, struct pci_device *dev, unsig
 		 * Either way the other party keeps it and this BAR decodes
 		 * nothing until the guest moves it.
 		 */
-		if (!b->io && pci->mem &&
-		    mem_overlaps_ram(pci->mem, want, b->size))
+		if (!b->io && pci->mem && mem_overlaps_ram(pci->mem, want, b->size))
 			onto = "guest RAM";
 		else if (dev->bar_map && (r = dev->bar_map(dev, i, want, true)))
-			onto = r == -EEXIST ? "another device"
-					    : "a range it cannot map";
+			onto = r == -EEXIST ? "another device" : "a range it cannot map";
 		/* One line per BAR: a guest that keeps moving it says nothing
 		 * new. */
 		if (onto && !b->told) {
@@ -153,8 +147,7 @@ static void update_bars(const struct pci_bus *pci, struct pci_device *dev, unsig
 			log_ratelimited(LOG_WARN, "pci",
 					"00:%02x.0 BAR %u moved onto %s at "
 					"0x%llx: left unmapped",
-					slot, i, onto,
-					(unsigned long long)want);
+					slot, i, onto, (unsigned long long)want);
 		}
 		if (onto) {
 			b->refused = want;
@@ -173,20 +166,19 @@ static void update_bars(const struct pci_bus *pci, struct pci_device *dev, unsig
 static bool ro_logged(uint32_t reg)
 {
 	return reg < PCI_COMMAND || (reg >= PCI_CLASS_REVISION && reg < PCI_CACHE_LINE_SIZE) ||
-	       reg == PCI_HEADER_TYPE || (reg >= PCI_SUBSYSTEM_VENDOR_ID && reg < PCI_ROM_ADDRESS) ||
+	       reg == PCI_HEADER_TYPE ||
+	       (reg >= PCI_SUBSYSTEM_VENDOR_ID && reg < PCI_ROM_ADDRESS) ||
 	       reg == PCI_CAPABILITY_LIST || reg == PCI_INTERRUPT_PIN || reg >= 0x40;
 }
 
-void pci_conf_access(struct pci_bus *pci, uint32_t addr, uint8_t *data,
-		     uint32_t len, bool is_write)
+void pci_conf_access(struct pci_bus *pci, uint32_t addr, uint8_t *data, uint32_t len, bool is_write)
 {
 	unsigned int bus = (addr >> 16) & 0xff, slot = (addr >> 11) & 0x1f;
 	unsigned int fn = (addr >> 8) & 7, reg = addr & 0xfc;
 	struct pci_device *dev = NULL;
 
 	/* An access may not cross its dword. */
-	if ((addr & CONF_ENABLE) && bus == 0 && fn == 0 && len <= 4 &&
-	    (addr & 3) + len <= 4)
+	if ((addr & CONF_ENABLE) && bus == 0 && fn == 0 && len <= 4 && (addr & 3) + len <= 4)
 		dev = pci->slots[slot];
 	if (!dev) {
 		if (!is_write)
@@ -201,13 +193,13 @@ void pci_conf_access(struct pci_bus *pci, uint32_t addr, uint8_t *data,
 			uint8_t m = dev->wmask[reg + i];
 
 			ro |= (data[i] & ~m) != (dev->cfg[reg + i] & ~m) && ro_logged(reg + i);
-			dev->cfg[reg + i] =
-				(uint8_t)((dev->cfg[reg + i] & ~m) | (data[i] & m));
+			dev->cfg[reg + i] = (uint8_t)((dev->cfg[reg + i] & ~m) | (data[i] & m));
 		}
 		if (ro)
-			log_ratelimited(LOG_WARN, "pci",
-					"write to read-only config register 0x%02x of 00:%02x.0 ignored",
-					reg, slot);
+			log_ratelimited(
+			    LOG_WARN, "pci",
+			    "write to read-only config register 0x%02x of 00:%02x.0 ignored", reg,
+			    slot);
 		update_bars(pci, dev, slot);
 		if (dev->cfg_write)
 			dev->cfg_write(dev, reg, len);
@@ -218,14 +210,12 @@ void pci_conf_access(struct pci_bus *pci, uint32_t addr, uint8_t *data,
 	}
 }
 
-static void data_pio(void *opaque, uint64_t offset, uint8_t *data,
-		     uint32_t len, bool is_write)
+static void data_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write)
 {
 	struct pci_bus *pci = opaque;
 
 	pthread_mutex_lock(&pci->lock);
-	pci_conf_access(pci, (pci->conf_addr & ~3u) | (uint32_t)offset, data,
-			len, is_write);
+	pci_conf_access(pci, (pci->conf_addr & ~3u) | (uint32_t)offset, data, len, is_write);
 	pthread_mutex_unlock(&pci->lock);
 }
 
@@ -265,8 +255,8 @@ static void pci_dev_destroy(struct device *dev)
 }
 
 const struct device_ops pci_bus_device_ops = {
-	.reset = pci_dev_reset,
-	.destroy = pci_dev_destroy,
+    .reset = pci_dev_reset,
+    .destroy = pci_dev_destroy,
 };
 
 int pci_add_device(struct pci_bus *pci, unsigned int slot, struct pci_device *dev)
@@ -287,8 +277,7 @@ int pci_add_device(struct pci_bus *pci, unsigned int slot, struct pci_device *de
 /* ---- the BAR windows and memory slots ---- */
 
 /* Take len (a power of two) bytes aligned to len from a bump window. */
-static int window_alloc(uint64_t *next, uint64_t start, uint64_t end, uint64_t len,
-			uint64_t *out)
+static int window_alloc(uint64_t *next, uint64_t start, uint64_t end, uint64_t len, uint64_t *out)
 {
 	uint64_t base;
 
@@ -323,9 +312,10 @@ int pci_alloc_memslot(struct pci_bus *pci)
 
 int pci_set_memslot(struct pci_bus *pci, int slot, uint64_t gpa, uint64_t size, void *hva)
 {
-	struct kvm_userspace_memory_region r = {
-		.slot = (uint32_t)slot, .guest_phys_addr = gpa, .memory_size = size,
-		.userspace_addr = (uint64_t)(uintptr_t)hva};
+	struct kvm_userspace_memory_region r = {.slot = (uint32_t)slot,
+						.guest_phys_addr = gpa,
+						.memory_size = size,
+						.userspace_addr = (uint64_t)(uintptr_t)hva};
 
 	return ioctl(pci->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0 ? -errno : 0;
 }

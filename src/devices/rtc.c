@@ -9,12 +9,22 @@
 #include "device.h"
 #include "devices.h"
 
-enum { RTC_SEC = 0x00, RTC_MIN = 0x02, RTC_HOUR = 0x04, RTC_WDAY = 0x06,
-       RTC_MDAY = 0x07, RTC_MON = 0x08, RTC_YEAR = 0x09, RTC_REG_A = 0x0a,
-       RTC_REG_B = 0x0b, RTC_REG_C = 0x0c, RTC_REG_D = 0x0d,
-       RTC_CENTURY = 0x32 };
+enum {
+	RTC_SEC = 0x00,
+	RTC_MIN = 0x02,
+	RTC_HOUR = 0x04,
+	RTC_WDAY = 0x06,
+	RTC_MDAY = 0x07,
+	RTC_MON = 0x08,
+	RTC_YEAR = 0x09,
+	RTC_REG_A = 0x0a,
+	RTC_REG_B = 0x0b,
+	RTC_REG_C = 0x0c,
+	RTC_REG_D = 0x0d,
+	RTC_CENTURY = 0x32
+};
 
-#define REG_B_24H 0x02
+#define REG_B_24H   0x02
 #define REG_D_VALID 0x80
 
 static void power_on(struct rtc *r)
@@ -53,8 +63,8 @@ static void rtc_dev_destroy(struct device *dev)
 }
 
 const struct device_ops rtc_device_ops = {
-	.reset = rtc_dev_reset,
-	.destroy = rtc_dev_destroy,
+    .reset = rtc_dev_reset,
+    .destroy = rtc_dev_destroy,
 };
 
 #define REG_B_BINARY 0x04
@@ -71,11 +81,15 @@ static uint8_t enc(const struct rtc *r, int v)
 static bool rtc_is_time_reg(uint8_t idx)
 {
 	switch (idx) {
-	case RTC_SEC: case RTC_MIN: case RTC_HOUR: case RTC_WDAY:
-	case RTC_MDAY: case RTC_MON: case RTC_YEAR: case RTC_CENTURY:
-		return true;
-	default:
-		return false;
+	case RTC_SEC:
+	case RTC_MIN:
+	case RTC_HOUR:
+	case RTC_WDAY:
+	case RTC_MDAY:
+	case RTC_MON:
+	case RTC_YEAR:
+	case RTC_CENTURY: return true;
+	default: return false;
 	}
 }
 
@@ -101,8 +115,7 @@ static uint8_t read_reg(struct rtc *r, uint8_t idx)
 	}
 }
 
-void rtc_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
-	     bool is_write)
+void rtc_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write)
 {
 	struct rtc *r = opaque;
 
@@ -119,8 +132,7 @@ void rtc_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
 			data[0] = 0xff;
 	} else if (is_write) {
 		/* Time registers follow the host; C and D are read-only. */
-		if (!rtc_is_time_reg(r->index) && r->index != RTC_REG_C &&
-		    r->index != RTC_REG_D)
+		if (!rtc_is_time_reg(r->index) && r->index != RTC_REG_C && r->index != RTC_REG_D)
 			r->cmos[r->index] = data[0];
 	} else {
 		data[0] = read_reg(r, r->index);

@@ -10,26 +10,34 @@
 #include "device.h"
 #include "devices.h"
 
-enum { R_RBR_THR = 0, R_IER = 1, R_IIR_FCR = 2, R_LCR = 3, R_MCR = 4,
-       R_LSR = 5, R_MSR = 6, R_SCR = 7 };
+enum {
+	R_RBR_THR = 0,
+	R_IER = 1,
+	R_IIR_FCR = 2,
+	R_LCR = 3,
+	R_MCR = 4,
+	R_LSR = 5,
+	R_MSR = 6,
+	R_SCR = 7
+};
 
-#define IER_RDI 0x01
-#define IER_THRI 0x02
-#define IIR_NO_INT 0x01
-#define IIR_THRI 0x02
-#define IIR_RDI 0x04
-#define IIR_FIFO_ON 0xc0
-#define FCR_ENABLE 0x01
+#define IER_RDI	     0x01
+#define IER_THRI     0x02
+#define IIR_NO_INT   0x01
+#define IIR_THRI     0x02
+#define IIR_RDI	     0x04
+#define IIR_FIFO_ON  0xc0
+#define FCR_ENABLE   0x01
 #define FCR_CLEAR_RX 0x02
-#define LCR_DLAB 0x80
-#define LSR_DR 0x01
-#define LSR_THRE 0x20
-#define LSR_TEMT 0x40
-#define MCR_LOOP 0x10
-#define MSR_CTS 0x10
-#define MSR_DSR 0x20
-#define MSR_RI 0x40
-#define MSR_DCD 0x80
+#define LCR_DLAB     0x80
+#define LSR_DR	     0x01
+#define LSR_THRE     0x20
+#define LSR_TEMT     0x40
+#define MCR_LOOP     0x10
+#define MSR_CTS	     0x10
+#define MSR_DSR	     0x20
+#define MSR_RI	     0x40
+#define MSR_DCD	     0x80
 
 void serial_init(struct serial *s, struct irq_line irq, int out_fd)
 {
@@ -72,8 +80,8 @@ static void serial_dev_destroy(struct device *dev)
 
 /* Emulated on the vCPU thread, nothing in flight: quiesce has nothing to do. */
 const struct device_ops serial_device_ops = {
-	.reset = serial_dev_reset,
-	.destroy = serial_dev_destroy,
+    .reset = serial_dev_reset,
+    .destroy = serial_dev_destroy,
 };
 
 static uint8_t iir(const struct serial *s)
@@ -133,20 +141,16 @@ static uint8_t reg_read(struct serial *s, uint64_t reg)
 			s->rx_len--;
 		}
 		return v;
-	case R_IER:
-		return (s->lcr & LCR_DLAB) ? s->dlm : s->ier;
+	case R_IER: return (s->lcr & LCR_DLAB) ? s->dlm : s->ier;
 	case R_IIR_FCR:
 		v = iir(s);
 		/* Reading IIR acknowledges a THRE interrupt it reports. */
 		if ((v & 0x0f) == IIR_THRI)
 			s->iir_thri = 0;
 		return v;
-	case R_LCR:
-		return s->lcr;
-	case R_MCR:
-		return s->mcr;
-	case R_LSR:
-		return (uint8_t)(s->lsr | (s->rx_len ? LSR_DR : 0));
+	case R_LCR: return s->lcr;
+	case R_MCR: return s->mcr;
+	case R_LSR: return (uint8_t)(s->lsr | (s->rx_len ? LSR_DR : 0));
 	case R_MSR:
 		if (s->mcr & MCR_LOOP) /* modem outputs wired back to inputs */
 			return (uint8_t)(((s->mcr & 0x02) ? MSR_CTS : 0) |
@@ -154,8 +158,7 @@ static uint8_t reg_read(struct serial *s, uint64_t reg)
 					 ((s->mcr & 0x04) ? MSR_RI : 0) |
 					 ((s->mcr & 0x08) ? MSR_DCD : 0));
 		return s->msr;
-	case R_SCR:
-		return s->scr;
+	case R_SCR: return s->scr;
 	}
 	return 0xff;
 }
@@ -184,22 +187,14 @@ static void reg_write(struct serial *s, uint64_t reg, uint8_t v)
 		if (v & FCR_CLEAR_RX)
 			s->rx_head = s->rx_len = 0;
 		break;
-	case R_LCR:
-		s->lcr = v;
-		break;
-	case R_MCR:
-		s->mcr = v & 0x1f;
-		break;
-	case R_SCR:
-		s->scr = v;
-		break;
-	default: /* LSR and MSR are read-only */
-		break;
+	case R_LCR: s->lcr = v; break;
+	case R_MCR: s->mcr = v & 0x1f; break;
+	case R_SCR: s->scr = v; break;
+	default: /* LSR and MSR are read-only */ break;
 	}
 }
 
-void serial_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
-		bool is_write)
+void serial_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write)
 {
 	struct serial *s = opaque;
 

@@ -12,8 +12,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/kvm.h>
 #include <limits.h>
+#include <linux/kvm.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +26,7 @@
 #include "mem.h"
 #include "vfio.h"
 
-#define SYS_PCI "/sys/bus/pci/devices"
+#define SYS_PCI	   "/sys/bus/pci/devices"
 #define MAX_GROUPS VMM_MAX_VFIO
 
 struct vfio_group {
@@ -77,11 +77,15 @@ static int check_sysfs(const char *bdf, int *group, bool *usage)
 	if (strcmp(name, "vfio-pci")) {
 		*usage = true;
 		if (name[0])
-			log_err(NULL, "--vfio: %s is bound to %s, not vfio-pci (echo vfio-pci > " SYS_PCI
-				"/%s/driver_override, then unbind it and echo %s > /sys/bus/pci/drivers_probe)",
+			log_err(NULL,
+				"--vfio: %s is bound to %s, not vfio-pci (echo vfio-pci > " SYS_PCI
+				"/%s/driver_override, then unbind it and echo %s > "
+				"/sys/bus/pci/drivers_probe)",
 				bdf, name, bdf, bdf);
 		else
-			log_err(NULL, "--vfio: %s has no driver; bind it to vfio-pci (echo vfio-pci > " SYS_PCI
+			log_err(NULL,
+				"--vfio: %s has no driver; bind it to vfio-pci (echo vfio-pci "
+				"> " SYS_PCI
 				"/%s/driver_override; echo %s > /sys/bus/pci/drivers_probe)",
 				bdf, bdf, bdf);
 		return -EINVAL;
@@ -89,14 +93,17 @@ static int check_sysfs(const char *bdf, int *group, bool *usage)
 	snprintf(path, sizeof(path), SYS_PCI "/%s/iommu_group", bdf);
 	link_name(path, name, sizeof(name));
 	if (!name[0]) {
-		log_err(NULL, "--vfio: %s has no IOMMU group: this host has no IOMMU enabled (boot with intel_iommu=on or amd_iommu=on)",
+		log_err(NULL,
+			"--vfio: %s has no IOMMU group: this host has no IOMMU enabled (boot with "
+			"intel_iommu=on or amd_iommu=on)",
 			bdf);
 		return -ENODEV;
 	}
 	*group = atoi(name);
 	snprintf(path, sizeof(path), "/dev/vfio/noiommu-%d", *group);
 	if (access(path, F_OK) == 0) {
-		log_err(NULL, "--vfio: %s is in no-IOMMU mode: DMA would be unprotected, vmm refuses it",
+		log_err(NULL,
+			"--vfio: %s is in no-IOMMU mode: DMA would be unprotected, vmm refuses it",
 			bdf);
 		return -EPERM;
 	}
@@ -119,7 +126,9 @@ static void explain_group(int num)
 			 e->d_name);
 		link_name(path, name, sizeof(name));
 		if (name[0] && strcmp(name, "vfio-pci")) {
-			log_err(NULL, "--vfio: IOMMU group %d is not viable: %s in it is bound to %s (every device of a group must be bound to vfio-pci or to none)",
+			log_err(NULL,
+				"--vfio: IOMMU group %d is not viable: %s in it is bound to %s "
+				"(every device of a group must be bound to vfio-pci or to none)",
 				num, e->d_name, name);
 			closedir(d);
 			return;
@@ -127,7 +136,9 @@ static void explain_group(int num)
 	}
 	if (d)
 		closedir(d);
-	log_err(NULL, "--vfio: IOMMU group %d is not viable (every device in it must be bound to vfio-pci or to none)",
+	log_err(NULL,
+		"--vfio: IOMMU group %d is not viable (every device in it must be bound to "
+		"vfio-pci or to none)",
 		num);
 }
 
@@ -138,7 +149,8 @@ static int open_container(struct vfio_state *s)
 		int e = errno;
 
 		if (e == ENOENT)
-			log_err(NULL, "--vfio: this host has no VFIO (/dev/vfio/vfio is missing: load vfio-pci)");
+			log_err(NULL, "--vfio: this host has no VFIO (/dev/vfio/vfio is missing: "
+				      "load vfio-pci)");
 		else
 			log_err(NULL, "--vfio: cannot open /dev/vfio/vfio: %s", strerror(e));
 		return -e;
@@ -158,17 +170,21 @@ static int map_dma(struct vfio_state *s)
 
 	for (unsigned int i = 0; i < mem->nr_regions; i++) {
 		const struct mem_region *m = &mem->regions[i];
-		struct vfio_iommu_type1_dma_map map = {
-			.argsz = sizeof(map),
-			.flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
-			.vaddr = (uint64_t)(uintptr_t)m->hva, .iova = m->gpa, .size = m->size};
+		struct vfio_iommu_type1_dma_map map = {.argsz = sizeof(map),
+						       .flags = VFIO_DMA_MAP_FLAG_READ |
+								VFIO_DMA_MAP_FLAG_WRITE,
+						       .vaddr = (uint64_t)(uintptr_t)m->hva,
+						       .iova = m->gpa,
+						       .size = m->size};
 
 		if (ioctl(s->container, VFIO_IOMMU_MAP_DMA, &map) < 0) {
 			int e = errno;
 
-			log_err(NULL, "--vfio: mapping guest RAM for DMA (%llu MiB at 0x%llx): %s%s",
+			log_err(NULL,
+				"--vfio: mapping guest RAM for DMA (%llu MiB at 0x%llx): %s%s",
 				(unsigned long long)(m->size >> 20), (unsigned long long)m->gpa,
-				strerror(e), e == ENOMEM ? " (the locked-memory limit, ulimit -l?)" : "");
+				strerror(e),
+				e == ENOMEM ? " (the locked-memory limit, ulimit -l?)" : "");
 			return -e;
 		}
 	}
@@ -181,9 +197,8 @@ static void unmap_dma(struct vfio_state *s)
 	const struct guest_mem *mem = s->svc->mem;
 
 	for (unsigned int i = 0; i < mem->nr_regions; i++) {
-		struct vfio_iommu_type1_dma_unmap u = {.argsz = sizeof(u),
-						       .iova = mem->regions[i].gpa,
-						       .size = mem->regions[i].size};
+		struct vfio_iommu_type1_dma_unmap u = {
+		    .argsz = sizeof(u), .iova = mem->regions[i].gpa, .size = mem->regions[i].size};
 
 		if (ioctl(s->container, VFIO_IOMMU_UNMAP_DMA, &u) < 0)
 			log_warn(NULL, "vfio: unmapping guest RAM: %s", strerror(errno));
@@ -195,8 +210,7 @@ static void unmap_dma(struct vfio_state *s)
 static int get_group(struct vfio_state *s, int num)
 {
 	struct vfio_group_status st = {.argsz = sizeof(st)};
-	struct kvm_device_attr attr = {.group = KVM_DEV_VFIO_GROUP,
-				       .attr = KVM_DEV_VFIO_GROUP_ADD};
+	struct kvm_device_attr attr = {.group = KVM_DEV_VFIO_GROUP, .attr = KVM_DEV_VFIO_GROUP_ADD};
 	char path[64];
 	int fd, r;
 
@@ -218,14 +232,17 @@ static int get_group(struct vfio_state *s, int num)
 	}
 	if (ioctl(fd, VFIO_GROUP_SET_CONTAINER, &s->container) < 0) {
 		r = -errno;
-		log_err(NULL, "--vfio: adding IOMMU group %d to the container: %s", num, strerror(-r));
+		log_err(NULL, "--vfio: adding IOMMU group %d to the container: %s", num,
+			strerror(-r));
 		return r;
 	}
 	if (!s->iommu_set) {
 		if (ioctl(s->container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU) < 0) {
 			r = -errno;
 			log_err(NULL, "--vfio: VFIO_SET_IOMMU: %s%s", strerror(-r),
-				r == -EPERM ? " (no interrupt remapping? see vfio_iommu_type1 allow_unsafe_interrupts)" : "");
+				r == -EPERM ? " (no interrupt remapping? see vfio_iommu_type1 "
+					      "allow_unsafe_interrupts)"
+					    : "");
 			return r;
 		}
 		s->iommu_set = true;
@@ -262,8 +279,8 @@ static int region_info(int fd, uint32_t index, struct vfio_region *r, struct vfi
 
 	if (ioctl(fd, VFIO_DEVICE_GET_REGION_INFO, &u.info) < 0)
 		return -errno;
-	*r = (struct vfio_region){.offset = u.info.offset, .size = u.info.size,
-				  .flags = u.info.flags};
+	*r = (struct vfio_region){
+	    .offset = u.info.offset, .size = u.info.size, .flags = u.info.flags};
 	if (!b || !(u.info.flags & VFIO_REGION_INFO_FLAG_MMAP))
 		return 0;
 	/* mmappable: the sparse areas if VFIO lists them, else all of it */
@@ -272,18 +289,22 @@ static int region_info(int fd, uint32_t index, struct vfio_region *r, struct vfi
 	    u.info.argsz <= sizeof(u)) {
 		uint32_t off = u.info.cap_offset;
 
-		for (unsigned int n = 0; off && off + sizeof(struct vfio_info_cap_header) <= sizeof(u) &&
-					 n < 16; n++) {
+		for (unsigned int n = 0;
+		     off && off + sizeof(struct vfio_info_cap_header) <= sizeof(u) && n < 16; n++) {
 			struct vfio_info_cap_header *h = (void *)(u.buf + off);
 
 			if (h->id == VFIO_REGION_INFO_CAP_SPARSE_MMAP) {
 				struct vfio_region_info_cap_sparse_mmap *sp = (void *)h;
 
-				for (uint32_t a = 0; a < sp->nr_areas && b->nareas < VFIO_MAX_AREAS &&
-						     off + sizeof(*sp) + (a + 1) * sizeof(sp->areas[0]) <= sizeof(u);
+				for (uint32_t a = 0;
+				     a < sp->nr_areas && b->nareas < VFIO_MAX_AREAS &&
+				     off + sizeof(*sp) + (a + 1) * sizeof(sp->areas[0]) <=
+					 sizeof(u);
 				     a++)
-					b->areas[b->nareas++] = (struct vfio_area){
-						.off = sp->areas[a].offset, .len = sp->areas[a].size, .slot = -1};
+					b->areas[b->nareas++] =
+					    (struct vfio_area){.off = sp->areas[a].offset,
+							       .len = sp->areas[a].size,
+							       .slot = -1};
 				return 0;
 			}
 			off = h->next;
@@ -310,7 +331,8 @@ static int open_device(struct vfio_pci *v, int group_fd)
 		log_err(NULL, "--vfio: cannot open %s through its group: %s", v->bdf, strerror(-r));
 		return r;
 	}
-	if (ioctl(v->fd, VFIO_DEVICE_GET_INFO, &info) < 0 || !(info.flags & VFIO_DEVICE_FLAGS_PCI) ||
+	if (ioctl(v->fd, VFIO_DEVICE_GET_INFO, &info) < 0 ||
+	    !(info.flags & VFIO_DEVICE_FLAGS_PCI) ||
 	    info.num_regions <= VFIO_PCI_CONFIG_REGION_INDEX) {
 		log_err(NULL, "--vfio: %s is not a VFIO PCI device", v->bdf);
 		return -EINVAL;

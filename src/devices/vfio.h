@@ -31,7 +31,7 @@
 struct dev_services;
 struct device_list;
 
-#define VFIO_MAX_AREAS 4    /* mmappable pieces of one BAR */
+#define VFIO_MAX_AREAS	 4  /* mmappable pieces of one BAR */
 #define VFIO_MAX_VECTORS 64 /* MSI-X vectors we give a device */
 _Static_assert(VFIO_MAX_VECTORS <= MSIX_MAX_VECTORS, "the table holds them");
 
@@ -52,8 +52,8 @@ struct vfio_pci;
 struct vfio_bar {
 	struct vfio_pci *owner; /* for the bus handlers */
 	unsigned int index;
-	uint64_t size;	/* 0: none */
-	uint32_t low;	/* the register's type bits */
+	uint64_t size; /* 0: none */
+	uint32_t low;  /* the register's type bits */
 	struct vfio_region r;
 	struct vfio_area areas[VFIO_MAX_AREAS];
 	unsigned int nareas;

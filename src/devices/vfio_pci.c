@@ -21,8 +21,8 @@
 
 /* ---- the device's regions ---- */
 
-static int region_rw(struct vfio_pci *v, const struct vfio_region *r, uint64_t off,
-		     void *buf, uint32_t len, bool is_write)
+static int region_rw(struct vfio_pci *v, const struct vfio_region *r, uint64_t off, void *buf,
+		     uint32_t len, bool is_write)
 {
 	ssize_t n;
 
@@ -35,14 +35,17 @@ static int region_rw(struct vfio_pci *v, const struct vfio_region *r, uint64_t o
 
 /* ---- interrupts ---- */
 
-static int vfio_set_irqs(struct vfio_pci *v, uint32_t index, uint32_t flags,
-			 unsigned int count, const int *fds)
+static int vfio_set_irqs(struct vfio_pci *v, uint32_t index, uint32_t flags, unsigned int count,
+			 const int *fds)
 {
 	struct {
 		struct vfio_irq_set s;
 		int fds[VFIO_MAX_VECTORS];
 	} req = {.s = {.argsz = (uint32_t)(sizeof(struct vfio_irq_set) + count * sizeof(int)),
-		       .flags = flags, .index = index, .start = 0, .count = count}};
+		       .flags = flags,
+		       .index = index,
+		       .start = 0,
+		       .count = count}};
 
 	if (count)
 		memcpy(req.fds, fds, count * sizeof(int));
@@ -53,9 +56,9 @@ static int vfio_set_irqs(struct vfio_pci *v, uint32_t index, uint32_t flags,
 static int set_mode(struct vfio_pci *v, enum vfio_irq_mode mode)
 {
 	static const uint32_t index[] = {
-		[VFIO_IRQ_INTX] = VFIO_PCI_INTX_IRQ_INDEX,
-		[VFIO_IRQ_MSI] = VFIO_PCI_MSI_IRQ_INDEX,
-		[VFIO_IRQ_MSIX] = VFIO_PCI_MSIX_IRQ_INDEX,
+	    [VFIO_IRQ_INTX] = VFIO_PCI_INTX_IRQ_INDEX,
+	    [VFIO_IRQ_MSI] = VFIO_PCI_MSI_IRQ_INDEX,
+	    [VFIO_IRQ_MSIX] = VFIO_PCI_MSIX_IRQ_INDEX,
 	};
 	const uint32_t trigger = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER;
 	int r = 0;
@@ -82,8 +85,7 @@ static int set_mode(struct vfio_pci *v, enum vfio_irq_mode mode)
 	case VFIO_IRQ_MSIX:
 		r = vfio_set_irqs(v, VFIO_PCI_MSIX_IRQ_INDEX, trigger, v->msix.n, v->efd);
 		break;
-	case VFIO_IRQ_NONE:
-		break;
+	case VFIO_IRQ_NONE: break;
 	}
 	if (!r)
 		v->mode = mode;
@@ -175,8 +177,7 @@ static bool vfio_in(uint64_t off, uint32_t len, uint64_t start, uint64_t n)
 }
 
 /* A trapped access to a BAR: the MSI-X table is ours, the rest the device's. */
-static void vfio_bar_access(void *opaque, uint64_t off, uint8_t *data, uint32_t len,
-			    bool is_write)
+static void vfio_bar_access(void *opaque, uint64_t off, uint8_t *data, uint32_t len, bool is_write)
 {
 	struct vfio_bar *b = opaque;
 	struct vfio_pci *v = b->owner;
@@ -197,8 +198,7 @@ static void vfio_bar_access(void *opaque, uint64_t off, uint8_t *data, uint32_t 
 }
 
 /* A BAR starts or stops decoding at gpa (pci lock held); pci.c logs refusals. */
-static int vfio_bar_map(struct pci_device *pdev, unsigned int bar, uint64_t gpa,
-			bool map)
+static int vfio_bar_map(struct pci_device *pdev, unsigned int bar, uint64_t gpa, bool map)
 {
 	struct vfio_pci *v = pdev->opaque;
 	struct vfio_bar *b = &v->bars[bar];
@@ -207,15 +207,13 @@ static int vfio_bar_map(struct pci_device *pdev, unsigned int bar, uint64_t gpa,
 
 	if (!map) {
 		for (unsigned int i = 0; i < b->nareas; i++)
-			if (b->areas[i].hva && pci_set_memslot(v->svc->pci, b->areas[i].slot,
-							       gpa + b->areas[i].off, 0, b->areas[i].hva))
-				log_ratelimited(
-				    LOG_WARN, v->bdf,
-				    "removing BAR %u's memory slot failed",
-				    bar);
+			if (b->areas[i].hva &&
+			    pci_set_memslot(v->svc->pci, b->areas[i].slot, gpa + b->areas[i].off, 0,
+					    b->areas[i].hva))
+				log_ratelimited(LOG_WARN, v->bdf,
+						"removing BAR %u's memory slot failed", bar);
 		if (bus_unregister(bus, gpa, b))
-			log_ratelimited(LOG_WARN, v->bdf,
-					"BAR %u at 0x%llx was not registered",
+			log_ratelimited(LOG_WARN, v->bdf, "BAR %u at 0x%llx was not registered",
 					bar, (unsigned long long)gpa);
 		b->mapped = 0;
 		return 0;
@@ -309,8 +307,8 @@ static int setup_msix(struct vfio_pci *v)
 	uint8_t *c = &v->pci.cfg[v->msix_cap];
 	uint32_t table = get_le32(c + PCI_MSIX_TABLE), pba = get_le32(c + PCI_MSIX_PBA);
 	uint16_t ctrl = get_le16(c + PCI_MSIX_FLAGS);
-	unsigned int n = MIN((unsigned int)(ctrl & PCI_MSIX_FLAGS_QSIZE) + 1,
-			     (unsigned int)VFIO_MAX_VECTORS);
+	unsigned int n =
+	    MIN((unsigned int)(ctrl & PCI_MSIX_FLAGS_QSIZE) + 1, (unsigned int)VFIO_MAX_VECTORS);
 
 	v->msix_bar = table & PCI_MSIX_TABLE_BIR;
 	v->msix_off = table & PCI_MSIX_TABLE_OFFSET;
@@ -378,7 +376,8 @@ static void plan_areas(struct vfio_pci *v, unsigned int i)
 
 	if (v->msix_cap && v->msix_bar == i) {
 		hole[nh][0] = ALIGN_DOWN((uint64_t)v->msix_off, PAGE);
-		hole[nh++][1] = ALIGN_UP((uint64_t)v->msix_off + v->msix.n * PCI_MSIX_ENTRY_SIZE, PAGE);
+		hole[nh++][1] =
+		    ALIGN_UP((uint64_t)v->msix_off + v->msix.n * PCI_MSIX_ENTRY_SIZE, PAGE);
 	}
 	if (v->msix_cap && v->pba_bar == i) {
 		hole[nh][0] = ALIGN_DOWN((uint64_t)v->pba_off, PAGE);
@@ -399,7 +398,8 @@ static void plan_areas(struct vfio_pci *v, unsigned int i)
 			uint64_t stop = h < nh ? MIN(hole[h][0], end) : end;
 
 			if (cur < stop)
-				out[n++] = (struct vfio_area){.off = cur, .len = stop - cur, .slot = -1};
+				out[n++] =
+				    (struct vfio_area){.off = cur, .len = stop - cur, .slot = -1};
 			if (h < nh)
 				cur = MAX(cur, hole[h][1]);
 		}
@@ -450,8 +450,8 @@ static int setup_bars(struct vfio_pci *v)
 		if (!b->size)
 			continue;
 		if (b->size & (b->size - 1)) {
-			log_err(NULL, "--vfio: %s: BAR %u is 0x%llx bytes, not a power of two", v->bdf,
-				i, (unsigned long long)b->size);
+			log_err(NULL, "--vfio: %s: BAR %u is 0x%llx bytes, not a power of two",
+				v->bdf, i, (unsigned long long)b->size);
 			return -EINVAL;
 		}
 		if (reg & PCI_BASE_ADDRESS_SPACE_IO) {
@@ -464,12 +464,15 @@ static int setup_bars(struct vfio_pci *v)
 			r = pci_mmio_alloc(v->svc->pci, MAX(b->size, PAGE), &addr);
 		}
 		if (r) {
-			log_err(NULL, "--vfio: %s: no room for BAR %u (0x%llx bytes) in the guest's PCI window",
+			log_err(NULL,
+				"--vfio: %s: no room for BAR %u (0x%llx bytes) in the guest's PCI "
+				"window",
 				v->bdf, i, (unsigned long long)b->size);
 			return r;
 		}
 		pci_set_bar_kind(&v->pci, i, b->size, addr, b->low);
-		if ((b->low & PCI_BASE_ADDRESS_MEM_TYPE_MASK) == PCI_BASE_ADDRESS_MEM_TYPE_64 && i < 5)
+		if ((b->low & PCI_BASE_ADDRESS_MEM_TYPE_MASK) == PCI_BASE_ADDRESS_MEM_TYPE_64 &&
+		    i < 5)
 			i++; /* its upper half */
 	}
 	emulate(v, PCI_BASE_ADDRESS_0, 24, &v->pci.wmask[PCI_BASE_ADDRESS_0]);
@@ -524,7 +527,8 @@ int vfio_pci_init(struct vfio_pci *v, const struct dev_services *svc, unsigned i
 	memset(p->wmask, 0xff, sizeof(p->wmask));
 	hdr = p->cfg[PCI_HEADER_TYPE];
 	if ((hdr & 0x7f) != PCI_HEADER_TYPE_NORMAL) {
-		log_err(NULL, "--vfio: %s is a bridge (header type 0x%02x), not an endpoint", v->bdf, hdr);
+		log_err(NULL, "--vfio: %s is a bridge (header type 0x%02x), not an endpoint",
+			v->bdf, hdr);
 		return -EINVAL;
 	}
 	p->cfg[PCI_HEADER_TYPE] = PCI_HEADER_TYPE_NORMAL; /* function 0 alone */
@@ -538,7 +542,8 @@ int vfio_pci_init(struct vfio_pci *v, const struct dev_services *svc, unsigned i
 	if ((r = setup_bars(v)) || (v->msix_cap && (r = setup_msix(v))) ||
 	    (v->msi_cap && (r = setup_msi(v)))) {
 		if (r != -EINVAL)
-			log_err(NULL, "--vfio: %s: setting up the device: %s", v->bdf, strerror(-r));
+			log_err(NULL, "--vfio: %s: setting up the device: %s", v->bdf,
+				strerror(-r));
 		return r;
 	}
 	/* With the MSI-X table known: what of each memory BAR can be mapped. */

@@ -22,8 +22,7 @@ void mem_layout(struct guest_mem *mem, uint64_t ram_bytes)
 	mem->regions[0] = (struct mem_region){.gpa = 0, .size = low};
 	mem->nr_regions = 1;
 	if (ram_bytes > low) {
-		mem->regions[1] = (struct mem_region){.gpa = MEM_4G,
-						      .size = ram_bytes - low};
+		mem->regions[1] = (struct mem_region){.gpa = MEM_4G, .size = ram_bytes - low};
 		mem->nr_regions = 2;
 	}
 }
@@ -34,8 +33,7 @@ long mem_hugepages_free(uint64_t page_size)
 	long n = -1;
 	FILE *f;
 
-	snprintf(path, sizeof(path),
-		 "/sys/kernel/mm/hugepages/hugepages-%llukB/free_hugepages",
+	snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/hugepages-%llukB/free_hugepages",
 		 (unsigned long long)(page_size / 1024));
 	f = fopen(path, "re");
 	if (!f)
@@ -100,8 +98,8 @@ static int map_all(struct guest_mem *mem, uint64_t page_size)
 	return 0;
 }
 
-int mem_create(struct guest_mem *mem, uint64_t ram_bytes,
-	       enum hugepages_mode mode, char *err, size_t errlen)
+int mem_create(struct guest_mem *mem, uint64_t ram_bytes, enum hugepages_mode mode, char *err,
+	       size_t errlen)
 {
 	uint64_t page = 0;
 	long free_pages;
@@ -117,9 +115,9 @@ int mem_create(struct guest_mem *mem, uint64_t ram_bytes,
 		free_pages = mem_hugepages_free(page);
 		if (free_pages >= 0 && (uint64_t)free_pages < ram_bytes / page) {
 			snprintf(err, errlen,
-				 "--hugepages %s: %llu huge pages needed, %ld free (see /proc/sys/vm/nr_hugepages)",
-				 hugepages_name(mode),
-				 (unsigned long long)(ram_bytes / page),
+				 "--hugepages %s: %llu huge pages needed, %ld free (see "
+				 "/proc/sys/vm/nr_hugepages)",
+				 hugepages_name(mode), (unsigned long long)(ram_bytes / page),
 				 free_pages);
 			return -ENOMEM;
 		}
@@ -127,8 +125,7 @@ int mem_create(struct guest_mem *mem, uint64_t ram_bytes,
 		if (r) {
 			snprintf(err, errlen,
 				 "--hugepages %s: cannot map %llu bytes of huge pages: %s",
-				 hugepages_name(mode),
-				 (unsigned long long)ram_bytes, strerror(-r));
+				 hugepages_name(mode), (unsigned long long)ram_bytes, strerror(-r));
 			return r;
 		}
 		mem->backing = page == GiB ? "hugetlb 1G" : "hugetlb 2M";
@@ -155,8 +152,7 @@ int mem_create(struct guest_mem *mem, uint64_t ram_bytes,
 		bool thp = true;
 
 		for (unsigned int i = 0; i < mem->nr_regions; i++)
-			if (madvise(mem->regions[i].hva, mem->regions[i].size,
-				    MADV_HUGEPAGE))
+			if (madvise(mem->regions[i].hva, mem->regions[i].size, MADV_HUGEPAGE))
 				thp = false;
 		if (thp)
 			mem->backing = "anonymous, transparent huge pages";
@@ -209,8 +205,7 @@ bool mem_overlaps_ram(const struct guest_mem *mem, uint64_t gpa, uint64_t len)
 	return false;
 }
 
-int mem_write(const struct guest_mem *mem, uint64_t gpa, const void *src,
-	      uint64_t len)
+int mem_write(const struct guest_mem *mem, uint64_t gpa, const void *src, uint64_t len)
 {
 	void *hva = mem_gpa_to_hva(mem, gpa, len);
 
@@ -235,8 +230,8 @@ uint64_t mem_low_end(const struct guest_mem *mem)
 	return mem->regions[0].gpa + mem->regions[0].size;
 }
 
-unsigned int mem_build_e820(const struct guest_mem *mem,
-			    struct e820_entry_host *out, unsigned int max)
+unsigned int mem_build_e820(const struct guest_mem *mem, struct e820_entry_host *out,
+			    unsigned int max)
 {
 	/*
 	 * Low memory as a PC has it: conventional RAM up to the EBDA at
@@ -248,18 +243,17 @@ unsigned int mem_build_e820(const struct guest_mem *mem,
 	uint64_t low_end = mem_low_end(mem);
 	unsigned int n = 0;
 
-#define E820_ADD(a, s, t)                                                      \
-	do {                                                                   \
-		if (n < max)                                                   \
-			out[n++] = (struct e820_entry_host){(a), (s), (t)};    \
+#define E820_ADD(a, s, t)                                                                          \
+	do {                                                                                       \
+		if (n < max)                                                                       \
+			out[n++] = (struct e820_entry_host){(a), (s), (t)};                        \
 	} while (0)
 	E820_ADD(0, ebda, E820_TYPE_RAM);
 	E820_ADD(ebda, himem - ebda, E820_TYPE_RESERVED);
 	if (low_end > himem)
 		E820_ADD(himem, low_end - himem, E820_TYPE_RAM);
 	for (unsigned int i = 1; i < mem->nr_regions; i++)
-		E820_ADD(mem->regions[i].gpa, mem->regions[i].size,
-			 E820_TYPE_RAM);
+		E820_ADD(mem->regions[i].gpa, mem->regions[i].size, E820_TYPE_RAM);
 #undef E820_ADD
 	return n;
 }

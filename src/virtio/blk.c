@@ -66,8 +66,8 @@ static void flush_notifications(struct blk *b)
 }
 
 /* Copy iov [skip, skip+len) of a chain side into dst; returns bytes. */
-static size_t iov_copy_out(const struct iovec *iov, unsigned int n, size_t skip,
-			   void *dst, size_t len)
+static size_t iov_copy_out(const struct iovec *iov, unsigned int n, size_t skip, void *dst,
+			   size_t len)
 {
 	size_t done = 0;
 
@@ -87,8 +87,8 @@ static size_t iov_copy_out(const struct iovec *iov, unsigned int n, size_t skip,
 }
 
 /* The part of iov after skip bytes and before trim bytes from the end. */
-static unsigned int iov_slice(const struct iovec *iov, unsigned int n,
-			      size_t skip, size_t trim, struct iovec *out)
+static unsigned int iov_slice(const struct iovec *iov, unsigned int n, size_t skip, size_t trim,
+			      struct iovec *out)
 {
 	size_t total = 0, end, pos = 0;
 	unsigned int k = 0;
@@ -142,7 +142,9 @@ static void rw_done(struct blk_req *r, int64_t res)
 	}
 	if (res < 0) {
 		log_ratelimited(LOG_WARN, b->name, "%s at sector %llu failed: %s",
-				r->type == VIRTIO_BLK_T_FLUSH ? "flush" : write ? "write" : "read",
+				r->type == VIRTIO_BLK_T_FLUSH ? "flush"
+				: write			      ? "write"
+							      : "read",
 				(unsigned long long)(r->offset / SECTOR), strerror((int)-res));
 		complete(r, VIRTIO_BLK_S_IOERR);
 		return;
@@ -170,7 +172,8 @@ static uint8_t discard_or_zero(struct blk *b, struct blk_req *r)
 		if ((seg.flags & ~(uint32_t)VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) ||
 		    (!zero && seg.flags))
 			return VIRTIO_BLK_S_UNSUPP;
-		if (seg.sector > b->size / SECTOR || seg.num_sectors > b->size / SECTOR - seg.sector)
+		if (seg.sector > b->size / SECTOR ||
+		    seg.num_sectors > b->size / SECTOR - seg.sector)
 			return VIRTIO_BLK_S_IOERR;
 		start = seg.sector * SECTOR;
 		len = (uint64_t)seg.num_sectors * SECTOR;
@@ -269,9 +272,7 @@ static void handle(struct blk *b, struct blk_req *r)
 	case VIRTIO_BLK_T_WRITE_ZEROES:
 		complete(r, b->cfg->readonly ? VIRTIO_BLK_S_IOERR : discard_or_zero(b, r));
 		return;
-	default:
-		complete(r, VIRTIO_BLK_S_UNSUPP);
-		return;
+	default: complete(r, VIRTIO_BLK_S_UNSUPP); return;
 	}
 	if (started < 0)
 		rw_done(r, started);
@@ -385,8 +386,9 @@ void blk_reset(struct virtio_dev *d)
 	if (blk_engine_drain(&b->engine, drop_done) < 0) {
 		/* The kernel may still write into requests it was given: leak
 		 * them rather than free memory that is still a DMA target. */
-		log_ratelimited(LOG_WARN, b->name,
-				"the disk engine died with requests in flight; their memory is kept");
+		log_ratelimited(
+		    LOG_WARN, b->name,
+		    "the disk engine died with requests in flight; their memory is kept");
 		for (unsigned int q = 0; q < b->dev.num_queues; q++) {
 #ifdef __SANITIZE_ADDRESS__
 			if (b->reqs[q])
@@ -428,8 +430,8 @@ static void blk_resume(struct virtio_dev *d)
 		log_warn(b->name, "cannot watch the disk engine again");
 }
 
-static void blk_config_access(struct virtio_dev *d, uint32_t off, uint8_t *data,
-			      uint32_t len, bool is_write)
+static void blk_config_access(struct virtio_dev *d, uint32_t off, uint8_t *data, uint32_t len,
+			      bool is_write)
 {
 	struct blk *b = d->priv;
 
@@ -441,11 +443,10 @@ static void blk_config_access(struct virtio_dev *d, uint32_t off, uint8_t *data,
 }
 
 const struct virtio_dev_ops blk_ops = {
-	.config_access = blk_config_access,
-	.activate = blk_activate,
-	.reset = blk_reset,
-	.queue_kick = blk_kick,
-	.quiesce = blk_quiesce,
-	.resume = blk_resume,
+    .config_access = blk_config_access,
+    .activate = blk_activate,
+    .reset = blk_reset,
+    .queue_kick = blk_kick,
+    .quiesce = blk_quiesce,
+    .resume = blk_resume,
 };
-

@@ -7,8 +7,8 @@
 #define VMM_VIRTIO_BLK_H
 
 #include <libaio.h>
-#include <linux/virtio_blk.h>
 #include <liburing.h>
+#include <linux/virtio_blk.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -61,8 +61,7 @@ void blk_engine_destroy(struct blk_engine *e);
  * Start a read/write/flush of r. Returns 1 when it completed at once (res
  * in *res), 0 when it is in flight, -errno when it could not be started.
  */
-int blk_engine_rw(struct blk_engine *e, struct blk_req *r, bool write,
-		  int64_t *res) WUR;
+int blk_engine_rw(struct blk_engine *e, struct blk_req *r, bool write, int64_t *res) WUR;
 int blk_engine_flush(struct blk_engine *e, struct blk_req *r, int64_t *res) WUR;
 /* Hand everything prepared to the kernel: one syscall per batch. */
 void blk_engine_submit(struct blk_engine *e);
@@ -88,9 +87,9 @@ int blk_engine_drain(struct blk_engine *e, blk_done_fn done);
 /* Largest segment the driver may send: a request's worth (Linux's default
  * max_sectors is 1.25 MiB), so merging is never what limits a request. */
 #define BLK_SEG_SIZE_MAX (4u << 20)
-#define SECTOR 512ULL
-#define HDR_LEN sizeof(struct virtio_blk_outhdr)
-#define MAX_DISCARD_SEG 1
+#define SECTOR		 512ULL
+#define HDR_LEN		 sizeof(struct virtio_blk_outhdr)
+#define MAX_DISCARD_SEG	 1
 /* Requests a queue starts per turn of the I/O thread: a driver that keeps
  * refilling it (requests that complete at once) cannot hold the thread. */
 #define BLK_BUDGET 256

@@ -31,13 +31,11 @@ int blk_check_image(const char *path, const struct stat *st)
 }
 
 /* Open, check and lock the image; one line and -errno on failure. */
-static int open_image(const struct disk_config *dc, int *fd_out, uint64_t *size,
-		      bool *usage)
+static int open_image(const struct disk_config *dc, int *fd_out, uint64_t *size, bool *usage)
 {
 	int flags = (dc->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC |
 		    (dc->cache == BLK_CACHE_NONE ? O_DIRECT : 0);
-	struct flock lk = {.l_type = dc->readonly ? F_RDLCK : F_WRLCK,
-			   .l_whence = SEEK_SET};
+	struct flock lk = {.l_type = dc->readonly ? F_RDLCK : F_WRLCK, .l_whence = SEEK_SET};
 	struct stat st;
 	int fd, e;
 
@@ -46,7 +44,9 @@ static int open_image(const struct disk_config *dc, int *fd_out, uint64_t *size,
 	if (fd < 0) {
 		e = errno;
 		if (e == EINVAL && dc->cache == BLK_CACHE_NONE)
-			log_err(NULL, "--disk: cache=none: the file system under '%s' does not support O_DIRECT",
+			log_err(NULL,
+				"--disk: cache=none: the file system under '%s' does not support "
+				"O_DIRECT",
 				dc->path);
 		else
 			log_err(NULL, "--disk: cannot open '%s': %s", dc->path, strerror(e));
@@ -72,9 +72,8 @@ static int open_image(const struct disk_config *dc, int *fd_out, uint64_t *size,
 	return 0;
 }
 
-struct virtio_dev *blk_open(const struct disk_config *dc, unsigned int index,
-			    unsigned int queues, const struct guest_mem *mem,
-			    bool *usage)
+struct virtio_dev *blk_open(const struct disk_config *dc, unsigned int index, unsigned int queues,
+			    const struct guest_mem *mem, bool *usage)
 {
 	struct blk *b = calloc(1, sizeof(*b));
 	struct virtio_dev *d;
@@ -125,9 +124,8 @@ struct virtio_dev *blk_open(const struct disk_config *dc, unsigned int index,
 	d->mem = mem;
 	d->features = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_EVENT_IDX) |
 		      (1ULL << VIRTIO_RING_F_INDIRECT_DESC) | (1ULL << VIRTIO_BLK_F_SEG_MAX) |
-		      (1ULL << VIRTIO_BLK_F_SIZE_MAX) |
-		      (1ULL << VIRTIO_BLK_F_BLK_SIZE) | (1ULL << VIRTIO_BLK_F_FLUSH) |
-		      (queues > 1 ? 1ULL << VIRTIO_BLK_F_MQ : 0);
+		      (1ULL << VIRTIO_BLK_F_SIZE_MAX) | (1ULL << VIRTIO_BLK_F_BLK_SIZE) |
+		      (1ULL << VIRTIO_BLK_F_FLUSH) | (queues > 1 ? 1ULL << VIRTIO_BLK_F_MQ : 0);
 	if (dc->readonly)
 		d->features |= 1ULL << VIRTIO_BLK_F_RO;
 	else
@@ -196,10 +194,10 @@ static void blk_dev_destroy(struct device *dev)
 }
 
 static const struct device_ops blk_device_ops = {
-	.reset = blk_dev_reset,
-	.quiesce = blk_dev_quiesce,
-	.resume = blk_dev_resume,
-	.destroy = blk_dev_destroy,
+    .reset = blk_dev_reset,
+    .quiesce = blk_dev_quiesce,
+    .resume = blk_dev_resume,
+    .destroy = blk_dev_destroy,
 };
 
 int blk_add(const struct dev_services *svc, struct device_list *l, const struct disk_config *dc,

@@ -21,8 +21,7 @@
 
 #define URING_FILE CONFINE_RING_FILE
 
-int blk_engine_init(struct blk_engine *e, enum blk_engine_kind kind, int fd,
-		    unsigned int depth)
+int blk_engine_init(struct blk_engine *e, enum blk_engine_kind kind, int fd, unsigned int depth)
 {
 	memset(e, 0, sizeof(*e));
 	e->kind = kind;
@@ -102,8 +101,7 @@ static int aio_queue(struct blk_engine *e, struct blk_req *r)
 	return 0;
 }
 
-int blk_engine_rw(struct blk_engine *e, struct blk_req *r, bool write,
-		  int64_t *res)
+int blk_engine_rw(struct blk_engine *e, struct blk_req *r, bool write, int64_t *res)
 {
 	struct io_uring_sqe *sqe;
 
@@ -112,28 +110,26 @@ int blk_engine_rw(struct blk_engine *e, struct blk_req *r, bool write,
 		return 1;
 	}
 	switch (e->kind) {
-	case BLK_ENGINE_SYNC:
-		*res = sync_rw(e->fd, r, write);
-		return 1;
+	case BLK_ENGINE_SYNC: *res = sync_rw(e->fd, r, write); return 1;
 	case BLK_ENGINE_IO_URING:
 		sqe = get_sqe(e);
 		if (!sqe)
 			return -EAGAIN;
 		if (write)
-			io_uring_prep_writev(sqe, URING_FILE, r->data, r->ndata,
-					     r->offset);
+			io_uring_prep_writev(sqe, URING_FILE, r->data, r->ndata, r->offset);
 		else
-			io_uring_prep_readv(sqe, URING_FILE, r->data, r->ndata,
-					    r->offset);
+			io_uring_prep_readv(sqe, URING_FILE, r->data, r->ndata, r->offset);
 		sqe->flags |= IOSQE_FIXED_FILE;
 		io_uring_sqe_set_data(sqe, r);
 		e->inflight++;
 		return 0;
 	case BLK_ENGINE_AIO:
 		if (write)
-			io_prep_pwritev(&r->iocb, e->fd, r->data, (int)r->ndata, (long long)r->offset);
+			io_prep_pwritev(&r->iocb, e->fd, r->data, (int)r->ndata,
+					(long long)r->offset);
 		else
-			io_prep_preadv(&r->iocb, e->fd, r->data, (int)r->ndata, (long long)r->offset);
+			io_prep_preadv(&r->iocb, e->fd, r->data, (int)r->ndata,
+				       (long long)r->offset);
 		return aio_queue(e, r);
 	}
 	return -EINVAL;

@@ -59,8 +59,8 @@ static void notify(struct net *n, unsigned int q)
 }
 
 /* Copy len bytes between a flat buffer and an iovec list, from offset off. */
-static size_t iov_copy(const struct iovec *iov, unsigned int niov, size_t off,
-		       void *buf, size_t len, bool to_iov)
+static size_t iov_copy(const struct iovec *iov, unsigned int niov, size_t off, void *buf,
+		       size_t len, bool to_iov)
 {
 	size_t done = 0;
 
@@ -82,8 +82,7 @@ static size_t iov_copy(const struct iovec *iov, unsigned int niov, size_t off,
 	return done;
 }
 
-const char *net_tx_hdr_check(const struct virtio_net_hdr *h, uint64_t frame_len,
-			     uint64_t features)
+const char *net_tx_hdr_check(const struct virtio_net_hdr *h, uint64_t frame_len, uint64_t features)
 {
 	uint8_t gso = h->gso_type & (uint8_t)~VIRTIO_NET_HDR_GSO_ECN;
 
@@ -100,8 +99,7 @@ const char *net_tx_hdr_check(const struct virtio_net_hdr *h, uint64_t frame_len,
 	if (h->gso_type & VIRTIO_NET_HDR_GSO_ECN)
 		return "ECN segmentation not negotiated";
 	switch (gso) {
-	case VIRTIO_NET_HDR_GSO_NONE:
-		return NULL;
+	case VIRTIO_NET_HDR_GSO_NONE: return NULL;
 	case VIRTIO_NET_HDR_GSO_TCPV4:
 		if (!(features & (1ULL << VIRTIO_NET_F_HOST_TSO4)))
 			return "TSO4 not negotiated";
@@ -110,8 +108,7 @@ const char *net_tx_hdr_check(const struct virtio_net_hdr *h, uint64_t frame_len,
 		if (!(features & (1ULL << VIRTIO_NET_F_HOST_TSO6)))
 			return "TSO6 not negotiated";
 		break;
-	default:
-		return "unknown segmentation type";
+	default: return "unknown segmentation type";
 	}
 	if (!(h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM))
 		return "segmentation without checksum offload";
@@ -123,8 +120,8 @@ const char *net_tx_hdr_check(const struct virtio_net_hdr *h, uint64_t frame_len,
 /* ---- TX ---- */
 
 /* iov less its first skip bytes, into out; returns the entries used. */
-static unsigned int iov_skip(const struct iovec *iov, unsigned int niov,
-			     size_t skip, struct iovec *out)
+static unsigned int iov_skip(const struct iovec *iov, unsigned int niov, size_t skip,
+			     struct iovec *out)
 {
 	unsigned int k = 0;
 
@@ -171,8 +168,7 @@ static void tx_kick(struct net *n, unsigned int q)
 			return;
 		}
 		iov_copy(c->iov, c->nout, 0, &h, HDR_LEN, false);
-		why = net_tx_hdr_check(&h.hdr, c->out_len - HDR_LEN,
-				       d->driver_features);
+		why = net_tx_hdr_check(&h.hdr, c->out_len - HDR_LEN, d->driver_features);
 		if (why) {
 			virtio_set_needs_reset(d, why);
 			return;
@@ -306,11 +302,10 @@ static void rx_run(struct net *n, struct net_rxq *rx)
 			if ((size_t)got > RX_BUF_LEN) {
 				n->stats.rx_dropped++;
 				n->stats.rx_oversize++;
-				log_ratelimited(
-				    LOG_WARN, n->name,
-				    "dropped a %zd-byte frame from the "
-				    "backend: larger than %zu bytes",
-				    got, (size_t)RX_BUF_LEN);
+				log_ratelimited(LOG_WARN, n->name,
+						"dropped a %zd-byte frame from the "
+						"backend: larger than %zu bytes",
+						got, (size_t)RX_BUF_LEN);
 				done++; /* dropped frames count: a flood of them is bounded too */
 				continue;
 			}
@@ -432,8 +427,8 @@ static void net_reset(struct virtio_dev *d)
 	}
 }
 
-static void net_config_access(struct virtio_dev *d, uint32_t off, uint8_t *data,
-			      uint32_t len, bool is_write)
+static void net_config_access(struct virtio_dev *d, uint32_t off, uint8_t *data, uint32_t len,
+			      bool is_write)
 {
 	struct net *n = d->priv;
 
@@ -471,12 +466,12 @@ static void net_resume(struct virtio_dev *d)
 }
 
 const struct virtio_dev_ops net_ops = {
-	.config_access = net_config_access,
-	.activate = net_activate,
-	.reset = net_reset,
-	.queue_kick = net_kick,
-	.quiesce = net_quiesce,
-	.resume = net_resume,
+    .config_access = net_config_access,
+    .activate = net_activate,
+    .reset = net_reset,
+    .queue_kick = net_kick,
+    .quiesce = net_quiesce,
+    .resume = net_resume,
 };
 
 void net_rx_ready(void *opaque)
@@ -489,4 +484,3 @@ void net_rx_ready(void *opaque)
 		rx_run(n, rx);
 	pthread_mutex_unlock(&n->dev.lock);
 }
-

@@ -35,9 +35,9 @@ typedef void (*net_watch_fn)(void *opaque, int fd, bool on);
  * device owns the fds. When fd p is readable, call net_rx_ready() with
  * the opaque from net_rx_fd(). NULL when out of memory.
  */
-struct virtio_dev *net_open(const struct net_config *nc, unsigned int index,
-			    const int *fds, bool tap, const struct guest_mem *mem,
-			    net_watch_fn watch, void *watch_opaque);
+struct virtio_dev *net_open(const struct net_config *nc, unsigned int index, const int *fds,
+			    bool tap, const struct guest_mem *mem, net_watch_fn watch,
+			    void *watch_opaque);
 int net_rx_fd(struct virtio_dev *d, unsigned int pair, void **opaque);
 void net_rx_ready(void *opaque);
 const struct net_stats *net_get_stats(struct virtio_dev *d);
@@ -47,8 +47,7 @@ void net_close(struct virtio_dev *d);
  * Why a TX header (followed by frame_len bytes of frame) is unacceptable
  * under the negotiated features, or NULL when it is fine.
  */
-const char *net_tx_hdr_check(const struct virtio_net_hdr *h, uint64_t frame_len,
-			     uint64_t features);
+const char *net_tx_hdr_check(const struct virtio_net_hdr *h, uint64_t frame_len, uint64_t features);
 /* TUN_F_* offloads that match what the driver accepts (GUEST_* features). */
 unsigned int net_tap_offloads(uint64_t features);
 
@@ -59,17 +58,16 @@ unsigned int net_tap_offloads(uint64_t features);
  * *created says so). Prints one line on failure; *usage tells whether the
  * user's input was at fault.
  */
-int tap_open(const char *name, unsigned int pairs, int *fds, bool *created,
-	     bool *usage) WUR;
+int tap_open(const char *name, unsigned int pairs, int *fds, bool *created, bool *usage) WUR;
 /* TUNSETOFFLOAD: what the tap may hand us. 0 or -errno. */
 int tap_set_offload(int fd, unsigned int offloads) WUR;
 
 /* ---- the device model's own (net.c, net_dev.c) ---- */
 
 #define NET_QUEUE_SIZE 256
-#define HDR_LEN sizeof(struct virtio_net_hdr_mrg_rxbuf) /* always, with VERSION_1 */
+#define HDR_LEN	       sizeof(struct virtio_net_hdr_mrg_rxbuf) /* always, with VERSION_1 */
 /* Largest frame either way: a 64 KiB GSO packet plus its Ethernet header. */
-#define MAX_FRAME (65535 + ETH_HLEN)
+#define MAX_FRAME  (65535 + ETH_HLEN)
 #define RX_BUF_LEN (HDR_LEN + MAX_FRAME)
 #define NET_BUDGET 256 /* packets per queue per wakeup, then the others get a turn */
 
@@ -77,9 +75,9 @@ struct net_rxq {
 	struct net *n;
 	unsigned int pair;
 	int fd;
-	uint8_t *buf;	/* bounce buffer: header + frame (+ 1, see rx_run) */
-	size_t len;	/* a packet waiting for buffers, or 0 */
-	bool watching;	/* fd in the I/O thread's epoll set */
+	uint8_t *buf;  /* bounce buffer: header + frame (+ 1, see rx_run) */
+	size_t len;    /* a packet waiting for buffers, or 0 */
+	bool watching; /* fd in the I/O thread's epoll set */
 };
 
 struct net {
@@ -87,12 +85,12 @@ struct net {
 	char name[8]; /* net0, net1, ... */
 	struct virtio_net_config config;
 	unsigned int pairs;
-	bool tap;	/* fds are taps (offloads can be set) */
-	bool quiesced;	/* the taps' watches are off whatever rx->watching says */
+	bool tap;      /* fds are taps (offloads can be set) */
+	bool quiesced; /* the taps' watches are off whatever rx->watching says */
 	net_watch_fn watch;
 	void *watch_opaque;
 	struct net_rxq rx[NET_MAX_PAIRS];
-	struct virtq_chain chain;		/* scratch for every pop */
+	struct virtq_chain chain;		     /* scratch for every pop */
 	struct iovec tx_iov[VIRTQ_MAX_SEGS + 1];     /* TX: header copy, frame */
 	struct vring_used_elem used[NET_QUEUE_SIZE]; /* RX chains of one packet */
 	struct net_stats stats;

@@ -15,9 +15,9 @@
 #include "net.h"
 #include "virtio.h"
 
-struct virtio_dev *net_open(const struct net_config *nc, unsigned int index,
-			    const int *fds, bool tap, const struct guest_mem *mem,
-			    net_watch_fn watch, void *watch_opaque)
+struct virtio_dev *net_open(const struct net_config *nc, unsigned int index, const int *fds,
+			    bool tap, const struct guest_mem *mem, net_watch_fn watch,
+			    void *watch_opaque)
 {
 	struct net *n = calloc(1, sizeof(*n));
 	struct virtio_dev *d;
@@ -121,10 +121,10 @@ static void net_dev_destroy(struct device *dev)
 }
 
 static const struct device_ops net_device_ops = {
-	.reset = net_dev_reset,
-	.quiesce = net_dev_quiesce,
-	.resume = net_dev_resume,
-	.destroy = net_dev_destroy,
+    .reset = net_dev_reset,
+    .quiesce = net_dev_quiesce,
+    .resume = net_dev_resume,
+    .destroy = net_dev_destroy,
 };
 
 int net_add(const struct dev_services *svc, struct device_list *l, const struct net_config *nc,
@@ -161,7 +161,8 @@ int net_add(const struct dev_services *svc, struct device_list *l, const struct 
 			return r;
 	}
 	if (created)
-		log_warn(d->name, "created tap device '%s' and brought it up; it goes away when vmm exits",
+		log_warn(d->name,
+			 "created tap device '%s' and brought it up; it goes away when vmm exits",
 			 nc->tap);
 	r = virtio_pci_create(svc, d, slot);
 	if (r)

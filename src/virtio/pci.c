@@ -34,24 +34,24 @@
 #include "pci.h"
 #include "virtio.h"
 
-#define BAR_SIZE 0x8000
-#define OFF_COMMON 0x0000
-#define OFF_ISR 0x1000
-#define OFF_DEVICE 0x2000
-#define OFF_NOTIFY 0x3000
+#define BAR_SIZE       0x8000
+#define OFF_COMMON     0x0000
+#define OFF_ISR	       0x1000
+#define OFF_DEVICE     0x2000
+#define OFF_NOTIFY     0x3000
 #define OFF_MSIX_TABLE 0x4000
-#define OFF_MSIX_PBA 0x5000
-#define NOTIFY_MULT 4
+#define OFF_MSIX_PBA   0x5000
+#define NOTIFY_MULT    4
 
-#define CAP_COMMON 0x40
-#define CAP_ISR 0x50
-#define CAP_DEVICE 0x60
-#define CAP_NOTIFY 0x70
-#define CAP_MSIX 0x88
-#define CAP_PCICFG 0x98 /* struct virtio_pci_cfg_cap, 20 bytes */
+#define CAP_COMMON  0x40
+#define CAP_ISR	    0x50
+#define CAP_DEVICE  0x60
+#define CAP_NOTIFY  0x70
+#define CAP_MSIX    0x88
+#define CAP_PCICFG  0x98 /* struct virtio_pci_cfg_cap, 20 bytes */
 #define PCICFG_DATA (CAP_PCICFG + offsetof(struct virtio_pci_cfg_cap, pci_cfg_data))
 
-#define ISR_QUEUE 0x1
+#define ISR_QUEUE  0x1
 #define ISR_CONFIG 0x2
 
 /* An unmasked vector's interrupt: its irqfd. */
@@ -61,8 +61,7 @@ static void vpci_msix_signal(void *opaque, unsigned int v)
 	uint64_t one = 1;
 
 	if (write(vp->irqfd[v], &one, sizeof(one)) < 0)
-		log_ratelimited(LOG_WARN, vp->dev->name, "irqfd: %s",
-				strerror(errno));
+		log_ratelimited(LOG_WARN, vp->dev->name, "irqfd: %s", strerror(errno));
 }
 
 /* The guest wrote a table entry: a new message or an unmask. */
@@ -73,15 +72,14 @@ static void vpci_msix_changed(void *opaque, unsigned int v, unsigned int what)
 	if (!(what & (MSIX_MESSAGE | MSIX_UNMASKED)))
 		return;
 	/* KVM routes the vector's GSI to whatever message is current. */
-	if (irq_msi_set(vp->svc->irq, vp->gsi[v], msix_addr(&vp->msix, v),
-			vp->msix.table[v].data))
+	if (irq_msi_set(vp->svc->irq, vp->gsi[v], msix_addr(&vp->msix, v), vp->msix.table[v].data))
 		log_ratelimited(LOG_WARN, vp->dev->name, "MSI route update failed");
 	msix_deliver_pending(&vp->msix);
 }
 
 static const struct msix_ops vpci_msix_ops = {
-	.vector_changed = vpci_msix_changed,
-	.signal = vpci_msix_signal,
+    .vector_changed = vpci_msix_changed,
+    .signal = vpci_msix_signal,
 };
 
 static void raise_irq(struct virtio_pci *vp, uint16_t vector, uint8_t isr_bit)
@@ -120,13 +118,12 @@ static void vpci_kick_again(struct virtio_dev *d, unsigned int q)
 }
 
 static const struct virtio_transport_ops vpci_tops = {
-	.notify_queue = vpci_notify_queue,
-	.notify_config = vpci_notify_config,
-	.kick_again = vpci_kick_again,
+    .notify_queue = vpci_notify_queue,
+    .notify_config = vpci_notify_config,
+    .kick_again = vpci_kick_again,
 };
 
-static void vpci_bar_access(void *opaque, uint64_t off, uint8_t *data, uint32_t len,
-			    bool is_write)
+static void vpci_bar_access(void *opaque, uint64_t off, uint8_t *data, uint32_t len, bool is_write)
 {
 	struct virtio_pci *vp = opaque;
 	struct virtio_dev *d = vp->dev;
@@ -160,8 +157,8 @@ static void vpci_bar_access(void *opaque, uint64_t off, uint8_t *data, uint32_t 
 		/* A kick the ioeventfd did not catch (another width): same path. */
 		uint64_t one = 1;
 
-		if (is_write && write(vp->kicks[(off - OFF_NOTIFY) / NOTIFY_MULT].efd,
-				      &one, sizeof(one)) < 0)
+		if (is_write &&
+		    write(vp->kicks[(off - OFF_NOTIFY) / NOTIFY_MULT].efd, &one, sizeof(one)) < 0)
 			log_ratelimited(LOG_WARN, d->name, "kick: %s", strerror(errno));
 		if (!is_write)
 			memset(data, 0, len);
@@ -172,7 +169,8 @@ static void vpci_bar_access(void *opaque, uint64_t off, uint8_t *data, uint32_t 
 	} else if (!is_write) {
 		memset(data, 0xff, len);
 	} else {
-		log_ratelimited(LOG_WARN, d->name, "write to BAR offset 0x%llx, where nothing is, ignored",
+		log_ratelimited(LOG_WARN, d->name,
+				"write to BAR offset 0x%llx, where nothing is, ignored",
 				(unsigned long long)off);
 	}
 	pthread_mutex_unlock(&d->lock);
@@ -180,8 +178,7 @@ static void vpci_bar_access(void *opaque, uint64_t off, uint8_t *data, uint32_t 
 
 /* The BAR starts or stops decoding at gpa (pci lock held); see pci.c for the
  * log line. */
-static int vpci_bar_map(struct pci_device *pdev, unsigned int bar, uint64_t gpa,
-			bool map)
+static int vpci_bar_map(struct pci_device *pdev, unsigned int bar, uint64_t gpa, bool map)
 {
 	struct virtio_pci *vp = pdev->opaque;
 	struct virtio_dev *d = vp->dev;
@@ -192,13 +189,10 @@ static int vpci_bar_map(struct pci_device *pdev, unsigned int bar, uint64_t gpa,
 		for (unsigned int q = 0; q < d->num_queues; q++)
 			if (irq_ioeventfd(vp->svc->irq, vp->kicks[q].efd,
 					  gpa + OFF_NOTIFY + NOTIFY_MULT * q, 2, false))
-				log_ratelimited(
-				    LOG_WARN, d->name,
-				    "removing the queue %u ioeventfd failed",
-				    q);
+				log_ratelimited(LOG_WARN, d->name,
+						"removing the queue %u ioeventfd failed", q);
 		if (bus_unregister(vp->svc->mmio, gpa, vp))
-			log_ratelimited(LOG_WARN, d->name,
-					"BAR at 0x%llx was not registered",
+			log_ratelimited(LOG_WARN, d->name, "BAR at 0x%llx was not registered",
 					(unsigned long long)gpa);
 		return 0;
 	}
@@ -231,8 +225,8 @@ static bool pcicfg_window(const struct virtio_pci *vp, uint32_t *off, uint32_t *
 	memcpy(&c, &vp->pci.cfg[CAP_PCICFG], sizeof(c));
 	*off = c.cap.offset;
 	*len = c.cap.length;
-	return c.cap.bar == 0 && (*len == 1 || *len == 2 || *len == 4) &&
-	       *off % *len == 0 && *off < BAR_SIZE;
+	return c.cap.bar == 0 && (*len == 1 || *len == 2 || *len == 4) && *off % *len == 0 &&
+	       *off < BAR_SIZE;
 }
 
 /* A read of pci_cfg_data reads the BAR through the window first. */
@@ -290,14 +284,17 @@ static void kick_ready(void *opaque)
 	pthread_mutex_unlock(&d->lock);
 }
 
-static void vpci_put_cap(struct pci_device *pdev, uint8_t at, uint8_t type,
-		    uint32_t offset, uint32_t length, uint8_t caplen)
+static void vpci_put_cap(struct pci_device *pdev, uint8_t at, uint8_t type, uint32_t offset,
+			 uint32_t length, uint8_t caplen)
 {
 	struct virtio_pci_notify_cap c = {
-		.cap = {.cap_vndr = PCI_CAP_ID_VNDR, .cap_len = caplen,
-			.cfg_type = type, .bar = 0, .offset = offset,
-			.length = length},
-		.notify_off_multiplier = NOTIFY_MULT,
+	    .cap = {.cap_vndr = PCI_CAP_ID_VNDR,
+		    .cap_len = caplen,
+		    .cfg_type = type,
+		    .bar = 0,
+		    .offset = offset,
+		    .length = length},
+	    .notify_off_multiplier = NOTIFY_MULT,
 	};
 
 	pci_add_cap(pdev, at, &c, caplen);
@@ -319,8 +316,7 @@ void virtio_pci_destroy(struct virtio_dev *d)
 	d->transport = NULL;
 }
 
-int virtio_pci_create(const struct dev_services *svc, struct virtio_dev *d,
-		      unsigned int slot)
+int virtio_pci_create(const struct dev_services *svc, struct virtio_dev *d, unsigned int slot)
 {
 	struct virtio_pci *vp = calloc(1, sizeof(*vp));
 	struct pci_device *p;
@@ -355,8 +351,8 @@ int virtio_pci_create(const struct dev_services *svc, struct virtio_dev *d,
 	put_le16(&p->cfg[PCI_SUBSYSTEM_ID], 0x40); /* modern devices: >= 0x40 */
 	p->cfg[PCI_INTERRUPT_PIN] = 1;
 	p->cfg[PCI_INTERRUPT_LINE] = (uint8_t)vp->intx.gsi;
-	put_le16(&p->wmask[PCI_COMMAND], PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER |
-					 PCI_COMMAND_INTX_DISABLE);
+	put_le16(&p->wmask[PCI_COMMAND],
+		 PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_INTX_DISABLE);
 	p->wmask[PCI_INTERRUPT_LINE] = 0xff;
 
 	r = pci_mmio_alloc(svc->pci, BAR_SIZE, &bar_gpa);
@@ -366,8 +362,7 @@ int virtio_pci_create(const struct dev_services *svc, struct virtio_dev *d,
 
 	vpci_put_cap(p, CAP_COMMON, VIRTIO_PCI_CAP_COMMON_CFG, OFF_COMMON,
 		     sizeof(struct virtio_pci_common_cfg), sizeof(struct virtio_pci_cap));
-	vpci_put_cap(p, CAP_ISR, VIRTIO_PCI_CAP_ISR_CFG, OFF_ISR, 1,
-		     sizeof(struct virtio_pci_cap));
+	vpci_put_cap(p, CAP_ISR, VIRTIO_PCI_CAP_ISR_CFG, OFF_ISR, 1, sizeof(struct virtio_pci_cap));
 	vpci_put_cap(p, CAP_DEVICE, VIRTIO_PCI_CAP_DEVICE_CFG, OFF_DEVICE, 0x1000,
 		     sizeof(struct virtio_pci_cap));
 	vpci_put_cap(p, CAP_NOTIFY, VIRTIO_PCI_CAP_NOTIFY_CFG, OFF_NOTIFY,
@@ -376,7 +371,8 @@ int virtio_pci_create(const struct dev_services *svc, struct virtio_dev *d,
 	put_le32(&msix[PCI_MSIX_PBA], OFF_MSIX_PBA);
 	pci_add_cap(p, CAP_MSIX, msix, sizeof(msix));
 	msix_init(&vp->msix, p, CAP_MSIX, nvec, &vpci_msix_ops, vp);
-	vpci_put_cap(p, CAP_PCICFG, VIRTIO_PCI_CAP_PCI_CFG, 0, 0, sizeof(struct virtio_pci_cfg_cap));
+	vpci_put_cap(p, CAP_PCICFG, VIRTIO_PCI_CAP_PCI_CFG, 0, 0,
+		     sizeof(struct virtio_pci_cfg_cap));
 	memset(&p->cfg[PCICFG_DATA], 0, 4);
 	/* The driver points the window (bar, offset, length) and moves data. */
 	p->wmask[CAP_PCICFG + offsetof(struct virtio_pci_cap, bar)] = 0xff;

@@ -63,7 +63,6 @@ static inline void vpci_set_intx(struct virtio_pci *vp, bool level)
 	irq_line_update(&vp->intx, &vp->intx_level, level);
 }
 
-
 /* The driver's write of status 0: the device's reset, then the registers'. */
 void vpci_reset(struct virtio_pci *vp);
 /* The common configuration structure as the driver reads it now. */

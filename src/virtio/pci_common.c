@@ -36,7 +36,8 @@ void vpci_common_read(struct virtio_pci *vp, struct virtio_pci_common_cfg *c)
 	c->device_feature_select = vp->dfselect;
 	c->device_feature = vp->dfselect < 2 ? (uint32_t)(d->features >> (32 * vp->dfselect)) : 0;
 	c->guest_feature_select = vp->gfselect;
-	c->guest_feature = vp->gfselect < 2 ? (uint32_t)(d->driver_features >> (32 * vp->gfselect)) : 0;
+	c->guest_feature =
+	    vp->gfselect < 2 ? (uint32_t)(d->driver_features >> (32 * vp->gfselect)) : 0;
 	c->msix_config = vp->config_vector;
 	c->num_queues = (uint16_t)d->num_queues;
 	c->device_status = d->status;
@@ -60,8 +61,7 @@ void vpci_common_read(struct virtio_pci *vp, struct virtio_pci_common_cfg *c)
 
 static void set_half(uint64_t *v, bool hi, uint32_t x)
 {
-	*v = hi ? (*v & 0xffffffffULL) | ((uint64_t)x << 32)
-		: (*v & ~0xffffffffULL) | x;
+	*v = hi ? (*v & 0xffffffffULL) | ((uint64_t)x << 32) : (*v & ~0xffffffffULL) | x;
 }
 
 /* A ring address: one 64-bit write, or either 32-bit half. */
@@ -112,15 +112,18 @@ void vpci_common_write(struct virtio_pci *vp, uint32_t off, uint64_t v, uint32_t
 		if (qw && v == 1)
 			(void)virtio_queue_enable(d, q); /* a refusal: NEEDS_RESET, said */
 		break;
-	case CC(queue_desc_lo): case CC(queue_desc_hi):
+	case CC(queue_desc_lo):
+	case CC(queue_desc_hi):
 		if (qw)
 			ring_addr_write(&vq->desc_gpa, off == CC(queue_desc_hi), v, len);
 		break;
-	case CC(queue_avail_lo): case CC(queue_avail_hi):
+	case CC(queue_avail_lo):
+	case CC(queue_avail_hi):
 		if (qw)
 			ring_addr_write(&vq->avail_gpa, off == CC(queue_avail_hi), v, len);
 		break;
-	case CC(queue_used_lo): case CC(queue_used_hi):
+	case CC(queue_used_lo):
+	case CC(queue_used_hi):
 		if (qw)
 			ring_addr_write(&vq->used_gpa, off == CC(queue_used_hi), v, len);
 		break;
@@ -130,8 +133,7 @@ void vpci_common_write(struct virtio_pci *vp, uint32_t off, uint64_t v, uint32_t
 		return;
 	}
 	/* Queue registers of a queue that is enabled, or of none at all. */
-	if (!qw && off >= CC(queue_size) && off != CC(queue_msix_vector) &&
-	    off != CC(queue_enable))
-		log_ratelimited(LOG_WARN, d->name, "write to queue %u's configuration %s ignored", q,
-				vq ? "while it is enabled" : "(no such queue)");
+	if (!qw && off >= CC(queue_size) && off != CC(queue_msix_vector) && off != CC(queue_enable))
+		log_ratelimited(LOG_WARN, d->name, "write to queue %u's configuration %s ignored",
+				q, vq ? "while it is enabled" : "(no such queue)");
 }

@@ -25,8 +25,9 @@ static int attach(const char *name, short flags, int *fd_out)
 		int e = errno;
 
 		log_err(NULL, "--net: cannot open " TUN_PATH ": %s%s", strerror(e),
-			e == EACCES ? " (a user needs read and write access to it)"
-			: e == ENOENT ? " (is the tun module loaded?)" : "");
+			e == EACCES   ? " (a user needs read and write access to it)"
+			: e == ENOENT ? " (is the tun module loaded?)"
+				      : "");
 		return -ENOTTY; /* reported here */
 	}
 	strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
@@ -59,8 +60,7 @@ static int bring_up(const char *name)
 	return r;
 }
 
-int tap_open(const char *name, unsigned int pairs, int *fds, bool *created,
-	     bool *usage)
+int tap_open(const char *name, unsigned int pairs, int *fds, bool *created, bool *usage)
 {
 	short flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
 	bool existed = if_nametoindex(name) != 0;
@@ -83,16 +83,19 @@ int tap_open(const char *name, unsigned int pairs, int *fds, bool *created,
 		while (--i > 0)
 			close(fds[i - 1]);
 		switch (r) {
-		case -ENOTTY: /* /dev/net/tun: said already */
-			break;
+		case -ENOTTY: /* /dev/net/tun: said already */ break;
 		case -EPERM:
 		case -EACCES:
 			*usage = !existed;
 			if (existed)
-				log_err(NULL, "--net: no permission to use tap device '%s' (it belongs to another user or group)",
+				log_err(NULL,
+					"--net: no permission to use tap device '%s' (it belongs "
+					"to another user or group)",
 					name);
 			else
-				log_err(NULL, "--net: no tap device '%s', and no permission to create it (ip tuntap add mode tap name %s user USER)",
+				log_err(NULL,
+					"--net: no tap device '%s', and no permission to create it "
+					"(ip tuntap add mode tap name %s user USER)",
 					name, name);
 			break;
 		case -EBUSY:

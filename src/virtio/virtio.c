@@ -6,8 +6,7 @@
 #include "log.h"
 #include "virtio.h"
 
-void virtio_config_read(const void *config, size_t size, uint32_t off, uint8_t *data,
-			uint32_t len)
+void virtio_config_read(const void *config, size_t size, uint32_t off, uint8_t *data, uint32_t len)
 {
 	memset(data, 0, len);
 	if (off < size)
@@ -18,8 +17,7 @@ void virtio_set_needs_reset(struct virtio_dev *d, const char *why)
 {
 	if (d->status & VIRTIO_CONFIG_S_NEEDS_RESET)
 		return;
-	log_ratelimited(LOG_WARN, d->name,
-			"device stopped until the driver resets it: %s", why);
+	log_ratelimited(LOG_WARN, d->name, "device stopped until the driver resets it: %s", why);
 	d->status |= VIRTIO_CONFIG_S_NEEDS_RESET;
 	if (d->status & VIRTIO_CONFIG_S_DRIVER_OK)
 		virtio_notify_config(d);
@@ -58,7 +56,7 @@ int virtio_queue_enable(struct virtio_dev *d, unsigned int q)
 	}
 	r = virtq_enable(vq, d->mem);
 	if (r) {
-		virtio_set_needs_reset(d, r == -EFAULT  ? "queue rings outside guest RAM"
+		virtio_set_needs_reset(d, r == -EFAULT	? "queue rings outside guest RAM"
 					  : r == -EBUSY ? "queue rings overlap each other"
 							: "queue size or ring alignment invalid");
 		return r;
@@ -83,16 +81,14 @@ void virtio_write_status(struct virtio_dev *d, uint8_t v)
 		if (extra || !virtio_negotiated(d, VIRTIO_F_VERSION_1)) {
 			v &= (uint8_t)~VIRTIO_CONFIG_S_FEATURES_OK;
 			if (extra)
-				log_ratelimited(
-				    LOG_WARN, d->name,
-				    "FEATURES_OK refused: the driver accepted "
-				    "features 0x%llx, never offered",
-				    (unsigned long long)extra);
+				log_ratelimited(LOG_WARN, d->name,
+						"FEATURES_OK refused: the driver accepted "
+						"features 0x%llx, never offered",
+						(unsigned long long)extra);
 			else
-				log_ratelimited(
-				    LOG_WARN, d->name,
-				    "FEATURES_OK refused: the driver did not "
-				    "accept VERSION_1 (no legacy interface)");
+				log_ratelimited(LOG_WARN, d->name,
+						"FEATURES_OK refused: the driver did not "
+						"accept VERSION_1 (no legacy interface)");
 		}
 	}
 	/*
@@ -101,8 +97,7 @@ void virtio_write_status(struct virtio_dev *d, uint8_t v)
 	 * device twice (found by fuzzing: each activation allocated anew).
 	 */
 	d->status |= v;
-	if ((added & VIRTIO_CONFIG_S_DRIVER_OK) &&
-	    !(d->status & VIRTIO_CONFIG_S_NEEDS_RESET)) {
+	if ((added & VIRTIO_CONFIG_S_DRIVER_OK) && !(d->status & VIRTIO_CONFIG_S_NEEDS_RESET)) {
 		int r = d->ops->activate(d);
 
 		if (r)
@@ -118,7 +113,7 @@ void virtio_queue_notify(struct virtio_dev *d, unsigned int q)
 			d->ops->queue_kick(d, q);
 	} else if (d->status & VIRTIO_CONFIG_S_DRIVER_OK) {
 		/* (A kick that raced a reset finds the status clear: silent.) */
-		log_ratelimited(LOG_WARN, d->name, "kick on queue %u, which is not enabled, ignored",
-				q);
+		log_ratelimited(LOG_WARN, d->name,
+				"kick on queue %u, which is not enabled, ignored", q);
 	}
 }

@@ -30,14 +30,12 @@ static uint64_t desc_bytes(uint16_t size)
 
 static uint64_t avail_bytes(uint16_t size)
 {
-	return sizeof(struct vring_avail) + sizeof(uint16_t) * (uint64_t)size +
-	       sizeof(uint16_t);
+	return sizeof(struct vring_avail) + sizeof(uint16_t) * (uint64_t)size + sizeof(uint16_t);
 }
 
 static uint64_t used_bytes(uint16_t size)
 {
-	return sizeof(struct vring_used) +
-	       sizeof(struct vring_used_elem) * (uint64_t)size +
+	return sizeof(struct vring_used) + sizeof(struct vring_used_elem) * (uint64_t)size +
 	       sizeof(uint16_t);
 }
 
@@ -150,8 +148,7 @@ struct walk {
 };
 
 /* Account one data descriptor (already copied out): NULL, or what is wrong. */
-static const char *walk_add(struct walk *w, const struct guest_mem *mem,
-			    const struct vring_desc *d)
+static const char *walk_add(struct walk *w, const struct guest_mem *mem, const struct vring_desc *d)
 {
 	struct virtq_chain *c = w->chain;
 	bool write = d->flags & VRING_DESC_F_WRITE;
@@ -168,8 +165,7 @@ static const char *walk_add(struct walk *w, const struct guest_mem *mem,
 	hva = mem_gpa_to_hva(mem, d->addr, d->len);
 	if (!hva)
 		return "buffer outside guest RAM";
-	c->iov[c->nout + c->nin] =
-		(struct iovec){.iov_base = hva, .iov_len = d->len};
+	c->iov[c->nout + c->nin] = (struct iovec){.iov_base = hva, .iov_len = d->len};
 	if (write) {
 		c->nin++;
 		c->in_len += d->len;
@@ -218,8 +214,7 @@ static const char *walk_indirect(struct walk *w, const struct guest_mem *mem,
 	}
 }
 
-int virtq_pop(struct virtq *vq, const struct guest_mem *mem,
-	      struct virtq_chain *chain)
+int virtq_pop(struct virtq *vq, const struct guest_mem *mem, struct virtq_chain *chain)
 {
 	uint16_t size = vq->size, avail_idx, head, i;
 	unsigned int visited = 0;
@@ -236,8 +231,7 @@ int virtq_pop(struct virtq *vq, const struct guest_mem *mem,
 	if (avail_idx == vq->last_avail)
 		return 0;
 
-	head = __atomic_load_n(&vq->avail->ring[vq->last_avail & (size - 1)],
-			       __ATOMIC_RELAXED);
+	head = __atomic_load_n(&vq->avail->ring[vq->last_avail & (size - 1)], __ATOMIC_RELAXED);
 	if (head >= size)
 		return chain_fail(vq, "chain head out of range");
 
@@ -274,8 +268,7 @@ int virtq_pop(struct virtq *vq, const struct guest_mem *mem,
 
 	vq->last_avail++;
 	if (vq->event_idx)
-		__atomic_store_n(vq->avail_event, vq->last_avail,
-				 __ATOMIC_RELEASE);
+		__atomic_store_n(vq->avail_event, vq->last_avail, __ATOMIC_RELEASE);
 	return 1;
 }
 
@@ -315,8 +308,7 @@ bool virtq_should_notify(struct virtq *vq)
 	vq->signalled_valid = true;
 
 	if (vq->event_idx) {
-		uint16_t event = __atomic_load_n(vq->used_event,
-						 __ATOMIC_RELAXED);
+		uint16_t event = __atomic_load_n(vq->used_event, __ATOMIC_RELAXED);
 
 		if (!valid)
 			return true;
@@ -324,14 +316,12 @@ bool virtq_should_notify(struct virtq *vq)
 	}
 	if (valid && now == old)
 		return false;
-	return !(__atomic_load_n(&vq->avail->flags, __ATOMIC_RELAXED) &
-		 VRING_AVAIL_F_NO_INTERRUPT);
+	return !(__atomic_load_n(&vq->avail->flags, __ATOMIC_RELAXED) & VRING_AVAIL_F_NO_INTERRUPT);
 }
 
 bool virtq_has_work(const struct virtq *vq)
 {
 	if (!vq->ready || vq->broken)
 		return false;
-	return __atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE) !=
-	       vq->last_avail;
+	return __atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE) != vq->last_avail;
 }

@@ -25,13 +25,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 /* A harness invariant broke: report it and crash, so libFuzzer keeps the input. */
-#define FZ_CHECK(cond)                                                         \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			fprintf(stderr, "fuzz: %s:%d: check failed: %s\n",     \
-				__FILE__, __LINE__, #cond);                    \
-			abort();                                               \
-		}                                                              \
+#define FZ_CHECK(cond)                                                                             \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "fuzz: %s:%d: check failed: %s\n", __FILE__, __LINE__,     \
+				#cond);                                                            \
+			abort();                                                                   \
+		}                                                                                  \
 	} while (0)
 
 /* ---- reading the input ---- */
@@ -96,7 +96,7 @@ static inline uint32_t fz_width(struct fz *f, uint32_t max)
 
 /* ---- fake guest RAM: 64 KiB at 0, 4 KiB at 4G ---- */
 
-#define FZ_RAM_BYTES (64u * 1024)
+#define FZ_RAM_BYTES  (64u * 1024)
 #define FZ_HIGH_BYTES 4096u
 
 static uint8_t fz_ram[FZ_RAM_BYTES] __attribute__((aligned(4096)));
@@ -121,7 +121,8 @@ static inline bool fz_in_ram(const void *p, size_t len)
 	const uint8_t *b = p;
 
 	return (b >= fz_ram && len <= FZ_RAM_BYTES && (size_t)(b - fz_ram) <= FZ_RAM_BYTES - len) ||
-	       (b >= fz_high && len <= FZ_HIGH_BYTES && (size_t)(b - fz_high) <= FZ_HIGH_BYTES - len);
+	       (b >= fz_high && len <= FZ_HIGH_BYTES &&
+		(size_t)(b - fz_high) <= FZ_HIGH_BYTES - len);
 }
 
 /* A gpa the input names compactly: 16 bits, in low RAM or (odd selector) at 4G. */
@@ -173,8 +174,8 @@ static inline bool fz_load16(const struct guest_mem *m, uint64_t gpa, uint16_t *
 	return true;
 }
 
-static inline void fz_put_desc(const struct guest_mem *m, uint64_t table, uint16_t i,
-			       uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)
+static inline void fz_put_desc(const struct guest_mem *m, uint64_t table, uint16_t i, uint64_t addr,
+			       uint32_t len, uint16_t flags, uint16_t next)
 {
 	struct vring_desc d = {.addr = addr, .len = len, .flags = flags, .next = next};
 
@@ -247,8 +248,7 @@ static inline void fz_driver_op(struct fz *f, const struct guest_mem *m, unsigne
 			fz_store(m, r->avail + 4 + 2ULL * r->size, &i, 2);
 		}
 		return;
-	default:
-		return;
+	default: return;
 	}
 }
 

@@ -23,7 +23,7 @@
 #include "virtio.h"
 
 #define IMG_BYTES (64u * 1024)
-#define NQ_MAX 2
+#define NQ_MAX	  2
 
 enum {
 	OP_KICK = FZ_DRV_OPS, /* q u8 */
@@ -59,9 +59,9 @@ static void t_kick_again(struct virtio_dev *d, unsigned int q)
 }
 
 static const struct virtio_transport_ops t_tops = {
-	.notify_queue = t_notify_queue,
-	.notify_config = t_notify_config,
-	.kick_again = t_kick_again,
+    .notify_queue = t_notify_queue,
+    .notify_config = t_notify_config,
+    .kick_again = t_kick_again,
 };
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -111,8 +111,8 @@ static bool live(const struct virtio_dev *d, unsigned int q)
 static uint32_t req_type(struct fz *f)
 {
 	static const uint32_t types[] = {
-		VIRTIO_BLK_T_IN,      VIRTIO_BLK_T_OUT,	    VIRTIO_BLK_T_FLUSH,
-		VIRTIO_BLK_T_GET_ID,  VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_WRITE_ZEROES,
+	    VIRTIO_BLK_T_IN,	 VIRTIO_BLK_T_OUT,     VIRTIO_BLK_T_FLUSH,
+	    VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_WRITE_ZEROES,
 	};
 	uint8_t t = fz_u8(f);
 
@@ -163,8 +163,7 @@ static void post_req(struct fz *f, struct virtio_dev *d)
 			fz_put_desc(&g_mem, table, (uint16_t)i, s[i].gpa, s[i].len,
 				    (uint16_t)(s[i].flags | (i + 1 < nseg ? VRING_DESC_F_NEXT : 0)),
 				    (uint16_t)(i + 1));
-		fz_put_desc(&g_mem, r->desc, g_next[q], table, 16 * nseg,
-			    VRING_DESC_F_INDIRECT, 0);
+		fz_put_desc(&g_mem, r->desc, g_next[q], table, 16 * nseg, VRING_DESC_F_INDIRECT, 0);
 		fz_avail_add(&g_mem, r, g_next[q]);
 		g_next[q] = (uint16_t)((g_next[q] + 1) % r->size);
 		return;
@@ -253,12 +252,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			start(d);
 			pthread_mutex_unlock(&d->lock);
 			break;
-		case OP_REQ:
-			post_req(&f, d);
-			break;
-		default:
-			fz_driver_op(&f, &g_mem, op, g_ring, nq);
-			break;
+		case OP_REQ: post_req(&f, d); break;
+		default: fz_driver_op(&f, &g_mem, op, g_ring, nq); break;
 		}
 	}
 	blk_close(d);

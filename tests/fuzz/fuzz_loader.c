@@ -15,7 +15,7 @@
 #include "boot.h"
 #include "fuzz.h"
 
-#define LOW_BYTES (4u << 20)
+#define LOW_BYTES  (4u << 20)
 #define HIGH_BYTES (64u << 10)
 
 static uint8_t g_low[LOW_BYTES] __attribute__((aligned(4096)));

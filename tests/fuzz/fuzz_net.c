@@ -20,12 +20,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../../src/virtio/net.h"
 #include "fuzz.h"
 #include "virtio.h"
-#include "../../src/virtio/net.h"
 
-#define MAXQ 5
-#define HDR 12u
+#define MAXQ	5
+#define HDR	12u
 #define MAX_PKT (HDR + 65535u + ETH_HLEN)
 
 enum {
@@ -35,9 +35,9 @@ enum {
 	OP_DRAIN,	      /* the network reads what the device sent */
 	OP_CONFIG,	      /* off u16, width u8 */
 	OP_RESET,
-	OP_HDR,		      /* hdr 10 bytes, frame_len u32, features u64 */
-	OP_TX,		      /* pair u8, hdr 12 bytes, gpa, frame gpa, len u16 */
-	OP_RXBUF,	      /* pair u8, n u8, n x (gpa, len u16) */
+	OP_HDR,	  /* hdr 10 bytes, frame_len u32, features u64 */
+	OP_TX,	  /* pair u8, hdr 12 bytes, gpa, frame gpa, len u16 */
+	OP_RXBUF, /* pair u8, n u8, n x (gpa, len u16) */
 	OP_COUNT
 };
 
@@ -68,9 +68,9 @@ static void t_kick_again(struct virtio_dev *d, unsigned int q)
 }
 
 static const struct virtio_transport_ops t_tops = {
-	.notify_queue = t_notify_queue,
-	.notify_config = t_notify_config,
-	.kick_again = t_kick_again,
+    .notify_queue = t_notify_queue,
+    .notify_config = t_notify_config,
+    .kick_again = t_kick_again,
 };
 
 static void t_watch(void *opaque, int fd, bool on)
@@ -259,7 +259,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (unsigned int p = 0; p < g_pairs; p++) {
 		int sv[2];
 
-		FZ_CHECK(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+		FZ_CHECK(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) ==
+			 0);
 		g_dev_fd[p] = sv[0];
 		g_peer[p] = sv[1];
 		g_watch[p] = false;
@@ -276,18 +277,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		unsigned int op = fz_u8(&f) % OP_COUNT;
 
 		switch (op) {
-		case OP_KICK:
-			kick(d, fz_u8(&f) % d->num_queues);
-			break;
-		case OP_RX:
-			op_rx(&f, d);
-			break;
-		case OP_IOSTEP:
-			io_step(d);
-			break;
-		case OP_DRAIN:
-			drain();
-			break;
+		case OP_KICK: kick(d, fz_u8(&f) % d->num_queues); break;
+		case OP_RX: op_rx(&f, d); break;
+		case OP_IOSTEP: io_step(d); break;
+		case OP_DRAIN: drain(); break;
 		case OP_CONFIG: {
 			uint8_t buf[8];
 			uint32_t off = fz_u16(&f) % 0x1000, w = fz_width(&f, 8);
@@ -304,18 +297,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			start(d);
 			pthread_mutex_unlock(&d->lock);
 			break;
-		case OP_HDR:
-			hdr_check(&f);
-			break;
-		case OP_TX:
-			op_tx(&f);
-			break;
-		case OP_RXBUF:
-			op_rxbuf(&f);
-			break;
-		default:
-			fz_driver_op(&f, &g_mem, op, g_ring, d->num_queues);
-			break;
+		case OP_HDR: hdr_check(&f); break;
+		case OP_TX: op_tx(&f); break;
+		case OP_RXBUF: op_rxbuf(&f); break;
+		default: fz_driver_op(&f, &g_mem, op, g_ring, d->num_queues); break;
 		}
 	}
 	drain();

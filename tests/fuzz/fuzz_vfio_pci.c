@@ -27,12 +27,12 @@
 #include "fuzz.h"
 #include "irq.h"
 
-#define SLOT 5
+#define SLOT	  5
 #define REGION(i) (0x1000ULL + 0x10000ULL * (i))
-#define FILE_LEN REGION(6)
-#define MSI_CAP 0xc8
-#define MSIX_CAP 0xa0
-#define PCIE_CAP 0xe0
+#define FILE_LEN  REGION(6)
+#define MSI_CAP	  0xc8
+#define MSIX_CAP  0xa0
+#define PCIE_CAP  0xe0
 
 enum {
 	OP_CFG,	     /* reg u8, width u8, value u32, write u8 */
@@ -48,7 +48,7 @@ static struct bus g_pio, g_mmio;
 static struct pci_bus g_pci;
 static struct irq_router g_irq;
 static const struct dev_services g_svc = {
-	.pio = &g_pio, .mmio = &g_mmio, .pci = &g_pci, .irq = &g_irq, .nr_vcpus = 1, .vm_fd = -1};
+    .pio = &g_pio, .mmio = &g_mmio, .pci = &g_pci, .irq = &g_irq, .nr_vcpus = 1, .vm_fd = -1};
 static int g_fd = -1;
 static uint8_t g_cfg[256];
 static bool g_irqs_fail;
@@ -102,7 +102,7 @@ static const struct {
 	uint64_t size;
 	bool mmap;
 } template_bars[6] = {{0x4000, true}, {0x1000, false}, {32, false},
-		      {0x4000, true}, {0x2000, true}, {0, false}};
+		      {0x4000, true}, {0x2000, true},  {0, false}};
 
 /* A region size from one byte: 0, a power of two up to 64K, or odd. */
 static uint64_t region_size(uint8_t c)
@@ -160,8 +160,7 @@ static void op(struct fz *f, unsigned int o, struct vfio_pci *v)
 		bus = &g_pio;
 		w = fz_width(f, 4);
 		break;
-	default:
-		return;
+	default: return;
 	}
 	val = fz_u64(f);
 	wr = fz_u8(f) & 1;
@@ -206,8 +205,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			mm = fz_u8(&f) & 1;
 		}
 		v->bars[i].r = (struct vfio_region){
-			.offset = REGION(i), .size = sz,
-			.flags = mm ? VFIO_REGION_INFO_FLAG_MMAP : 0};
+		    .offset = REGION(i), .size = sz, .flags = mm ? VFIO_REGION_INFO_FLAG_MMAP : 0};
 		if (mm && sz) {
 			v->bars[i].areas[0] = (struct vfio_area){.off = 0, .len = sz};
 			v->bars[i].nareas = 1;

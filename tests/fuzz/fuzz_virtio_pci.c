@@ -30,9 +30,9 @@
 #include "irq.h"
 #include "virtio.h"
 
-#define SLOT 3
-#define BAR_GPA 0xc0000000ULL
-#define BAR_SIZE 0x8000ULL
+#define SLOT	  3
+#define BAR_GPA	  0xc0000000ULL
+#define BAR_SIZE  0x8000ULL
 #define IMG_BYTES (64u * 1024)
 #define CONF(reg) (0x80000000u | (SLOT << 11) | (reg))
 
@@ -43,8 +43,8 @@ enum {
 	OP_BAR,		     /* off u16, width u8, value u64, write u8 */
 	OP_MMIO_RAW,	     /* gpa u64, width u8, value u64, write u8 */
 	OP_IOSTEP,
-	OP_RX,		     /* net: pair u8, len u16, bytes */
-	OP_DRAIN,	     /* net: read what the device sent */
+	OP_RX,	  /* net: pair u8, len u16, bytes */
+	OP_DRAIN, /* net: read what the device sent */
 	OP_COUNT
 };
 
@@ -54,9 +54,14 @@ static struct bus g_pio, g_mmio;
 static struct pci_bus g_pci;
 static struct irq_router g_irq;
 static struct io_loop g_io;
-static const struct dev_services g_svc = {
-	.mem = &g_mem, .pio = &g_pio, .mmio = &g_mmio, .pci = &g_pci,
-	.irq = &g_irq, .io = &g_io, .nr_vcpus = 1, .vm_fd = -1};
+static const struct dev_services g_svc = {.mem = &g_mem,
+					  .pio = &g_pio,
+					  .mmio = &g_mmio,
+					  .pci = &g_pci,
+					  .irq = &g_irq,
+					  .io = &g_io,
+					  .nr_vcpus = 1,
+					  .vm_fd = -1};
 static int g_img = -1;
 static char g_path[64];
 static int g_peer[2], g_dev_fd[2];
@@ -137,7 +142,8 @@ static struct virtio_dev *open_dev(bool net, unsigned int n)
 		for (unsigned int p = 0; p < n; p++) {
 			int sv[2];
 
-			FZ_CHECK(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+			FZ_CHECK(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
+					    sv) == 0);
 			g_dev_fd[p] = sv[0];
 			g_peer[p] = sv[1];
 			g_net_watch[p] = false;
@@ -183,8 +189,7 @@ static void bus_op(struct fz *f, unsigned int op)
 		wr = fz_u8(f) & 1;
 		(void)bus_access(&g_mmio, addr, (uint8_t *)&v, w, wr);
 		break;
-	default:
-		break;
+	default: break;
 	}
 }
 
@@ -211,9 +216,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		unsigned int op = fz_u8(&f) % OP_COUNT;
 
 		switch (op) {
-		case OP_IOSTEP:
-			io_step(d, net);
-			break;
+		case OP_IOSTEP: io_step(d, net); break;
 		case OP_RX:
 			if (net) {
 				unsigned int p = fz_u8(&f) % g_pairs;
@@ -224,9 +227,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				io_step(d, net);
 			}
 			break;
-		case OP_DRAIN:
-			drain();
-			break;
+		case OP_DRAIN: drain(); break;
 		default:
 			if (op >= FZ_DRV_OPS) {
 				bus_op(&f, op);
@@ -234,8 +235,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			}
 			/* The rings as the driver configured them. */
 			for (unsigned int q = 0; q < d->num_queues; q++)
-				rings[q] = (struct fz_ring){d->vqs[q].size, d->vqs[q].desc_gpa,
-							    d->vqs[q].avail_gpa, d->vqs[q].used_gpa};
+				rings[q] =
+				    (struct fz_ring){d->vqs[q].size, d->vqs[q].desc_gpa,
+						     d->vqs[q].avail_gpa, d->vqs[q].used_gpa};
 			fz_driver_op(&f, &g_mem, op, rings, d->num_queues);
 			break;
 		}

@@ -20,8 +20,8 @@ enum {
 	OP_PUSH,	     /* which u8, len u32: push an outstanding chain */
 	OP_NOTIFY,
 	OP_HAS_WORK,
-	OP_UNPOP,	     /* n u8: give back the latest unpushed pops */
-	OP_REENABLE,	     /* flags u8: reset, then enable again */
+	OP_UNPOP,    /* n u8: give back the latest unpushed pops */
+	OP_REENABLE, /* flags u8: reset, then enable again */
 	OP_COUNT
 };
 
@@ -87,8 +87,8 @@ static void do_pop(struct virtq *vq)
 	}
 }
 
-static void enable(struct virtq *vq, uint8_t flags, uint16_t size, uint64_t desc,
-		   uint64_t avail, uint64_t used)
+static void enable(struct virtq *vq, uint8_t flags, uint16_t size, uint64_t desc, uint64_t avail,
+		   uint64_t used)
 {
 	int r;
 
@@ -154,9 +154,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			}
 			break;
 		}
-		case OP_NOTIFY:
-			(void)virtq_should_notify(vq);
-			break;
+		case OP_NOTIFY: (void)virtq_should_notify(vq); break;
 		case OP_HAS_WORK:
 			if (virtq_has_work(vq))
 				FZ_CHECK(vq->ready && !vq->broken);
@@ -174,9 +172,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			flags = fz_u8(&f);
 			enable(vq, flags, vq->size, vq->desc_gpa, vq->avail_gpa, vq->used_gpa);
 			break;
-		default:
-			fz_driver_op(&f, &g_mem, op, &ring, 1);
-			break;
+		default: fz_driver_op(&f, &g_mem, op, &ring, 1); break;
 		}
 	}
 	return 0;

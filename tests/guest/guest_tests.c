@@ -5,10 +5,11 @@
  * output is captured through a pipe. Each test skips (never passes) when
  * /dev/kvm is unusable.
  */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <setjmp.h>
+
 #include <cmocka.h>
 
 #include <arpa/inet.h>
@@ -32,9 +33,9 @@
 #include "log.h"
 #include "machine.h"
 
-#define TESTDEV_PIO 0x5000
+#define TESTDEV_PIO  0x5000
 #define TESTDEV_MMIO 0xd0000000ULL
-#define WATCHDOG_S 60
+#define WATCHDOG_S   60
 
 struct access {
 	char space; /* 'P' or 'M' */
@@ -55,8 +56,8 @@ struct testdev_port {
 	char space;
 };
 
-static void testdev_access(void *opaque, uint64_t offset, uint8_t *data,
-			   uint32_t len, bool is_write)
+static void testdev_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
+			   bool is_write)
 {
 	struct testdev_port *port = opaque;
 	struct testdev *td = port->td;
@@ -191,8 +192,7 @@ static const char *start_vm(struct machine *m, struct vmm_config *cfg, struct te
 	if (machine_create(m, cfg, NULL, &usage))
 		return "machine_create";
 	if (td && (bus_register(&m->pio, TESTDEV_PIO, 16, testdev_access, pio, "testdev") ||
-		   bus_register(&m->mmio, TESTDEV_MMIO, 0x1000, testdev_access, mmio,
-				"testdev")))
+		   bus_register(&m->mmio, TESTDEV_MMIO, 0x1000, testdev_access, mmio, "testdev")))
 		return "testdev";
 	if (machine_load(m, &usage))
 		return "machine_load";
@@ -200,23 +200,24 @@ static const char *start_vm(struct machine *m, struct vmm_config *cfg, struct te
 }
 
 /* Boot guests/<name>.elf; fill res. td may be NULL. */
-static void run_guest(const char *name, unsigned int cpus, uint64_t mem,
-		      const char *cmdline, const char *initrd,
-		      struct testdev *td, struct run_result *res)
+static void run_guest(const char *name, unsigned int cpus, uint64_t mem, const char *cmdline,
+		      const char *initrd, struct testdev *td, struct run_result *res)
 {
 	char path[256];
 	struct vmm_config cfg = {
-		.kernel = path, .initrd = initrd,
-		.cmdline = cmdline ? cmdline : VMM_DEFAULT_CMDLINE,
-		.mem_bytes = mem, .cpus = cpus, .hugepages = HUGEPAGES_OFF,
-		.console = CONSOLE_NONE,
-		/* A filter would outlive this VM and kill the test process at
-		 * its next open() (confinement has its own tests). */
-		.no_seccomp = true,
+	    .kernel = path,
+	    .initrd = initrd,
+	    .cmdline = cmdline ? cmdline : VMM_DEFAULT_CMDLINE,
+	    .mem_bytes = mem,
+	    .cpus = cpus,
+	    .hugepages = HUGEPAGES_OFF,
+	    .console = CONSOLE_NONE,
+	    /* A filter would outlive this VM and kill the test process at
+	     * its next open() (confinement has its own tests). */
+	    .no_seccomp = true,
 	};
 	struct testdev_port pio = {td, 'P'}, mmio = {td, 'M'};
-	struct watchdog w = {PTHREAD_MUTEX_INITIALIZER,
-			     PTHREAD_COND_INITIALIZER, false, NULL,
+	struct watchdog w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, NULL,
 			     g_watchdog_s ? g_watchdog_s : WATCHDOG_S};
 	const char *failed;
 	static struct machine vm;
@@ -234,13 +235,12 @@ static void run_guest(const char *name, unsigned int cpus, uint64_t mem,
 		cfg.nr_disks = 1;
 	}
 	if (g_disk && g_disk2) {
-		cfg.disks[1] =
-		    (struct disk_config){.path = g_disk2, .queues = 2};
+		cfg.disks[1] = (struct disk_config){.path = g_disk2, .queues = 2};
 		cfg.nr_disks = 2;
 	}
 	if (g_net) {
-		cfg.nets[0] = (struct net_config){.mac = {0x52, 0x54, 0, 0x12, 0x34, 0x56},
-						  .queues = 1};
+		cfg.nets[0] =
+		    (struct net_config){.mac = {0x52, 0x54, 0, 0x12, 0x34, 0x56}, .queues = 1};
 		snprintf(cfg.nets[0].tap, sizeof(cfg.nets[0].tap), "%s", g_net);
 		cfg.nr_nets = 1;
 	}
@@ -259,8 +259,7 @@ static void run_guest(const char *name, unsigned int cpus, uint64_t mem,
 	w.m = &vm;
 	assert_int_equal(pthread_create(&wd, NULL, watchdog_thread, &w), 0);
 	g_helper_stop = 0;
-	assert_int_equal(
-	    g_helper ? pthread_create(&helper, NULL, g_helper, NULL) : 0, 0);
+	assert_int_equal(g_helper ? pthread_create(&helper, NULL, g_helper, NULL) : 0, 0);
 
 	res->status = machine_run(&vm);
 	res->wall_s = now_s() - t0;
@@ -297,10 +296,10 @@ static int kvm_usable(void **state)
 	return 0;
 }
 
-#define REQUIRE_KVM()                                                          \
-	do {                                                                   \
-		if (access("/dev/kvm", R_OK | W_OK))                           \
-			skip();                                                \
+#define REQUIRE_KVM()                                                                              \
+	do {                                                                                       \
+		if (access("/dev/kvm", R_OK | W_OK))                                               \
+			skip();                                                                    \
 	} while (0)
 
 static void test_hello(void **state)
@@ -318,25 +317,25 @@ static void test_hello(void **state)
 static void test_io_dispatch(void **state)
 {
 	static const struct access want[] = {
-		{'P', true, 1, 1, 0x11},
-		{'P', true, 2, 2, 0x2233},
-		{'P', true, 4, 4, 0x44556677},
-		{'P', true, 8, 1, 0xde},
-		{'P', true, 8, 1, 0xad},
-		{'P', true, 8, 1, 0xbe},
-		{'P', true, 8, 1, 0xef},
-		{'M', true, 0x10, 1, 0x88},
-		{'M', true, 0x20, 2, 0x99aa},
-		{'M', true, 0x40, 4, 0xbbccddee},
-		{'M', true, 0x80, 8, 0x0123456789abcdefULL},
-		{'P', false, 3, 1, 0xa3},
-		{'P', false, 6, 2, 0xa7a6},
-		{'P', false, 12, 4, 0xafaeadac},
-		{'M', false, 0x101, 1, 0xa1},
-		{'M', false, 0x202, 2, 0xa3a2},
-		{'M', false, 0x404, 4, 0xa7a6a5a4},
-		{'M', false, 0x808, 8, 0xafaeadacabaaa9a8ULL},
-		{'P', true, 15, 1, 0xff},
+	    {'P', true, 1, 1, 0x11},
+	    {'P', true, 2, 2, 0x2233},
+	    {'P', true, 4, 4, 0x44556677},
+	    {'P', true, 8, 1, 0xde},
+	    {'P', true, 8, 1, 0xad},
+	    {'P', true, 8, 1, 0xbe},
+	    {'P', true, 8, 1, 0xef},
+	    {'M', true, 0x10, 1, 0x88},
+	    {'M', true, 0x20, 2, 0x99aa},
+	    {'M', true, 0x40, 4, 0xbbccddee},
+	    {'M', true, 0x80, 8, 0x0123456789abcdefULL},
+	    {'P', false, 3, 1, 0xa3},
+	    {'P', false, 6, 2, 0xa7a6},
+	    {'P', false, 12, 4, 0xafaeadac},
+	    {'M', false, 0x101, 1, 0xa1},
+	    {'M', false, 0x202, 2, 0xa3a2},
+	    {'M', false, 0x404, 4, 0xa7a6a5a4},
+	    {'M', false, 0x808, 8, 0xafaeadacabaaa9a8ULL},
+	    {'P', true, 15, 1, 0xff},
 	};
 	struct testdev td = {.lock = PTHREAD_MUTEX_INITIALIZER};
 	struct run_result r;
@@ -400,12 +399,11 @@ static void test_bootinfo_low(void **state)
 	unlink(rd);
 	assert_int_equal(r.status, 0);
 	/* The initrd sits page-aligned at the top of RAM. */
-	assert_string_equal(r.out,
-			    "cmdline: hello world x=1\n"
-			    "initrd: 00fff000 0000000f INITRD-C\n"
-			    "e820: 000000000 00009fc00 1\n"
-			    "e820: 00009fc00 000060400 2\n"
-			    "e820: 000100000 000f00000 1\n");
+	assert_string_equal(r.out, "cmdline: hello world x=1\n"
+				   "initrd: 00fff000 0000000f INITRD-C\n"
+				   "e820: 000000000 00009fc00 1\n"
+				   "e820: 00009fc00 000060400 2\n"
+				   "e820: 000100000 000f00000 1\n");
 }
 
 static void test_bootinfo_high(void **state)
@@ -417,12 +415,11 @@ static void test_bootinfo_high(void **state)
 	/* 4G: 3G below the PCI hole, the last 1G moved above 4G. */
 	run_guest("bootinfo", 1, 4 * GiB, "x", NULL, NULL, &r);
 	assert_int_equal(r.status, 0);
-	assert_string_equal(r.out,
-			    "cmdline: x\n"
-			    "e820: 000000000 00009fc00 1\n"
-			    "e820: 00009fc00 000060400 2\n"
-			    "e820: 000100000 0bff00000 1\n"
-			    "e820: 100000000 040000000 1\n");
+	assert_string_equal(r.out, "cmdline: x\n"
+				   "e820: 000000000 00009fc00 1\n"
+				   "e820: 00009fc00 000060400 2\n"
+				   "e820: 000100000 0bff00000 1\n"
+				   "e820: 100000000 040000000 1\n");
 }
 
 static void test_triple_fault(void **state)
@@ -451,36 +448,42 @@ struct attack_case {
 };
 
 static const struct attack_case attack_cases[] = {
-	{"desc-loop", "status 4f", "vda: device stopped until the driver resets it: queue 0: descriptor chain loops"},
-	{"indirect-loop", "status 4f", "queue 0: indirect chain loops"},
-	{"outside-ram", "status 4f", "queue 0: buffer outside guest RAM"},
-	{"mmio-hole", "status 4f", "queue 0: buffer outside guest RAM"},
-	{"len-4g", "status 4f", "queue 0: buffer outside guest RAM"},
-	{"addr-wrap", "status 4f", "queue 0: buffer outside guest RAM"},
-	{"write-then-read", "status 4f", "queue 0: device-readable buffer after a device-writable one"},
-	{"next-range", "status 4f", "queue 0: descriptor next out of range"},
-	{"avail-jump", "status 4f", "queue 0: available index moved by more than the ring size"},
-	{"head-range", "status 4f", "queue 0: chain head out of range"},
-	{"queue-size", "status 4b", "queue size or ring alignment invalid"},
-	{"queue-huge", "status 4b", "queue larger than offered"},
-	{"ring-outside-ram", "status 4b", "queue rings outside guest RAM"},
-	{"rings-overlap", "status 4b", "queue rings overlap each other"},
-	{"queues-overlap", "status 4b", "queue rings overlap another queue's"},
-	{"kick-disabled", "status 0f", "vda: kick on queue 1, which is not enabled, ignored"},
-	{"kick-missing", "status 0f", "vda: write to BAR offset 0x301c, where nothing is, ignored"},
-	{"ro-common", "num_queues 0002 status 0f", "vda: write to read-only common configuration at 0x12 ignored"},
-	{"ro-devcfg", "capacity 00000800 status 0f", "vda: write to read-only device configuration at 0x0 ignored"},
-	{"ro-pcicfg", "id 10421af4 cap 98 status 0f", "pci: write to read-only config register 0x00 of 00:01.0 ignored"},
-	{"bar-on-ram", "ram 52414d21 status 0f", "pci: 00:01.0 BAR 0 moved onto guest RAM at 0x400000: left unmapped"},
-	/* virtio-net's TX queue (queue 1) */
-	{"net-tx-writable", "status 4f", "net0: device stopped until the driver resets it: TX buffer is device-writable"},
-	{"net-tx-short", "status 4f", "TX buffer shorter than the header"},
-	{"net-tx-csum", "status 4f", "checksum offload not negotiated"},
-	{"net-tx-huge", "status 4f", "frame length out of range"},
-	{"net-tx-loop", "status 4f", "queue 1: descriptor chain loops"},
+    {"desc-loop", "status 4f",
+     "vda: device stopped until the driver resets it: queue 0: descriptor chain loops"},
+    {"indirect-loop", "status 4f", "queue 0: indirect chain loops"},
+    {"outside-ram", "status 4f", "queue 0: buffer outside guest RAM"},
+    {"mmio-hole", "status 4f", "queue 0: buffer outside guest RAM"},
+    {"len-4g", "status 4f", "queue 0: buffer outside guest RAM"},
+    {"addr-wrap", "status 4f", "queue 0: buffer outside guest RAM"},
+    {"write-then-read", "status 4f", "queue 0: device-readable buffer after a device-writable one"},
+    {"next-range", "status 4f", "queue 0: descriptor next out of range"},
+    {"avail-jump", "status 4f", "queue 0: available index moved by more than the ring size"},
+    {"head-range", "status 4f", "queue 0: chain head out of range"},
+    {"queue-size", "status 4b", "queue size or ring alignment invalid"},
+    {"queue-huge", "status 4b", "queue larger than offered"},
+    {"ring-outside-ram", "status 4b", "queue rings outside guest RAM"},
+    {"rings-overlap", "status 4b", "queue rings overlap each other"},
+    {"queues-overlap", "status 4b", "queue rings overlap another queue's"},
+    {"kick-disabled", "status 0f", "vda: kick on queue 1, which is not enabled, ignored"},
+    {"kick-missing", "status 0f", "vda: write to BAR offset 0x301c, where nothing is, ignored"},
+    {"ro-common", "num_queues 0002 status 0f",
+     "vda: write to read-only common configuration at 0x12 ignored"},
+    {"ro-devcfg", "capacity 00000800 status 0f",
+     "vda: write to read-only device configuration at 0x0 ignored"},
+    {"ro-pcicfg", "id 10421af4 cap 98 status 0f",
+     "pci: write to read-only config register 0x00 of 00:01.0 ignored"},
+    {"bar-on-ram", "ram 52414d21 status 0f",
+     "pci: 00:01.0 BAR 0 moved onto guest RAM at 0x400000: left unmapped"},
+    /* virtio-net's TX queue (queue 1) */
+    {"net-tx-writable", "status 4f",
+     "net0: device stopped until the driver resets it: TX buffer is device-writable"},
+    {"net-tx-short", "status 4f", "TX buffer shorter than the header"},
+    {"net-tx-csum", "status 4f", "checksum offload not negotiated"},
+    {"net-tx-huge", "status 4f", "frame length out of range"},
+    {"net-tx-loop", "status 4f", "queue 1: descriptor chain loops"},
 };
 
-#define DISK_MARK "VMMDISK0"
+#define DISK_MARK   "VMMDISK0"
 #define HOSTILE_TAP "vmmhostile0"
 
 /*
@@ -632,8 +635,7 @@ static double ask_status(void)
 	if (fd < 0)
 		return -1;
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-	    write(fd, "status\n", 7) == 7 &&
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && write(fd, "status\n", 7) == 7 &&
 	    (n = read(fd, buf, sizeof(buf) - 1)) > 0) {
 		buf[n] = '\0';
 		if (!strncmp(buf, "{\"ok\":true", 10))
@@ -679,8 +681,7 @@ static void test_flood(void **state)
 	assert_non_null(g_disk);
 	g_timeout_s = FLOOD_TIMEOUT_S;
 	g_api_socket = FLOOD_API;
-	g_watchdog_s =
-	    10; /* the old I/O thread never came back: fail, do not hang */
+	g_watchdog_s = 10; /* the old I/O thread never came back: fail, do not hang */
 	g_helper = flood_status_helper;
 	run_guest("hostile", 2, 16 * MiB, "attack=flood", NULL, NULL, &r);
 	g_timeout_s = 0;
@@ -694,21 +695,17 @@ static void test_flood(void **state)
 			 "%.0f s",
 			 r.status, r.reason, r.wall_s, FLOOD_TIMEOUT_S);
 	/* The one line: vmm saying why it stopped. */
-	if (log_lines(r.err) != 1 ||
-	    !strstr(r.err, "timeout: the guest did not finish within 2 s"))
-		fail_msg("log \"%s\", want the timeout's line alone",
-			 one_line(r.err));
+	if (log_lines(r.err) != 1 || !strstr(r.err, "timeout: the guest did not finish within 2 s"))
+		fail_msg("log \"%s\", want the timeout's line alone", one_line(r.err));
 	if (g_status_ok == 0 || g_status_ok != g_status_asked)
-		fail_msg("%u of %u status requests answered during the flood",
-			 g_status_ok, g_status_asked);
+		fail_msg("%u of %u status requests answered during the flood", g_status_ok,
+			 g_status_asked);
 	qsort(g_status_ms, g_status_ok, sizeof(double), cmp_double);
-	fprintf(
-	    stderr,
-	    "flood: %u status replies, latency median %.2f ms, max %.2f ms; "
-	    "the %.0f s timeout ended the run after %.3f s (%.0f ms late)\n",
-	    g_status_ok, g_status_ms[g_status_ok / 2],
-	    g_status_ms[g_status_ok - 1], FLOOD_TIMEOUT_S, r.wall_s,
-	    (r.wall_s - FLOOD_TIMEOUT_S) * 1e3);
+	fprintf(stderr,
+		"flood: %u status replies, latency median %.2f ms, max %.2f ms; "
+		"the %.0f s timeout ended the run after %.3f s (%.0f ms late)\n",
+		g_status_ok, g_status_ms[g_status_ok / 2], g_status_ms[g_status_ok - 1],
+		FLOOD_TIMEOUT_S, r.wall_s, (r.wall_s - FLOOD_TIMEOUT_S) * 1e3);
 	assert_true(g_status_ms[g_status_ok - 1] < 500);
 	assert_true(r.wall_s < FLOOD_TIMEOUT_S + 1);
 }
@@ -751,8 +748,7 @@ static void test_bar_collide(void **state)
 	    !strstr(r.err, "vmm: warning: pci: 00:01.0 BAR 0 moved onto "
 			   "another device at 0x") ||
 	    !strstr(r.err, "vmm: the guest asked to exit with status 42"))
-		fail_msg("log \"%s\", want one BAR line and the exit line",
-			 one_line(r.err));
+		fail_msg("log \"%s\", want one BAR line and the exit line", one_line(r.err));
 }
 
 /* ---- net-tx-hdr-race: the header changes while the frame goes out ---- */
@@ -761,8 +757,7 @@ static void test_bar_collide(void **state)
 
 static void test_tx_hdr_race(void **state)
 {
-	struct sockaddr_ll sll = {.sll_family = AF_PACKET,
-				  .sll_protocol = htons(RACE_ETHERTYPE)};
+	struct sockaddr_ll sll = {.sll_family = AF_PACKET, .sll_protocol = htons(RACE_ETHERTYPE)};
 	int one = 1, rcvbuf = 64 << 20, fd;
 	unsigned int sent = 0, resets = 0, plain = 0, csum = 0, lines;
 	struct tpacket_stats st;
@@ -779,19 +774,14 @@ static void test_tx_hdr_race(void **state)
 	if (!g_net)
 		skip(); /* hostile_setup said why */
 	/* What reaches the tap, with the virtio header the tap took. */
-	fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK,
-		    htons(RACE_ETHERTYPE));
+	fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, htons(RACE_ETHERTYPE));
 	assert_true(fd >= 0);
 	sll.sll_ifindex = (int)if_nametoindex(HOSTILE_TAP);
 	assert_int_not_equal(sll.sll_ifindex, 0);
-	assert_int_equal(
-	    setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof(one)), 0);
-	assert_int_equal(
-	    setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)),
-	    0);
+	assert_int_equal(setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof(one)), 0);
+	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)), 0);
 	assert_int_equal(bind(fd, (struct sockaddr *)&sll, sizeof(sll)), 0);
-	run_guest("hostile", 2, 16 * MiB, "attack=net-tx-hdr-race", NULL, NULL,
-		  &r);
+	run_guest("hostile", 2, 16 * MiB, "attack=net-tx-hdr-race", NULL, NULL, &r);
 	while ((n = recv(fd, pkt, sizeof(pkt), 0)) > 0) {
 		const struct virtio_net_hdr *h = (const void *)pkt;
 
@@ -801,13 +791,11 @@ static void test_tx_hdr_race(void **state)
 		else
 			plain++;
 	}
-	assert_int_equal(
-	    getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &st, &stlen), 0);
+	assert_int_equal(getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &st, &stlen), 0);
 	close(fd);
 	assert_int_equal(r.status, 0);
-	if (sscanf(r.out,
-		   "attack net-tx-hdr-race: sent %x resets %x status 0f\n",
-		   &sent, &resets) != 2 ||
+	if (sscanf(r.out, "attack net-tx-hdr-race: sent %x resets %x status 0f\n", &sent,
+		   &resets) != 2 ||
 	    !strstr(r.out, "\nrecovered: sent\n"))
 		fail_msg("guest printed \"%s\"", one_line(r.out));
 	fprintf(stderr,
@@ -829,10 +817,8 @@ static void test_tx_hdr_race(void **state)
 	lines = log_lines(r.err);
 	for (l = r.err; (l = strstr(l, "vmm: ")); l++)
 		if (strncmp(l, want_line,
-			    strlen(l) < strlen(want_line) ? strlen(l)
-							  : strlen(want_line)))
-			fail_msg("log \"%s\": not the refusal's line",
-				 one_line(r.err));
+			    strlen(l) < strlen(want_line) ? strlen(l) : strlen(want_line)))
+			fail_msg("log \"%s\": not the refusal's line", one_line(r.err));
 	if (lines < 1 || lines > 1 + (unsigned int)r.wall_s + 1)
 		fail_msg("%u lines in %.1f s", lines, r.wall_s);
 }
@@ -867,22 +853,18 @@ int main(void)
 	};
 	struct CMUnitTest hostile[ARRAY_SIZE(attack_cases) + ARRAY_SIZE(more)];
 	struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_hello),
-		cmocka_unit_test(test_io_dispatch),
-		cmocka_unit_test(test_smp_1),
-		cmocka_unit_test(test_smp_2),
-		cmocka_unit_test(test_smp_4),
-		cmocka_unit_test(test_bootinfo_low),
-		cmocka_unit_test(test_bootinfo_high),
-		cmocka_unit_test(test_triple_fault),
+	    cmocka_unit_test(test_hello),	  cmocka_unit_test(test_io_dispatch),
+	    cmocka_unit_test(test_smp_1),	  cmocka_unit_test(test_smp_2),
+	    cmocka_unit_test(test_smp_4),	  cmocka_unit_test(test_bootinfo_low),
+	    cmocka_unit_test(test_bootinfo_high), cmocka_unit_test(test_triple_fault),
 	};
 	size_t ntests, nhostile;
 	int failed = 0;
 
 	for (unsigned int i = 0; i < ARRAY_SIZE(attack_cases); i++)
-		hostile[i] = (struct CMUnitTest){
-			.name = attack_cases[i].name, .test_func = test_attack,
-			.initial_state = (void *)&attack_cases[i]};
+		hostile[i] = (struct CMUnitTest){.name = attack_cases[i].name,
+						 .test_func = test_attack,
+						 .initial_state = (void *)&attack_cases[i]};
 	for (unsigned int i = 0; i < ARRAY_SIZE(more); i++)
 		hostile[ARRAY_SIZE(attack_cases) + i] = more[i];
 	hostile[ARRAY_SIZE(attack_cases)].name = "flood";

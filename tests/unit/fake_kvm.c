@@ -15,11 +15,9 @@ int __wrap_irq_msi_alloc(struct irq_router *r);
 int __wrap_irq_msi_set(struct irq_router *r, int gsi, uint64_t addr, uint32_t data);
 int __wrap_irq_irqfd(struct irq_router *r, int efd, int gsi, bool assign);
 int __wrap_irq_irqfd_resample(struct irq_router *r, int efd, int resample_fd, int gsi);
-int __wrap_irq_ioeventfd(struct irq_router *r, int efd, uint64_t gpa, uint32_t len,
-			 bool assign);
+int __wrap_irq_ioeventfd(struct irq_router *r, int efd, uint64_t gpa, uint32_t len, bool assign);
 void __wrap_irq_set_line(void *opaque, unsigned int gsi, int level);
-int __wrap_pci_set_memslot(struct pci_bus *pci, int slot, uint64_t gpa, uint64_t size,
-			   void *hva);
+int __wrap_pci_set_memslot(struct pci_bus *pci, int slot, uint64_t gpa, uint64_t size, void *hva);
 
 void fake_kvm_reset(const struct irq_router *router, const struct pci_bus *pci)
 {
@@ -111,8 +109,7 @@ int __wrap_irq_irqfd_resample(struct irq_router *r, int efd, int resample_fd, in
 	return 0;
 }
 
-int __wrap_irq_ioeventfd(struct irq_router *r, int efd, uint64_t gpa, uint32_t len,
-			 bool assign)
+int __wrap_irq_ioeventfd(struct irq_router *r, int efd, uint64_t gpa, uint32_t len, bool assign)
 {
 	unsigned int i = fake_kvm.nioev++;
 
@@ -141,8 +138,7 @@ void __wrap_irq_set_line(void *opaque, unsigned int gsi, int level)
 	fake_kvm.line[gsi] = level;
 }
 
-int __wrap_pci_set_memslot(struct pci_bus *pci, int slot, uint64_t gpa, uint64_t size,
-			   void *hva)
+int __wrap_pci_set_memslot(struct pci_bus *pci, int slot, uint64_t gpa, uint64_t size, void *hva)
 {
 	unsigned int i = fake_kvm.nmemslot++;
 

@@ -21,8 +21,8 @@
 
 #include "irq.h"
 
-#define FAKE_KVM_GSIS 64	 /* GSIs recorded per GSI, from 0 */
-#define FAKE_KVM_IOEVENTFDS 64	 /* ioeventfd calls recorded (all counted) */
+#define FAKE_KVM_GSIS	       64 /* GSIs recorded per GSI, from 0 */
+#define FAKE_KVM_IOEVENTFDS    64 /* ioeventfd calls recorded (all counted) */
 #define FAKE_KVM_MEMSLOT_CALLS 64 /* memory slot calls recorded (all counted) */
 
 struct pci_bus;

@@ -2,10 +2,11 @@
  * Unit tests: zero page, page tables, GDT (src/cpu/bootparams.c) and the
  * MP table (src/cpu/mptable.c), read back from guest memory.
  */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <setjmp.h>
+
 #include <cmocka.h>
 
 #include <errno.h>
@@ -85,10 +86,8 @@ static void test_gdt_entry(void **state)
 	assert_true(boot_gdt_entry(0x808b, 0, 0xfffff) == 0x008f8b000000ffffULL);
 	assert_true(boot_gdt_entry(0, 0, 0) == 0);
 	/* base and limit split across the descriptor */
-	assert_true(boot_gdt_entry(0x0089, 0x12345678, 0x67) ==
-		    0x1200893456780067ULL);
-	assert_true(boot_gdt_entry(0xc093, 0xff000000, 0xabcde) ==
-		    0xffca93000000bcdeULL);
+	assert_true(boot_gdt_entry(0x0089, 0x12345678, 0x67) == 0x1200893456780067ULL);
+	assert_true(boot_gdt_entry(0xc093, 0xff000000, 0xabcde) == 0xffca93000000bcdeULL);
 	/* bits 8-11 of flags are the limit's: ignored */
 	assert_true(boot_gdt_entry(0x0f93, 0, 0) == boot_gdt_entry(0x0093, 0, 0));
 }
@@ -163,9 +162,7 @@ static void test_params_bzimage(void **state)
 	const struct boot_params *bp;
 	unsigned int n;
 
-	assert_int_equal(boot_write_params(m, &ki, "console=ttyS0", 0x3000000,
-					   0x123456),
-			 0);
+	assert_int_equal(boot_write_params(m, &ki, "console=ttyS0", 0x3000000, 0x123456), 0);
 	bp = at(m, BOOT_ZEROPAGE_GPA, sizeof(*bp));
 	assert_int_equal(bp->hdr.boot_flag, 0xAA55);
 	assert_int_equal(bp->hdr.header, 0x53726448);
@@ -184,8 +181,7 @@ static void test_params_bzimage(void **state)
 	assert_int_equal(bp->hdr.kernel_alignment, 0x200000);
 	assert_int_equal(bp->hdr.cmdline_size, 16);
 	assert_true(bp->hdr.pref_address == 0x1000000);
-	assert_string_equal((const char *)at(m, BOOT_CMDLINE_GPA, 14),
-			    "console=ttyS0");
+	assert_string_equal((const char *)at(m, BOOT_CMDLINE_GPA, 14), "console=ttyS0");
 
 	/* e820 in the zero page is mem_build_e820's, entry for entry. */
 	n = mem_build_e820(m, e, E820_MAX_ENTRIES);
@@ -241,8 +237,7 @@ static void test_params_elf_and_high_initrd(void **state)
 	ki.hdr.version = 0x020f;
 	ki.hdr.cmdline_size = BOOT_CMDLINE_MAX - 1;
 	ki.hdr.pref_address = 0x1234;
-	assert_int_equal(boot_write_params(m, &ki, "a b c", 0x123456789000ULL,
-					   0x100000000ULL + 5),
+	assert_int_equal(boot_write_params(m, &ki, "a b c", 0x123456789000ULL, 0x100000000ULL + 5),
 			 0);
 	bp = at(m, BOOT_ZEROPAGE_GPA, sizeof(*bp));
 	assert_true(bp->hdr.pref_address == 0x1234);
@@ -265,8 +260,7 @@ static void test_params_cmdline_size(void **state)
 	assert_int_equal(boot_write_params(m, &ki, "0123456789abcdef", 0, 0), 0);
 	cl = at(m, BOOT_CMDLINE_GPA, 17);
 	assert_memory_equal(cl, "0123456789abcdef", 17);
-	assert_int_equal(boot_write_params(m, &ki, "0123456789abcdefg", 0, 0),
-			 -E2BIG);
+	assert_int_equal(boot_write_params(m, &ki, "0123456789abcdefg", 0, 0), -E2BIG);
 	/* Nothing was written on failure. */
 	assert_memory_equal(cl, "0123456789abcdef", 17);
 
@@ -290,9 +284,7 @@ static void test_params_4g_e820(void **state)
 	char err[128];
 
 	(void)state;
-	assert_int_equal(mem_create(&m, 3 * GiB + 64 * MiB, HUGEPAGES_OFF, err,
-				    sizeof(err)),
-			 0);
+	assert_int_equal(mem_create(&m, 3 * GiB + 64 * MiB, HUGEPAGES_OFF, err, sizeof(err)), 0);
 	assert_int_equal(boot_write_params(&m, &ki, "", 0, 0), 0);
 	bp = at(&m, BOOT_ZEROPAGE_GPA, sizeof(*bp));
 	assert_int_equal(bp->e820_entries, 4);
@@ -344,8 +336,8 @@ struct mp_seen {
 };
 
 /* Walk and check a table for n CPUs; returns what was found. */
-static struct mp_seen check_mptable(const struct guest_mem *m, unsigned int n,
-				    uint32_t sig, uint32_t feat)
+static struct mp_seen check_mptable(const struct guest_mem *m, unsigned int n, uint32_t sig,
+				    uint32_t feat)
 {
 	const struct mpf *mpf = at(m, BOOT_MPTABLE_GPA, sizeof(*mpf));
 	const struct mpc *mpc;
@@ -409,14 +401,14 @@ static struct mp_seen check_mptable(const struct guest_mem *m, unsigned int n,
 			assert_int_equal(p[6], seen.ioapic_id);
 			if (seen.intsrc < 16) {
 				assert_int_equal(p[2] | p[3] << 8, 0); /* conforms to ISA */
-				assert_int_equal(p[4], 1); /* ISA */
+				assert_int_equal(p[4], 1);	       /* ISA */
 				assert_int_equal(p[5], seen.intsrc);
 				assert_int_equal(p[7], seen.intsrc);
 			} else {
 				unsigned int slot = seen.intsrc - 15;
 
 				assert_int_equal(p[2] | p[3] << 8, 0x0f); /* level, active low */
-				assert_int_equal(p[4], 0); /* PCI bus 0 */
+				assert_int_equal(p[4], 0);		  /* PCI bus 0 */
 				assert_int_equal(p[5], slot << 2);
 				assert_int_equal(p[7], 16 + slot % 8);
 			}
@@ -430,8 +422,7 @@ static struct mp_seen check_mptable(const struct guest_mem *m, unsigned int n,
 			seen.lintsrc++;
 			p += 8;
 			break;
-		default:
-			fail_msg("unknown MP entry type %u", p[0]);
+		default: fail_msg("unknown MP entry type %u", p[0]);
 		}
 	}
 	assert_ptr_equal(p, end);
@@ -491,27 +482,19 @@ static void test_mptable_entry_count(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_pagetables, setup_mem,
-						teardown_mem),
-		cmocka_unit_test(test_gdt_entry),
-		cmocka_unit_test_setup_teardown(test_gdt_write, setup_mem,
-						teardown_mem),
-		cmocka_unit_test(test_unmapped_memory),
-		cmocka_unit_test_setup_teardown(test_params_bzimage, setup_mem,
-						teardown_mem),
-		cmocka_unit_test_setup_teardown(test_params_short_header,
-						setup_mem, teardown_mem),
-		cmocka_unit_test_setup_teardown(test_params_elf_and_high_initrd,
-						setup_mem, teardown_mem),
-		cmocka_unit_test_setup_teardown(test_params_cmdline_size,
-						setup_mem, teardown_mem),
-		cmocka_unit_test(test_params_4g_e820),
-		cmocka_unit_test_setup_teardown(test_mptable, setup_mem,
-						teardown_mem),
-		cmocka_unit_test_setup_teardown(test_mptable_bad_ncpus, setup_mem,
-						teardown_mem),
-		cmocka_unit_test_setup_teardown(test_mptable_entry_count,
-						setup_mem, teardown_mem),
+	    cmocka_unit_test_setup_teardown(test_pagetables, setup_mem, teardown_mem),
+	    cmocka_unit_test(test_gdt_entry),
+	    cmocka_unit_test_setup_teardown(test_gdt_write, setup_mem, teardown_mem),
+	    cmocka_unit_test(test_unmapped_memory),
+	    cmocka_unit_test_setup_teardown(test_params_bzimage, setup_mem, teardown_mem),
+	    cmocka_unit_test_setup_teardown(test_params_short_header, setup_mem, teardown_mem),
+	    cmocka_unit_test_setup_teardown(test_params_elf_and_high_initrd, setup_mem,
+					    teardown_mem),
+	    cmocka_unit_test_setup_teardown(test_params_cmdline_size, setup_mem, teardown_mem),
+	    cmocka_unit_test(test_params_4g_e820),
+	    cmocka_unit_test_setup_teardown(test_mptable, setup_mem, teardown_mem),
+	    cmocka_unit_test_setup_teardown(test_mptable_bad_ncpus, setup_mem, teardown_mem),
+	    cmocka_unit_test_setup_teardown(test_mptable_entry_count, setup_mem, teardown_mem),
 	};
 
 	return cmocka_run_group_tests_name("boot", tests, NULL, NULL);

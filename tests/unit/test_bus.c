@@ -1,8 +1,9 @@
 /* Unit tests: PIO/MMIO range bus (src/devices/bus.c). */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <setjmp.h>
+
 #include <cmocka.h>
 
 #include <errno.h>
@@ -22,8 +23,7 @@ struct dev {
 	uint8_t wdata[8];
 };
 
-static void dev_handler(void *opaque, uint64_t offset, uint8_t *data,
-			uint32_t len, bool is_write)
+static void dev_handler(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write)
 {
 	struct dev *d = opaque;
 
@@ -103,22 +103,16 @@ static void test_register_invalid(void **state)
 	struct dev a = {0};
 
 	assert_int_equal(bus_register(bus, 0x100, 0, dev_handler, &a, "z"), -EINVAL);
-	assert_int_equal(bus_register(bus, UINT64_MAX - 1, 4, dev_handler, &a, "o"),
-			 -EINVAL);
-	assert_int_equal(bus_register(bus, 2, UINT64_MAX, dev_handler, &a, "o"),
-			 -EINVAL);
+	assert_int_equal(bus_register(bus, UINT64_MAX - 1, 4, dev_handler, &a, "o"), -EINVAL);
+	assert_int_equal(bus_register(bus, 2, UINT64_MAX, dev_handler, &a, "o"), -EINVAL);
 	assert_int_equal(bus_register(bus, 0x100, 4, NULL, &a, "nofn"), -EINVAL);
 	assert_int_equal(bus->nr, 0);
 
 	/* The very top of the address space is fine, ending exactly at 2^64. */
-	assert_int_equal(bus_register(bus, UINT64_MAX - 3, 4, dev_handler, &a, "top"),
-			 0);
-	assert_int_equal(bus_register(bus, UINT64_MAX, 1, dev_handler, &a, "t1"),
-			 -EEXIST);
-	assert_int_equal(bus_register(bus, 0, UINT64_MAX, dev_handler, &a, "all"),
-			 -EEXIST);
-	assert_int_equal(bus_register(bus, 0, UINT64_MAX - 3, dev_handler, &a, "low"),
-			 0);
+	assert_int_equal(bus_register(bus, UINT64_MAX - 3, 4, dev_handler, &a, "top"), 0);
+	assert_int_equal(bus_register(bus, UINT64_MAX, 1, dev_handler, &a, "t1"), -EEXIST);
+	assert_int_equal(bus_register(bus, 0, UINT64_MAX, dev_handler, &a, "all"), -EEXIST);
+	assert_int_equal(bus_register(bus, 0, UINT64_MAX - 3, dev_handler, &a, "low"), 0);
 	assert_int_equal(bus->nr, 2);
 }
 
@@ -129,19 +123,15 @@ static void test_overlaps(void **state)
 
 	assert_int_equal(bus_register(bus, 0x100, 0x10, dev_handler, &a, "x"), 0);
 	/* exact */
-	assert_int_equal(bus_register(bus, 0x100, 0x10, dev_handler, &a, "x"),
-			 -EEXIST);
+	assert_int_equal(bus_register(bus, 0x100, 0x10, dev_handler, &a, "x"), -EEXIST);
 	/* partial, at the front */
-	assert_int_equal(bus_register(bus, 0xf8, 0x10, dev_handler, &a, "x"),
-			 -EEXIST);
+	assert_int_equal(bus_register(bus, 0xf8, 0x10, dev_handler, &a, "x"), -EEXIST);
 	assert_int_equal(bus_register(bus, 0xff, 2, dev_handler, &a, "x"), -EEXIST);
 	/* partial, at the back */
-	assert_int_equal(bus_register(bus, 0x108, 0x10, dev_handler, &a, "x"),
-			 -EEXIST);
+	assert_int_equal(bus_register(bus, 0x108, 0x10, dev_handler, &a, "x"), -EEXIST);
 	assert_int_equal(bus_register(bus, 0x10f, 1, dev_handler, &a, "x"), -EEXIST);
 	/* containing */
-	assert_int_equal(bus_register(bus, 0x80, 0x100, dev_handler, &a, "x"),
-			 -EEXIST);
+	assert_int_equal(bus_register(bus, 0x80, 0x100, dev_handler, &a, "x"), -EEXIST);
 	/* contained */
 	assert_int_equal(bus_register(bus, 0x104, 4, dev_handler, &a, "x"), -EEXIST);
 	assert_int_equal(bus_register(bus, 0x100, 1, dev_handler, &a, "x"), -EEXIST);
@@ -231,8 +221,7 @@ static void test_top_of_address_space(void **state)
 	struct dev a = {.id = 1};
 	uint8_t data[8];
 
-	assert_int_equal(bus_register(bus, UINT64_MAX - 7, 8, dev_handler, &a, "t"),
-			 0);
+	assert_int_equal(bus_register(bus, UINT64_MAX - 7, 8, dev_handler, &a, "t"), 0);
 	assert_true(bus_access(bus, UINT64_MAX, data, 1, false));
 	assert_int_equal(a.offset, 7);
 	/* An access running past 2^64 must not wrap into the range. */
@@ -249,8 +238,7 @@ static void test_unregister(void **state)
 
 	assert_int_equal(bus_register(bus, 0x100, 8, dev_handler, &a, "a"), 0);
 	assert_int_equal(bus_register(bus, 0x200, 8, dev_handler, &b, "b"), 0);
-	assert_int_equal(bus_unregister(bus, 0x104, &a),
-			 -ENOENT); /* not a base */
+	assert_int_equal(bus_unregister(bus, 0x104, &a), -ENOENT); /* not a base */
 	assert_int_equal(bus_unregister(bus, 0x300, &a), -ENOENT);
 	assert_int_equal(bus_unregister(bus, 0, &a), -ENOENT);
 	assert_int_equal(bus->nr, 2);
@@ -285,10 +273,8 @@ static void test_unregister_wrong_owner(void **state)
 	struct dev a = {.id = 1}, b = {.id = 2};
 	uint8_t d = 0;
 
-	assert_int_equal(bus_register(bus, 0x505, 1, dev_handler, &a, "exit"),
-			 0);
-	assert_int_equal(bus_register(bus, 0x1000, 0x100, dev_handler, &b, "b"),
-			 0);
+	assert_int_equal(bus_register(bus, 0x505, 1, dev_handler, &a, "exit"), 0);
+	assert_int_equal(bus_register(bus, 0x1000, 0x100, dev_handler, &b, "b"), 0);
 	assert_int_equal(bus_unregister(bus, 0x505, &b), -ENOENT);
 	assert_int_equal(bus_unregister(bus, 0x505, NULL), -ENOENT);
 	assert_int_equal(bus_unregister(bus, 0x1000, &a), -ENOENT);
@@ -329,9 +315,8 @@ static void test_many_ranges_shuffled(void **state)
 	for (unsigned int k = 0; k < MANY; k++) {
 		unsigned int i = order[k];
 
-		assert_int_equal(bus_register(bus, 0x10000 + i * 32, 16, dev_handler,
-					      &devs[i], "many"),
-				 0);
+		assert_int_equal(
+		    bus_register(bus, 0x10000 + i * 32, 16, dev_handler, &devs[i], "many"), 0);
 	}
 	assert_int_equal(bus->nr, MANY);
 	for (unsigned int i = 1; i < MANY; i++)
@@ -352,18 +337,15 @@ static void test_many_ranges_shuffled(void **state)
 		assert_false(bus_access(bus, base + 15, d, 2, false));
 		assert_int_equal(devs[i].calls, 2);
 		/* every overlap is rejected */
-		assert_int_equal(bus_register(bus, base + 8, 16, dev_handler,
-					      &devs[i], "x"),
+		assert_int_equal(bus_register(bus, base + 8, 16, dev_handler, &devs[i], "x"),
 				 -EEXIST);
-		assert_int_equal(bus_register(bus, base - 1, 2, dev_handler,
-					      &devs[i], "x"),
+		assert_int_equal(bus_register(bus, base - 1, 2, dev_handler, &devs[i], "x"),
 				 -EEXIST);
 	}
 
 	/* Remove the even ones; the odd ones still dispatch. */
 	for (unsigned int i = 0; i < MANY; i += 2)
-		assert_int_equal(
-		    bus_unregister(bus, 0x10000 + i * 32, &devs[i]), 0);
+		assert_int_equal(bus_unregister(bus, 0x10000 + i * 32, &devs[i]), 0);
 	assert_int_equal(bus->nr, MANY / 2);
 	for (unsigned int i = 0; i < MANY; i++) {
 		bool claimed = bus_access(bus, 0x10000 + i * 32, d, 1, false);
@@ -378,8 +360,8 @@ struct reader {
 	unsigned int claimed, wrong;
 };
 
-static void stable_handler(void *opaque, uint64_t offset, uint8_t *data,
-			   uint32_t len, bool is_write)
+static void stable_handler(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
+			   bool is_write)
 {
 	(void)opaque;
 	if (!is_write)
@@ -418,18 +400,14 @@ static void test_concurrent_lookups(void **state)
 	/* Ranges on both sides come and go, growing and shrinking the table. */
 	for (unsigned int k = 0; k < 200; k++) {
 		for (unsigned int i = 0; i < 20; i++) {
-			assert_int_equal(bus_register(bus, 0x1000 + i * 16, 8,
-						      dev_handler, &churn, "c"),
-					 0);
-			assert_int_equal(bus_register(bus, 0x9000 + i * 16, 8,
-						      dev_handler, &churn, "c"),
-					 0);
+			assert_int_equal(
+			    bus_register(bus, 0x1000 + i * 16, 8, dev_handler, &churn, "c"), 0);
+			assert_int_equal(
+			    bus_register(bus, 0x9000 + i * 16, 8, dev_handler, &churn, "c"), 0);
 		}
 		for (unsigned int i = 0; i < 20; i++) {
-			assert_int_equal(
-			    bus_unregister(bus, 0x1000 + i * 16, &churn), 0);
-			assert_int_equal(
-			    bus_unregister(bus, 0x9000 + i * 16, &churn), 0);
+			assert_int_equal(bus_unregister(bus, 0x1000 + i * 16, &churn), 0);
+			assert_int_equal(bus_unregister(bus, 0x9000 + i * 16, &churn), 0);
 		}
 	}
 	for (unsigned int t = 0; t < 4; t++) {
@@ -443,26 +421,16 @@ static void test_concurrent_lookups(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(test_register_and_dispatch,
-					    setup_bus, teardown_bus),
-	    cmocka_unit_test_setup_teardown(test_register_invalid, setup_bus,
-					    teardown_bus),
-	    cmocka_unit_test_setup_teardown(test_overlaps, setup_bus,
-					    teardown_bus),
-	    cmocka_unit_test_setup_teardown(test_adjacent_dispatch, setup_bus,
-					    teardown_bus),
-	    cmocka_unit_test_setup_teardown(test_unclaimed, setup_bus,
-					    teardown_bus),
-	    cmocka_unit_test_setup_teardown(test_top_of_address_space,
-					    setup_bus, teardown_bus),
-	    cmocka_unit_test_setup_teardown(test_unregister, setup_bus,
-					    teardown_bus),
-	    cmocka_unit_test_setup_teardown(test_unregister_wrong_owner,
-					    setup_bus, teardown_bus),
-	    cmocka_unit_test_setup_teardown(test_many_ranges_shuffled,
-					    setup_bus, teardown_bus),
-	    cmocka_unit_test_setup_teardown(test_concurrent_lookups, setup_bus,
-					    teardown_bus),
+	    cmocka_unit_test_setup_teardown(test_register_and_dispatch, setup_bus, teardown_bus),
+	    cmocka_unit_test_setup_teardown(test_register_invalid, setup_bus, teardown_bus),
+	    cmocka_unit_test_setup_teardown(test_overlaps, setup_bus, teardown_bus),
+	    cmocka_unit_test_setup_teardown(test_adjacent_dispatch, setup_bus, teardown_bus),
+	    cmocka_unit_test_setup_teardown(test_unclaimed, setup_bus, teardown_bus),
+	    cmocka_unit_test_setup_teardown(test_top_of_address_space, setup_bus, teardown_bus),
+	    cmocka_unit_test_setup_teardown(test_unregister, setup_bus, teardown_bus),
+	    cmocka_unit_test_setup_teardown(test_unregister_wrong_owner, setup_bus, teardown_bus),
+	    cmocka_unit_test_setup_teardown(test_many_ranges_shuffled, setup_bus, teardown_bus),
+	    cmocka_unit_test_setup_teardown(test_concurrent_lookups, setup_bus, teardown_bus),
 	};
 
 	return cmocka_run_group_tests_name("bus", tests, NULL, NULL);

@@ -1,8 +1,9 @@
 /* Unit tests: size/uint parsing and `vmm run` option parsing (src/config.c). */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <setjmp.h>
+
 #include <cmocka.h>
 
 #include <errno.h>
@@ -73,8 +74,8 @@ static void test_parse_size_syntax(void **state)
 	expect_size_err("1 ", -EINVAL);
 	expect_size_err("1.5G", -EINVAL);
 	expect_size_err("M", -EINVAL);
-	expect_size_err("1B", -EINVAL);   /* B only after a multiplier */
-	expect_size_err("1Mb", -EINVAL);  /* lowercase b is bits */
+	expect_size_err("1B", -EINVAL);	 /* B only after a multiplier */
+	expect_size_err("1Mb", -EINVAL); /* lowercase b is bits */
 	expect_size_err("1MiBx", -EINVAL);
 	expect_size_err("1KM", -EINVAL);
 	expect_size_err(NULL, -EINVAL);
@@ -98,8 +99,7 @@ static void test_parse_uint_bounds(void **state)
 	v = 7;
 	assert_int_equal(parse_uint("0", 1, 10, &v), -ERANGE);
 	assert_int_equal(parse_uint("11", 1, 10, &v), -ERANGE);
-	assert_int_equal(parse_uint("18446744073709551616", 0, ULONG_MAX, &v),
-			 -ERANGE);
+	assert_int_equal(parse_uint("18446744073709551616", 0, ULONG_MAX, &v), -ERANGE);
 	assert_int_equal(v, 7);
 	assert_int_equal(parse_uint("18446744073709551615", 0, ULONG_MAX, &v), 0);
 	assert_true(v == ULONG_MAX);
@@ -131,10 +131,10 @@ struct parsed {
 };
 
 /* argv[0] is "run"; the array is copied into mutable storage. */
-#define PARSE(p, ...)                                                          \
-	do {                                                                   \
-		char *argv_[] = {(char *)"run", __VA_ARGS__};                  \
-		parse_argv((p), (int)ARRAY_SIZE(argv_), argv_);                \
+#define PARSE(p, ...)                                                                              \
+	do {                                                                                       \
+		char *argv_[] = {(char *)"run", __VA_ARGS__};                                      \
+		parse_argv((p), (int)ARRAY_SIZE(argv_), argv_);                                    \
 	} while (0)
 
 static void parse_argv(struct parsed *p, int argc, char **argv)
@@ -150,8 +150,7 @@ static void parse_argv(struct parsed *p, int argc, char **argv)
 	memset(p, 0x5a, sizeof(*p));
 	p->help = true;
 	strcpy(p->err, "");
-	p->r = config_parse_run(&p->cfg, argc, argv, &p->help, p->err,
-				sizeof(p->err));
+	p->r = config_parse_run(&p->cfg, argc, argv, &p->help, p->err, sizeof(p->err));
 }
 
 static void expect_usage_error(const struct parsed *p, const char *needle)
@@ -188,9 +187,8 @@ static void test_run_every_option(void **state)
 	struct parsed p;
 
 	(void)state;
-	PARSE(&p, "--kernel", "/k", "--initrd", "/i", "--cmdline",
-	      "console=ttyS0 quiet", "--mem", "2G", "--cpus", "254",
-	      "--hugepages", "off", "--console", "file:/tmp/out.log", "-v",
+	PARSE(&p, "--kernel", "/k", "--initrd", "/i", "--cmdline", "console=ttyS0 quiet", "--mem",
+	      "2G", "--cpus", "254", "--hugepages", "off", "--console", "file:/tmp/out.log", "-v",
 	      "--verbose");
 	assert_int_equal(p.r, 0);
 	assert_string_equal(p.err, "");
@@ -206,8 +204,8 @@ static void test_run_every_option(void **state)
 	assert_int_equal(p.cfg.verbosity, 2);
 
 	/* --opt=value spelling, and the other enum values. */
-	PARSE(&p, "--kernel=/k2", "--hugepages=2M", "--console=none",
-	      "--mem=64M", "--cmdline=", "-q");
+	PARSE(&p, "--kernel=/k2", "--hugepages=2M", "--console=none", "--mem=64M",
+	      "--cmdline=", "-q");
 	assert_int_equal(p.r, 0);
 	assert_string_equal(p.cfg.kernel, "/k2");
 	assert_int_equal(p.cfg.hugepages, HUGEPAGES_2M);
@@ -216,8 +214,7 @@ static void test_run_every_option(void **state)
 	assert_string_equal(p.cfg.cmdline, "");
 	assert_int_equal(p.cfg.verbosity, -1);
 
-	PARSE(&p, "--kernel", "k", "--hugepages", "1G", "--mem", "2G",
-	      "--console", "stdio");
+	PARSE(&p, "--kernel", "k", "--hugepages", "1G", "--mem", "2G", "--console", "stdio");
 	assert_int_equal(p.r, 0);
 	assert_int_equal(p.cfg.hugepages, HUGEPAGES_1G);
 	assert_int_equal(p.cfg.console, CONSOLE_STDIO);
@@ -519,13 +516,13 @@ static void test_net_errors(void **state)
 	PARSE(&p, "--kernel", "k", "--net", "tap=t0", "--net", "tap=t0");
 	expect_usage_error(&p, "--net: tap 't0' is given twice");
 	static const char *const bad_macs[] = {
-		"52:54:00:00:00",	/* short */
-		"52:54:00:00:00:01:02", /* long */
-		"52-54-00-00-00-01",	/* separator */
-		"53:54:00:00:00:01",	/* multicast */
-		"00:00:00:00:00:00",	/* zero */
-		"5g:54:00:00:00:01",	/* not hex */
-		"52:54:00:00:00: 1",	/* sscanf would take it */
+	    "52:54:00:00:00",	    /* short */
+	    "52:54:00:00:00:01:02", /* long */
+	    "52-54-00-00-00-01",    /* separator */
+	    "53:54:00:00:00:01",    /* multicast */
+	    "00:00:00:00:00:00",    /* zero */
+	    "5g:54:00:00:00:01",    /* not hex */
+	    "52:54:00:00:00: 1",    /* sscanf would take it */
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(bad_macs); i++) {
 		char arg[64];
@@ -593,7 +590,8 @@ static void test_kv_list_separators(void **state)
 	assert_string_equal(p.cfg.disks[0].path, "a=b");
 	assert_false(p.cfg.disks[0].readonly);
 	config_free(&p.cfg);
-	expect_kv_err("--net", "tap=t0,queues==2", "--net: queues='=2' is not a number from 1 to 16");
+	expect_kv_err("--net", "tap=t0,queues==2",
+		      "--net: queues='=2' is not a number from 1 to 16");
 }
 
 static void test_kv_list_items(void **state)
@@ -608,8 +606,9 @@ static void test_kv_list_items(void **state)
 	expect_kv_err("--disk", "path=", "--disk: path is empty");
 	expect_kv_err("--disk", "path=a,readonly=", "--disk: readonly='' is not on or off");
 	expect_kv_err("--disk", "path=a,cache=", "--disk: cache='' is not none or writeback");
-	expect_kv_err("--net", "tap=",
-		      "--net: tap='' is not an interface name (1 to 15 characters, no '/', ':' or spaces)");
+	expect_kv_err(
+	    "--net", "tap=",
+	    "--net: tap='' is not an interface name (1 to 15 characters, no '/', ':' or spaces)");
 	expect_kv_err("--net", "tap=t0,queues=", "--net: queues='' is not a number from 1 to 16");
 	/* An item without '=', bare first item included; the first bad item wins. */
 	expect_kv_err("--disk", "file.img,readonly=on", "--disk: 'file.img' is not key=value");
@@ -632,7 +631,9 @@ static void test_kv_list_items(void **state)
 	assert_memory_equal(p.cfg.nets[0].mac, ((uint8_t[]){0x52, 0x54, 0, 0, 0, 2}), 6);
 	expect_kv_err("--disk", "path=a,readonly=maybe,readonly=on",
 		      "--disk: readonly='maybe' is not on or off");
-	expect_kv_err("--net", "tap=t0,tap=", "--net: tap='' is not an interface name (1 to 15 characters, no '/', ':' or spaces)");
+	expect_kv_err(
+	    "--net", "tap=t0,tap=",
+	    "--net: tap='' is not an interface name (1 to 15 characters, no '/', ':' or spaces)");
 }
 
 static void test_kv_list_lengths(void **state)
@@ -649,7 +650,8 @@ static void test_kv_list_lengths(void **state)
 	expect_kv_err("--disk", "path=a,serial=ABCDEFGHIJKLMNOPQRSTU",
 		      "--disk: serial='ABCDEFGHIJKLMNOPQRSTU' is longer than 20 bytes");
 	expect_kv_err("--net", "tap=0123456789abcdef",
-		      "--net: tap='0123456789abcdef' is not an interface name (1 to 15 characters, no '/', ':' or spaces)");
+		      "--net: tap='0123456789abcdef' is not an interface name (1 to 15 characters, "
+		      "no '/', ':' or spaces)");
 	/* The list itself: --disk has no limit, --net 255 bytes. */
 	n = (size_t)snprintf(big, sizeof(big), "readonly=on,path=/");
 	memset(big + n, 'x', sizeof(big) - 1 - n);
@@ -680,8 +682,16 @@ static void test_vfio_values(void **state)
 	assert_string_equal(p.cfg.vfio[2], "0001:3a:00.1");
 	PARSE(&p, "--kernel", "k", "--vfio", "00:04.0", "--vfio", "0000:00:04.0");
 	expect_usage_error(&p, "--vfio: 0000:00:04.0 is given twice");
-	static const char *const bad[] = {"", "04.0", "00:04", "00:20.0", "00:04.8", "0x0:04.0",
-					  "00:04.0x", "g0:04.0", "00000:00:04.0", " 00:04.0",
+	static const char *const bad[] = {"",
+					  "04.0",
+					  "00:04",
+					  "00:20.0",
+					  "00:04.8",
+					  "0x0:04.0",
+					  "00:04.0x",
+					  "g0:04.0",
+					  "00000:00:04.0",
+					  " 00:04.0",
 					  "/sys/bus/pci/devices/"};
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		PARSE(&p, "--kernel", "k", "--vfio", (char *)bad[i]);
@@ -703,7 +713,8 @@ static void test_fuzz_regex_repetition(void **state)
 	memset(re, 'a', sizeof(re) - 1);
 	re[sizeof(re) - 1] = '\0';
 	{
-		char *argv[] = {(char *)"run", (char *)"--kernel", (char *)"k", (char *)"--expect", re};
+		char *argv[] = {(char *)"run", (char *)"--kernel", (char *)"k", (char *)"--expect",
+				re};
 
 		p.r = config_parse_run(&p.cfg, 5, argv, &p.help, p.err, sizeof(p.err));
 		expect_usage_error(&p, "longer than 512 bytes");
@@ -746,32 +757,32 @@ static void test_run_repeated_patterns(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_size_suffixes),
-		cmocka_unit_test(test_parse_size_limits),
-		cmocka_unit_test(test_parse_size_syntax),
-		cmocka_unit_test(test_parse_uint_bounds),
-		cmocka_unit_test(test_parse_uint_syntax),
-		cmocka_unit_test(test_run_defaults),
-		cmocka_unit_test(test_run_every_option),
-		cmocka_unit_test(test_run_verbosity),
-		cmocka_unit_test(test_run_repeated_parses_are_independent),
-		cmocka_unit_test(test_run_mem_bare_number_is_mib),
-		cmocka_unit_test(test_run_mem_errors),
-		cmocka_unit_test(test_run_mem_bare_number_overflow),
-		cmocka_unit_test(test_run_cpus_errors),
-		cmocka_unit_test(test_run_hugepages_errors),
-		cmocka_unit_test(test_run_console),
-		cmocka_unit_test(test_run_bad_arguments),
-		cmocka_unit_test(test_run_help),
-		cmocka_unit_test(test_hugepages_name),
-		cmocka_unit_test(test_net_values),
-		cmocka_unit_test(test_net_errors),
-		cmocka_unit_test(test_kv_list_separators),
-		cmocka_unit_test(test_kv_list_items),
-		cmocka_unit_test(test_kv_list_lengths),
-		cmocka_unit_test(test_vfio_values),
-		cmocka_unit_test(test_fuzz_regex_repetition),
-		cmocka_unit_test(test_run_repeated_patterns),
+	    cmocka_unit_test(test_parse_size_suffixes),
+	    cmocka_unit_test(test_parse_size_limits),
+	    cmocka_unit_test(test_parse_size_syntax),
+	    cmocka_unit_test(test_parse_uint_bounds),
+	    cmocka_unit_test(test_parse_uint_syntax),
+	    cmocka_unit_test(test_run_defaults),
+	    cmocka_unit_test(test_run_every_option),
+	    cmocka_unit_test(test_run_verbosity),
+	    cmocka_unit_test(test_run_repeated_parses_are_independent),
+	    cmocka_unit_test(test_run_mem_bare_number_is_mib),
+	    cmocka_unit_test(test_run_mem_errors),
+	    cmocka_unit_test(test_run_mem_bare_number_overflow),
+	    cmocka_unit_test(test_run_cpus_errors),
+	    cmocka_unit_test(test_run_hugepages_errors),
+	    cmocka_unit_test(test_run_console),
+	    cmocka_unit_test(test_run_bad_arguments),
+	    cmocka_unit_test(test_run_help),
+	    cmocka_unit_test(test_hugepages_name),
+	    cmocka_unit_test(test_net_values),
+	    cmocka_unit_test(test_net_errors),
+	    cmocka_unit_test(test_kv_list_separators),
+	    cmocka_unit_test(test_kv_list_items),
+	    cmocka_unit_test(test_kv_list_lengths),
+	    cmocka_unit_test(test_vfio_values),
+	    cmocka_unit_test(test_fuzz_regex_repetition),
+	    cmocka_unit_test(test_run_repeated_patterns),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);

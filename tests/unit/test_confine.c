@@ -6,18 +6,19 @@
  * is named in one line, and ends the process with 159; nothing forbidden
  * fails with an errno instead.
  */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <setjmp.h>
+
 #include <cmocka.h>
 
 #include <errno.h>
 #include <fcntl.h>
+#include <liburing.h>
 #include <linux/if_tun.h>
 #include <linux/kvm.h>
 #include <linux/vfio.h>
-#include <liburing.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -100,10 +101,10 @@ static void expect_allowed(enum confine_role role, enum probe p)
 }
 
 #ifdef __SANITIZE_ADDRESS__
-#define SKIP_SANITIZED()                                                                \
-	do {                                                                            \
-		print_message("a sanitized build loads no filter (see src/confine.c)\n"); \
-		skip();                                                                 \
+#define SKIP_SANITIZED()                                                                           \
+	do {                                                                                       \
+		print_message("a sanitized build loads no filter (see src/confine.c)\n");          \
+		skip();                                                                            \
 	} while (0)
 #else
 #define SKIP_SANITIZED() ((void)0)
@@ -247,16 +248,26 @@ static void ioctl_killed(enum confine_role role, unsigned long req)
 
 static void test_ioctl_per_role(void **state)
 {
-	static const unsigned long vcpu_only[] = {KVM_RUN, KVM_GET_REGS, KVM_GET_SREGS,
-						  KVM_SET_GSI_ROUTING, KVM_IRQFD, KVM_IOEVENTFD,
-						  KVM_SET_USER_MEMORY_REGION, TUNSETOFFLOAD};
-	static const unsigned long io_only[] = {TCSETS, TCSETSW, TCSETSF, VFIO_DEVICE_RESET,
-						VFIO_IOMMU_UNMAP_DMA, VFIO_GROUP_UNSET_CONTAINER};
+	static const unsigned long vcpu_only[] = {KVM_RUN,
+						  KVM_GET_REGS,
+						  KVM_GET_SREGS,
+						  KVM_SET_GSI_ROUTING,
+						  KVM_IRQFD,
+						  KVM_IOEVENTFD,
+						  KVM_SET_USER_MEMORY_REGION,
+						  TUNSETOFFLOAD};
+	static const unsigned long io_only[] = {TCSETS,
+						TCSETSW,
+						TCSETSF,
+						VFIO_DEVICE_RESET,
+						VFIO_IOMMU_UNMAP_DMA,
+						VFIO_GROUP_UNSET_CONTAINER};
 	static const unsigned long both[] = {KVM_IRQ_LINE, TCGETS, VFIO_DEVICE_SET_IRQS};
 	/* Setup only, or never: no role may. */
-	static const unsigned long neither[] = {TIOCSTI, KVM_CREATE_VM, KVM_CREATE_VCPU,
-						KVM_SET_CPUID2, KVM_SET_REGS, VFIO_IOMMU_MAP_DMA,
-						VFIO_GROUP_GET_DEVICE_FD, TUNSETIFF, FIONREAD};
+	static const unsigned long neither[] = {
+	    TIOCSTI,	  KVM_CREATE_VM,      KVM_CREATE_VCPU,		KVM_SET_CPUID2,
+	    KVM_SET_REGS, VFIO_IOMMU_MAP_DMA, VFIO_GROUP_GET_DEVICE_FD, TUNSETIFF,
+	    FIONREAD};
 
 	(void)state;
 	SKIP_SANITIZED();
@@ -336,9 +347,9 @@ static int tgkill_self(void *arg)
 	(void)arg;
 	/* pthread_kill() is how vmm kicks a vCPU: tgkill to its own pid. */
 	return pthread_kill(pthread_self(), 0) == 0 &&
-			       syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), 0) == 0
-		       ? 0
-		       : 98;
+		       syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), 0) == 0
+		   ? 0
+		   : 98;
 }
 
 static int tkill_self(void *arg)
@@ -680,18 +691,18 @@ static void test_ring_setup_forbidden(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_allowed),
-		cmocka_unit_test(test_forbidden),
-		cmocka_unit_test(test_ioctl_per_role),
-		cmocka_unit_test(test_tcgets_works),
-		cmocka_unit_test(test_memory_and_signals),
-		cmocka_unit_test(test_probes_trap),
-		cmocka_unit_test(test_probe_kvm_create_vm),
-		cmocka_unit_test(test_probe_uring_openat),
-		cmocka_unit_test(test_hook),
-		cmocka_unit_test(test_ring_confined),
-		cmocka_unit_test(test_ring_under_filter),
-		cmocka_unit_test(test_ring_setup_forbidden),
+	    cmocka_unit_test(test_allowed),
+	    cmocka_unit_test(test_forbidden),
+	    cmocka_unit_test(test_ioctl_per_role),
+	    cmocka_unit_test(test_tcgets_works),
+	    cmocka_unit_test(test_memory_and_signals),
+	    cmocka_unit_test(test_probes_trap),
+	    cmocka_unit_test(test_probe_kvm_create_vm),
+	    cmocka_unit_test(test_probe_uring_openat),
+	    cmocka_unit_test(test_hook),
+	    cmocka_unit_test(test_ring_confined),
+	    cmocka_unit_test(test_ring_under_filter),
+	    cmocka_unit_test(test_ring_setup_forbidden),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

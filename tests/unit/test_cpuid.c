@@ -1,8 +1,9 @@
 /* Unit tests: per-vCPU CPUID shaping (cpuid_adjust/cpuid_is_amd, src/cpu/vcpu.c). */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <setjmp.h>
+
 #include <cmocka.h>
 
 #include <stdlib.h>
@@ -11,41 +12,40 @@
 #include "vcpu.h"
 
 #define VENDOR_INTEL 0x756e6547 /* "Genu" */
-#define VENDOR_AMD 0x68747541	/* "Auth" */
+#define VENDOR_AMD   0x68747541 /* "Auth" */
 #define VENDOR_HYGON 0x6f677948 /* "Hygo" */
 
 #define L1_EBX_LOW 0x00001234 /* brand index + CLFLUSH size: kept */
-#define L1_ECX 0x7ffafbff     /* host features, no hypervisor bit */
-#define L1_EDX 0x078bfbff     /* no HTT */
-#define L4_EAX 0xfc004121     /* cores field all ones, cache bits below */
-#define L4_EBX 0x01c0003f
-#define X8_ECX 0x0003f0ff     /* PerfTscSize, ApicIdSize, NC: all ones */
-#define X8_EAX 0x00003030
-#define X1E_EAX 0xaaaaaaaa
+#define L1_ECX	   0x7ffafbff /* host features, no hypervisor bit */
+#define L1_EDX	   0x078bfbff /* no HTT */
+#define L4_EAX	   0xfc004121 /* cores field all ones, cache bits below */
+#define L4_EBX	   0x01c0003f
+#define X8_ECX	   0x0003f0ff /* PerfTscSize, ApicIdSize, NC: all ones */
+#define X8_EAX	   0x00003030
+#define X1E_EAX	   0xaaaaaaaa
 
 struct leaf {
 	uint32_t function, index, eax, ebx, ecx, edx;
 };
 
 static const struct leaf base_leaves[] = {
-	{0x0, 0, 0x0000001f, 0, 0, 0}, /* ebx set per vendor */
-	{0x1, 0, 0x000806f8, 0xffff0000 | L1_EBX_LOW, L1_ECX, L1_EDX},
-	{0x4, 0, L4_EAX, L4_EBX, 0x3f, 0},
-	{0x4, 1, L4_EAX | 0x20, L4_EBX, 0x3f, 0},
-	{0xb, 0, 0xdead, 0xdead, 0xdead, 0xdead},
-	{0xb, 1, 0xdead, 0xdead, 0xdead, 0xdead},
-	{0xb, 2, 0xdead, 0xdead, 0xdead, 0xdead},
-	{0x1f, 1, 0xdead, 0xdead, 0xdead, 0xdead},
-	{0x7, 0, 0x1, 0x2, 0x3, 0x4},
-	{0x80000008, 0, X8_EAX, 0x5, X8_ECX, 0x6},
-	{0x8000001e, 0, X1E_EAX, 0xbbbbbbbb, 0xcccccccc, 0xdddddddd},
+    {0x0, 0, 0x0000001f, 0, 0, 0}, /* ebx set per vendor */
+    {0x1, 0, 0x000806f8, 0xffff0000 | L1_EBX_LOW, L1_ECX, L1_EDX},
+    {0x4, 0, L4_EAX, L4_EBX, 0x3f, 0},
+    {0x4, 1, L4_EAX | 0x20, L4_EBX, 0x3f, 0},
+    {0xb, 0, 0xdead, 0xdead, 0xdead, 0xdead},
+    {0xb, 1, 0xdead, 0xdead, 0xdead, 0xdead},
+    {0xb, 2, 0xdead, 0xdead, 0xdead, 0xdead},
+    {0x1f, 1, 0xdead, 0xdead, 0xdead, 0xdead},
+    {0x7, 0, 0x1, 0x2, 0x3, 0x4},
+    {0x80000008, 0, X8_EAX, 0x5, X8_ECX, 0x6},
+    {0x8000001e, 0, X1E_EAX, 0xbbbbbbbb, 0xcccccccc, 0xdddddddd},
 };
 
 static struct kvm_cpuid2 *make_cpuid(uint32_t vendor_ebx)
 {
 	size_t n = ARRAY_SIZE(base_leaves);
-	struct kvm_cpuid2 *c =
-		calloc(1, sizeof(*c) + n * sizeof(struct kvm_cpuid_entry2));
+	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + n * sizeof(struct kvm_cpuid_entry2));
 
 	assert_non_null(c);
 	c->nent = (uint32_t)n;
@@ -63,8 +63,7 @@ static struct kvm_cpuid2 *make_cpuid(uint32_t vendor_ebx)
 	return c;
 }
 
-static struct kvm_cpuid_entry2 *leaf(struct kvm_cpuid2 *c, uint32_t fn,
-				     uint32_t idx)
+static struct kvm_cpuid_entry2 *leaf(struct kvm_cpuid2 *c, uint32_t fn, uint32_t idx)
 {
 	for (uint32_t i = 0; i < c->nent; i++)
 		if (c->entries[i].function == fn && c->entries[i].index == idx)
@@ -99,7 +98,7 @@ static void check_common(struct kvm_cpuid2 *c, unsigned int id, unsigned int n)
 	while ((1u << bits) < n)
 		bits++;
 
-	assert_int_equal(e->ebx >> 24, id); /* initial APIC ID */
+	assert_int_equal(e->ebx >> 24, id);	    /* initial APIC ID */
 	assert_int_equal((e->ebx >> 16) & 0xff, n); /* logical processors */
 	assert_int_equal(e->ebx & 0xffff, L1_EBX_LOW);
 	assert_int_equal(e->ecx, L1_ECX | (1u << 31)); /* hypervisor */
@@ -122,7 +121,7 @@ static void check_common(struct kvm_cpuid2 *c, unsigned int id, unsigned int n)
 	assert_int_equal(e->eax, 0);
 	assert_int_equal(e->ebx, 0);
 	assert_int_equal(e->ecx, 2); /* level 2, type invalid: the end */
-	e = leaf(c, 0x1f, 1); /* 0x1f is shaped like 0xb */
+	e = leaf(c, 0x1f, 1);	     /* 0x1f is shaped like 0xb */
 	assert_int_equal(e->edx, id);
 	assert_int_equal(e->ebx, n);
 	assert_int_equal(e->ecx, 0x201);
@@ -137,9 +136,10 @@ static void check_common(struct kvm_cpuid2 *c, unsigned int id, unsigned int n)
 
 static void test_intel(void **state)
 {
-	static const struct { unsigned int id, n; } cases[] = {
-		{0, 1}, {0, 2}, {1, 2}, {2, 4}, {4, 5}, {7, 8}, {100, 200},
-		{253, 254},
+	static const struct {
+		unsigned int id, n;
+	} cases[] = {
+	    {0, 1}, {0, 2}, {1, 2}, {2, 4}, {4, 5}, {7, 8}, {100, 200}, {253, 254},
 	};
 
 	(void)state;
@@ -152,8 +152,7 @@ static void test_intel(void **state)
 		check_common(c, id, n);
 		/* Leaf 4 EAX[31:26]: cores per package - 1 (capped at 63). */
 		e = leaf(c, 4, 0);
-		assert_int_equal(e->eax, (L4_EAX & 0x03ffffff) |
-						 ((n - 1 > 63 ? 63 : n - 1) << 26));
+		assert_int_equal(e->eax, (L4_EAX & 0x03ffffff) | ((n - 1 > 63 ? 63 : n - 1) << 26));
 		assert_int_equal(e->ebx, L4_EBX);
 		e = leaf(c, 4, 1);
 		assert_int_equal(e->eax & 0x03ffffff, (L4_EAX | 0x20) & 0x03ffffff);
@@ -171,8 +170,10 @@ static void test_intel(void **state)
 
 static void test_amd(void **state)
 {
-	static const struct { unsigned int id, n; } cases[] = {
-		{0, 1}, {1, 2}, {3, 4}, {2, 3}, {15, 16}, {16, 17}, {253, 254},
+	static const struct {
+		unsigned int id, n;
+	} cases[] = {
+	    {0, 1}, {1, 2}, {3, 4}, {2, 3}, {15, 16}, {16, 17}, {253, 254},
 	};
 
 	(void)state;
@@ -246,11 +247,11 @@ static void test_per_vcpu_copies(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_is_amd),
-		cmocka_unit_test(test_intel),
-		cmocka_unit_test(test_amd),
-		cmocka_unit_test(test_hygon_is_amd),
-		cmocka_unit_test(test_per_vcpu_copies),
+	    cmocka_unit_test(test_is_amd),
+	    cmocka_unit_test(test_intel),
+	    cmocka_unit_test(test_amd),
+	    cmocka_unit_test(test_hygon_is_amd),
+	    cmocka_unit_test(test_per_vcpu_copies),
 	};
 
 	return cmocka_run_group_tests_name("cpuid", tests, NULL, NULL);

@@ -2,10 +2,11 @@
  * Unit tests: 8250 UART, i8042, CMOS RTC and PCI host bridge
  * (src/devices/), driven through a PIO bus as a guest would.
  */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <setjmp.h>
+
 #include <cmocka.h>
 
 #include <errno.h>
@@ -61,14 +62,14 @@ static void out32(struct bus *pio, uint64_t port, uint32_t v)
 /* ---- 8250 UART ---- */
 
 #define COM1 SERIAL_COM1_BASE
-#define THR (COM1 + 0)
-#define IER (COM1 + 1)
-#define IIR (COM1 + 2)
-#define LCR (COM1 + 3)
-#define MCR (COM1 + 4)
-#define LSR (COM1 + 5)
-#define MSR (COM1 + 6)
-#define SCR (COM1 + 7)
+#define THR  (COM1 + 0)
+#define IER  (COM1 + 1)
+#define IIR  (COM1 + 2)
+#define LCR  (COM1 + 3)
+#define MCR  (COM1 + 4)
+#define LSR  (COM1 + 5)
+#define MSR  (COM1 + 6)
+#define SCR  (COM1 + 7)
 
 struct irq_rec {
 	unsigned int calls;
@@ -102,8 +103,7 @@ static int setup_uart(void **state)
 	f->pipe_rd = p[0];
 	f->pipe_wr = p[1];
 	serial_init(&f->s,
-		    (struct irq_line){.set = irq_set, .opaque = &f->irq,
-				      .gsi = SERIAL_COM1_IRQ},
+		    (struct irq_line){.set = irq_set, .opaque = &f->irq, .gsi = SERIAL_COM1_IRQ},
 		    f->pipe_wr);
 	if (serial_attach(&f->s, &f->pio, COM1))
 		return -1;
@@ -199,7 +199,7 @@ static void test_serial_thri(void **state)
 	struct uart_fx *f = *state;
 
 	assert_int_equal(in8(&f->pio, IIR), 0x01); /* no interrupt */
-	out8(&f->pio, IER, 0x02); /* THRI: THR is empty, so it fires now */
+	out8(&f->pio, IER, 0x02);		   /* THRI: THR is empty, so it fires now */
 	assert_int_equal(f->irq.calls, 1);
 	assert_int_equal(f->irq.gsi, SERIAL_COM1_IRQ);
 	assert_int_equal(f->irq.level, 1);
@@ -241,7 +241,7 @@ static void test_serial_receive(void **state)
 	assert_int_equal(serial_receive(&f->s, (const uint8_t *)"abc", 3), 3);
 	assert_int_equal(serial_rx_space(&f->s), SERIAL_RX_FIFO - 3);
 	assert_int_equal(in8(&f->pio, LSR), 0x61); /* DR */
-	assert_int_equal(f->irq.calls, 0);         /* IER RDI off */
+	assert_int_equal(f->irq.calls, 0);	   /* IER RDI off */
 	assert_int_equal(in8(&f->pio, THR), 'a');
 	assert_int_equal(in8(&f->pio, THR), 'b');
 	assert_int_equal(in8(&f->pio, LSR), 0x61);
@@ -282,8 +282,7 @@ static void test_serial_fifo_full(void **state)
 	for (size_t i = 0; i < SERIAL_RX_FIFO + 100; i++)
 		big[i] = (uint8_t)(i * 13);
 	assert_int_equal(serial_receive(&f->s, big, 10), 10);
-	assert_int_equal(serial_receive(&f->s, big + 10, SERIAL_RX_FIFO + 90),
-			 SERIAL_RX_FIFO - 10);
+	assert_int_equal(serial_receive(&f->s, big + 10, SERIAL_RX_FIFO + 90), SERIAL_RX_FIFO - 10);
 	assert_int_equal(serial_rx_space(&f->s), 0);
 	assert_int_equal(serial_receive(&f->s, big, 1), 0);
 	assert_int_equal(serial_receive(&f->s, big, 0), 0);
@@ -317,9 +316,9 @@ static void test_serial_loopback(void **state)
 	struct uart_fx *f = *state;
 	char c;
 
-	out8(&f->pio, MCR, 0x10 | 0x0A); /* LOOP, RTS, OUT2 */
+	out8(&f->pio, MCR, 0x10 | 0x0A);	   /* LOOP, RTS, OUT2 */
 	assert_int_equal(in8(&f->pio, MSR), 0x90); /* CTS, DCD */
-	out8(&f->pio, MCR, 0x10 | 0x05); /* LOOP, DTR, OUT1 */
+	out8(&f->pio, MCR, 0x10 | 0x05);	   /* LOOP, DTR, OUT1 */
 	assert_int_equal(in8(&f->pio, MSR), 0x60); /* DSR, RI */
 	out8(&f->pio, MCR, 0x10);
 	assert_int_equal(in8(&f->pio, MSR), 0x00);
@@ -380,9 +379,8 @@ static int setup_kbd(void **state)
 
 	if (!f || bus_init(&f->pio, "pio"))
 		return -1;
-	i8042_init(&f->k,
-		   (struct irq_line){.set = irq_set, .opaque = &f->irq, .gsi = 1},
-		   on_reset, f);
+	i8042_init(&f->k, (struct irq_line){.set = irq_set, .opaque = &f->irq, .gsi = 1}, on_reset,
+		   f);
 	if (i8042_attach(&f->k, &f->pio))
 		return -1;
 	*state = f;
@@ -627,7 +625,7 @@ static void assert_close(int a, int b)
 
 	if (d > 43200)
 		d = 86400 - d; /* across midnight */
-	if (d > 120) /* a minute boundary between the reads, and slack */
+	if (d > 120)	       /* a minute boundary between the reads, and slack */
 		fail_msg("RTC %d s vs host %d s since midnight", a, b);
 }
 
@@ -733,8 +731,7 @@ static int teardown_pci(void **state)
 	return 0;
 }
 
-static uint32_t cfg(unsigned int bus, unsigned int slot, unsigned int fn,
-		    unsigned int reg)
+static uint32_t cfg(unsigned int bus, unsigned int slot, unsigned int fn, unsigned int reg)
 {
 	return 0x80000000u | (bus << 16) | (slot << 11) | (fn << 8) | reg;
 }
@@ -871,7 +868,7 @@ static void test_pci_add_device(void **state)
 	t.dev.cfg[0] = 0xf4;
 	t.dev.cfg[1] = 0x1a; /* 1af4 */
 	t.dev.cfg[2] = 0x41;
-	t.dev.cfg[3] = 0x10; /* 1041 */
+	t.dev.cfg[3] = 0x10;	  /* 1041 */
 	t.dev.wmask[0x3c] = 0xff; /* interrupt line */
 
 	assert_int_equal(pci_add_device(&f->pci, 0, &t.dev), -EINVAL);
@@ -914,49 +911,29 @@ static void test_pci_add_device(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_serial_transmit, setup_uart,
-						teardown_uart),
-		cmocka_unit_test(test_serial_discard_output),
-		cmocka_unit_test_setup_teardown(test_serial_dlab_and_scratch,
-						setup_uart, teardown_uart),
-		cmocka_unit_test_setup_teardown(test_serial_thri, setup_uart,
-						teardown_uart),
-		cmocka_unit_test_setup_teardown(test_serial_receive, setup_uart,
-						teardown_uart),
-		cmocka_unit_test_setup_teardown(test_serial_fifo_full, setup_uart,
-						teardown_uart),
-		cmocka_unit_test_setup_teardown(test_serial_fifo_clear,
-						setup_uart, teardown_uart),
-		cmocka_unit_test_setup_teardown(test_serial_loopback, setup_uart,
-						teardown_uart),
-		cmocka_unit_test_setup_teardown(test_serial_wide_access,
-						setup_uart, teardown_uart),
-		cmocka_unit_test_setup_teardown(test_i8042_self_test, setup_kbd,
-						teardown_kbd),
-		cmocka_unit_test_setup_teardown(test_i8042_command_byte,
-						setup_kbd, teardown_kbd),
-		cmocka_unit_test_setup_teardown(test_i8042_keyboard_probe,
-						setup_kbd, teardown_kbd),
-		cmocka_unit_test_setup_teardown(test_i8042_reset, setup_kbd,
-						teardown_kbd),
-		cmocka_unit_test_setup_teardown(test_rtc_status_registers,
-						setup_rtc, teardown_rtc),
-		cmocka_unit_test_setup_teardown(test_rtc_time_bcd, setup_rtc,
-						teardown_rtc),
-		cmocka_unit_test_setup_teardown(test_rtc_time_binary, setup_rtc,
-						teardown_rtc),
-		cmocka_unit_test_setup_teardown(test_rtc_alarm_registers,
-						setup_rtc, teardown_rtc),
-		cmocka_unit_test_setup_teardown(test_pci_address_port, setup_pci,
-						teardown_pci),
-		cmocka_unit_test_setup_teardown(test_pci_host_bridge, setup_pci,
-						teardown_pci),
-		cmocka_unit_test_setup_teardown(test_pci_empty, setup_pci,
-						teardown_pci),
-		cmocka_unit_test_setup_teardown(test_pci_writes, setup_pci,
-						teardown_pci),
-		cmocka_unit_test_setup_teardown(test_pci_add_device, setup_pci,
-						teardown_pci),
+	    cmocka_unit_test_setup_teardown(test_serial_transmit, setup_uart, teardown_uart),
+	    cmocka_unit_test(test_serial_discard_output),
+	    cmocka_unit_test_setup_teardown(test_serial_dlab_and_scratch, setup_uart,
+					    teardown_uart),
+	    cmocka_unit_test_setup_teardown(test_serial_thri, setup_uart, teardown_uart),
+	    cmocka_unit_test_setup_teardown(test_serial_receive, setup_uart, teardown_uart),
+	    cmocka_unit_test_setup_teardown(test_serial_fifo_full, setup_uart, teardown_uart),
+	    cmocka_unit_test_setup_teardown(test_serial_fifo_clear, setup_uart, teardown_uart),
+	    cmocka_unit_test_setup_teardown(test_serial_loopback, setup_uart, teardown_uart),
+	    cmocka_unit_test_setup_teardown(test_serial_wide_access, setup_uart, teardown_uart),
+	    cmocka_unit_test_setup_teardown(test_i8042_self_test, setup_kbd, teardown_kbd),
+	    cmocka_unit_test_setup_teardown(test_i8042_command_byte, setup_kbd, teardown_kbd),
+	    cmocka_unit_test_setup_teardown(test_i8042_keyboard_probe, setup_kbd, teardown_kbd),
+	    cmocka_unit_test_setup_teardown(test_i8042_reset, setup_kbd, teardown_kbd),
+	    cmocka_unit_test_setup_teardown(test_rtc_status_registers, setup_rtc, teardown_rtc),
+	    cmocka_unit_test_setup_teardown(test_rtc_time_bcd, setup_rtc, teardown_rtc),
+	    cmocka_unit_test_setup_teardown(test_rtc_time_binary, setup_rtc, teardown_rtc),
+	    cmocka_unit_test_setup_teardown(test_rtc_alarm_registers, setup_rtc, teardown_rtc),
+	    cmocka_unit_test_setup_teardown(test_pci_address_port, setup_pci, teardown_pci),
+	    cmocka_unit_test_setup_teardown(test_pci_host_bridge, setup_pci, teardown_pci),
+	    cmocka_unit_test_setup_teardown(test_pci_empty, setup_pci, teardown_pci),
+	    cmocka_unit_test_setup_teardown(test_pci_writes, setup_pci, teardown_pci),
+	    cmocka_unit_test_setup_teardown(test_pci_add_device, setup_pci, teardown_pci),
 	};
 
 	return cmocka_run_group_tests_name("devices", tests, NULL, NULL);

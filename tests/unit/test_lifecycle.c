@@ -4,10 +4,11 @@
  * (src/stop.c), the I/O loop (src/io_loop.c), and the legacy devices'
  * reset through their lifecycle tables.
  */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <setjmp.h>
+
 #include <cmocka.h>
 
 #include <errno.h>
@@ -58,7 +59,7 @@ static void t_destroy(struct device *dev)
 }
 
 static const struct device_ops t_ops = {
-	.reset = t_reset, .quiesce = t_quiesce, .resume = t_resume, .destroy = t_destroy};
+    .reset = t_reset, .quiesce = t_quiesce, .resume = t_resume, .destroy = t_destroy};
 static const struct device_ops empty_ops = {0};
 
 static void fill(struct device_list *l, unsigned int n)
@@ -249,12 +250,12 @@ static void test_legacy_reset(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_walk_order),
-		cmocka_unit_test(test_quiesce_failure_resumes_the_done),
-		cmocka_unit_test(test_empty_ops_and_full_list),
-		cmocka_unit_test(test_stop_first_wins),
-		cmocka_unit_test(test_io_loop),
-		cmocka_unit_test(test_legacy_reset),
+	    cmocka_unit_test(test_walk_order),
+	    cmocka_unit_test(test_quiesce_failure_resumes_the_done),
+	    cmocka_unit_test(test_empty_ops_and_full_list),
+	    cmocka_unit_test(test_stop_first_wins),
+	    cmocka_unit_test(test_io_loop),
+	    cmocka_unit_test(test_legacy_reset),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,10 +2,11 @@
  * Unit tests: bzImage and ELF64 loaders, initrd placement (src/cpu/loader.c),
  * against crafted images and, when present, a real Debian bzImage.
  */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <setjmp.h>
+
 #include <cmocka.h>
 
 #include <elf.h>
@@ -21,13 +22,13 @@
 #include "boot.h"
 #include "mem.h"
 
-#define HDR_OFF 0x1f1
+#define HDR_OFF	  0x1f1
 #define GUEST_MEM (64 * MiB)
 
 /* ---- crafted bzImages ---- */
 
 struct bz_opts {
-	uint8_t setup_sects; /* as written in the header; 0 means 4 */
+	uint8_t setup_sects;	       /* as written in the header; 0 means 4 */
 	unsigned int real_setup_sects; /* layout actually used */
 	uint16_t boot_flag;
 	uint32_t magic;
@@ -48,22 +49,22 @@ struct bz_opts {
 static struct bz_opts bz_default(void)
 {
 	return (struct bz_opts){
-		.setup_sects = 4,
-		.real_setup_sects = 4,
-		.boot_flag = 0xAA55,
-		.magic = 0x53726448, /* "HdrS" */
-		.version = 0x020f,
-		.loadflags = LOADED_HIGH,
-		.xloadflags = XLF_KERNEL_64 | XLF_CAN_BE_LOADED_ABOVE_4G,
-		.init_size = 0x400000,
-		.pref_address = 0x1000000,
-		.kernel_alignment = 0x200000,
-		.relocatable = 1,
-		.cmdline_size = 2047,
-		.initrd_addr_max = 0x7fffffff,
-		.jump = 0x6a, /* header runs to 0x26c: all of struct setup_header */
-		.payload = 0x10000,
-		.syssize = 0x10000 / 16,
+	    .setup_sects = 4,
+	    .real_setup_sects = 4,
+	    .boot_flag = 0xAA55,
+	    .magic = 0x53726448, /* "HdrS" */
+	    .version = 0x020f,
+	    .loadflags = LOADED_HIGH,
+	    .xloadflags = XLF_KERNEL_64 | XLF_CAN_BE_LOADED_ABOVE_4G,
+	    .init_size = 0x400000,
+	    .pref_address = 0x1000000,
+	    .kernel_alignment = 0x200000,
+	    .relocatable = 1,
+	    .cmdline_size = 2047,
+	    .initrd_addr_max = 0x7fffffff,
+	    .jump = 0x6a, /* header runs to 0x26c: all of struct setup_header */
+	    .payload = 0x10000,
+	    .syssize = 0x10000 / 16,
 	};
 }
 
@@ -107,8 +108,7 @@ static uint8_t *make_bz(const struct bz_opts *o, size_t *len)
 	return buf;
 }
 
-static int parse_opts(const struct bz_opts *o, struct kernel_info *ki,
-		      char *err, size_t errlen)
+static int parse_opts(const struct bz_opts *o, struct kernel_info *ki, char *err, size_t errlen)
 {
 	size_t len;
 	uint8_t *buf = make_bz(o, &len);
@@ -118,8 +118,7 @@ static int parse_opts(const struct bz_opts *o, struct kernel_info *ki,
 	return r;
 }
 
-static void expect_parse_err(const struct bz_opts *o, int code,
-			     const char *needle)
+static void expect_parse_err(const struct bz_opts *o, int code, const char *needle)
 {
 	struct kernel_info ki;
 	char err[256] = "";
@@ -272,15 +271,13 @@ static void test_bz_parse_not_bzimage(void **state)
 	o = bz_default();
 	buf = make_bz(&o, &len);
 	memset(err, 0, sizeof(err));
-	assert_int_equal(bzimage_parse(buf, sizeof(small) - 1, &ki, err, sizeof(err)),
-			 -ENOEXEC);
+	assert_int_equal(bzimage_parse(buf, sizeof(small) - 1, &ki, err, sizeof(err)), -ENOEXEC);
 	assert_non_null(strstr(err, "too short"));
 	assert_int_equal(bzimage_parse(buf, 0, &ki, err, sizeof(err)), -ENOEXEC);
 	free(buf);
 
 	memset(small, 0, sizeof(small));
-	assert_int_equal(bzimage_parse(small, sizeof(small), &ki, err, sizeof(err)),
-			 -ENOEXEC);
+	assert_int_equal(bzimage_parse(small, sizeof(small), &ki, err, sizeof(err)), -ENOEXEC);
 }
 
 static void test_bz_parse_unbootable(void **state)
@@ -345,8 +342,7 @@ static int teardown_mem(void **state)
 	return 0;
 }
 
-static void assert_payload_at(const struct guest_mem *m, uint64_t gpa,
-			      size_t n)
+static void assert_payload_at(const struct guest_mem *m, uint64_t gpa, size_t n)
 {
 	const uint8_t *p = mem_gpa_to_hva(m, gpa, n);
 
@@ -357,8 +353,8 @@ static void assert_payload_at(const struct guest_mem *m, uint64_t gpa,
 				 (unsigned long long)gpa, p[i], payload_byte(i));
 }
 
-static int load_opts(const struct guest_mem *m, const struct bz_opts *o,
-		     struct kernel_info *ki, char *err, size_t errlen)
+static int load_opts(const struct guest_mem *m, const struct bz_opts *o, struct kernel_info *ki,
+		     char *err, size_t errlen)
 {
 	size_t len;
 	uint8_t *buf = make_bz(o, &len);
@@ -521,8 +517,7 @@ static void test_kernel_load_not_a_kernel(void **state)
 	uint8_t junk[4096];
 
 	memset(junk, 0x90, sizeof(junk));
-	assert_int_equal(kernel_load(m, junk, sizeof(junk), &ki, err, sizeof(err)),
-			 -ENOEXEC);
+	assert_int_equal(kernel_load(m, junk, sizeof(junk), &ki, err, sizeof(err)), -ENOEXEC);
 	assert_int_equal(kernel_load(m, junk, 3, &ki, err, sizeof(err)), -ENOEXEC);
 	/* ELF magic but too short for a header: still ELF's -ENOEXEC. */
 	memcpy(junk, ELFMAG, SELFMAG);
@@ -533,8 +528,8 @@ static void test_kernel_load_not_a_kernel(void **state)
 /* ---- ELF64 ---- */
 
 #define ELF_DATA_OFF 0x200
-#define ELF_FILESZ 0x100
-#define ELF_LEN (ELF_DATA_OFF + ELF_FILESZ)
+#define ELF_FILESZ   0x100
+#define ELF_LEN	     (ELF_DATA_OFF + ELF_FILESZ)
 
 struct elf_img {
 	uint8_t buf[ELF_LEN] __attribute__((aligned(8)));
@@ -547,8 +542,7 @@ static Elf64_Ehdr *elf_eh(struct elf_img *img)
 
 static Elf64_Phdr *elf_ph(struct elf_img *img, unsigned int i)
 {
-	return (Elf64_Phdr *)(void *)(img->buf + sizeof(Elf64_Ehdr) +
-				      i * sizeof(Elf64_Phdr));
+	return (Elf64_Phdr *)(void *)(img->buf + sizeof(Elf64_Ehdr) + i * sizeof(Elf64_Phdr));
 }
 
 /* One PT_LOAD at 1M: 0x100 bytes of file, 0x2000 of memory; entry +0x10. */
@@ -587,8 +581,8 @@ static void make_elf(struct elf_img *img)
 		img->buf[ELF_DATA_OFF + i] = payload_byte(i);
 }
 
-static int elf_try(const struct guest_mem *m, struct elf_img *img,
-		   struct kernel_info *ki, char *err, size_t errlen)
+static int elf_try(const struct guest_mem *m, struct elf_img *img, struct kernel_info *ki,
+		   char *err, size_t errlen)
 {
 	return elf_load(m, img->buf, sizeof(img->buf), ki, err, errlen);
 }
@@ -626,9 +620,7 @@ static void test_elf_load_valid(void **state)
 
 	/* kernel_load dispatches on the ELF magic. */
 	memset(&ki, 0, sizeof(ki));
-	assert_int_equal(kernel_load(m, img.buf, sizeof(img.buf), &ki, err,
-				     sizeof(err)),
-			 0);
+	assert_int_equal(kernel_load(m, img.buf, sizeof(img.buf), &ki, err, sizeof(err)), 0);
 	assert_int_equal(ki.kind, KERNEL_ELF);
 	assert_true(ki.entry_gpa == 0x100010);
 
@@ -647,8 +639,8 @@ static void test_elf_load_valid(void **state)
 	assert_payload_at(m, 0x400000, ELF_FILESZ);
 }
 
-static void expect_elf_err(const struct guest_mem *m, struct elf_img *img,
-			   int code, const char *needle)
+static void expect_elf_err(const struct guest_mem *m, struct elf_img *img, int code,
+			   const char *needle)
 {
 	struct kernel_info ki;
 	char err[256] = "";
@@ -666,8 +658,7 @@ static void test_elf_load_bad_headers(void **state)
 	char err[256];
 
 	make_elf(&img);
-	assert_int_equal(elf_load(m, img.buf, sizeof(Elf64_Ehdr) - 1, &ki, err,
-				  sizeof(err)),
+	assert_int_equal(elf_load(m, img.buf, sizeof(Elf64_Ehdr) - 1, &ki, err, sizeof(err)),
 			 -ENOEXEC);
 	img.buf[0] = 0x7e;
 	expect_elf_err(m, &img, -ENOEXEC, "not an ELF");
@@ -952,8 +943,7 @@ static void test_real_bzimage(void **state)
 	assert_int_equal(kernel_load(&m, buf, len, &ki, err, sizeof(err)), 0);
 	assert_true(ki.load_gpa == 0x1000000);
 	assert_true(ki.entry_gpa == 0x1000200);
-	assert_memory_equal(mem_gpa_to_hva(&m, ki.load_gpa, len - setup),
-			    buf + setup, len - setup);
+	assert_memory_equal(mem_gpa_to_hva(&m, ki.load_gpa, len - setup), buf + setup, len - setup);
 	assert_true(ki.end_gpa == 0x1000000 + ki.hdr.init_size);
 	assert_int_equal(initrd_place(&m, &ki, 16 * MiB, &initrd), 0);
 	assert_true(initrd == 512 * MiB - 16 * MiB);
@@ -967,32 +957,23 @@ static void test_real_bzimage(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_bz_parse_valid),
-		cmocka_unit_test(test_bz_parse_truncated),
-		cmocka_unit_test(test_kernel_check_layout_only),
-		cmocka_unit_test(test_fuzz_pref_address_wrap),
-		cmocka_unit_test(test_bz_parse_not_bzimage),
-		cmocka_unit_test(test_bz_parse_unbootable),
-		cmocka_unit_test_setup_teardown(test_bz_load_at_pref_address,
-						setup_mem, teardown_mem),
-		cmocka_unit_test_setup_teardown(test_bz_load_setup_sects_zero,
-						setup_mem, teardown_mem),
-		cmocka_unit_test_setup_teardown(test_bz_load_too_big, setup_mem,
-						teardown_mem),
-		cmocka_unit_test_setup_teardown(test_bz_load_relocated_lower,
-						setup_mem, teardown_mem),
-		cmocka_unit_test_setup_teardown(test_bz_load_below_1m, setup_mem,
-						teardown_mem),
-		cmocka_unit_test_setup_teardown(test_kernel_load_not_a_kernel,
-						setup_mem, teardown_mem),
-		cmocka_unit_test_setup_teardown(test_elf_load_valid, setup_mem,
-						teardown_mem),
-		cmocka_unit_test_setup_teardown(test_elf_load_bad_headers,
-						setup_mem, teardown_mem),
-		cmocka_unit_test_setup_teardown(test_elf_load_bad_segments,
-						setup_mem, teardown_mem),
-		cmocka_unit_test(test_initrd_place),
-		cmocka_unit_test(test_real_bzimage),
+	    cmocka_unit_test(test_bz_parse_valid),
+	    cmocka_unit_test(test_bz_parse_truncated),
+	    cmocka_unit_test(test_kernel_check_layout_only),
+	    cmocka_unit_test(test_fuzz_pref_address_wrap),
+	    cmocka_unit_test(test_bz_parse_not_bzimage),
+	    cmocka_unit_test(test_bz_parse_unbootable),
+	    cmocka_unit_test_setup_teardown(test_bz_load_at_pref_address, setup_mem, teardown_mem),
+	    cmocka_unit_test_setup_teardown(test_bz_load_setup_sects_zero, setup_mem, teardown_mem),
+	    cmocka_unit_test_setup_teardown(test_bz_load_too_big, setup_mem, teardown_mem),
+	    cmocka_unit_test_setup_teardown(test_bz_load_relocated_lower, setup_mem, teardown_mem),
+	    cmocka_unit_test_setup_teardown(test_bz_load_below_1m, setup_mem, teardown_mem),
+	    cmocka_unit_test_setup_teardown(test_kernel_load_not_a_kernel, setup_mem, teardown_mem),
+	    cmocka_unit_test_setup_teardown(test_elf_load_valid, setup_mem, teardown_mem),
+	    cmocka_unit_test_setup_teardown(test_elf_load_bad_headers, setup_mem, teardown_mem),
+	    cmocka_unit_test_setup_teardown(test_elf_load_bad_segments, setup_mem, teardown_mem),
+	    cmocka_unit_test(test_initrd_place),
+	    cmocka_unit_test(test_real_bzimage),
 	};
 
 	return cmocka_run_group_tests_name("loader", tests, NULL, NULL);

@@ -1,8 +1,9 @@
 /* Unit tests: guest memory layout, the gpa gate and e820 (src/mem/guest_mem.c). */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <setjmp.h>
+
 #include <cmocka.h>
 
 #include <errno.h>
@@ -133,9 +134,9 @@ static void test_gate_one_region(void **state)
 	assert_ptr_equal(mem_gpa_to_hva(&m, 0x1000, 0), base + 0x1000);
 
 	assert_null(mem_gpa_to_hva(&m, 0, sz + 1));
-	assert_null(mem_gpa_to_hva(&m, sz, 1));      /* one past the end */
-	assert_null(mem_gpa_to_hva(&m, sz - 1, 2));  /* runs past the end */
-	assert_null(mem_gpa_to_hva(&m, sz, 0));      /* gpa itself is not RAM */
+	assert_null(mem_gpa_to_hva(&m, sz, 1));		     /* one past the end */
+	assert_null(mem_gpa_to_hva(&m, sz - 1, 2));	     /* runs past the end */
+	assert_null(mem_gpa_to_hva(&m, sz, 0));		     /* gpa itself is not RAM */
 	assert_null(mem_gpa_to_hva(&m, UINT64_MAX - 1, 16)); /* gpa+len wraps */
 	assert_null(mem_gpa_to_hva(&m, 16, UINT64_MAX));
 	assert_null(mem_gpa_to_hva(&m, 1, UINT64_MAX - 0));
@@ -165,9 +166,7 @@ static void test_gate_two_regions(void **state)
 
 	(void)state;
 	/* 3G + 16M: reserved, never touched beyond a few pages. */
-	assert_int_equal(mem_create(&m, 3 * GiB + above, HUGEPAGES_OFF, err,
-				    sizeof(err)),
-			 0);
+	assert_int_equal(mem_create(&m, 3 * GiB + above, HUGEPAGES_OFF, err, sizeof(err)), 0);
 	assert_int_equal(m.nr_regions, 2);
 	lo = m.regions[0].hva;
 	hi = m.regions[1].hva;
@@ -177,8 +176,7 @@ static void test_gate_two_regions(void **state)
 	assert_ptr_equal(mem_gpa_to_hva(&m, MEM_MMIO_HOLE_START - 1, 1),
 			 lo + MEM_MMIO_HOLE_START - 1);
 	assert_ptr_equal(mem_gpa_to_hva(&m, MEM_4G, 1), hi);
-	assert_ptr_equal(mem_gpa_to_hva(&m, MEM_4G + above - 8, 8),
-			 hi + above - 8);
+	assert_ptr_equal(mem_gpa_to_hva(&m, MEM_4G + above - 8, 8), hi + above - 8);
 
 	/* The hole is not RAM. */
 	assert_null(mem_gpa_to_hva(&m, MEM_MMIO_HOLE_START, 1));
@@ -225,30 +223,26 @@ static void test_read_write(void **state)
 	/* Up to the last byte works; one more does not, and copies nothing. */
 	assert_int_equal(mem_write(&m, sz - sizeof(buf), buf, sizeof(buf)), 0);
 	memset(out, 0xee, sizeof(out));
-	assert_int_equal(mem_read(&m, sz - sizeof(buf) + 1, out, sizeof(out)),
-			 -EFAULT);
+	assert_int_equal(mem_read(&m, sz - sizeof(buf) + 1, out, sizeof(out)), -EFAULT);
 	for (unsigned int i = 0; i < sizeof(out); i++)
 		assert_int_equal(out[i], 0xee);
-	assert_int_equal(mem_write(&m, sz - sizeof(buf) + 1, buf, sizeof(buf)),
-			 -EFAULT);
-	assert_int_equal(*((uint8_t *)m.regions[0].hva + sz - 1),
-			 buf[sizeof(buf) - 1]);
+	assert_int_equal(mem_write(&m, sz - sizeof(buf) + 1, buf, sizeof(buf)), -EFAULT);
+	assert_int_equal(*((uint8_t *)m.regions[0].hva + sz - 1), buf[sizeof(buf) - 1]);
 	assert_int_equal(mem_write(&m, sz, buf, 1), -EFAULT);
 	assert_int_equal(mem_read(&m, UINT64_MAX - 1, out, 16), -EFAULT);
 	assert_int_equal(mem_write(&m, UINT64_MAX - 1, buf, 16), -EFAULT);
 	mem_destroy(&m);
 }
 
-static void assert_e820(const struct e820_entry_host *e, uint64_t addr,
-			uint64_t size, uint32_t type)
+static void assert_e820(const struct e820_entry_host *e, uint64_t addr, uint64_t size,
+			uint32_t type)
 {
 	assert_true(e->addr == addr);
 	assert_true(e->size == size);
 	assert_int_equal(e->type, type);
 }
 
-static void assert_no_hole_overlap(const struct e820_entry_host *e,
-				   unsigned int n)
+static void assert_no_hole_overlap(const struct e820_entry_host *e, unsigned int n)
 {
 	for (unsigned int i = 0; i < n; i++) {
 		uint64_t end = e[i].addr + e[i].size;
@@ -333,18 +327,18 @@ static void test_e820_max(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_layout_small),
-		cmocka_unit_test(test_layout_exactly_3g),
-		cmocka_unit_test(test_layout_split),
-		cmocka_unit_test(test_create_small),
-		cmocka_unit_test(test_create_aligned),
-		cmocka_unit_test(test_gate_one_region),
-		cmocka_unit_test(test_gate_unmapped_layout),
-		cmocka_unit_test(test_gate_two_regions),
-		cmocka_unit_test(test_read_write),
-		cmocka_unit_test(test_e820_512m),
-		cmocka_unit_test(test_e820_4g),
-		cmocka_unit_test(test_e820_max),
+	    cmocka_unit_test(test_layout_small),
+	    cmocka_unit_test(test_layout_exactly_3g),
+	    cmocka_unit_test(test_layout_split),
+	    cmocka_unit_test(test_create_small),
+	    cmocka_unit_test(test_create_aligned),
+	    cmocka_unit_test(test_gate_one_region),
+	    cmocka_unit_test(test_gate_unmapped_layout),
+	    cmocka_unit_test(test_gate_two_regions),
+	    cmocka_unit_test(test_read_write),
+	    cmocka_unit_test(test_e820_512m),
+	    cmocka_unit_test(test_e820_4g),
+	    cmocka_unit_test(test_e820_max),
 	};
 
 	return cmocka_run_group_tests_name("mem", tests, NULL, NULL);

@@ -1,8 +1,9 @@
 /* Unit tests: KVM binary stats parsing and the stats line (src/stats.c). */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <setjmp.h>
+
 #include <cmocka.h>
 
 #include <errno.h>
@@ -20,7 +21,7 @@ struct fdesc {
 	uint64_t first;
 };
 
-#define CUM (KVM_STATS_TYPE_CUMULATIVE | KVM_STATS_UNIT_NONE)
+#define CUM	 (KVM_STATS_TYPE_CUMULATIVE | KVM_STATS_UNIT_NONE)
 #define BLOB_MAX 16384
 
 static uint8_t blob[BLOB_MAX];
@@ -33,10 +34,10 @@ static uint8_t blob[BLOB_MAX];
 static size_t build(uint32_t name_size, const struct fdesc *d, unsigned int n)
 {
 	struct kvm_stats_header hdr = {
-		.name_size = name_size,
-		.num_desc = n,
-		.id_offset = sizeof(hdr),
-		.desc_offset = sizeof(hdr) + name_size,
+	    .name_size = name_size,
+	    .num_desc = n,
+	    .id_offset = sizeof(hdr),
+	    .desc_offset = sizeof(hdr) + name_size,
 	};
 	size_t desc_size = sizeof(struct kvm_stats_desc) + name_size;
 	uint32_t data_off = 0;
@@ -50,9 +51,9 @@ static size_t build(uint32_t name_size, const struct fdesc *d, unsigned int n)
 	p = blob + hdr.desc_offset;
 	for (unsigned int i = 0; i < n; i++, p += desc_size) {
 		struct kvm_stats_desc desc = {
-			.flags = d[i].flags,
-			.size = d[i].size,
-			.offset = data_off,
+		    .flags = d[i].flags,
+		    .size = d[i].size,
+		    .offset = data_off,
 		};
 
 		memcpy(p, &desc, sizeof(desc));
@@ -71,17 +72,17 @@ static size_t build(uint32_t name_size, const struct fdesc *d, unsigned int n)
 
 /* Something like an x86 vCPU: ours mixed with others, and a histogram. */
 static const struct fdesc x86[] = {
-	{"halt_successful_poll", CUM, 1, 1000},
-	{"halt_wakeup", CUM, 1, 1001},
-	{"halt_poll_success_hist", KVM_STATS_TYPE_LOG_HIST, 32, 5000},
-	{"io_exits", CUM, 1, 4},
-	{"mmio_exits", CUM, 1, 5},
-	{"exits", CUM, 1, 123},
-	{"halt_exits", CUM, 1, 6},
-	{"blocking", KVM_STATS_TYPE_INSTANT | KVM_STATS_UNIT_BOOLEAN, 1, 1},
-	{"irq_exits", CUM, 1, 7},
-	{"hypercalls", CUM, 1, 9},
-	{"guest_mode", KVM_STATS_TYPE_INSTANT | KVM_STATS_UNIT_BOOLEAN, 1, 0},
+    {"halt_successful_poll", CUM, 1, 1000},
+    {"halt_wakeup", CUM, 1, 1001},
+    {"halt_poll_success_hist", KVM_STATS_TYPE_LOG_HIST, 32, 5000},
+    {"io_exits", CUM, 1, 4},
+    {"mmio_exits", CUM, 1, 5},
+    {"exits", CUM, 1, 123},
+    {"halt_exits", CUM, 1, 6},
+    {"blocking", KVM_STATS_TYPE_INSTANT | KVM_STATS_UNIT_BOOLEAN, 1, 1},
+    {"irq_exits", CUM, 1, 7},
+    {"hypercalls", CUM, 1, 9},
+    {"guest_mode", KVM_STATS_TYPE_INSTANT | KVM_STATS_UNIT_BOOLEAN, 1, 0},
 };
 
 #define BIT(i) (1u << (i))
@@ -98,9 +99,9 @@ static void parse_ok(size_t len, struct vm_exit_stats *out)
 
 static void check_x86(const struct vm_exit_stats *s)
 {
-	assert_int_equal(s->valid, BIT(STAT_EXITS) | BIT(STAT_IO_EXITS) |
-				   BIT(STAT_MMIO_EXITS) | BIT(STAT_HALT_EXITS) |
-				   BIT(STAT_IRQ_EXITS) | BIT(STAT_HYPERCALLS));
+	assert_int_equal(s->valid, BIT(STAT_EXITS) | BIT(STAT_IO_EXITS) | BIT(STAT_MMIO_EXITS) |
+				       BIT(STAT_HALT_EXITS) | BIT(STAT_IRQ_EXITS) |
+				       BIT(STAT_HYPERCALLS));
 	assert_int_equal(s->val[STAT_EXITS], 123);
 	assert_int_equal(s->val[STAT_IO_EXITS], 4);
 	assert_int_equal(s->val[STAT_MMIO_EXITS], 5);
@@ -141,9 +142,9 @@ static void test_odd_name_sizes(void **state)
 static void test_missing_counter(void **state)
 {
 	static const struct fdesc d[] = {
-		{"io_exits", CUM, 1, 40},
-		{"halt_wakeup", CUM, 1, 1},
-		{"mmio_exits", CUM, 1, 50},
+	    {"io_exits", CUM, 1, 40},
+	    {"halt_wakeup", CUM, 1, 1},
+	    {"mmio_exits", CUM, 1, 50},
 	};
 	struct vm_exit_stats s;
 	char line[256];
@@ -177,10 +178,10 @@ static void test_not_a_counter(void **state)
 {
 	/* Our names, but not single cumulative values: left out. */
 	static const struct fdesc d[] = {
-		{"exits", KVM_STATS_TYPE_PEAK, 1, 77},
-		{"io_exits", CUM, 2, 88},
-		{"mmio_exits", KVM_STATS_TYPE_LINEAR_HIST, 1, 99},
-		{"halt_exits", CUM, 1, 6},
+	    {"exits", KVM_STATS_TYPE_PEAK, 1, 77},
+	    {"io_exits", CUM, 2, 88},
+	    {"mmio_exits", KVM_STATS_TYPE_LINEAR_HIST, 1, 99},
+	    {"halt_exits", CUM, 1, 6},
 	};
 	struct vm_exit_stats s;
 
@@ -193,8 +194,8 @@ static void test_not_a_counter(void **state)
 static void test_duplicate_first_wins(void **state)
 {
 	static const struct fdesc d[] = {
-		{"exits", CUM, 1, 11},
-		{"exits", CUM, 1, 22},
+	    {"exits", CUM, 1, 11},
+	    {"exits", CUM, 1, 22},
 	};
 	struct vm_exit_stats s;
 
@@ -238,7 +239,7 @@ static void test_bad_headers(void **state)
 	assert_int_equal(stats_desc_end(blob, 8, &end), -EINVAL);
 	assert_int_equal(stats_desc_end(blob, len, &end), 0);
 	assert_int_equal(end, sizeof(struct kvm_stats_header) + 48 +
-				      ARRAY_SIZE(x86) * (sizeof(struct kvm_stats_desc) + 48));
+				  ARRAY_SIZE(x86) * (sizeof(struct kvm_stats_desc) + 48));
 	assert_int_equal(stats_parse(blob, end, &lay), 0); /* the data is not needed */
 	assert_int_equal(stats_parse(blob, end - 1, &lay), -EINVAL);
 	assert_int_equal(lay.valid, 0);
@@ -283,7 +284,8 @@ static void test_name_without_nul(void **state)
 	memcpy(&hdr, blob, sizeof(hdr));
 	/* The third descriptor's name fills all 48 bytes. */
 	memset(blob + hdr.desc_offset + 2 * (sizeof(struct kvm_stats_desc) + 48) +
-		       sizeof(struct kvm_stats_desc), 'x', 48);
+		   sizeof(struct kvm_stats_desc),
+	       'x', 48);
 	assert_int_equal(stats_parse(blob, len, &lay), -EINVAL);
 }
 
@@ -327,10 +329,9 @@ static void test_format(void **state)
 	s.valid = (1u << STAT_NR) - 1;
 	s.val[STAT_EXITS] = UINT64_MAX;
 	assert_int_equal(stats_format(&s, line, sizeof(line)), 0);
-	assert_string_equal(line,
-			    "exits=18446744073709551615 io=101 mmio=102 halt=103 irq=104 "
-			    "signal=105 request_irq=106 irq_window=107 nmi_window=108 "
-			    "l1d_flush=109 insn_emulation=110 hypercalls=111 userspace=8");
+	assert_string_equal(line, "exits=18446744073709551615 io=101 mmio=102 halt=103 irq=104 "
+				  "signal=105 request_irq=106 irq_window=107 nmi_window=108 "
+				  "l1d_flush=109 insn_emulation=110 hypercalls=111 userspace=8");
 
 	/* Too small: -ENOSPC, still a terminated string. */
 	assert_int_equal(stats_format(&s, small, sizeof(small)), -ENOSPC);
@@ -372,19 +373,19 @@ static void test_read_without_kvm_stats(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_finds_counters),
-		cmocka_unit_test(test_odd_name_sizes),
-		cmocka_unit_test(test_missing_counter),
-		cmocka_unit_test(test_none_of_ours),
-		cmocka_unit_test(test_not_a_counter),
-		cmocka_unit_test(test_duplicate_first_wins),
-		cmocka_unit_test(test_sum_over_vcpus),
-		cmocka_unit_test(test_bad_headers),
-		cmocka_unit_test(test_name_without_nul),
-		cmocka_unit_test(test_counters_far_apart),
-		cmocka_unit_test(test_format),
-		cmocka_unit_test(test_names),
-		cmocka_unit_test(test_read_without_kvm_stats),
+	    cmocka_unit_test(test_finds_counters),
+	    cmocka_unit_test(test_odd_name_sizes),
+	    cmocka_unit_test(test_missing_counter),
+	    cmocka_unit_test(test_none_of_ours),
+	    cmocka_unit_test(test_not_a_counter),
+	    cmocka_unit_test(test_duplicate_first_wins),
+	    cmocka_unit_test(test_sum_over_vcpus),
+	    cmocka_unit_test(test_bad_headers),
+	    cmocka_unit_test(test_name_without_nul),
+	    cmocka_unit_test(test_counters_far_apart),
+	    cmocka_unit_test(test_format),
+	    cmocka_unit_test(test_names),
+	    cmocka_unit_test(test_read_without_kvm_stats),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

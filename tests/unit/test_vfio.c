@@ -10,10 +10,11 @@
  * MSI-X table (page 0) and PBA (page 2), MSI (64-bit, with masking) and
  * MSI-X capabilities, INTA.
  */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <setjmp.h>
+
 #include <cmocka.h>
 
 #include <errno.h>
@@ -28,17 +29,17 @@
 #include "fake_kvm.h"
 #include "irq.h"
 
-#define SLOT 5
-#define CFG_OFF 0x0ULL
+#define SLOT	 5
+#define CFG_OFF	 0x0ULL
 #define BAR0_OFF 0x10000ULL
 #define BAR1_OFF 0x40000ULL
 #define BAR2_OFF 0x70000ULL
 #define BAR3_OFF 0x80000ULL
 #define FILE_LEN 0x90000ULL
-#define MSI_CAP 0xc8
+#define MSI_CAP	 0xc8
 #define MSIX_CAP 0xa0
 #define PCIE_CAP 0xe0
-#define NVEC 5
+#define NVEC	 5
 
 /* ---- VFIO_DEVICE_SET_IRQS, recorded ---- */
 
@@ -65,7 +66,7 @@ static struct bus g_pio, g_mmio;
 static struct pci_bus g_pci;
 static struct irq_router g_irq;
 static const struct dev_services g_svc = {
-	.pio = &g_pio, .mmio = &g_mmio, .pci = &g_pci, .irq = &g_irq, .nr_vcpus = 1, .vm_fd = -1};
+    .pio = &g_pio, .mmio = &g_mmio, .pci = &g_pci, .irq = &g_irq, .nr_vcpus = 1, .vm_fd = -1};
 static struct vfio_pci *g_v;
 static int g_fd;
 
@@ -105,7 +106,8 @@ static void make_device(void)
 	put(CFG_OFF + PCI_CAPABILITY_LIST, MSI_CAP, 1);
 	/* MSI, 64-bit with per-vector masking, 4 vectors offered */
 	put(CFG_OFF + MSI_CAP, PCI_CAP_ID_MSI | PCIE_CAP << 8, 2);
-	put(CFG_OFF + MSI_CAP + PCI_MSI_FLAGS, PCI_MSI_FLAGS_64BIT | PCI_MSI_FLAGS_MASKBIT | (2 << 1), 2);
+	put(CFG_OFF + MSI_CAP + PCI_MSI_FLAGS,
+	    PCI_MSI_FLAGS_64BIT | PCI_MSI_FLAGS_MASKBIT | (2 << 1), 2);
 	/* PCI Express (passed through) */
 	put(CFG_OFF + PCIE_CAP, PCI_CAP_ID_EXP | MSIX_CAP << 8, 2);
 	/* MSI-X: 5 vectors, table at BAR3 + 0, PBA at BAR3 + 0x2000 */
@@ -134,12 +136,12 @@ static int setup(void **state)
 	v->fd = g_fd;
 	v->set_irqs = rec_set_irqs;
 	v->cfg = (struct vfio_region){.offset = CFG_OFF, .size = 256};
-	v->bars[0].r = (struct vfio_region){.offset = BAR0_OFF, .size = 0x20000,
-					    .flags = VFIO_REGION_INFO_FLAG_MMAP};
+	v->bars[0].r = (struct vfio_region){
+	    .offset = BAR0_OFF, .size = 0x20000, .flags = VFIO_REGION_INFO_FLAG_MMAP};
 	v->bars[1].r = (struct vfio_region){.offset = BAR1_OFF, .size = 0x20000};
 	v->bars[2].r = (struct vfio_region){.offset = BAR2_OFF, .size = 32};
-	v->bars[3].r = (struct vfio_region){.offset = BAR3_OFF, .size = 0x4000,
-					    .flags = VFIO_REGION_INFO_FLAG_MMAP};
+	v->bars[3].r = (struct vfio_region){
+	    .offset = BAR3_OFF, .size = 0x4000, .flags = VFIO_REGION_INFO_FLAG_MMAP};
 	v->bars[0].areas[0] = (struct vfio_area){.off = 0, .len = 0x20000};
 	v->bars[0].nareas = 1;
 	v->bars[3].areas[0] = (struct vfio_area){.off = 0, .len = 0x4000};
@@ -374,7 +376,8 @@ static void test_msi(void **state)
 	/* Asking for 4 vectors (MME) gets one: only ENABLE is writable. */
 	g_nirqs = 0;
 	cfg_wr(MSI_CAP + PCI_MSI_FLAGS, PCI_MSI_FLAGS_ENABLE | (2 << 4), 2);
-	assert_int_equal(cfg_rd(MSI_CAP + PCI_MSI_FLAGS, 2), PCI_MSI_FLAGS_ENABLE | PCI_MSI_FLAGS_64BIT);
+	assert_int_equal(cfg_rd(MSI_CAP + PCI_MSI_FLAGS, 2),
+			 PCI_MSI_FLAGS_ENABLE | PCI_MSI_FLAGS_64BIT);
 	assert_int_equal(fake_kvm.msi.addr, 0xfee0100c);
 	assert_int_equal(fake_kvm.msi.data, 0x4031);
 	assert_int_equal(g_nirqs, 2);
@@ -393,12 +396,12 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
-		T(test_identity_and_header),
-		T(test_bar_sizing),
-		T(test_command_passthrough_and_bar_mapping),
-		T(test_capabilities),
-		T(test_msix),
-		T(test_msi),
+	    T(test_identity_and_header),
+	    T(test_bar_sizing),
+	    T(test_command_passthrough_and_bar_mapping),
+	    T(test_capabilities),
+	    T(test_msix),
+	    T(test_msi),
 #undef T
 	};
 

@@ -7,10 +7,11 @@
  * mechanism #1 and the BAR as a driver would, with a fake device model
  * behind the transport, and the board's lifecycle calls as the board would.
  */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <setjmp.h>
+
 #include <cmocka.h>
 
 #include <errno.h>
@@ -33,11 +34,11 @@
 #include "mem.h"
 #include "virtio.h"
 
-#define SLOT 3
-#define NQ 2
-#define QMAX 256
-#define BAR_GPA 0xc0000000ULL
-#define BAR_SIZE 0x8000ULL
+#define SLOT	  3
+#define NQ	  2
+#define QMAX	  256
+#define BAR_GPA	  0xc0000000ULL
+#define BAR_SIZE  0x8000ULL
 #define RAM_BYTES (4ULL << 20)
 #define CC(field) offsetof(struct virtio_pci_common_cfg, field)
 
@@ -47,8 +48,8 @@ static unsigned int g_activated, g_resets, g_kicks[NQ], g_quiesces, g_resumes;
 static uint8_t g_devcfg[8] = {1, 2, 3, 4, 5, 6, 7, 8};
 static int g_activate_result, g_quiesce_result;
 
-static void fake_config(struct virtio_dev *d, uint32_t off, uint8_t *data,
-			uint32_t len, bool is_write)
+static void fake_config(struct virtio_dev *d, uint32_t off, uint8_t *data, uint32_t len,
+			bool is_write)
 {
 	(void)d;
 	if (off + len > sizeof(g_devcfg)) {
@@ -96,16 +97,15 @@ static void fake_resume(struct virtio_dev *d)
 }
 
 static const struct virtio_dev_ops fake_ops = {
-	.config_access = fake_config,
-	.activate = fake_activate,
-	.reset = fake_reset,
-	.queue_kick = fake_kick,
-	.quiesce = fake_quiesce,
-	.resume = fake_resume,
+    .config_access = fake_config,
+    .activate = fake_activate,
+    .reset = fake_reset,
+    .queue_kick = fake_kick,
+    .quiesce = fake_quiesce,
+    .resume = fake_resume,
 };
 
-#define FEATURES ((1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_EVENT_IDX) | \
-		  (1ULL << 3))
+#define FEATURES ((1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_EVENT_IDX) | (1ULL << 3))
 
 /* The machine's services, as the board hands them to a device. */
 static struct guest_mem g_mem;
@@ -113,9 +113,14 @@ static struct bus g_pio, g_mmio;
 static struct pci_bus g_pci;
 static struct irq_router g_irq;
 static struct io_loop g_io;
-static const struct dev_services g_svc = {
-	.mem = &g_mem, .pio = &g_pio, .mmio = &g_mmio, .pci = &g_pci,
-	.irq = &g_irq, .io = &g_io, .nr_vcpus = 1, .vm_fd = -1};
+static const struct dev_services g_svc = {.mem = &g_mem,
+					  .pio = &g_pio,
+					  .mmio = &g_mmio,
+					  .pci = &g_pci,
+					  .irq = &g_irq,
+					  .io = &g_io,
+					  .nr_vcpus = 1,
+					  .vm_fd = -1};
 static struct virtio_dev g_dev;
 
 /* A dword of slot's configuration space. */
@@ -261,8 +266,9 @@ static void negotiate(void)
 {
 	bar_wr(CC(device_status), VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER, 1);
 	accept_features(FEATURES);
-	bar_wr(CC(device_status), VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
-					  VIRTIO_CONFIG_S_FEATURES_OK, 1);
+	bar_wr(CC(device_status),
+	       VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK,
+	       1);
 	assert_int_equal(status() & VIRTIO_CONFIG_S_FEATURES_OK, VIRTIO_CONFIG_S_FEATURES_OK);
 }
 
@@ -279,8 +285,10 @@ static void setup_queue(uint16_t q, uint16_t size, uint64_t base)
 
 static void driver_ok(void)
 {
-	bar_wr(CC(device_status), VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
-					  VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK, 1);
+	bar_wr(CC(device_status),
+	       VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK |
+		   VIRTIO_CONFIG_S_DRIVER_OK,
+	       1);
 }
 
 static uint64_t efd_take(int efd)
@@ -348,7 +356,8 @@ static void test_identity_and_caps(void **state)
 	at = find_vcap(VIRTIO_PCI_CAP_NOTIFY_CFG);
 	assert_int_not_equal(at, 0);
 	assert_int_equal(cfg_rd(at + 2, 1), sizeof(struct virtio_pci_notify_cap));
-	assert_int_equal(cfg_rd(at + offsetof(struct virtio_pci_notify_cap, notify_off_multiplier), 4), 4);
+	assert_int_equal(
+	    cfg_rd(at + offsetof(struct virtio_pci_notify_cap, notify_off_multiplier), 4), 4);
 	at = find_vcap(VIRTIO_PCI_CAP_PCI_CFG);
 	assert_int_not_equal(at, 0);
 	assert_int_equal(cfg_rd(at + 2, 1), sizeof(struct virtio_pci_cfg_cap));
@@ -363,7 +372,7 @@ static void test_bar_sizing_and_moves(void **state)
 {
 	(void)state;
 	cfg_wr(PCI_BASE_ADDRESS_0, 0xffffffffu, 4);
-	assert_int_equal(cfg_rd(PCI_BASE_ADDRESS_0, 4), (uint32_t)~(BAR_SIZE - 1));
+	assert_int_equal(cfg_rd(PCI_BASE_ADDRESS_0, 4), (uint32_t) ~(BAR_SIZE - 1));
 	/* Not decoding until the memory bit is set. */
 	cfg_wr(PCI_BASE_ADDRESS_0, (uint32_t)BAR_GPA, 4);
 	assert_int_equal(fake_kvm.nioev, 0);
@@ -381,13 +390,15 @@ static void test_bar_sizing_and_moves(void **state)
 	for (unsigned int q = 0; q < NQ; q++) {
 		assert_int_equal(fake_kvm.ioev[NQ + q].gpa, BAR_GPA + 0x3000 + 4 * q);
 		assert_false(fake_kvm.ioev[NQ + q].assign);
-		assert_int_equal(fake_kvm.ioev[2 * NQ + q].gpa, BAR_GPA + 0x100000 + 0x3000 + 4 * q);
+		assert_int_equal(fake_kvm.ioev[2 * NQ + q].gpa,
+				 BAR_GPA + 0x100000 + 0x3000 + 4 * q);
 		assert_true(fake_kvm.ioev[2 * NQ + q].assign);
 	}
 	uint64_t v = 0;
 	assert_false(bus_access(&g_mmio, BAR_GPA, (uint8_t *)&v, 4, false));
 	v = 0;
-	assert_true(bus_access(&g_mmio, BAR_GPA + 0x100000 + CC(num_queues), (uint8_t *)&v, 2, false));
+	assert_true(
+	    bus_access(&g_mmio, BAR_GPA + 0x100000 + CC(num_queues), (uint8_t *)&v, 2, false));
 	assert_int_equal(v, NQ);
 	/* Memory decoding off: unmapped. */
 	cfg_wr(PCI_COMMAND, 0, 2);
@@ -744,9 +755,8 @@ static void test_features_ok_refusal_logged(void **state)
 		bar_wr(CC(device_status), VIRTIO_CONFIG_S_FEATURES_OK, 1);
 	assert_int_equal(status() & VIRTIO_CONFIG_S_FEATURES_OK, 0);
 	assert_int_equal(log_end(log, sizeof(log)), 1);
-	assert_string_equal(log,
-			    "vmm: warning: fake: FEATURES_OK refused: the "
-			    "driver accepted features 0x20, never offered\n");
+	assert_string_equal(log, "vmm: warning: fake: FEATURES_OK refused: the "
+				 "driver accepted features 0x20, never offered\n");
 
 	log_begin();
 	features_refused(FEATURES & ~(1ULL << VIRTIO_F_VERSION_1));
@@ -766,8 +776,7 @@ static void test_features_ok_refusal_logged(void **state)
 #define OTHER_GPA 0xfebff000ULL
 static unsigned int g_other_calls;
 
-static void other_dev(void *opaque, uint64_t off, uint8_t *data, uint32_t len,
-		      bool is_write)
+static void other_dev(void *opaque, uint64_t off, uint8_t *data, uint32_t len, bool is_write)
 {
 	(void)opaque;
 	(void)off;
@@ -790,9 +799,7 @@ static void test_bar_collision(void **state)
 	uint64_t v;
 
 	(void)state;
-	assert_int_equal(bus_register(&g_mmio, OTHER_GPA, 0x1000, other_dev,
-				      &other, "exit"),
-			 0);
+	assert_int_equal(bus_register(&g_mmio, OTHER_GPA, 0x1000, other_dev, &other, "exit"), 0);
 	map_bar();
 	assert_int_equal(b->mapped, BAR_GPA);
 	log_begin();
@@ -807,11 +814,9 @@ static void test_bar_collision(void **state)
 		for (unsigned int q = 0; q < NQ; q++)
 			assert_false(fake_kvm.ioev[q].assign);
 		v = 0;
-		assert_true(
-		    bus_access(&g_mmio, OTHER_GPA, (uint8_t *)&v, 4, false));
+		assert_true(bus_access(&g_mmio, OTHER_GPA, (uint8_t *)&v, 4, false));
 		assert_int_equal(v, 0x5a5a5a5a);
-		assert_false(
-		    bus_access(&g_mmio, BAR_GPA, (uint8_t *)&v, 4, false));
+		assert_false(bus_access(&g_mmio, BAR_GPA, (uint8_t *)&v, 4, false));
 		/* The guest touches the command register meanwhile: still
 		 * refused. */
 		cfg_wr(PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2);
@@ -824,13 +829,10 @@ static void test_bar_collision(void **state)
 		assert_int_equal(bar_rd(CC(num_queues), 2), NQ);
 	}
 	assert_int_equal(log_end(log, sizeof(log)), 1);
-	assert_string_equal(
-	    log,
-	    "vmm: warning: pci: 00:03.0 BAR 0 moved onto another device at "
-	    "0xfebf8000: left unmapped\n");
+	assert_string_equal(log, "vmm: warning: pci: 00:03.0 BAR 0 moved onto another device at "
+				 "0xfebf8000: left unmapped\n");
 	v = 0;
-	assert_true(
-	    bus_access(&g_mmio, OTHER_GPA + 0xffc, (uint8_t *)&v, 4, false));
+	assert_true(bus_access(&g_mmio, OTHER_GPA + 0xffc, (uint8_t *)&v, 4, false));
 	assert_int_equal(v, 0x5a5a5a5a);
 	assert_int_equal(g_other_calls, 1001);
 	assert_int_equal(bus_unregister(&g_mmio, OTHER_GPA, &other), 0);
@@ -846,8 +848,9 @@ static void test_fuzz_reactivate_leak(void **state)
 	setup_queue(0, 64, 0x100000);
 	driver_ok();
 	assert_int_equal(g_activated, 1);
-	bar_wr(CC(device_status), VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
-					  VIRTIO_CONFIG_S_FEATURES_OK, 1);
+	bar_wr(CC(device_status),
+	       VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK,
+	       1);
 	/* Bits stay until a reset: DRIVER_OK is still set... */
 	assert_int_equal(status() & VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_DRIVER_OK);
 	driver_ok();

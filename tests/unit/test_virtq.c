@@ -1,8 +1,9 @@
 /* Unit tests: split virtqueues against a hostile driver (src/virtio/virtq.c). */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <setjmp.h>
+
 #include <cmocka.h>
 
 #include <errno.h>
@@ -12,11 +13,11 @@
 #include "virtq.h"
 
 #define RAM_BYTES (16ULL << 20)
-#define DESC_GPA 0x100000ULL
+#define DESC_GPA  0x100000ULL
 #define AVAIL_GPA 0x200000ULL
-#define USED_GPA 0x300000ULL
+#define USED_GPA  0x300000ULL
 #define TABLE_GPA 0x400000ULL /* indirect tables */
-#define BUF_GPA 0x800000ULL   /* data buffers */
+#define BUF_GPA	  0x800000ULL /* data buffers */
 
 static struct guest_mem g_mem;
 static struct virtq_chain g_chain;
@@ -56,8 +57,7 @@ static void *hva(uint64_t gpa, uint64_t len)
 }
 
 /* A configured, enabled queue at the standard addresses. */
-static void vq_init(struct virtq *vq, uint16_t size, bool event_idx,
-		    bool indirect)
+static void vq_init(struct virtq *vq, uint16_t size, bool event_idx, bool indirect)
 {
 	memset(vq, 0, sizeof(*vq));
 	vq->size = size;
@@ -71,17 +71,15 @@ static void vq_init(struct virtq *vq, uint16_t size, bool event_idx,
 }
 
 /* Driver side: write descriptor i of a table at table_gpa. */
-static void put_desc_at(uint64_t table_gpa, uint16_t i, uint64_t addr,
-			uint32_t len, uint16_t flags, uint16_t next)
+static void put_desc_at(uint64_t table_gpa, uint16_t i, uint64_t addr, uint32_t len, uint16_t flags,
+			uint16_t next)
 {
-	struct vring_desc d = {
-		.addr = addr, .len = len, .flags = flags, .next = next};
+	struct vring_desc d = {.addr = addr, .len = len, .flags = flags, .next = next};
 
 	memcpy(hva(table_gpa + 16ULL * i, 16), &d, sizeof(d));
 }
 
-static void put_desc(uint16_t i, uint64_t addr, uint32_t len, uint16_t flags,
-		     uint16_t next)
+static void put_desc(uint16_t i, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)
 {
 	put_desc_at(DESC_GPA, i, addr, len, flags, next);
 }
@@ -358,8 +356,7 @@ static void test_pop_chain_exactly_size(void **state)
 	vq_init(&vq, 4, false, false);
 	put_desc(0, BUF_GPA, 1, VRING_DESC_F_NEXT, 1);
 	put_desc(1, BUF_GPA + 1, 2, VRING_DESC_F_NEXT, 2);
-	put_desc(2, BUF_GPA + 3, 3, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE,
-		 3);
+	put_desc(2, BUF_GPA + 3, 3, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, 3);
 	put_desc(3, BUF_GPA + 6, 4, VRING_DESC_F_WRITE, 0);
 	avail_add(4, 0);
 	assert_int_equal(virtq_pop(&vq, &g_mem, &g_chain), 1);
@@ -391,8 +388,7 @@ static void test_pop_index_wrap(void **state)
 	for (uint16_t i = 0; i < 3; i++) {
 		assert_int_equal(virtq_pop(&vq, &g_mem, &g_chain), 1);
 		assert_int_equal(g_chain.head, i);
-		assert_ptr_equal(g_chain.iov[0].iov_base,
-				 hva(BUF_GPA + i * 64ULL, 64));
+		assert_ptr_equal(g_chain.iov[0].iov_base, hva(BUF_GPA + i * 64ULL, 64));
 		virtq_push(&vq, g_chain.head, 100 + i);
 	}
 	assert_int_equal(virtq_pop(&vq, &g_mem, &g_chain), 0);
@@ -531,9 +527,7 @@ static void test_pop_chain_max_segs(void **state)
 	/* 256 descriptors: the longest accepted. */
 	vq_init(&vq, n, false, false);
 	for (uint16_t i = 0; i < VIRTQ_MAX_SEGS; i++)
-		put_desc(i, BUF_GPA + i, 1,
-			 i + 1 < VIRTQ_MAX_SEGS ? VRING_DESC_F_NEXT : 0,
-			 i + 1);
+		put_desc(i, BUF_GPA + i, 1, i + 1 < VIRTQ_MAX_SEGS ? VRING_DESC_F_NEXT : 0, i + 1);
 	avail_add(n, 0);
 	assert_int_equal(virtq_pop(&vq, &g_mem, &g_chain), 1);
 	assert_int_equal(g_chain.nout, VIRTQ_MAX_SEGS);
@@ -544,8 +538,7 @@ static void test_pop_chain_max_segs(void **state)
 	/* 300: no loop, shorter than size, but too long. */
 	vq_init(&vq, n, false, false);
 	for (uint16_t i = 0; i < 300; i++)
-		put_desc(i, BUF_GPA + i, 1, i + 1 < 300 ? VRING_DESC_F_NEXT : 0,
-			 i + 1);
+		put_desc(i, BUF_GPA + i, 1, i + 1 < 300 ? VRING_DESC_F_NEXT : 0, i + 1);
 	avail_add(n, 0);
 	assert_int_equal(virtq_pop(&vq, &g_mem, &g_chain), -EIO);
 	assert_true(vq.broken);
@@ -564,12 +557,12 @@ static void test_pop_bad_address(void **state)
 		uint64_t addr;
 		uint32_t len;
 	} bad[] = {
-		{MEM_MMIO_HOLE_START, 16},	    /* no RAM there */
-		{RAM_BYTES, 1},			    /* one past the end */
-		{RAM_BYTES - 8, 16},		    /* crosses the end */
-		{UINT64_MAX - 0xfff, 0x2000},	    /* addr + len overflows */
-		{UINT64_MAX, 1},		    /* last byte of u64 */
-		{MEM_4G, 4096},			    /* no high RAM here */
+	    {MEM_MMIO_HOLE_START, 16},	  /* no RAM there */
+	    {RAM_BYTES, 1},		  /* one past the end */
+	    {RAM_BYTES - 8, 16},	  /* crosses the end */
+	    {UINT64_MAX - 0xfff, 0x2000}, /* addr + len overflows */
+	    {UINT64_MAX, 1},		  /* last byte of u64 */
+	    {MEM_4G, 4096},		  /* no high RAM here */
 	};
 	struct virtq vq;
 
@@ -599,8 +592,7 @@ static void test_pop_readable_after_writable(void **state)
 	(void)state;
 	vq_init(&vq, 8, false, false);
 	put_desc(0, BUF_GPA, 16, VRING_DESC_F_NEXT, 1);
-	put_desc(1, BUF_GPA + 16, 16, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE,
-		 2);
+	put_desc(1, BUF_GPA + 16, 16, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, 2);
 	put_desc(2, BUF_GPA + 32, 16, 0, 0);
 	avail_add(8, 0);
 	assert_int_equal(virtq_pop(&vq, &g_mem, &g_chain), -EIO);
@@ -617,13 +609,10 @@ static void test_indirect_valid(void **state)
 	vq_init(&vq, 8, false, true);
 	/* Table order 0 -> 2 -> 1, with a spare entry 3. */
 	put_desc_at(TABLE_GPA, 0, BUF_GPA, 12, VRING_DESC_F_NEXT, 2);
-	put_desc_at(TABLE_GPA, 2, BUF_GPA + 0x100, 4000, VRING_DESC_F_NEXT,
-		    1);
-	put_desc_at(TABLE_GPA, 1, BUF_GPA + 0x2000, 1,
-		    VRING_DESC_F_WRITE, 3);
+	put_desc_at(TABLE_GPA, 2, BUF_GPA + 0x100, 4000, VRING_DESC_F_NEXT, 1);
+	put_desc_at(TABLE_GPA, 1, BUF_GPA + 0x2000, 1, VRING_DESC_F_WRITE, 3);
 	/* The indirect descriptor's own WRITE flag is ignored. */
-	put_desc(4, TABLE_GPA, 4 * 16,
-		 VRING_DESC_F_INDIRECT | VRING_DESC_F_WRITE, 0);
+	put_desc(4, TABLE_GPA, 4 * 16, VRING_DESC_F_INDIRECT | VRING_DESC_F_WRITE, 0);
 	avail_add(8, 4);
 
 	assert_int_equal(virtq_pop(&vq, &g_mem, &g_chain), 1);
@@ -642,8 +631,7 @@ static void test_indirect_valid(void **state)
 
 	/* A table of VIRTQ_MAX_INDIRECT entries is accepted (one used). */
 	put_desc_at(TABLE_GPA, 0, BUF_GPA, 8, 0, 0);
-	put_desc(4, TABLE_GPA, 16 * VIRTQ_MAX_INDIRECT, VRING_DESC_F_INDIRECT,
-		 0);
+	put_desc(4, TABLE_GPA, 16 * VIRTQ_MAX_INDIRECT, VRING_DESC_F_INDIRECT, 0);
 	avail_add(8, 4);
 	assert_int_equal(virtq_pop(&vq, &g_mem, &g_chain), 1);
 	assert_int_equal(g_chain.nout, 1);
@@ -665,9 +653,7 @@ static void test_indirect_not_negotiated(void **state)
 
 static void test_indirect_bad_len(void **state)
 {
-	static const uint32_t bad[] = {0, 8, 24, 17,
-				       16 * (VIRTQ_MAX_INDIRECT + 1),
-				       0xfffffff0};
+	static const uint32_t bad[] = {0, 8, 24, 17, 16 * (VIRTQ_MAX_INDIRECT + 1), 0xfffffff0};
 	struct virtq vq;
 
 	(void)state;
@@ -689,8 +675,7 @@ static void test_indirect_nested(void **state)
 	(void)state;
 	vq_init(&vq, 8, false, true);
 	put_desc_at(TABLE_GPA, 0, BUF_GPA, 12, VRING_DESC_F_NEXT, 1);
-	put_desc_at(TABLE_GPA, 1, TABLE_GPA + 0x1000, 16,
-		    VRING_DESC_F_INDIRECT, 0);
+	put_desc_at(TABLE_GPA, 1, TABLE_GPA + 0x1000, 16, VRING_DESC_F_INDIRECT, 0);
 	put_desc_at(TABLE_GPA + 0x1000, 0, BUF_GPA, 12, 0, 0);
 	put_desc(0, TABLE_GPA, 32, VRING_DESC_F_INDIRECT, 0);
 	avail_add(8, 0);
@@ -705,8 +690,7 @@ static void test_indirect_with_next(void **state)
 	(void)state;
 	vq_init(&vq, 8, false, true);
 	put_desc_at(TABLE_GPA, 0, BUF_GPA, 12, 0, 0);
-	put_desc(0, TABLE_GPA, 16, VRING_DESC_F_INDIRECT | VRING_DESC_F_NEXT,
-		 1);
+	put_desc(0, TABLE_GPA, 16, VRING_DESC_F_INDIRECT | VRING_DESC_F_NEXT, 1);
 	put_desc(1, BUF_GPA, 16, VRING_DESC_F_WRITE, 0);
 	avail_add(8, 0);
 	assert_int_equal(virtq_pop(&vq, &g_mem, &g_chain), -EIO);
@@ -766,8 +750,7 @@ static void test_indirect_bad_table(void **state)
 	/* Readable after writable inside the table. */
 	vq_init(&vq, 8, false, true);
 	set_avail_idx(0);
-	put_desc_at(TABLE_GPA, 0, BUF_GPA, 1,
-		    VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, 1);
+	put_desc_at(TABLE_GPA, 0, BUF_GPA, 1, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, 1);
 	put_desc_at(TABLE_GPA, 1, BUF_GPA, 1, 0, 0);
 	put_desc(0, TABLE_GPA, 32, VRING_DESC_F_INDIRECT, 0);
 	avail_add(8, 0);
@@ -777,10 +760,9 @@ static void test_indirect_bad_table(void **state)
 	vq_init(&vq, 8, false, true);
 	set_avail_idx(0);
 	for (uint16_t i = 0; i < 300; i++)
-		put_desc_at(TABLE_GPA, i, BUF_GPA + i, 1,
-			    i + 1 < 300 ? VRING_DESC_F_NEXT : 0, i + 1);
-	put_desc(0, TABLE_GPA, 16 * VIRTQ_MAX_INDIRECT, VRING_DESC_F_INDIRECT,
-		 0);
+		put_desc_at(TABLE_GPA, i, BUF_GPA + i, 1, i + 1 < 300 ? VRING_DESC_F_NEXT : 0,
+			    i + 1);
+	put_desc(0, TABLE_GPA, 16 * VIRTQ_MAX_INDIRECT, VRING_DESC_F_INDIRECT, 0);
 	avail_add(8, 0);
 	assert_int_equal(virtq_pop(&vq, &g_mem, &g_chain), -EIO);
 	assert_true(vq.broken);
@@ -1038,41 +1020,41 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup(f, case_setup)
-		T(test_enable_bad_size),
-		T(test_enable_misaligned),
-		T(test_enable_outside_ram),
-		T(test_enable_overlap),
-		T(test_rings_overlap_queues),
-		T(test_enable_pointers),
-		T(test_pop_empty),
-		T(test_pop_chain_of_three),
-		T(test_pop_single_and_write_only),
-		T(test_pop_zero_length_skipped),
-		T(test_pop_chain_exactly_size),
-		T(test_pop_index_wrap),
-		T(test_pop_many_requests),
-		T(test_pop_avail_jump),
-		T(test_pop_head_out_of_range),
-		T(test_pop_next_out_of_range),
-		T(test_pop_loop),
-		T(test_pop_chain_longer_than_size),
-		T(test_pop_chain_max_segs),
-		T(test_pop_bad_address),
-		T(test_pop_readable_after_writable),
-		T(test_indirect_valid),
-		T(test_indirect_not_negotiated),
-		T(test_indirect_bad_len),
-		T(test_indirect_nested),
-		T(test_indirect_with_next),
-		T(test_indirect_not_at_head),
-		T(test_indirect_bad_table),
-		T(test_fault_reasons),
-		T(test_push_used_ring),
-		T(test_notify_flags),
-		T(test_notify_event_idx),
-		T(test_avail_event_after_pop),
-		T(test_has_work),
-		T(test_reset),
+	    T(test_enable_bad_size),
+	    T(test_enable_misaligned),
+	    T(test_enable_outside_ram),
+	    T(test_enable_overlap),
+	    T(test_rings_overlap_queues),
+	    T(test_enable_pointers),
+	    T(test_pop_empty),
+	    T(test_pop_chain_of_three),
+	    T(test_pop_single_and_write_only),
+	    T(test_pop_zero_length_skipped),
+	    T(test_pop_chain_exactly_size),
+	    T(test_pop_index_wrap),
+	    T(test_pop_many_requests),
+	    T(test_pop_avail_jump),
+	    T(test_pop_head_out_of_range),
+	    T(test_pop_next_out_of_range),
+	    T(test_pop_loop),
+	    T(test_pop_chain_longer_than_size),
+	    T(test_pop_chain_max_segs),
+	    T(test_pop_bad_address),
+	    T(test_pop_readable_after_writable),
+	    T(test_indirect_valid),
+	    T(test_indirect_not_negotiated),
+	    T(test_indirect_bad_len),
+	    T(test_indirect_nested),
+	    T(test_indirect_with_next),
+	    T(test_indirect_not_at_head),
+	    T(test_indirect_bad_table),
+	    T(test_fault_reasons),
+	    T(test_push_used_ring),
+	    T(test_notify_flags),
+	    T(test_notify_event_idx),
+	    T(test_avail_event_after_pop),
+	    T(test_has_work),
+	    T(test_reset),
 #undef T
 	};
 
