@@ -5,8 +5,11 @@
 #ifndef VMM_CONFIG_H
 #define VMM_CONFIG_H
 
+#include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "compiler.h"
 
@@ -110,6 +113,18 @@ int parse_vfio(const char *arg, char bdf[VFIO_BDF_LEN], char *err, size_t errlen
 /* The default MAC of a tap: 52:54:00 (locally run VMs) + a hash of its name. */
 void net_default_mac(const char *tap, uint8_t mac[6]);
 void config_free(struct vmm_config *cfg);
+
+/* Format a usage error into err (the parsers' one way to fail): -EINVAL. */
+static inline int config_fail(char *err, size_t errlen, const char *fmt, ...) PRINTF_LIKE(3, 4);
+static inline int config_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
 
 /*
  * Parse "512M", "4G", "1048576", "64k" into bytes. Returns 0 or -EINVAL

@@ -60,7 +60,7 @@ void i8042_init(struct i8042 *k, struct irq_line irq, void (*reset)(void *), voi
 }
 
 /* IRQ 1 is high while a byte waits and the guest enabled the interrupt. */
-static void update_irq(struct i8042 *k)
+static void i8042_update_irq(struct i8042 *k)
 {
 	irq_line_update(&k->irq, &k->irq_level, k->out_len > 0 && (k->ctr & CTR_KBD_INT));
 }
@@ -167,7 +167,7 @@ void i8042_data_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, 
 	} else {
 		data[0] = k->outq[(k->out_head + I8042_OUTQ - 1) % I8042_OUTQ];
 	}
-	update_irq(k);
+	i8042_update_irq(k);
 	pthread_mutex_unlock(&k->lock);
 	if (reset && k->reset)
 		k->reset(k->opaque);
@@ -187,7 +187,7 @@ void i8042_cmd_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, b
 		data[0] = STATUS_SYS | STATUS_UNLOCKED | (k->pending ? STATUS_CMD : 0) |
 			  (k->out_len ? STATUS_OBF : 0);
 	}
-	update_irq(k);
+	i8042_update_irq(k);
 	pthread_mutex_unlock(&k->lock);
 	if (reset && k->reset)
 		k->reset(k->opaque);
@@ -200,7 +200,7 @@ void i8042_ctrl_alt_del(struct i8042 *k)
 	pthread_mutex_lock(&k->lock);
 	for (size_t i = 0; i < sizeof(keys); i++)
 		put_out(k, keys[i]);
-	update_irq(k);
+	i8042_update_irq(k);
 	pthread_mutex_unlock(&k->lock);
 }
 
@@ -218,7 +218,7 @@ void i8042_reset(struct i8042 *k)
 	k->ctr = 0x45;
 	k->pending = k->kbd_arg = 0;
 	k->out_head = k->out_len = 0;
-	update_irq(k);
+	i8042_update_irq(k);
 	pthread_mutex_unlock(&k->lock);
 }
 

@@ -96,7 +96,7 @@ static uint8_t iir(const struct serial *s)
 }
 
 /* Recompute the interrupt line; called with the lock held. */
-static void update_irq(struct serial *s)
+static void serial_update_irq(struct serial *s)
 {
 	irq_line_update(&s->irq, &s->irq_level, !(iir(s) & IIR_NO_INT));
 }
@@ -208,7 +208,7 @@ void serial_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool
 		reg_write(s, offset, data[0]);
 	else
 		data[0] = reg_read(s, offset);
-	update_irq(s);
+	serial_update_irq(s);
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -235,7 +235,7 @@ size_t serial_receive(struct serial *s, const uint8_t *buf, size_t len)
 	n = MIN(len, (size_t)(SERIAL_RX_FIFO - s->rx_len));
 	for (size_t i = 0; i < n; i++)
 		rx_push(s, buf[i]);
-	update_irq(s);
+	serial_update_irq(s);
 	pthread_mutex_unlock(&s->lock);
 	return n;
 }
