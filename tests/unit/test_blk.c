@@ -5,10 +5,11 @@
  * serves the completion eventfd itself. Every I/O case runs on the three
  * engines (io_uring, aio, sync) over a temporary image file.
  */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <setjmp.h>
+
 #include <cmocka.h>
 
 #include <errno.h>
@@ -27,36 +28,39 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "../../src/virtio/blk.h" /* struct blk: b->io, as blk_add sets it */
 #include "config.h"
+#include "io_loop.h"
 #include "mem.h"
 #include "virtio.h"
 #include "virtq.h"
 
 /* Fake guest RAM layout (16 MiB). Each ring region holds one ring per
  * queue, QSTRIDE apart. */
-#define RAM_BYTES (16ULL << 20)
-#define DESC_GPA 0x100000ULL
-#define AVAIL_GPA 0x200000ULL
-#define USED_GPA 0x300000ULL
-#define QSTRIDE 0x10000ULL
-#define TABLE_GPA 0x400000ULL  /* indirect tables, TABLE_SLOT apart */
+#define RAM_BYTES  (16ULL << 20)
+#define DESC_GPA   0x100000ULL
+#define AVAIL_GPA  0x200000ULL
+#define USED_GPA   0x300000ULL
+#define QSTRIDE	   0x10000ULL
+#define TABLE_GPA  0x400000ULL /* indirect tables, TABLE_SLOT apart */
 #define TABLE_SLOT 256ULL
-#define HDR_GPA 0x500000ULL    /* request headers (+ payload), 64 apart */
+#define HDR_GPA	   0x500000ULL /* request headers (+ payload), 64 apart */
 #define STATUS_GPA 0x600000ULL /* status bytes, 64 apart */
-#define SLOT 64ULL
-#define BUF_GPA 0x800000ULL    /* data buffers, up to the end of RAM */
+#define SLOT	   64ULL
+#define BUF_GPA	   0x800000ULL /* data buffers, up to the end of RAM */
 
-#define SECTOR 512ULL
-#define IMG_BYTES (1ULL << 20)
-#define IMG_SECTORS (IMG_BYTES / SECTOR)
-#define DEF_QSIZE 128
-#define TIMEOUT_MS 5000
+#define SECTOR	      512ULL
+#define IMG_BYTES     (1ULL << 20)
+#define IMG_SECTORS   (IMG_BYTES / SECTOR)
+#define DEF_QSIZE     128
+#define TIMEOUT_MS    5000
 #define STATUS_POISON 0xee /* what a status byte holds before the device */
-#define NQ_MAX 4
+#define NQ_MAX	      4
 
 static struct guest_mem g_mem;
 
@@ -105,9 +109,9 @@ static void t_kick_again(struct virtio_dev *d, unsigned int q)
 }
 
 static const struct virtio_transport_ops t_tops = {
-	.notify_queue = t_notify_queue,
-	.notify_config = t_notify_config,
-	.kick_again = t_kick_again,
+    .notify_queue = t_notify_queue,
+    .notify_config = t_notify_config,
+    .kick_again = t_kick_again,
 };
 
 /* ---- fixture ---- */
@@ -180,16 +184,15 @@ static int group_setup(void **state)
 		g_have[BLK_ENGINE_IO_URING] = true;
 		io_uring_queue_exit(&ring);
 	} else {
-		snprintf(g_why[BLK_ENGINE_IO_URING], sizeof(g_why[0]),
-			 "io_uring_queue_init: %s", strerror(-r));
+		snprintf(g_why[BLK_ENGINE_IO_URING], sizeof(g_why[0]), "io_uring_queue_init: %s",
+			 strerror(-r));
 	}
 	r = io_setup(8, &ctx);
 	if (r == 0) {
 		g_have[BLK_ENGINE_AIO] = true;
 		io_destroy(ctx);
 	} else {
-		snprintf(g_why[BLK_ENGINE_AIO], sizeof(g_why[0]), "io_setup: %s",
-			 strerror(-r));
+		snprintf(g_why[BLK_ENGINE_AIO], sizeof(g_why[0]), "io_setup: %s", strerror(-r));
 	}
 	g_have[BLK_ENGINE_SYNC] = true;
 	return 0;
@@ -310,8 +313,7 @@ static void fx_start(struct fx *f, const struct fx_opts *o)
 	bool usage = true;
 
 	if (!g_have[f->engine]) {
-		print_message("engine unavailable here (%s): skipped\n",
-			      g_why[f->engine]);
+		print_message("engine unavailable here (%s): skipped\n", g_why[f->engine]);
 		skip();
 	}
 	fx_stop(f);
@@ -388,11 +390,10 @@ struct req {
 	uint64_t hdr, status;
 };
 
-static void put_desc_at(uint64_t table_gpa, uint16_t i, uint64_t addr,
-			uint32_t len, uint16_t flags, uint16_t next)
+static void put_desc_at(uint64_t table_gpa, uint16_t i, uint64_t addr, uint32_t len, uint16_t flags,
+			uint16_t next)
 {
-	struct vring_desc d = {
-		.addr = addr, .len = len, .flags = flags, .next = next};
+	struct vring_desc d = {.addr = addr, .len = len, .flags = flags, .next = next};
 
 	memcpy(hva(table_gpa + 16ULL * i, 16), &d, sizeof(d));
 }
@@ -461,9 +462,8 @@ static struct req new_slot(struct fx *f, uint32_t type, uint64_t sector)
 }
 
 /* header (16, readable) + data + status (1, writable). */
-static struct req post_req_ex(struct fx *f, uint32_t type, uint64_t sector,
-			      const struct seg *data, unsigned int ndata,
-			      bool indirect)
+static struct req post_req_ex(struct fx *f, uint32_t type, uint64_t sector, const struct seg *data,
+			      unsigned int ndata, bool indirect)
 {
 	struct req r = new_slot(f, type, sector);
 	struct seg s[10];
@@ -477,16 +477,15 @@ static struct req post_req_ex(struct fx *f, uint32_t type, uint64_t sector,
 	return r;
 }
 
-static struct req post_req(struct fx *f, uint32_t type, uint64_t sector,
-			   const struct seg *data, unsigned int ndata)
+static struct req post_req(struct fx *f, uint32_t type, uint64_t sector, const struct seg *data,
+			   unsigned int ndata)
 {
 	return post_req_ex(f, type, sector, data, ndata, false);
 }
 
 /* DISCARD / WRITE_ZEROES with n segments as the readable payload. */
 static struct req post_dwz(struct fx *f, uint32_t type,
-			   const struct virtio_blk_discard_write_zeroes *segs,
-			   unsigned int n)
+			   const struct virtio_blk_discard_write_zeroes *segs, unsigned int n)
 {
 	struct req r = new_slot(f, type, 0);
 	uint64_t payload = r.hdr + 16;
@@ -519,25 +518,42 @@ static void kick(struct fx *f)
 	kick_q(f, f->q);
 }
 
-/* Serve the completion fd until queue q's used idx reaches want. */
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Serve the completion fd until queue q's used idx reaches want. A fd that
+ * stays readable while the device serves nothing (blk_complete returning
+ * at once) is no progress either: TIMEOUT_MS without any ends the test.
+ */
 static void wait_used_q(struct fx *f, unsigned int q, uint16_t want)
 {
 	struct vring_used *u = hva(used_gpa(q), 4);
 	int efd = blk_completion_fd(f->d);
+	uint16_t seen = __atomic_load_n(&u->idx, __ATOMIC_ACQUIRE);
+	int64_t progress = now_ms();
 
 	while (__atomic_load_n(&u->idx, __ATOMIC_ACQUIRE) != want) {
 		struct pollfd p = {.fd = efd, .events = POLLIN};
 		int r;
 
 		if (efd < 0)
-			fail_msg("sync engine: used idx %u, want %u after the kick",
-				 u->idx, want);
+			fail_msg("sync engine: used idx %u, want %u after the kick", u->idx, want);
 		r = poll(&p, 1, TIMEOUT_MS);
-		if (r == 0)
-			fail_msg("no completion in %d ms: used idx %u, want %u",
-				 TIMEOUT_MS, u->idx, want);
+		if (r == 0 || now_ms() - progress > TIMEOUT_MS)
+			fail_msg("no completion in %d ms: used idx %u, want %u", TIMEOUT_MS, u->idx,
+				 want);
 		assert_int_equal(r, 1);
 		blk_complete(f->d);
+		if (u->idx != seen) {
+			seen = u->idx;
+			progress = now_ms();
+		}
 	}
 	assert_int_equal(g_notify_unlocked, 0);
 }
@@ -594,8 +610,8 @@ static void assert_image(struct fx *f)
 
 			free(buf);
 			fail_msg("image byte %llu (sector %llu) is 0x%02x, want 0x%02x",
-				 (unsigned long long)i, (unsigned long long)(i / SECTOR),
-				 got, want);
+				 (unsigned long long)i, (unsigned long long)(i / SECTOR), got,
+				 want);
 		}
 	free(buf);
 }
@@ -883,7 +899,7 @@ static void test_discard_write_zeroes(void **state)
 
 	/* WRITE_ZEROES [40, 48) with unmap (PUNCH_HOLE). */
 	seg[0] = (struct virtio_blk_discard_write_zeroes){
-		.sector = 40, .num_sectors = 8, .flags = VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP};
+	    .sector = 40, .num_sectors = 8, .flags = VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP};
 	r = post_dwz(f, VIRTIO_BLK_T_WRITE_ZEROES, seg, 1);
 	run_all(f);
 	assert_int_equal(status_of(r), VIRTIO_BLK_S_OK);
@@ -905,8 +921,8 @@ static void test_discard_write_zeroes(void **state)
 	assert_image(f);
 
 	/* The last sectors of the disk, and an empty range: fine. */
-	seg[0] = (struct virtio_blk_discard_write_zeroes){.sector = IMG_SECTORS - 2,
-							  .num_sectors = 2};
+	seg[0] =
+	    (struct virtio_blk_discard_write_zeroes){.sector = IMG_SECTORS - 2, .num_sectors = 2};
 	r = post_dwz(f, VIRTIO_BLK_T_WRITE_ZEROES, seg, 1);
 	run_all(f);
 	assert_int_equal(status_of(r), VIRTIO_BLK_S_OK);
@@ -944,13 +960,13 @@ static void test_discard_write_zeroes(void **state)
 	assert_int_equal(status_of(r), VIRTIO_BLK_S_IOERR);
 
 	/* Ranges past the end, and sectors that would overflow. */
-	seg[0] = (struct virtio_blk_discard_write_zeroes){.sector = IMG_SECTORS - 4,
-							  .num_sectors = 8};
+	seg[0] =
+	    (struct virtio_blk_discard_write_zeroes){.sector = IMG_SECTORS - 4, .num_sectors = 8};
 	r = post_dwz(f, VIRTIO_BLK_T_WRITE_ZEROES, seg, 1);
 	run_all(f);
 	assert_int_equal(status_of(r), VIRTIO_BLK_S_IOERR);
-	seg[0] = (struct virtio_blk_discard_write_zeroes){.sector = UINT64_MAX / 512,
-							  .num_sectors = 1};
+	seg[0] =
+	    (struct virtio_blk_discard_write_zeroes){.sector = UINT64_MAX / 512, .num_sectors = 1};
 	r = post_dwz(f, VIRTIO_BLK_T_DISCARD, seg, 1);
 	run_all(f);
 	assert_int_equal(status_of(r), VIRTIO_BLK_S_IOERR);
@@ -975,15 +991,14 @@ static void test_discard_flags_unsupp(void **state)
 
 	fx_start_default(f);
 	seg = (struct virtio_blk_discard_write_zeroes){
-		.sector = 4, .num_sectors = 8, .flags = VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP};
+	    .sector = 4, .num_sectors = 8, .flags = VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP};
 	r = post_dwz(f, VIRTIO_BLK_T_DISCARD, &seg, 1);
 	run_all(f);
 	assert_int_equal(used_len(f, r), 1);
 	assert_int_equal(status_of(r), VIRTIO_BLK_S_UNSUPP);
 	assert_image(f);
 
-	seg = (struct virtio_blk_discard_write_zeroes){.sector = 4, .num_sectors = 8,
-						       .flags = 0x2};
+	seg = (struct virtio_blk_discard_write_zeroes){.sector = 4, .num_sectors = 8, .flags = 0x2};
 	r = post_dwz(f, VIRTIO_BLK_T_WRITE_ZEROES, &seg, 1);
 	run_all(f);
 	assert_int_equal(status_of(r), VIRTIO_BLK_S_UNSUPP);
@@ -997,10 +1012,8 @@ static void test_discard_flags_unsupp(void **state)
 
 static void test_unsupported(void **state)
 {
-	static const uint32_t types[] = {99, VIRTIO_BLK_T_SCSI_CMD,
-					 VIRTIO_BLK_T_SECURE_ERASE,
-					 VIRTIO_BLK_T_OUT | VIRTIO_BLK_T_BARRIER,
-					 UINT32_MAX};
+	static const uint32_t types[] = {99, VIRTIO_BLK_T_SCSI_CMD, VIRTIO_BLK_T_SECURE_ERASE,
+					 VIRTIO_BLK_T_OUT | VIRTIO_BLK_T_BARRIER, UINT32_MAX};
 	struct fx *f = *state;
 
 	fx_start_default(f);
@@ -1019,8 +1032,8 @@ static void test_unsupported(void **state)
 
 /* ---- 7. bad lengths and bounds ---- */
 
-static void expect_ioerr(struct fx *f, uint32_t type, uint64_t sector,
-			 const struct seg *data, unsigned int ndata)
+static void expect_ioerr(struct fx *f, uint32_t type, uint64_t sector, const struct seg *data,
+			 unsigned int ndata)
 {
 	struct req r = post_req(f, type, sector, data, ndata);
 
@@ -1252,8 +1265,8 @@ static void test_mixed_batch(void **state)
 		assert_int_equal(status_of(r[i]), VIRTIO_BLK_S_OK);
 		assert_int_equal(used_len(f, r[i]), i % 2 ? 4097 : 1);
 		if (i % 2)
-			assert_gpa_is_image(f, BUF_GPA + 0x2000ULL * i,
-					    (1000 + 16ULL * i) * SECTOR, 4096);
+			assert_gpa_is_image(f, BUF_GPA + 0x2000ULL * i, (1000 + 16ULL * i) * SECTOR,
+					    4096);
 	}
 	assert_in_range(g_notified[0], 1, 24);
 	assert_image(f);
@@ -1367,8 +1380,7 @@ static void test_reset_inflight(void **state)
 	d = f->d;
 	/* Sixteen 64 KiB reads covering the whole image. */
 	for (unsigned int i = 0; i < 16; i++)
-		post_req(f, VIRTIO_BLK_T_IN, 128ULL * i,
-			 &WR(BUF_GPA + 0x10000ULL * i, 0x10000), 1);
+		post_req(f, VIRTIO_BLK_T_IN, 128ULL * i, &WR(BUF_GPA + 0x10000ULL * i, 0x10000), 1);
 	pthread_mutex_lock(&d->lock);
 	d->ops->queue_kick(d, 0);
 	d->ops->reset(d);
@@ -1472,8 +1484,8 @@ static void test_reset_inflight_writes(void **state)
 	for (unsigned int i = 0; i < 16; i++) {
 		fill_gpa(BUF_GPA + 0x10000ULL * i, (uint8_t)(0x80 + i), 0x10000);
 		memset(f->shadow + 0x10000ULL * i, 0x80 + i, 0x10000);
-		post_req(f, VIRTIO_BLK_T_OUT, 128ULL * i,
-			 &RD(BUF_GPA + 0x10000ULL * i, 0x10000), 1);
+		post_req(f, VIRTIO_BLK_T_OUT, 128ULL * i, &RD(BUF_GPA + 0x10000ULL * i, 0x10000),
+			 1);
 	}
 	pthread_mutex_lock(&d->lock);
 	d->ops->queue_kick(d, 0);
@@ -1515,8 +1527,8 @@ static void test_multiqueue_deep(void **state)
 		if (status_of(r) != VIRTIO_BLK_S_OK)
 			bad++;
 		else
-			assert_gpa_is_image(f, BUF_GPA + 512ULL * k,
-					    (k % IMG_SECTORS) * SECTOR, 512);
+			assert_gpa_is_image(f, BUF_GPA + 512ULL * k, (k % IMG_SECTORS) * SECTOR,
+					    512);
 	}
 	for (unsigned int q = 0; q < 4; q++)
 		assert_in_range(g_notified[q], 1, 256);
@@ -1542,17 +1554,17 @@ static void test_config_space(void **state)
 	assert_int_equal(d->device_id, VIRTIO_ID_BLOCK);
 	d->ops->config_access(d, 0, (uint8_t *)&cap, 8, false);
 	assert_int_equal(cap, IMG_SECTORS);
-	d->ops->config_access(d, offsetof(struct virtio_blk_config, num_queues),
-			      (uint8_t *)&nq, 2, false);
+	d->ops->config_access(d, offsetof(struct virtio_blk_config, num_queues), (uint8_t *)&nq, 2,
+			      false);
 	assert_int_equal(nq, 1);
-	d->ops->config_access(d, offsetof(struct virtio_blk_config, blk_size),
-			      (uint8_t *)&v32, 4, false);
+	d->ops->config_access(d, offsetof(struct virtio_blk_config, blk_size), (uint8_t *)&v32, 4,
+			      false);
 	assert_int_equal(v32, 512);
-	d->ops->config_access(d, offsetof(struct virtio_blk_config, seg_max),
-			      (uint8_t *)&v32, 4, false);
+	d->ops->config_access(d, offsetof(struct virtio_blk_config, seg_max), (uint8_t *)&v32, 4,
+			      false);
 	assert_int_equal(v32, VIRTQ_MAX_SEGS - 2);
-	d->ops->config_access(d, offsetof(struct virtio_blk_config, size_max),
-			      (uint8_t *)&v32, 4, false);
+	d->ops->config_access(d, offsetof(struct virtio_blk_config, size_max), (uint8_t *)&v32, 4,
+			      false);
 	assert_int_equal(v32, 4u << 20);
 	d->ops->config_access(d, offsetof(struct virtio_blk_config, max_discard_seg),
 			      (uint8_t *)&v32, 4, false);
@@ -1575,13 +1587,13 @@ static void test_config_space(void **state)
 	cap = 5;
 	d->ops->config_access(d, 0, (uint8_t *)&cap, 8, true);
 	nq = 9;
-	d->ops->config_access(d, offsetof(struct virtio_blk_config, num_queues),
-			      (uint8_t *)&nq, 2, true);
+	d->ops->config_access(d, offsetof(struct virtio_blk_config, num_queues), (uint8_t *)&nq, 2,
+			      true);
 	cap = 0;
 	d->ops->config_access(d, 0, (uint8_t *)&cap, 8, false);
 	assert_int_equal(cap, IMG_SECTORS);
-	d->ops->config_access(d, offsetof(struct virtio_blk_config, num_queues),
-			      (uint8_t *)&nq, 2, false);
+	d->ops->config_access(d, offsetof(struct virtio_blk_config, num_queues), (uint8_t *)&nq, 2,
+			      false);
 	assert_int_equal(nq, 1);
 
 	/* Beyond the structure: zeros; across its end: the tail, then zeros. */
@@ -1602,8 +1614,8 @@ static void test_config_space(void **state)
 	/* num_queues follows the queue count, and MQ is offered. */
 	fx_start(f, &o);
 	d = f->d;
-	d->ops->config_access(d, offsetof(struct virtio_blk_config, num_queues),
-			      (uint8_t *)&nq, 2, false);
+	d->ops->config_access(d, offsetof(struct virtio_blk_config, num_queues), (uint8_t *)&nq, 2,
+			      false);
 	assert_int_equal(nq, 3);
 	assert_true(d->features & (1ULL << VIRTIO_BLK_F_MQ));
 }
@@ -1612,9 +1624,8 @@ static void test_features(void **state)
 {
 	struct fx *f = *state;
 	uint64_t want = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_EVENT_IDX) |
-			(1ULL << VIRTIO_RING_F_INDIRECT_DESC) |
-			(1ULL << VIRTIO_BLK_F_SEG_MAX) | (1ULL << VIRTIO_BLK_F_SIZE_MAX) |
-			(1ULL << VIRTIO_BLK_F_BLK_SIZE) |
+			(1ULL << VIRTIO_RING_F_INDIRECT_DESC) | (1ULL << VIRTIO_BLK_F_SEG_MAX) |
+			(1ULL << VIRTIO_BLK_F_SIZE_MAX) | (1ULL << VIRTIO_BLK_F_BLK_SIZE) |
 			(1ULL << VIRTIO_BLK_F_FLUSH) | (1ULL << VIRTIO_BLK_F_DISCARD) |
 			(1ULL << VIRTIO_BLK_F_WRITE_ZEROES);
 
@@ -1628,8 +1639,8 @@ static void test_features(void **state)
 
 /* ---- 14. image checks ---- */
 
-static struct virtio_dev *open_path(struct disk_config *dc, const char *path,
-				    bool readonly, bool *usage)
+static struct virtio_dev *open_path(struct disk_config *dc, const char *path, bool readonly,
+				    bool *usage)
 {
 	*dc = (struct disk_config){.path = path,
 				   .readonly = readonly,
@@ -1735,8 +1746,7 @@ static void expect_disk_err(const char *arg, const char *needle)
 	snprintf(buf, sizeof(buf), "%s", arg);
 	assert_int_equal(parse_disk(buf, &d, err, sizeof(err)), -EINVAL);
 	if (!strstr(err, needle))
-		fail_msg("parse_disk(\"%s\"): error '%s' does not name '%s'", arg, err,
-			 needle);
+		fail_msg("parse_disk(\"%s\"): error '%s' does not name '%s'", arg, err, needle);
 }
 
 static void test_parse_disk(void **state)
@@ -1814,10 +1824,10 @@ static int g_wait_err;
 
 int __real_io_uring_submit_and_wait(struct io_uring *ring, unsigned wait_nr);
 int __wrap_io_uring_submit_and_wait(struct io_uring *ring, unsigned wait_nr);
-int __real___io_uring_get_cqe(struct io_uring *ring, struct io_uring_cqe **cqe_ptr,
-			      unsigned submit, unsigned wait_nr, sigset_t *sigmask);
-int __wrap___io_uring_get_cqe(struct io_uring *ring, struct io_uring_cqe **cqe_ptr,
-			      unsigned submit, unsigned wait_nr, sigset_t *sigmask);
+int __real___io_uring_get_cqe(struct io_uring *ring, struct io_uring_cqe **cqe_ptr, unsigned submit,
+			      unsigned wait_nr, sigset_t *sigmask);
+int __wrap___io_uring_get_cqe(struct io_uring *ring, struct io_uring_cqe **cqe_ptr, unsigned submit,
+			      unsigned wait_nr, sigset_t *sigmask);
 int __real_io_getevents(io_context_t ctx, long min_nr, long nr, struct io_event *events,
 			struct timespec *timeout);
 int __wrap_io_getevents(io_context_t ctx, long min_nr, long nr, struct io_event *events,
@@ -1839,8 +1849,8 @@ int __wrap_io_uring_submit_and_wait(struct io_uring *ring, unsigned wait_nr)
 	return __real_io_uring_submit_and_wait(ring, wait_nr);
 }
 
-int __wrap___io_uring_get_cqe(struct io_uring *ring, struct io_uring_cqe **cqe_ptr,
-			      unsigned submit, unsigned wait_nr, sigset_t *sigmask)
+int __wrap___io_uring_get_cqe(struct io_uring *ring, struct io_uring_cqe **cqe_ptr, unsigned submit,
+			      unsigned wait_nr, sigset_t *sigmask)
 {
 	if (wait_nr && wait_fails())
 		return -g_wait_err;
@@ -2062,8 +2072,8 @@ static void test_kick_budget_under_refill(void **state)
 		u = used_idx(f);
 		rf.consumed += (uint16_t)(u - rf.last_used);
 		if (rf.timed_out)
-			fail_msg("round %u: one kick held the thread for 2 s: %llu requests",
-				 round, (unsigned long long)rf.consumed);
+			fail_msg("round %u: one kick held the thread for 2 s: %llu requests", round,
+				 (unsigned long long)rf.consumed);
 		/* QSIZE were available before the call: exactly the budget. */
 		assert_int_equal(rf.consumed, BUDGET);
 		assert_int_equal((uint16_t)(u - start), BUDGET);
@@ -2088,43 +2098,295 @@ static void test_kick_budget_under_refill(void **state)
 	assert_image(f);
 }
 
+/* ---- quiesce and resume (device.h's lifecycle) ---- */
+
+static int quiesce(struct virtio_dev *d)
+{
+	int r;
+
+	/* The transport's call: I/O thread, dev->lock held, kicks stopped. */
+	pthread_mutex_lock(&d->lock);
+	r = d->ops->quiesce(d);
+	pthread_mutex_unlock(&d->lock);
+	return r;
+}
+
+static void resume(struct virtio_dev *d)
+{
+	pthread_mutex_lock(&d->lock);
+	d->ops->resume(d);
+	pthread_mutex_unlock(&d->lock);
+}
+
+static uint16_t *used_event_of(struct fx *f)
+{
+	return hva(avail_gpa(f->q) + 4 + 2ULL * f->qsize, 2);
+}
+
+static uint16_t avail_event_of(struct fx *f)
+{
+	return *(uint16_t *)hva(used_gpa(f->q) + 4 + 8ULL * f->qsize, 2);
+}
+
+#define QN	16 /* requests in flight at the quiesce: 64 KiB each, the image */
+#define QM	4  /* requests made available while quiesced */
+#define QBUF(i) (BUF_GPA + 0x10000ULL * (i)) /* request i's buffer */
+
+/*
+ * Requests in flight at the quiesce complete inside it, as usual (status,
+ * data, used ring, one notification); while quiesced the completion path
+ * starts nothing the driver made available meanwhile; after the resume it
+ * does. On the sync engine nothing is ever in flight: the quiesce has
+ * nothing to do and returns 0 all the same.
+ */
+static void test_quiesce_drains(void **state)
+{
+	struct fx *f = *state;
+	struct fx_opts o = {0};
+	struct timespec ts = {0, 50 * 1000 * 1000};
+	bool async = f->engine != BLK_ENGINE_SYNC;
+	struct req r[QN + QM];
+	struct virtio_dev *d;
+	uint16_t avail_event;
+
+	/* O_DIRECT where the engine is async, so the requests really are in flight. */
+	o.cache = async ? BLK_CACHE_NONE : BLK_CACHE_WRITEBACK;
+	fx_start(f, &o);
+	d = f->d;
+	/* Writes (even) and reads (odd), 64 KiB each, together the whole image. */
+	for (unsigned int i = 0; i < QN; i++) {
+		if (i % 2 == 0) {
+			fill_gpa(QBUF(i), (uint8_t)(0x80 + i), 0x10000);
+			memset(f->shadow + 0x10000ULL * i, 0x80 + i, 0x10000);
+			r[i] = post_req(f, VIRTIO_BLK_T_OUT, 128ULL * i, &RD(QBUF(i), 0x10000), 1);
+		} else {
+			fill_gpa(QBUF(i), 0x5a, 0x10000);
+			r[i] = post_req(f, VIRTIO_BLK_T_IN, 128ULL * i, &WR(QBUF(i), 0x10000), 1);
+		}
+	}
+	kick(f); /* and nothing reaps */
+	assert_int_equal(f->d->vqs[0].last_avail, QN);
+	if (async) {
+		/* All of them in flight: none is used, none notified. */
+		assert_int_equal(used_idx(f), 0);
+		assert_int_equal(g_notified[0], 0);
+		for (unsigned int i = 0; i < QN; i++)
+			assert_int_equal(status_of(r[i]), STATUS_POISON);
+	} else {
+		/* The sync engine finished them inside the kick. */
+		assert_int_equal(used_idx(f), QN);
+		assert_int_equal(g_notified[0], 1);
+	}
+
+	assert_int_equal(quiesce(d), 0);
+	/* Every request is done, as a completion pass would have done it. */
+	assert_int_equal(used_idx(f), QN);
+	for (unsigned int i = 0; i < QN; i++) {
+		assert_int_equal(status_of(r[i]), VIRTIO_BLK_S_OK);
+		assert_int_equal(used_len(f, r[i]), i % 2 ? 0x10001 : 1);
+		if (i % 2)
+			assert_gpa_is_image(f, QBUF(i), 0x10000ULL * i, 0x10000);
+	}
+	assert_image(f); /* the writes are in the file */
+	/* The driver was told, once (EVENT_IDX: the first decision notifies). */
+	assert_int_equal(g_notified[0], 1);
+	assert_int_equal(g_notify_unlocked, 0);
+	assert_int_equal(g_config_notified, 0);
+
+	/* While quiesced the driver makes more requests available (the
+	 * transport serves no kick); the completion path starts none. */
+	for (unsigned int k = 0; k < QM; k++) {
+		fill_gpa(QBUF(QN + k), 0x5a, 0x10000);
+		r[QN + k] =
+		    post_req(f, VIRTIO_BLK_T_IN, 128ULL * k + 8, &WR(QBUF(QN + k), 0x10000), 1);
+	}
+	avail_event = avail_event_of(f);
+	blk_complete(d);
+	nanosleep(&ts, NULL); /* a read started anyway would land meanwhile */
+	blk_complete(d);
+	assert_int_equal(f->d->vqs[0].last_avail, QN); /* nothing popped */
+	assert_int_equal(avail_event_of(f), avail_event);
+	assert_int_equal(used_idx(f), QN);
+	for (unsigned int k = 0; k < QM; k++) {
+		assert_int_equal(status_of(r[QN + k]), STATUS_POISON);
+		assert_true(gpa_all(QBUF(QN + k), 0x5a, 0x10000));
+	}
+	assert_int_equal(g_notified[0], 1);
+
+	/* Resumed: the next completion pass serves the waiting requests. */
+	*used_event_of(f) = QN; /* interrupt me at the next one */
+	resume(d);
+	assert_int_equal(used_idx(f), QN); /* resume alone starts nothing */
+	blk_complete(d);
+	assert_int_equal(f->d->vqs[0].last_avail, QN + QM);
+	wait_used_q(f, 0, QN + QM);
+	for (unsigned int k = 0; k < QM; k++) {
+		assert_int_equal(status_of(r[QN + k]), VIRTIO_BLK_S_OK);
+		assert_int_equal(used_len(f, r[QN + k]), 0x10001);
+		assert_gpa_is_image(f, QBUF(QN + k), (128ULL * k + 8) * SECTOR, 0x10000);
+	}
+	assert_int_equal(g_notified[0], 2);
+	assert_int_equal(g_notify_unlocked, 0);
+	assert_image(f);
+}
+
+/*
+ * Quiesce with nothing in flight (a fresh device, then an idle one): 0,
+ * nothing pushed or notified; resumed, the device serves kicks as before.
+ */
+static void test_quiesce_idle(void **state)
+{
+	struct fx *f = *state;
+	struct req r;
+
+	fx_start_default(f);
+	assert_int_equal(quiesce(f->d), 0);
+	assert_int_equal(used_idx(f), 0);
+	assert_int_equal(g_notified[0], 0);
+	resume(f->d);
+	r = post_req(f, VIRTIO_BLK_T_IN, 8, &WR(BUF_GPA, 4096), 1);
+	run_all(f);
+	assert_int_equal(status_of(r), VIRTIO_BLK_S_OK);
+	assert_gpa_is_image(f, BUF_GPA, 8 * SECTOR, 4096);
+	assert_int_equal(g_notified[0], 1);
+	/* Idle again, twice over. */
+	for (unsigned int round = 0; round < 2; round++) {
+		assert_int_equal(quiesce(f->d), 0);
+		assert_int_equal(used_idx(f), 1);
+		assert_int_equal(g_notified[0], 1);
+		resume(f->d);
+	}
+	r = post_req(f, VIRTIO_BLK_T_IN, 16, &WR(BUF_GPA, 4096), 1);
+	run_all(f);
+	assert_int_equal(used_idx(f), 2);
+	assert_int_equal(status_of(r), VIRTIO_BLK_S_OK);
+	assert_gpa_is_image(f, BUF_GPA, 16 * SECTOR, 4096);
+	assert_int_equal(g_notify_unlocked, 0);
+}
+
+/* Whether the loop has an event ready now (not served). */
+static int loop_ready(struct io_loop *l)
+{
+	struct epoll_event ev;
+	int n;
+
+	do
+		n = epoll_wait(l->epfd, &ev, 1, 0);
+	while (n < 0 && errno == EINTR);
+	return n;
+}
+
+/*
+ * On a board (blk_add), the engine's completion eventfd is watched on the
+ * I/O loop: the quiesce takes it out of the loop's events, the resume puts
+ * it back. The device here is blk_open's with the watch blk_add makes.
+ */
+static void test_quiesce_loop_watch(void **state)
+{
+	struct fx *f = *state;
+	struct fx_opts o = {.cache = BLK_CACHE_NONE};
+	struct io_loop loop;
+	struct blk *b;
+	uint64_t one = 1;
+	int64_t start;
+	int efd;
+	struct req r[4];
+
+	fx_start(f, &o);
+	b = f->d->priv;
+	efd = blk_completion_fd(f->d);
+	assert_true(efd >= 0);
+	assert_int_equal(io_loop_init(&loop), 0);
+	assert_int_equal(io_watch(&loop, efd, blk_complete, f->d), 0);
+	b->io = &loop;
+
+	for (unsigned int i = 0; i < 4; i++)
+		r[i] = post_req(f, VIRTIO_BLK_T_IN, 128ULL * i, &WR(QBUF(i), 0x10000), 1);
+	kick(f);
+	assert_int_equal(used_idx(f), 0);
+	assert_int_equal(quiesce(f->d), 0);
+	assert_int_equal(used_idx(f), 4);
+	for (unsigned int i = 0; i < 4; i++)
+		assert_int_equal(status_of(r[i]), VIRTIO_BLK_S_OK);
+	/* The eventfd readable, and yet the loop has nothing to serve. */
+	assert_int_equal(write(efd, &one, sizeof(one)), (ssize_t)sizeof(one));
+	assert_int_equal(poll(&(struct pollfd){.fd = efd, .events = POLLIN}, 1, 0), 1);
+	assert_int_equal(loop_ready(&loop), 0);
+
+	resume(f->d);
+	assert_int_equal(loop_ready(&loop), 1);
+	blk_complete(f->d); /* reads the count: a stale wakeup, nothing done */
+	assert_int_equal(loop_ready(&loop), 0);
+	assert_int_equal(used_idx(f), 4);
+
+	/* Served through the loop again. */
+	r[0] = post_req(f, VIRTIO_BLK_T_IN, 8, &WR(BUF_GPA, 4096), 1);
+	kick(f);
+	start = now_ms();
+	while (used_idx(f) != 5) {
+		struct epoll_event ev;
+		int n = epoll_wait(loop.epfd, &ev, 1, TIMEOUT_MS);
+
+		if (n < 0 && errno == EINTR) /* as io_loop_run takes it */
+			continue;
+		if (n == 0 || now_ms() - start > TIMEOUT_MS)
+			fail_msg("no completion in %d ms", TIMEOUT_MS);
+		assert_int_equal(n, 1);
+		loop.watches[ev.data.u64].fn(loop.watches[ev.data.u64].opaque);
+	}
+	assert_int_equal(status_of(r[0]), VIRTIO_BLK_S_OK);
+	assert_gpa_is_image(f, BUF_GPA, 8 * SECTOR, 4096);
+	b->io = NULL;
+	io_loop_destroy(&loop);
+}
+
 int main(void)
 {
-#define ENG(f)                                                                 \
-	{"io_uring: " #f, f, fx_setup, fx_teardown, &g_eng_uring},             \
-	{"aio: " #f, f, fx_setup, fx_teardown, &g_eng_aio},                   \
-	{"sync: " #f, f, fx_setup, fx_teardown, &g_eng_sync}
-#define SYNC(f) {"sync: " #f, f, fx_setup, fx_teardown, &g_eng_sync}
-#define ASYNC(f)                                                               \
-	{"io_uring: " #f, f, fx_setup, fx_teardown, &g_eng_uring},             \
-	{"aio: " #f, f, fx_setup, fx_teardown, &g_eng_aio}
+#define ENG(f)                                                                                     \
+	{"io_uring: " #f, f, fx_setup, fx_teardown, &g_eng_uring},                                 \
+	    {"aio: " #f, f, fx_setup, fx_teardown, &g_eng_aio},                                    \
+	{                                                                                          \
+		"sync: " #f, f, fx_setup, fx_teardown, &g_eng_sync                                 \
+	}
+#define SYNC(f)                                                                                    \
+	{                                                                                          \
+		"sync: " #f, f, fx_setup, fx_teardown, &g_eng_sync                                 \
+	}
+#define ASYNC(f)                                                                                   \
+	{"io_uring: " #f, f, fx_setup, fx_teardown, &g_eng_uring},                                 \
+	{                                                                                          \
+		"aio: " #f, f, fx_setup, fx_teardown, &g_eng_aio                                   \
+	}
 	const struct CMUnitTest tests[] = {
-		ENG(test_read),
-		ENG(test_read_layouts),
-		ENG(test_write_split),
-		ENG(test_flush),
-		ENG(test_get_id),
-		ENG(test_discard_write_zeroes),
-		ENG(test_unsupported),
-		ENG(test_bad_lengths),
-		ENG(test_readonly),
-		ENG(test_wrong_direction),
-		ENG(test_many_requests),
-		ENG(test_mixed_batch),
-		ENG(test_broken_ring),
-		ENG(test_reset_inflight),
-		ENG(test_reset_inflight_writes),
-		ENG(test_reset_inflight_signals),
-		ASYNC(test_reset_drain_wait_fails),
-		ASYNC(test_reset_drain_wait_broken),
-		ENG(test_multiqueue_deep),
-		SYNC(test_discard_flags_unsupp),
-		SYNC(test_notify_suppression),
-		SYNC(test_config_space),
-		SYNC(test_features),
-		SYNC(test_kick_budget_under_refill),
-		cmocka_unit_test(test_image_checks),
-		cmocka_unit_test(test_parse_disk),
+	    ENG(test_read),
+	    ENG(test_read_layouts),
+	    ENG(test_write_split),
+	    ENG(test_flush),
+	    ENG(test_get_id),
+	    ENG(test_discard_write_zeroes),
+	    ENG(test_unsupported),
+	    ENG(test_bad_lengths),
+	    ENG(test_readonly),
+	    ENG(test_wrong_direction),
+	    ENG(test_many_requests),
+	    ENG(test_mixed_batch),
+	    ENG(test_broken_ring),
+	    ENG(test_reset_inflight),
+	    ENG(test_reset_inflight_writes),
+	    ENG(test_reset_inflight_signals),
+	    ASYNC(test_reset_drain_wait_fails),
+	    ASYNC(test_reset_drain_wait_broken),
+	    ENG(test_multiqueue_deep),
+	    SYNC(test_discard_flags_unsupp),
+	    SYNC(test_notify_suppression),
+	    SYNC(test_config_space),
+	    SYNC(test_features),
+	    SYNC(test_kick_budget_under_refill),
+	    ENG(test_quiesce_drains),
+	    ENG(test_quiesce_idle),
+	    ASYNC(test_quiesce_loop_watch),
+	    cmocka_unit_test(test_image_checks),
+	    cmocka_unit_test(test_parse_disk),
 	};
 #undef ENG
 #undef SYNC

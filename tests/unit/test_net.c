@@ -5,10 +5,11 @@
  * The test is the driver: it writes split rings into a fake guest RAM and
  * calls the device's queue_kick op and net_rx_ready() itself.
  */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <setjmp.h>
+
 #include <cmocka.h>
 
 #include <errno.h>
@@ -18,33 +19,36 @@
 #include <linux/virtio_ids.h>
 #include <linux/virtio_net.h>
 #include <linux/virtio_ring.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <net/if.h>
-#include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../../src/virtio/net.h"
 #include "config.h"
 #include "mem.h"
 #include "virtio.h"
 #include "virtq.h"
-#include "../../src/virtio/net.h"
 
 #define RAM_BYTES (8ULL << 20)
-#define RING_GPA 0x100000ULL /* queue q's rings at RING_GPA + q * QSTRIDE */
-#define QSTRIDE 0x10000ULL
-#define BUF_GPA 0x400000ULL /* packet buffers */
-#define QSIZE 64
-#define HDR 12
-#define MAXQ 5
+#define RING_GPA  0x100000ULL /* queue q's rings at RING_GPA + q * QSTRIDE */
+#define QSTRIDE	  0x10000ULL
+#define BUF_GPA	  0x400000ULL /* packet buffers */
+#define QSIZE	  64
+#define HDR	  12
+#define MAXQ	  5
 
 static struct guest_mem g_mem;
 static uint16_t g_qsize = QSIZE; /* of every queue of the next fx_start() */
 static unsigned int g_notified[MAXQ], g_kick_again[MAXQ];
-static int g_watch_on[4]; /* by pair: last watch call, -1 none */
+static int g_watch_on[4];		 /* by pair: last watch call, -1 none */
+static unsigned int g_watch_calls[4][2]; /* by pair: calls with on false, true */
+static unsigned int g_watch_stray;	 /* calls for an fd that is no pair's */
 
 static void t_notify_queue(struct virtio_dev *d, unsigned int q)
 {
@@ -65,9 +69,9 @@ static void t_kick_again(struct virtio_dev *d, unsigned int q)
 }
 
 static const struct virtio_transport_ops t_tops = {
-	.notify_queue = t_notify_queue,
-	.notify_config = t_notify_config,
-	.kick_again = t_kick_again,
+    .notify_queue = t_notify_queue,
+    .notify_config = t_notify_config,
+    .kick_again = t_kick_again,
 };
 
 struct fx {
@@ -84,8 +88,12 @@ static void t_watch(void *opaque, int fd, bool on)
 	struct fx *f = opaque;
 
 	for (unsigned int p = 0; p < f->pairs; p++)
-		if (f->dev_fd[p] == fd)
+		if (f->dev_fd[p] == fd) {
 			g_watch_on[p] = on;
+			g_watch_calls[p][on]++;
+			return;
+		}
+	g_watch_stray++;
 }
 
 static void *hva(uint64_t gpa, uint64_t len)
@@ -96,11 +104,26 @@ static void *hva(uint64_t gpa, uint64_t len)
 	return p;
 }
 
-static uint64_t desc_gpa(unsigned int q) { return RING_GPA + q * QSTRIDE; }
-static uint64_t avail_gpa(unsigned int q) { return desc_gpa(q) + 0x4000; }
-static uint64_t used_gpa(unsigned int q) { return desc_gpa(q) + 0x8000; }
-static struct vring_used *used(unsigned int q) { return hva(used_gpa(q), 4 + 8 * g_qsize); }
-static struct vring_avail *avail(unsigned int q) { return hva(avail_gpa(q), 4 + 2 * g_qsize); }
+static uint64_t desc_gpa(unsigned int q)
+{
+	return RING_GPA + q * QSTRIDE;
+}
+static uint64_t avail_gpa(unsigned int q)
+{
+	return desc_gpa(q) + 0x4000;
+}
+static uint64_t used_gpa(unsigned int q)
+{
+	return desc_gpa(q) + 0x8000;
+}
+static struct vring_used *used(unsigned int q)
+{
+	return hva(used_gpa(q), 4 + 8 * g_qsize);
+}
+static struct vring_avail *avail(unsigned int q)
+{
+	return hva(avail_gpa(q), 4 + 2 * g_qsize);
+}
 
 static int group_setup(void **state)
 {
@@ -129,6 +152,8 @@ static struct fx *fx_start(unsigned int pairs, uint64_t features)
 	memset(g_notified, 0, sizeof(g_notified));
 	memset(g_kick_again, 0, sizeof(g_kick_again));
 	memset(g_watch_on, 0xff, sizeof(g_watch_on));
+	memset(g_watch_calls, 0, sizeof(g_watch_calls));
+	g_watch_stray = 0;
 	net_default_mac("t0", nc.mac);
 	f->pairs = pairs;
 	for (unsigned int p = 0; p < pairs; p++) {
@@ -196,11 +221,12 @@ static uint16_t post(struct fx *f, unsigned int q, const struct seg *s, unsigned
 	for (unsigned int i = 0; i < n; i++) {
 		uint16_t at = (uint16_t)((head + i) % g_qsize);
 
-		desc[at] = (struct vring_desc){
-			.addr = s[i].gpa, .len = s[i].len,
-			.flags = (uint16_t)((s[i].write ? VRING_DESC_F_WRITE : 0) |
-					    (i + 1 < n ? VRING_DESC_F_NEXT : 0)),
-			.next = (uint16_t)((at + 1) % g_qsize)};
+		desc[at] =
+		    (struct vring_desc){.addr = s[i].gpa,
+					.len = s[i].len,
+					.flags = (uint16_t)((s[i].write ? VRING_DESC_F_WRITE : 0) |
+							    (i + 1 < n ? VRING_DESC_F_NEXT : 0)),
+					.next = (uint16_t)((at + 1) % g_qsize)};
 	}
 	f->next_desc[q] = (uint16_t)((head + n) % g_qsize);
 	a->ring[a->idx % g_qsize] = head;
@@ -237,13 +263,13 @@ static void frame(uint8_t *p, size_t len, uint8_t seed)
 static void test_tx_hdr_check(void **state)
 {
 	const uint64_t csum = 1ULL << VIRTIO_NET_F_CSUM;
-	const uint64_t tso = csum | (1ULL << VIRTIO_NET_F_HOST_TSO4) |
-			     (1ULL << VIRTIO_NET_F_HOST_TSO6);
+	const uint64_t tso =
+	    csum | (1ULL << VIRTIO_NET_F_HOST_TSO4) | (1ULL << VIRTIO_NET_F_HOST_TSO6);
 	struct virtio_net_hdr h = {0};
 
 	(void)state;
 	assert_null(net_tx_hdr_check(&h, 60, 0));
-	assert_non_null(net_tx_hdr_check(&h, 13, 0));	     /* no Ethernet header */
+	assert_non_null(net_tx_hdr_check(&h, 13, 0));		/* no Ethernet header */
 	assert_non_null(net_tx_hdr_check(&h, 65536 + 14, tso)); /* too long */
 	assert_null(net_tx_hdr_check(&h, 65535 + 14, tso));
 	h.flags = VIRTIO_NET_HDR_F_DATA_VALID; /* RX only */
@@ -253,7 +279,7 @@ static void test_tx_hdr_check(void **state)
 	h.csum_offset = 16;
 	assert_non_null(net_tx_hdr_check(&h, 60, 0)); /* not negotiated */
 	assert_null(net_tx_hdr_check(&h, 60, csum));
-	assert_null(net_tx_hdr_check(&h, 52, csum));	/* field ends at the frame's end */
+	assert_null(net_tx_hdr_check(&h, 52, csum));	 /* field ends at the frame's end */
 	assert_non_null(net_tx_hdr_check(&h, 51, csum)); /* past the frame */
 	h.csum_start = 0xffff;
 	h.csum_offset = 0xffff;
@@ -290,8 +316,7 @@ static void test_tap_offloads(void **state)
 	assert_int_equal(net_tap_offloads(g4 | g6), 0); /* TSO without csum: none */
 	assert_int_equal(net_tap_offloads(gcsum), TUN_F_CSUM);
 	assert_int_equal(net_tap_offloads(gcsum | g4), TUN_F_CSUM | TUN_F_TSO4);
-	assert_int_equal(net_tap_offloads(gcsum | g4 | g6),
-			 TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6);
+	assert_int_equal(net_tap_offloads(gcsum | g4 | g6), TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6);
 }
 
 /* ---- device identity ---- */
@@ -697,11 +722,16 @@ static void test_ctrl_queue(void **state)
 	struct fx *f = fx_start(2, ALL_FEATURES);
 
 	(void)state;
-	assert_int_equal(ctrl(f, VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, 2), VIRTIO_NET_OK);
-	assert_int_equal(ctrl(f, VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, 1), VIRTIO_NET_OK);
-	assert_int_equal(ctrl(f, VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, 3), VIRTIO_NET_ERR);
-	assert_int_equal(ctrl(f, VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, 0), VIRTIO_NET_ERR);
-	assert_int_equal(ctrl(f, VIRTIO_NET_CTRL_RX, VIRTIO_NET_CTRL_RX_PROMISC, 1), VIRTIO_NET_ERR);
+	assert_int_equal(ctrl(f, VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, 2),
+			 VIRTIO_NET_OK);
+	assert_int_equal(ctrl(f, VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, 1),
+			 VIRTIO_NET_OK);
+	assert_int_equal(ctrl(f, VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, 3),
+			 VIRTIO_NET_ERR);
+	assert_int_equal(ctrl(f, VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, 0),
+			 VIRTIO_NET_ERR);
+	assert_int_equal(ctrl(f, VIRTIO_NET_CTRL_RX, VIRTIO_NET_CTRL_RX_PROMISC, 1),
+			 VIRTIO_NET_ERR);
 	assert_int_equal(used(4)->idx, 5);
 	assert_int_equal(used(4)->ring[0].len, 1);
 	assert_false(needs_reset(f));
@@ -733,6 +763,171 @@ static void test_multiqueue_pairs(void **state)
 	fx_stop(f);
 }
 
+/* ---- quiesce and resume (device.h's lifecycle) ---- */
+
+static int quiesce(struct fx *f)
+{
+	int r;
+
+	/* The transport's call: I/O thread, dev->lock held, kicks stopped. */
+	pthread_mutex_lock(&f->d->lock);
+	r = f->d->ops->quiesce(f->d);
+	pthread_mutex_unlock(&f->d->lock);
+	return r;
+}
+
+static void resume(struct fx *f)
+{
+	pthread_mutex_lock(&f->d->lock);
+	f->d->ops->resume(f->d);
+	pthread_mutex_unlock(&f->d->lock);
+}
+
+static bool gpa_zero(uint64_t gpa, uint64_t len)
+{
+	const uint8_t *p = hva(gpa, len);
+
+	for (uint64_t i = 0; i < len; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+static void watch_calls_clear(void)
+{
+	memset(g_watch_calls, 0, sizeof(g_watch_calls));
+}
+
+/* The device's end of pair p has a datagram waiting (not read by the device). */
+static bool backend_readable(const struct fx *f, unsigned int p)
+{
+	struct pollfd pfd = {.fd = f->dev_fd[p], .events = POLLIN};
+
+	return poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN);
+}
+
+/*
+ * Quiesce stops the RX wakeups of exactly the pairs that were watching (a
+ * pair waiting for buffers is not watched and is left alone); a packet
+ * that arrives meanwhile stays in the backend even if a wakeup collected
+ * before the quiesce runs; resume watches exactly those pairs again, and
+ * each queue goes on from the state it held.
+ */
+static void test_quiesce_rx(void **state)
+{
+	struct fx *f = fx_start(2, ALL_FEATURES);
+	uint64_t b0 = buf(f, 2048), b2 = buf(f, 2048);
+	uint8_t want[100];
+	struct net_stats st;
+
+	(void)state;
+	/* Activation with both RX queues ready watches both pairs. */
+	assert_int_equal(g_watch_on[0], 1);
+	assert_int_equal(g_watch_on[1], 1);
+	/* Pair 0 has a buffer; pair 1 gets a packet and none: it waits, unwatched. */
+	post(f, 0, (struct seg[]){{b0, 2048, true}}, 1);
+	send_pkt(f, 1, 60, 7);
+	rx_ready(f, 1);
+	assert_int_equal(g_watch_on[1], 0);
+	assert_int_equal(used(2)->idx, 0);
+	assert_false(backend_readable(f, 1)); /* read into the device's bounce buffer */
+	watch_calls_clear();
+
+	assert_int_equal(quiesce(f), 0);
+	assert_int_equal(g_watch_calls[0][0], 1); /* watch(fd0, false), once */
+	assert_int_equal(g_watch_calls[0][1], 0);
+	assert_int_equal(g_watch_calls[1][0], 0); /* nothing for the unwatched */
+	assert_int_equal(g_watch_calls[1][1], 0);
+	assert_int_equal(g_watch_stray, 0);
+	assert_int_equal(g_watch_on[0], 0);
+
+	/* A packet while quiesced, and a wakeup collected before: no delivery. */
+	st = *net_get_stats(f->d);
+	send_pkt(f, 0, 100, 9);
+	rx_ready(f, 0);
+	rx_ready(f, 1);
+	assert_int_equal(used(0)->idx, 0);
+	assert_int_equal(used(2)->idx, 0);
+	assert_memory_equal(net_get_stats(f->d), &st, sizeof(st));
+	assert_true(backend_readable(f, 0)); /* still in the backend */
+	assert_true(gpa_zero(b0, 2048));
+	assert_int_equal(g_notified[0], 0);
+	assert_int_equal(g_notified[2], 0);
+	assert_int_equal(g_watch_calls[0][0] + g_watch_calls[0][1], 1);
+	assert_int_equal(g_watch_calls[1][0] + g_watch_calls[1][1], 0);
+
+	resume(f);
+	assert_int_equal(g_watch_calls[0][1], 1); /* watch(fd0, true), once */
+	assert_int_equal(g_watch_calls[0][0], 1);
+	assert_int_equal(g_watch_calls[1][0], 0); /* pair 1 still waits for buffers */
+	assert_int_equal(g_watch_calls[1][1], 0);
+	assert_int_equal(g_watch_stray, 0);
+	assert_int_equal(g_watch_on[0], 1);
+	assert_int_equal(used(0)->idx, 0); /* resume alone delivers nothing */
+
+	/* The wakeup the loop now gives: the waiting packet is delivered. */
+	rx_ready(f, 0);
+	assert_int_equal(used(0)->idx, 1);
+	assert_int_equal(used(0)->ring[0].id, 0);
+	assert_int_equal(used(0)->ring[0].len, HDR + 100);
+	assert_int_equal(((struct virtio_net_hdr_mrg_rxbuf *)hva(b0, HDR))->num_buffers, 1);
+	frame(want, 100, 9);
+	assert_memory_equal(hva(b0 + HDR, 100), want, 100);
+	assert_int_equal(net_get_stats(f->d)->rx_packets, st.rx_packets + 1);
+	assert_int_equal(net_get_stats(f->d)->rx_bytes, st.rx_bytes + 100);
+	assert_int_equal(g_notified[0], 1);
+	assert_false(backend_readable(f, 0));
+	assert_int_equal(g_watch_on[0], 1); /* dry, watching on */
+	/* Pair 1's packet waited through it all: its buffer brings it in. */
+	post(f, 2, (struct seg[]){{b2, 2048, true}}, 1);
+	kick(f, 2);
+	assert_int_equal(used(2)->idx, 1);
+	assert_int_equal(used(2)->ring[0].len, HDR + 60);
+	frame(want, 60, 7);
+	assert_memory_equal(hva(b2 + HDR, 60), want, 60);
+	assert_int_equal(g_watch_on[1], 1);
+	assert_int_equal(net_get_stats(f->d)->rx_dropped, 0);
+	fx_stop(f);
+}
+
+/*
+ * A reset while quiesced (a machine reset: quiesce, reset, resume): the
+ * watches are already off, so the reset makes no watch call, and the
+ * resume re-watches nothing the reset stopped; the next driver's
+ * activation watches again.
+ */
+static void test_quiesce_reset_resume(void **state)
+{
+	struct fx *f = fx_start(1, ALL_FEATURES);
+	uint64_t b = buf(f, 2048);
+
+	(void)state;
+	assert_int_equal(g_watch_on[0], 1);
+	watch_calls_clear();
+	assert_int_equal(quiesce(f), 0);
+	assert_int_equal(g_watch_calls[0][0], 1);
+	pthread_mutex_lock(&f->d->lock);
+	f->d->ops->reset(f->d);
+	pthread_mutex_unlock(&f->d->lock);
+	assert_int_equal(g_watch_calls[0][0], 1); /* not stopped twice */
+	resume(f);
+	assert_int_equal(g_watch_calls[0][1], 0); /* the reset device reads nothing */
+	assert_int_equal(g_watch_on[0], 0);
+	/* The driver starts again. */
+	pthread_mutex_lock(&f->d->lock);
+	assert_int_equal(f->d->ops->activate(f->d), 0);
+	pthread_mutex_unlock(&f->d->lock);
+	assert_int_equal(g_watch_calls[0][1], 1);
+	assert_int_equal(g_watch_on[0], 1);
+	post(f, 0, (struct seg[]){{b, 2048, true}}, 1);
+	send_pkt(f, 0, 80, 3);
+	rx_ready(f, 0);
+	assert_int_equal(used(0)->idx, 1);
+	assert_int_equal(used(0)->ring[0].len, HDR + 80);
+	assert_int_equal(g_watch_stray, 0);
+	fx_stop(f);
+}
+
 /* ---- the tap backend (root with /dev/net/tun, in a network namespace) ---- */
 
 static bool tap_here(void)
@@ -744,7 +939,8 @@ static bool tap_here(void)
 		ok = geteuid() == 0 && access("/dev/net/tun", R_OK | W_OK) == 0 &&
 		     unshare(CLONE_NEWNET) == 0;
 		if (!ok)
-			print_message("needs root, /dev/net/tun and a network namespace: skipped\n");
+			print_message(
+			    "needs root, /dev/net/tun and a network namespace: skipped\n");
 	}
 	return ok;
 }
@@ -807,6 +1003,8 @@ int main(void)
 	    cmocka_unit_test(test_reset_drops_waiting),
 	    cmocka_unit_test(test_ctrl_queue),
 	    cmocka_unit_test(test_multiqueue_pairs),
+	    cmocka_unit_test(test_quiesce_rx),
+	    cmocka_unit_test(test_quiesce_reset_resume),
 	    cmocka_unit_test(test_tap_open),
 	};
 
