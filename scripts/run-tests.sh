@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Runs the test tiers and ends with one line: "N passed, N failed, N skipped".
+#   checks  one test each: no ring of calls between src/ files and none over
+#           600 lines (check-calls), clang-format, shellcheck
 #   unit    cmocka unit tests (no KVM), plain and under ASan/UBSan, and the
 #           libFuzzer targets over their corpora (tests/fuzz, clang)
 #   guests  tiny guests on the host's /dev/kvm (ASan/UBSan and plain), and
 #           the command-line tests against build/vmm and build/vmm-asan
 #   lab     stock Debian kernels under vmm on a real (nested) KVM in QEMU
-# No argument runs all three. A tier that cannot run here counts as skipped.
+# No argument runs all four. A tier that cannot run here counts as skipped.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit
 tiers=("$@")
-[ ${#tiers[@]} -eq 0 ] && tiers=(unit guests lab)
+[ ${#tiers[@]} -eq 0 ] && tiers=(checks unit guests lab)
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
@@ -47,6 +49,19 @@ run_one() {
 	rm -f "$log"
 }
 
+# check NAME TOOL CMD...: one test, passed when CMD exits 0; skipped, saying
+# why, where TOOL is missing.
+check() {
+	local name=$1 tool=$2
+	shift 2
+	if ! command -v "$tool" >/dev/null; then
+		echo "$name skipped: no $tool (scripts/deps.sh installs it)"
+		run_one "$name" echo "0 passed, 0 failed, 1 skipped"
+		return
+	fi
+	run_one "$name" sh -c '"$@" && echo "1 passed, 0 failed, 0 skipped"' sh "$@"
+}
+
 build() {
 	make -s -j"$(nproc)" "$@" >/tmp/vmm-build.log 2>&1 || {
 		cat /tmp/vmm-build.log
@@ -64,6 +79,11 @@ fi
 
 for tier in "${tiers[@]}"; do
 	case $tier in
+	checks)
+		check check-calls python3 make -s -j"$(nproc)" check-calls
+		check format-check clang-format make -s format-check
+		check shellcheck shellcheck make -s shellcheck
+		;;
 	unit)
 		build all unit
 		for t in build/tests/test_* build/tests-asan/test_*; do
@@ -71,6 +91,7 @@ for tier in "${tiers[@]}"; do
 		done
 		# libFuzzer targets (clang, ASan/UBSan): each over its corpus, then
 		# FUZZ_REGRESS_SECONDS of fresh fuzzing; logs in build/fuzz/logs.
+		# shellcheck disable=SC2012  # our own file names, plain
 		fuzz_names=$(cd tests/fuzz && ls fuzz_*.c | sed 's/^fuzz_//; s/\.c$//')
 		if ! why=$(tests/fuzz/run.sh probe); then
 			echo "fuzz targets skipped: $why"
@@ -99,7 +120,7 @@ for tier in "${tiers[@]}"; do
 		run_one lab scripts/lab/run-tests
 		;;
 	*)
-		echo "unknown tier '$tier' (unit, guests, lab)" >&2
+		echo "unknown tier '$tier' (checks, unit, guests, lab)" >&2
 		exit 2
 		;;
 	esac
