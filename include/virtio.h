@@ -28,6 +28,7 @@
 #define VIRTIO_PCI_DEVICE_BASE 0x1040 /* + device type, modern only */
 
 struct dev_services;
+struct device;
 struct device_list;
 struct stat;
 struct virtio_dev;
@@ -149,6 +150,10 @@ void virtio_pci_destroy(struct virtio_dev *d);
 int virtio_pci_quiesce(struct virtio_dev *d) WUR;
 void virtio_pci_resume(struct virtio_dev *d);
 void virtio_pci_reset(struct virtio_dev *d);
+/* The same as struct device_ops members (dev->opaque: the struct virtio_dev). */
+void virtio_pci_dev_reset(struct device *dev);
+int virtio_pci_dev_quiesce(struct device *dev);
+void virtio_pci_dev_resume(struct device *dev);
 
 /*
  * Whether the file st describes can be a disk image (a regular file, a

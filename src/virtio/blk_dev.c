@@ -172,21 +172,6 @@ void blk_close(struct virtio_dev *d)
 
 /* ---- on the board (device.h) ---- */
 
-static void blk_dev_reset(struct device *dev)
-{
-	virtio_pci_reset(dev->opaque);
-}
-
-static int blk_dev_quiesce(struct device *dev)
-{
-	return virtio_pci_quiesce(dev->opaque);
-}
-
-static void blk_dev_resume(struct device *dev)
-{
-	virtio_pci_resume(dev->opaque);
-}
-
 static void blk_dev_destroy(struct device *dev)
 {
 	virtio_pci_destroy(dev->opaque);
@@ -194,9 +179,9 @@ static void blk_dev_destroy(struct device *dev)
 }
 
 static const struct device_ops blk_device_ops = {
-    .reset = blk_dev_reset,
-    .quiesce = blk_dev_quiesce,
-    .resume = blk_dev_resume,
+    .reset = virtio_pci_dev_reset,
+    .quiesce = virtio_pci_dev_quiesce,
+    .resume = virtio_pci_dev_resume,
     .destroy = blk_dev_destroy,
 };
 

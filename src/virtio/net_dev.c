@@ -99,21 +99,6 @@ static void io_watch_tap(void *opaque, int fd, bool on)
 				on ? "start" : "stop");
 }
 
-static void net_dev_reset(struct device *dev)
-{
-	virtio_pci_reset(dev->opaque);
-}
-
-static int net_dev_quiesce(struct device *dev)
-{
-	return virtio_pci_quiesce(dev->opaque);
-}
-
-static void net_dev_resume(struct device *dev)
-{
-	virtio_pci_resume(dev->opaque);
-}
-
 static void net_dev_destroy(struct device *dev)
 {
 	virtio_pci_destroy(dev->opaque);
@@ -121,9 +106,9 @@ static void net_dev_destroy(struct device *dev)
 }
 
 static const struct device_ops net_device_ops = {
-    .reset = net_dev_reset,
-    .quiesce = net_dev_quiesce,
-    .resume = net_dev_resume,
+    .reset = virtio_pci_dev_reset,
+    .quiesce = virtio_pci_dev_quiesce,
+    .resume = virtio_pci_dev_resume,
     .destroy = net_dev_destroy,
 };
 

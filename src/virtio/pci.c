@@ -463,3 +463,18 @@ void virtio_pci_reset(struct virtio_dev *d)
 	vpci_reset(d->transport);
 	pthread_mutex_unlock(&d->lock);
 }
+
+void virtio_pci_dev_reset(struct device *dev)
+{
+	virtio_pci_reset(dev->opaque);
+}
+
+int virtio_pci_dev_quiesce(struct device *dev)
+{
+	return virtio_pci_quiesce(dev->opaque);
+}
+
+void virtio_pci_dev_resume(struct device *dev)
+{
+	virtio_pci_resume(dev->opaque);
+}
