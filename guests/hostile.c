@@ -752,13 +752,23 @@ static void after_bar_collide(void)
  */
 #define RACE_FRAMES 400
 
+/*
+ * Each value held a while, in a loop of its own: the other side then sees
+ * either, whether it runs beside this vCPU or after it was preempted, even
+ * where an emulator (TCG, in the lab) preempts a guest only at a loop's
+ * head: with the two stores back to back that head always saw 0.
+ */
 static void hdr_flipper(void)
 {
 	volatile uint8_t *flags = &net_hdr[0];
 
 	while (!ap_stop) {
 		*flags = 1;
+		for (volatile unsigned int i = 0; i < 64; i++)
+			;
 		*flags = 0;
+		for (volatile unsigned int i = 0; i < 64; i++)
+			;
 	}
 }
 
