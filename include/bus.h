@@ -31,7 +31,7 @@ struct bus_range {
 
 struct bus {
 	const char *name;
-	pthread_rwlock_t lock;
+	pthread_rwlock_t lock;	  /* taken last: under the PCI bus's and a device's (machine.h) */
 	struct bus_range *ranges; /* sorted by base, non-overlapping */
 	unsigned int nr, cap;
 };

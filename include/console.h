@@ -33,7 +33,7 @@ struct vmm_config;
 
 #define CONSOLE_BUF_SIZE (64 * 1024)
 struct console_out {
-	pthread_mutex_t lock;
+	pthread_mutex_t lock; /* after the UART's (machine.h) */
 	uint8_t *buf;
 	size_t head, len;
 	uint64_t dropped; /* under lock */

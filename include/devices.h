@@ -40,7 +40,7 @@ static inline void irq_line_update(const struct irq_line *l, bool *cur, bool lev
 #define SERIAL_RX_FIFO	 4096
 
 struct serial {
-	pthread_mutex_t lock;
+	pthread_mutex_t lock; /* before the console buffer's (machine.h) */
 	struct irq_line irq;
 	int out_fd; /* -1: output discarded */
 	/* Each byte the guest transmits, after it went out (lock held). */
@@ -72,7 +72,7 @@ void serial_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool
 #define I8042_OUTQ    8
 
 struct i8042 {
-	pthread_mutex_t lock;
+	pthread_mutex_t lock; /* a leaf (machine.h) */
 	struct irq_line irq;
 	void (*reset)(void *opaque);
 	void *opaque;
@@ -95,7 +95,7 @@ void i8042_cmd_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, b
 
 /* ---- CMOS RTC (0x70/0x71): time of day from the host, BCD, 24h ---- */
 struct rtc {
-	pthread_mutex_t lock;
+	pthread_mutex_t lock; /* a leaf (machine.h) */
 	uint8_t index;
 	uint8_t cmos[128];
 };
@@ -182,7 +182,7 @@ struct guest_mem;
 #define PCI_MAX_MEMSLOTS 256
 
 struct pci_bus {
-	pthread_mutex_t lock;
+	pthread_mutex_t lock; /* taken first: before a device's (machine.h) */
 	uint32_t conf_addr;
 	/* Guest RAM, where no BAR may decode; NULL: not checked (unit tests). */
 	const struct guest_mem *mem;

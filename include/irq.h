@@ -25,7 +25,7 @@
 
 struct irq_router {
 	int vm_fd;
-	pthread_mutex_t lock; /* the routes */
+	pthread_mutex_t lock; /* the routes; taken last (machine.h) */
 	struct kvm_irq_routing_entry msi_routes[IRQ_MAX_MSI_ROUTES];
 	bool msi_route_used[IRQ_MAX_MSI_ROUTES];
 	bool ready; /* irq_router_init() ran */

@@ -48,7 +48,7 @@ struct vcpu_set {
 	uint64_t start_ns; /* machine creation, for the first-entry line */
 	int stopping;	   /* atomic: vcpus_stop() was called */
 	/* Pause: vCPU threads park while paused; parked counts them. */
-	pthread_mutex_t lock;
+	pthread_mutex_t lock; /* a leaf: held with no other (machine.h) */
 	pthread_cond_t cond;
 	bool paused; /* asked to park (read by the vCPUs without the lock) */
 	unsigned int parked;

@@ -71,7 +71,7 @@ struct virtio_dev {
 	unsigned int num_queues;
 	uint16_t queue_max; /* largest queue size the device accepts */
 	const struct guest_mem *mem;
-	pthread_mutex_t lock;
+	pthread_mutex_t lock; /* after the PCI bus's, before a bus's, the router's (machine.h) */
 
 	/* Negotiated state, owned by the transport. */
 	uint64_t driver_features;

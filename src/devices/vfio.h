@@ -72,7 +72,7 @@ struct vfio_pci {
 	struct vfio_region cfg;
 	struct vfio_bar bars[6];
 	uint8_t passthru[256]; /* 1: the byte is the device's own */
-	pthread_mutex_t lock;  /* MSI-X table, interrupt mode */
+	pthread_mutex_t lock;  /* MSI-X table, interrupt mode; after the PCI bus's (machine.h) */
 
 	/* MSI-X (msix_cap 0: none); the pending bits are the device's. */
 	uint8_t msix_cap;
