@@ -4,7 +4,8 @@
  * Only the board (src/machine.c) and the vCPUs (src/cpu/vcpu.c) see it;
  * devices get narrow services instead (device.h).
  *
- * Ordering: vm_open() first; vm_map_ram() once guest memory exists;
+ * Ordering: vm_open() first; vm_map_ram() once guest memory exists (it
+ * also reads the CPUID);
  * vm_close() after every vCPU and device that used the VM is gone.
  */
 #ifndef VMM_VM_H
@@ -33,7 +34,11 @@ struct vm {
  * whether the user's input was at fault (--cpus over the host's limit).
  */
 int vm_open(struct vm *vm, const struct vmm_config *cfg, bool *usage) WUR;
-/* Give guest RAM to KVM as memory slots 0..n-1; one line on failure. */
+/*
+ * Give guest RAM to KVM as memory slots 0..n-1, then read the CPUID the
+ * vCPUs start from (in this order, the one vmm has always used with
+ * KVM); one line on failure.
+ */
 int vm_map_ram(struct vm *vm, const struct guest_mem *mem) WUR;
 void vm_close(struct vm *vm);
 

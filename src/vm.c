@@ -129,18 +129,6 @@ int vm_open(struct vm *vm, const struct vmm_config *cfg, bool *usage)
 	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
 		FAIL_SYS("KVM_CREATE_PIT2");
 
-	r = get_supported_cpuid(vm);
-	if (r) {
-		log_err(NULL, "KVM_GET_SUPPORTED_CPUID: %s", strerror(-r));
-		return r;
-	}
-	/*
-	 * KVM emulates the TSC-deadline timer but leaves advertising it to
-	 * us; without it Linux calibrates the LAPIC timer at every boot.
-	 */
-	if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0)
-		cpuid_set_feature(vm->cpuid, 1, CPUID_REG_ECX, 24);
-
 	return 0;
 }
 
@@ -160,6 +148,18 @@ int vm_map_ram(struct vm *vm, const struct guest_mem *mem)
 		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &kr) < 0)
 			FAIL_SYS("KVM_SET_USER_MEMORY_REGION");
 	}
+	r = get_supported_cpuid(vm);
+	if (r) {
+		log_err(NULL, "KVM_GET_SUPPORTED_CPUID: %s", strerror(-r));
+		return r;
+	}
+	/*
+	 * KVM emulates the TSC-deadline timer but leaves advertising it to
+	 * us; without it Linux calibrates the LAPIC timer at every boot.
+	 */
+	if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0)
+		cpuid_set_feature(vm->cpuid, 1, CPUID_REG_ECX, 24);
+
 	return 0;
 }
 
