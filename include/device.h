@@ -27,9 +27,21 @@
  *   resume   Undo quiesce: take work again, from the state it held. Called
  *            on the I/O thread, in reverse board order, before the vCPUs
  *            run again.
- *   save     Write the device's state (quiesced) as one section. NULL
- *   restore  until the device supports snapshots; restore runs after
- *            create and before the first resume.
+ *   save     Write the device's state (quiesced, or never started) into
+ *            the section the board opened for it (state.h): a u32 layout
+ *            version first, then its fields. Guest memory is saved apart;
+ *            the device saves only its own state. NULL: the device cannot
+ *            be saved (VFIO: its state lives in hardware), so neither can
+ *            the VM.
+ *   restore  Read that section back into a device just created from the
+ *            same configuration, before any vCPU or the I/O thread runs:
+ *            afterwards the device is as it was when saved, its bus
+ *            ranges, interrupt routes and watches in place, ready to run
+ *            (work the guest queued before the save is picked up when it
+ *            runs). -errno on a bad section (-EPROTO: another version);
+ *            the VM is then not started. A restore never trusts the
+ *            section more than a guest register write: every index,
+ *            address and size is checked the same way.
  *   destroy  Undo create: after the vCPUs and the I/O thread stopped, in
  *            reverse board order, so a device goes before what it uses.
  */
@@ -46,6 +58,7 @@ struct io_loop;
 struct irq_router;
 struct pci_bus;
 struct state_reader;
+struct state_stream;
 struct state_writer;
 
 /* The services a device is given; it reaches the machine through nothing else. */
@@ -65,10 +78,8 @@ struct device_ops {
 	void (*reset)(struct device *dev);
 	int (*quiesce)(struct device *dev) WUR;
 	void (*resume)(struct device *dev);
-	/* The writer and reader of a saved state (a file or a socket carry
-	 * the same bytes) arrive with snapshots; until then both are NULL. */
-	int (*save)(struct device *dev, struct state_writer *w);
-	int (*restore)(struct device *dev, struct state_reader *r);
+	int (*save)(struct device *dev, struct state_writer *w) WUR;
+	int (*restore)(struct device *dev, struct state_reader *r) WUR;
 	void (*destroy)(struct device *dev);
 };
 
@@ -96,6 +107,18 @@ int device_quiesce_all(struct device_list *l) WUR;
 void device_resume_all(struct device_list *l);
 /* Reset every device, in order (all quiesced or never started). */
 void device_reset_all(struct device_list *l);
+/* The first device that cannot be saved (no save op), or NULL. */
+const struct device *device_unsaveable(const struct device_list *l);
+/*
+ * One STATE_SEC_DEVICE section per device, named as it, in order.
+ * -errno with *which naming the device that failed.
+ */
+int device_save_all(struct device_list *l, struct state_writer *w, const char **which) WUR;
+/*
+ * Restore every device from its section of s; a device without one, or a
+ * section left over, is an error. -errno with *which naming the device.
+ */
+int device_restore_all(struct device_list *l, const struct state_stream *s, const char **which) WUR;
 /* Destroy every device, in reverse order, and empty the list. */
 void device_destroy_all(struct device_list *l);
 

@@ -4,6 +4,7 @@
 
 #include "device.h"
 #include "log.h"
+#include "state.h"
 
 int device_add(struct device_list *l, const struct device_ops *ops, void *opaque, const char *name)
 {
@@ -55,4 +56,59 @@ void device_destroy_all(struct device_list *l)
 		if (l->devs[i].ops->destroy)
 			l->devs[i].ops->destroy(&l->devs[i]);
 	l->n = 0;
+}
+
+const struct device *device_unsaveable(const struct device_list *l)
+{
+	for (unsigned int i = 0; i < l->n; i++)
+		if (!l->devs[i].ops->save || !l->devs[i].ops->restore)
+			return &l->devs[i];
+	return NULL;
+}
+
+int device_save_all(struct device_list *l, struct state_writer *w, const char **which)
+{
+	for (unsigned int i = 0; i < l->n; i++) {
+		struct device *d = &l->devs[i];
+		int r;
+
+		*which = d->name;
+		if (!d->ops->save)
+			return -EOPNOTSUPP;
+		state_begin(w, STATE_SEC_DEVICE, 1, d->name);
+		r = d->ops->save(d, w);
+		state_end(w);
+		if (r || (r = state_writer_error(w)))
+			return r;
+	}
+	*which = NULL;
+	return 0;
+}
+
+int device_restore_all(struct device_list *l, const struct state_stream *s, const char **which)
+{
+	unsigned int n = 0;
+
+	for (unsigned int i = 0; i < l->n; i++) {
+		struct device *d = &l->devs[i];
+		const struct state_section_ref *sec = state_find(s, STATE_SEC_DEVICE, d->name);
+		struct state_reader r;
+		int err;
+
+		*which = d->name;
+		if (!sec)
+			return -ENOENT;
+		if (!d->ops->restore)
+			return -EOPNOTSUPP;
+		state_reader_init(&r, sec->payload, sec->len);
+		err = d->ops->restore(d, &r);
+		if (!err)
+			err = state_reader_done(&r);
+		if (err)
+			return err;
+	}
+	for (unsigned int i = 0; i < s->n; i++)
+		n += s->sec[i].type == STATE_SEC_DEVICE;
+	*which = NULL;
+	return n == l->n ? 0 : -EEXIST; /* a device the board does not have */
 }
