@@ -11,7 +11,9 @@
  * after the boot state is written; vcpus_pause() and vcpus_parked() from
  * the I/O thread; vcpus_stop() from the thread that started them, after
  * which vcpus_destroy(). A parked vCPU waits on a condition that
- * vcpus_stop() always wakes, so stopping works while paused.
+ * vcpus_stop() always wakes, so stopping works while paused. Before it
+ * parks, a vCPU lets KVM finish its last exit (an I/O read's value goes
+ * into the guest's register), so the state of a paused set is whole.
  */
 #ifndef VMM_VCPU_H
 #define VMM_VCPU_H
@@ -72,6 +74,22 @@ void vcpus_destroy(struct vcpu_set *s);
 void vcpu_kick(struct vcpu *v);
 
 int vcpu_setup_boot(struct vcpu *vcpu, uint64_t entry, uint64_t zeropage) WUR;
+
+/*
+ * A vCPU's state as one section payload (src/cpu/vcpu_state.c). Save with
+ * the vCPU parked (vcpus_parked()), whose last exit was completed before it
+ * parked; restore into a vCPU just created, before it first runs. -errno;
+ * restore: -EPROTO for another layout, -EINVAL for a bad one or a value
+ * KVM refuses (one line names the MSR).
+ */
+struct state_writer;
+struct state_reader;
+int vcpu_save(struct vcpu *v, const struct vm *vm, struct state_writer *w) WUR;
+int vcpu_restore(struct vcpu *v, const struct vm *vm, struct state_reader *r) WUR;
+/* The vCPU's TSC frequency (KVM_GET_TSC_KHZ), or -errno. */
+int vcpu_tsc_khz(struct vcpu *v) WUR;
+/* Run its TSC at khz (needs KVM_CAP_TSC_CONTROL). */
+int vcpu_set_tsc_khz(struct vcpu *v, uint32_t khz) WUR;
 
 /* CPUID shaping for one vCPU (pure; exposed for tests). */
 void cpuid_adjust(struct kvm_cpuid2 *cpuid, unsigned int vcpu_id, unsigned int nr_vcpus);

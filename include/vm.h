@@ -13,6 +13,8 @@
 
 #include <linux/kvm.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "compiler.h"
 
@@ -41,5 +43,22 @@ int vm_open(struct vm *vm, const struct vmm_config *cfg, bool *usage) WUR;
  */
 int vm_map_ram(struct vm *vm, const struct guest_mem *mem) WUR;
 void vm_close(struct vm *vm);
+
+/*
+ * The VM-wide state as a section payload (src/vm_state.c): irqchip, PIT,
+ * kvmclock with the wall clock at the save, the CPU features shown.
+ * vm_restore() checks the features against this host (-ENOTSUP) and sets
+ * the irqchip and PIT; the clock is set by vm_restore_clock() last, just
+ * before the vCPUs run. -errno with why filled.
+ */
+struct state_writer;
+struct state_reader;
+struct vm_clock {
+	uint64_t clock, realtime;
+};
+int vm_save(const struct vm *vm, struct state_writer *w) WUR;
+int vm_restore(const struct vm *vm, struct state_reader *r, struct vm_clock *clock, char *why,
+	       size_t whylen) WUR;
+int vm_restore_clock(const struct vm *vm, const struct vm_clock *c) WUR;
 
 #endif

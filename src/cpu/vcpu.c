@@ -492,6 +492,19 @@ static void *vcpu_thread(void *arg)
 		if (set_stopping(set))
 			break;
 		if (__atomic_load_n(&set->paused, __ATOMIC_SEQ_CST)) {
+			/*
+			 * KVM completes an exit (an IN's value into rax, the
+			 * rest of a string I/O) only on the next KVM_RUN; with
+			 * immediate_exit set it does that and returns -EINTR
+			 * without entering the guest, or a further exit.
+			 */
+			__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+			if (ioctl(v->fd, KVM_RUN, 0) == 0) {
+				__atomic_store_n(&v->exits, v->exits + 1, __ATOMIC_RELAXED);
+				if (!handle_exit(v))
+					break;
+				continue;
+			}
 			pause_point(set);
 			continue;
 		}
