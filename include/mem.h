@@ -77,6 +77,18 @@ struct e820_entry_host {
 unsigned int mem_build_e820(const struct guest_mem *mem, struct e820_entry_host *out,
 			    unsigned int max);
 
+/*
+ * Snapshots (src/mem/mem_file.c). The memory file holds region i at
+ * mem_file_offset(mem, i), 2 MiB aligned, and is sparse: zero pages are
+ * holes. mem_save_file() writes RAM into fd (*written: the data bytes);
+ * mem_load_file() fills RAM from one: mapped MAP_PRIVATE over 4K-page RAM
+ * (the guest faults pages in lazily; the file must not change while the
+ * VM runs), read into hugetlb RAM. Before the RAM is given to KVM.
+ */
+uint64_t mem_file_offset(const struct guest_mem *mem, unsigned int i);
+int mem_save_file(const struct guest_mem *mem, int fd, uint64_t *written) WUR;
+int mem_load_file(struct guest_mem *mem, int fd) WUR;
+
 /* Free pages of the given hugetlb size on the host, or -1 if unknown. */
 long mem_hugepages_free(uint64_t page_size);
 
