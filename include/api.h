@@ -1,7 +1,7 @@
 /*
  * The control socket (src/api.c, --api-socket): run control from outside,
  * one JSON line answered per connection: status, pause, resume, stop,
- * stats. The protocol is in the README ("Scripted runs").
+ * stats, snapshot DIR. The protocol is in the README ("Scripted runs").
  *
  * Nothing here blocks the I/O thread: clients are served non-blocking from
  * its epoll (at most API_MAX_CLIENTS at once, one line of at most
@@ -35,7 +35,8 @@ struct api_client {
 	int fd; /* -1: free */
 	size_t len;
 	uint64_t since_ns;
-	bool waits_pause; /* sent "pause": answered when it completes */
+	bool waits_pause;    /* sent "pause": answered when it completes */
+	bool waits_snapshot; /* sent "snapshot": answered when it is written */
 	char buf[API_LINE_MAX];
 };
 
@@ -49,10 +50,19 @@ struct api {
 	int grace_fd;	/* api "stop" deadline */
 	bool pausing;	/* a pause asked, not all vCPUs parked yet */
 	bool stop_sent; /* Ctrl-Alt-Del sent, grace timer armed */
+	/* A snapshot: pause, quiesce, write, resume (snapshot.h). */
+	bool snapping;	      /* one is under way */
+	bool snap_at;	      /* asked by --snapshot-at: the run ends after it */
+	bool snap_was_paused; /* the VM stays paused after it */
+	uint64_t snap_t0;     /* when its pause began */
+	char snap_dir[4096];
+	int snap_efd; /* --snapshot-at's request, from a vCPU thread */
 	struct api_client clients[API_MAX_CLIENTS];
 	bool ready;
 };
 
+/* --snapshot-at matched (any thread): snapshot into --snapshot-dir, then stop. */
+void api_snapshot_at(void *opaque);
 /* Listen on path (the pause and stop timers too); one line and -errno. */
 int api_init(struct api *a, struct machine *m, const char *path) WUR;
 void api_destroy(struct api *a);

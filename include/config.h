@@ -94,6 +94,21 @@ struct vmm_config {
 	unsigned int nr_nets;
 	char vfio[VMM_MAX_VFIO][VFIO_BDF_LEN]; /* --vfio, normalised BDFs */
 	unsigned int nr_vfio;
+	/* Snapshots (src/snapshot.c, src/restore.c). */
+	const char *snapshot_at;  /* --snapshot-at REGEX: snapshot, then exit 0 */
+	const char *snapshot_dir; /* --snapshot-dir DIR, with it */
+	const char *restore_dir;  /* vmm restore DIR */
+	bool start_paused;	  /* restore --paused */
+	/* restore --disk-copy vdX=PATH: PATH stands in for that disk's image */
+	const char *disk_copy[VMM_MAX_DISKS];
+	/* What the snapshot recorded of each image (restore only). */
+	struct disk_identity {
+		uint64_t size, dev, ino;
+		int64_t mtime_ns;
+	} disk_id[VMM_MAX_DISKS];
+	const char *disk_abs[VMM_MAX_DISKS]; /* each image's absolute path (owned) */
+	char *owned[2 * VMM_MAX_DISKS + 4];  /* strings the config owns */
+	unsigned int nr_owned;
 };
 
 /*
@@ -142,6 +157,15 @@ int parse_uint(const char *s, unsigned long min, unsigned long max, unsigned lon
  */
 int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[], bool *help, char *err,
 		     size_t errlen) WUR;
+
+/*
+ * Parse the arguments that follow "restore": DIR, then only host-side
+ * options (console, scripting, --api-socket, -v/-q, --no-seccomp,
+ * --paused, --disk-copy, --snapshot-at/--snapshot-dir); the machine comes
+ * from the snapshot. Same convention as config_parse_run().
+ */
+int config_parse_restore(struct vmm_config *cfg, int argc, char *const argv[], bool *help,
+			 char *err, size_t errlen) WUR;
 
 const char *hugepages_name(enum hugepages_mode m);
 

@@ -15,6 +15,9 @@ enum confine_role { CONFINE_VCPU, CONFINE_IO };
 /* What the I/O thread may do beyond its role, for the options that ask. */
 #define CONFINE_RENAME 1u /* --result: put the finished file in place */
 #define CONFINE_SOCKET 2u /* --api-socket: serve clients, remove it at exit */
+#define CONFINE_SNAPSHOT                                                                           \
+	4u /* --api-socket, --snapshot-at: read KVM's state, write new files in a new or empty     \
+	      directory */
 
 /* Install the SIGSYS handler that reports a forbidden call (once). */
 int confine_prepare(void) WUR;

@@ -91,8 +91,14 @@ int machine_check(const struct vmm_config *cfg) WUR;
  */
 int machine_create(struct machine *m, const struct vmm_config *cfg, struct result_file *result,
 		   bool *usage) WUR;
-/* Load kernel/initrd, write the boot state, open the console. Same convention. */
+/*
+ * Load kernel/initrd, write the boot state, then machine_open_host(). Same
+ * convention. A restore (cfg->restore_dir) loads nothing: machine_create()
+ * took guest RAM from the snapshot, src/restore.c sets the rest.
+ */
 int machine_load(struct machine *m, bool *usage) WUR;
+/* The run's host side: console, supervision, the control socket. */
+int machine_open_host(struct machine *m, bool *usage) WUR;
 /* Run until a stop; returns the exit status (enum vmm_exit or 128+sig). */
 int machine_run(struct machine *m) WUR;
 void machine_destroy(struct machine *m);

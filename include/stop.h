@@ -27,6 +27,7 @@ enum vmm_outcome {
 	OUTCOME_INTERNAL_ERROR, /* KVM could not run the guest */
 	OUTCOME_SIGNAL,		/* a signal, Ctrl-A x, a stop the guest ignored */
 	OUTCOME_HOST_ERROR,	/* vmm itself failed */
+	OUTCOME_SNAPSHOT,	/* --snapshot-at: the snapshot is written */
 };
 const char *outcome_name(enum vmm_outcome o);
 

@@ -43,7 +43,12 @@ struct supervise {
 	bool has_matched;
 	uint64_t first_byte_ns; /* 0 until the guest's first console byte */
 	int timer_fd;		/* --timeout, -1 none */
-	bool ready;		/* supervise_init() ran */
+	/* --snapshot-at: the first matching line calls on_snapshot_at(opaque). */
+	regex_t snapshot_at;
+	bool has_snapshot_at, snapshot_fired;
+	void (*on_snapshot_at)(void *opaque);
+	void *snapshot_opaque;
+	bool ready; /* supervise_init() ran */
 };
 
 /* What the end of a run reports (--result), besides the stop itself. */

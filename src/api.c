@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
@@ -19,6 +20,7 @@
 #include "log.h"
 #include "machine.h"
 #include "result.h"
+#include "snapshot.h"
 
 static void on_grace(void *opaque)
 {
@@ -40,7 +42,7 @@ static void client_close(struct api *s, struct api_client *c)
 	epoll_ctl(s->clients_ep, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	c->fd = -1;
-	c->waits_pause = false;
+	c->waits_pause = c->waits_snapshot = false;
 }
 
 /* Send obj (consumed) as one line and close: a reply never blocks. */
@@ -69,6 +71,8 @@ static void reply_state(struct api *s, struct api_client *c, const char *state)
 	client_reply(s, c, json_pack("{s:b, s:s}", "ok", 1, "state", state));
 }
 
+static void snapshot_run(struct api *s, const char *failed);
+
 /* Answer every client waiting for the pause; NULL why: it completed. */
 static void pause_done(struct api *s, const char *why)
 {
@@ -84,6 +88,8 @@ static void pause_done(struct api *s, const char *why)
 		else
 			reply_state(s, c, "paused");
 	}
+	if (s->snapping)
+		snapshot_run(s, why);
 }
 
 static void on_parked(void *opaque)
@@ -125,8 +131,9 @@ static void api_pause(struct api *s, struct api_client *c)
 {
 	struct vcpu_set *vcpus = &s->m->vcpus;
 
-	if (is_stopping(s)) {
-		reply_error(s, c, "the VM is stopping");
+	if (is_stopping(s) || s->snapping) {
+		reply_error(s, c,
+			    s->snapping ? "a snapshot is being written" : "the VM is stopping");
 		return;
 	}
 	c->waits_pause = true;
@@ -144,6 +151,122 @@ static void api_pause(struct api *s, struct api_client *c)
 	} else if (vcpus_parked(vcpus)) {
 		pause_done(s, NULL);
 	}
+}
+
+/*
+ * The pause is done (failed: why, or NULL): quiesce, write, resume, answer.
+ * The VM runs on afterwards unless it was paused before, or --snapshot-at
+ * asked (then the run ends here, with 0 once the snapshot is written).
+ */
+static void snapshot_run(struct api *s, const char *failed)
+{
+	struct machine *m = s->m;
+	struct snapshot_info info = {0};
+	char why[512];
+	int r = -EAGAIN;
+
+	s->snapping = false;
+	if (failed)
+		snprintf(why, sizeof(why), "%s", failed);
+	else if ((r = device_quiesce_all(&m->devices)))
+		snprintf(why, sizeof(why), "quiescing the devices: %s", strerror(-r));
+	else {
+		r = snapshot_write(m, s->snap_dir, &info, why, sizeof(why));
+		device_resume_all(&m->devices);
+	}
+	if (!failed && !s->snap_was_paused && !s->snap_at)
+		vcpus_pause(&m->vcpus, false);
+	if (!r)
+		log_info("snapshot", "%s: %.1f MiB on disk, paused %.1f ms", s->snap_dir,
+			 (double)info.disk_bytes / (1 << 20),
+			 (double)(now_ns() - s->snap_t0) / 1e6);
+	for (unsigned int i = 0; i < API_MAX_CLIENTS; i++) {
+		struct api_client *c = &s->clients[i];
+
+		if (c->fd < 0 || !c->waits_snapshot)
+			continue;
+		if (r)
+			reply_error(s, c, why);
+		else
+			client_reply(s, c,
+				     json_pack("{s:b, s:s, s:I, s:I, s:f}", "ok", 1, "dir",
+					       s->snap_dir, "size_bytes",
+					       (json_int_t)info.disk_bytes, "memory_bytes",
+					       (json_int_t)info.memory_bytes, "pause_ms",
+					       (double)(now_ns() - s->snap_t0) / 1e6));
+	}
+	if (s->snap_at) {
+		if (r)
+			stop_request(&m->stop, OUTCOME_HOST_ERROR, VMM_EXIT_FAILURE,
+				     "--snapshot-at: %s", why);
+		else
+			stop_request(&m->stop, OUTCOME_SNAPSHOT, VMM_EXIT_OK,
+				     "snapshot written to %s", s->snap_dir);
+	}
+}
+
+/* Begin a snapshot into dir; c (or NULL for --snapshot-at) gets the answer. */
+static void snapshot_start(struct api *s, struct api_client *c, const char *dir)
+{
+	struct vcpu_set *vcpus = &s->m->vcpus;
+	char why[256];
+
+	if (is_stopping(s) || s->snapping || s->pausing || !*dir) {
+		const char *e = is_stopping(s) ? "the VM is stopping"
+				: s->snapping  ? "a snapshot is already being written"
+				: s->pausing   ? "a pause is under way"
+					       : "snapshot needs a directory: snapshot DIR";
+
+		if (c)
+			reply_error(s, c, e);
+		else
+			stop_request(&s->m->stop, OUTCOME_HOST_ERROR, VMM_EXIT_FAILURE,
+				     "--snapshot-at: %s", e);
+		return;
+	}
+	if (snapshot_refusal(s->m, why, sizeof(why))) {
+		if (c)
+			reply_error(s, c, why);
+		else
+			stop_request(&s->m->stop, OUTCOME_HOST_ERROR, VMM_EXIT_FAILURE,
+				     "--snapshot-at: %s", why);
+		return;
+	}
+	snprintf(s->snap_dir, sizeof(s->snap_dir), "%s", dir);
+	s->snapping = true;
+	s->snap_at = !c;
+	s->snap_t0 = now_ns();
+	if (c)
+		c->waits_snapshot = true;
+	s->snap_was_paused = __atomic_load_n(&vcpus->paused, __ATOMIC_ACQUIRE);
+	if (s->snap_was_paused && vcpus_parked(vcpus)) {
+		snapshot_run(s, NULL);
+		return;
+	}
+	s->pausing = true;
+	vcpus_pause(vcpus, true);
+	if (io_timer_set(s->pause_fd, VMM_PAUSE_WAIT_S)) {
+		vcpus_pause(vcpus, s->snap_was_paused);
+		pause_done(s, "cannot arm the pause timer");
+	} else if (vcpus_parked(vcpus)) {
+		pause_done(s, NULL);
+	}
+}
+
+void api_snapshot_at(void *opaque)
+{
+	struct api *a = opaque;
+	uint64_t one = 1;
+
+	(void)!write(a->snap_efd, &one, sizeof(one));
+}
+
+static void on_snapshot_at(void *opaque)
+{
+	struct api *s = opaque;
+
+	io_fd_ack(s->snap_efd);
+	snapshot_start(s, NULL, s->m->cfg->snapshot_dir);
 }
 
 static void api_command(struct api *s, struct api_client *c)
@@ -179,6 +302,8 @@ static void api_command(struct api *s, struct api_client *c)
 		client_reply(s, c,
 			     json_pack("{s:b, s:s, s:i}", "ok", 1, "state", "stopping", "grace_s",
 				       VMM_STOP_GRACE_S));
+	} else if (!strncmp(cmd, "snapshot", 8) && (!cmd[8] || cmd[8] == ' ')) {
+		snapshot_start(s, c, cmd[8] ? cmd + 9 : "");
 	} else if (!strcmp(cmd, "stats")) {
 		obj = json_pack("{s:b}", "ok", 1);
 		if (obj) {
@@ -190,11 +315,11 @@ static void api_command(struct api *s, struct api_client *c)
 		}
 		client_reply(s, c, obj);
 	} else {
-		char why[128];
+		char why[192];
 
 		snprintf(why, sizeof(why),
 			 "unknown command '%.64s' (status, pause, resume, "
-			 "stop, stats)",
+			 "stop, stats, snapshot DIR)",
 			 cmd);
 		client_reply(
 		    s, c,
@@ -208,7 +333,7 @@ static void client_read(struct api *s, struct api_client *c)
 
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
-	if (c->waits_pause) {
+	if (c->waits_pause || c->waits_snapshot) {
 		if (n == 0) /* shut its side: still gets the answer */
 			epoll_ctl(s->clients_ep, EPOLL_CTL_DEL, c->fd, NULL);
 		else if (n < 0)
@@ -253,7 +378,8 @@ static struct api_client *client_slot(struct api *s)
 
 		if (c->fd < 0)
 			return c;
-		if (!c->waits_pause && (!oldest || c->since_ns < oldest->since_ns))
+		if (!c->waits_pause && !c->waits_snapshot &&
+		    (!oldest || c->since_ns < oldest->since_ns))
 			oldest = c;
 	}
 	if (oldest) /* idle clients cannot lock others out */
@@ -301,7 +427,8 @@ static void on_sweep(void *opaque)
 	for (unsigned int i = 0; i < API_MAX_CLIENTS; i++) {
 		struct api_client *c = &s->clients[i];
 
-		if (c->fd >= 0 && !c->waits_pause && now - c->since_ns > API_IDLE_S * 1000000000ULL)
+		if (c->fd >= 0 && !c->waits_pause && !c->waits_snapshot &&
+		    now - c->since_ns > API_IDLE_S * 1000000000ULL)
 			reply_error(s, c, "no request within 5 s");
 	}
 }
@@ -349,16 +476,18 @@ int api_init(struct api *a, struct machine *m, const char *path)
 
 	a->m = m;
 	a->path = path;
-	a->listen_fd = a->clients_ep = a->sweep_fd = -1;
+	a->listen_fd = a->clients_ep = a->sweep_fd = a->snap_efd = -1;
 	for (unsigned int i = 0; i < API_MAX_CLIENTS; i++)
 		a->clients[i].fd = -1;
 	a->ready = true;
 	/* Both timers exist before the seccomp filter: arming one is all it takes. */
 	a->pause_fd = io_timer_new();
 	a->grace_fd = io_timer_new();
-	if (a->pause_fd < 0 || a->grace_fd < 0)
+	a->snap_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (a->pause_fd < 0 || a->grace_fd < 0 || a->snap_efd < 0)
 		return -EMFILE;
-	if ((r = io_watch(&m->io, a->grace_fd, on_grace, a)) ||
+	if ((r = io_watch(&m->io, a->snap_efd, on_snapshot_at, a)) ||
+	    (r = io_watch(&m->io, a->grace_fd, on_grace, a)) ||
 	    (r = io_watch(&m->io, a->pause_fd, on_pause_deadline, a)) ||
 	    (r = io_watch(&m->io, m->vcpus.parked_efd, on_parked, a)))
 		return r;
@@ -367,7 +496,7 @@ int api_init(struct api *a, struct machine *m, const char *path)
 
 void api_destroy(struct api *a)
 {
-	int fds[] = {a->pause_fd, a->grace_fd, a->clients_ep, a->sweep_fd};
+	int fds[] = {a->pause_fd, a->grace_fd, a->clients_ep, a->sweep_fd, a->snap_efd};
 
 	if (!a->ready)
 		return;

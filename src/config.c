@@ -121,6 +121,9 @@ void config_free(struct vmm_config *cfg)
 	for (unsigned int i = 0; i < cfg->nr_disks; i++)
 		free(cfg->disk_args[i]);
 	cfg->nr_disks = 0;
+	for (unsigned int i = 0; i < cfg->nr_owned; i++)
+		free(cfg->owned[i]);
+	cfg->nr_owned = 0;
 }
 
 enum {
@@ -139,11 +142,63 @@ enum {
 	OPT_EXPECT,
 	OPT_FAIL,
 	OPT_RESULT,
-	OPT_API_SOCKET
+	OPT_API_SOCKET,
+	OPT_SNAPSHOT_AT,
+	OPT_SNAPSHOT_DIR,
+	OPT_PAUSED,
+	OPT_DISK_COPY,
 };
+
+/* --disk-copy vdX=PATH (restore). */
+static int parse_disk_copy(struct vmm_config *cfg, const char *arg, char *err, size_t errlen)
+{
+	const char *eq = strchr(arg, '=');
+
+	if (strncmp(arg, "vd", 2) || !eq || eq != arg + 3 || arg[2] < 'a' ||
+	    arg[2] >= 'a' + VMM_MAX_DISKS || !eq[1])
+		return config_fail(err, errlen,
+				   "--disk-copy: '%s' is not vdX=PATH (e.g. vda=copy.img)", arg);
+	if (cfg->disk_copy[arg[2] - 'a'])
+		return config_fail(err, errlen, "--disk-copy: %.3s is given twice", arg);
+	cfg->disk_copy[arg[2] - 'a'] = eq + 1;
+	return 0;
+}
+
+/* The options that describe the machine, which a restore takes from the snapshot. */
+static bool machine_option(int c)
+{
+	return c == OPT_KERNEL || c == OPT_INITRD || c == OPT_CMDLINE || c == OPT_MEM ||
+	       c == OPT_CPUS || c == OPT_HUGEPAGES || c == OPT_DISK || c == OPT_NET ||
+	       c == OPT_VFIO;
+}
+
+static int parse(struct vmm_config *cfg, int argc, char *const argv[], bool *help, char *err,
+		 size_t errlen, bool restore);
 
 int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[], bool *help, char *err,
 		     size_t errlen)
+{
+	return parse(cfg, argc, argv, help, err, errlen, false);
+}
+
+int config_parse_restore(struct vmm_config *cfg, int argc, char *const argv[], bool *help,
+			 char *err, size_t errlen)
+{
+	int r;
+
+	if (argc >= 2 && argv[1][0] != '-') {
+		r = parse(cfg, argc - 1, argv + 1, help, err, errlen, true);
+		cfg->restore_dir = argv[1];
+		return r;
+	}
+	r = parse(cfg, argc, argv, help, err, errlen, true);
+	if (!r && !*help)
+		return config_fail(err, errlen, "missing the snapshot directory: vmm restore DIR");
+	return r;
+}
+
+static int parse(struct vmm_config *cfg, int argc, char *const argv[], bool *help, char *err,
+		 size_t errlen, bool restore)
 {
 	static const struct option opts[] = {
 	    {"kernel", required_argument, NULL, OPT_KERNEL},
@@ -162,6 +217,10 @@ int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[], bool 
 	    {"fail", required_argument, NULL, OPT_FAIL},
 	    {"result", required_argument, NULL, OPT_RESULT},
 	    {"api-socket", required_argument, NULL, OPT_API_SOCKET},
+	    {"snapshot-at", required_argument, NULL, OPT_SNAPSHOT_AT},
+	    {"snapshot-dir", required_argument, NULL, OPT_SNAPSHOT_DIR},
+	    {"paused", no_argument, NULL, OPT_PAUSED},
+	    {"disk-copy", required_argument, NULL, OPT_DISK_COPY},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"help", no_argument, NULL, 'h'},
@@ -181,6 +240,14 @@ int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[], bool 
 	opterr = 0;
 	optind = 0; /* full re-initialisation, so tests can parse repeatedly */
 	while ((c = getopt_long(argc, argv, "+:vqh", opts, NULL)) != -1) {
+		if (restore && machine_option(c))
+			return config_fail(err, errlen,
+					   "%s: not an option of restore: the machine comes from "
+					   "the snapshot",
+					   argv[optind - 1]);
+		if (!restore && (c == OPT_PAUSED || c == OPT_DISK_COPY))
+			return config_fail(err, errlen, "%s: an option of vmm restore, not of run",
+					   argv[optind - 1]);
 		switch (c) {
 		case OPT_KERNEL: cfg->kernel = optarg; break;
 		case OPT_INITRD: cfg->initrd = optarg; break;
@@ -301,6 +368,23 @@ int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[], bool 
 					    : "empty");
 			cfg->api_socket = optarg;
 			break;
+		case OPT_SNAPSHOT_AT:
+			r = check_regex("--snapshot-at", optarg, err, errlen);
+			if (r)
+				return r;
+			cfg->snapshot_at = optarg;
+			break;
+		case OPT_SNAPSHOT_DIR:
+			if (!*optarg)
+				return config_fail(err, errlen, "--snapshot-dir: empty path");
+			cfg->snapshot_dir = optarg;
+			break;
+		case OPT_PAUSED: cfg->start_paused = true; break;
+		case OPT_DISK_COPY:
+			r = parse_disk_copy(cfg, optarg, err, errlen);
+			if (r)
+				return r;
+			break;
 		case 'v': cfg->verbosity = cfg->verbosity < 0 ? 1 : cfg->verbosity + 1; break;
 		case 'q': cfg->verbosity = -1; break;
 		case 'h': *help = true; return 0;
@@ -312,6 +396,12 @@ int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[], bool 
 	}
 	if (optind < argc)
 		return config_fail(err, errlen, "unexpected argument '%s'", argv[optind]);
+	if (!cfg->snapshot_at != !cfg->snapshot_dir)
+		return config_fail(err, errlen, "%s needs %s",
+				   cfg->snapshot_at ? "--snapshot-at" : "--snapshot-dir",
+				   cfg->snapshot_at ? "--snapshot-dir DIR" : "--snapshot-at REGEX");
+	if (restore)
+		return 0;
 	/* PCI slots 1-31 of bus 0: disks, then NICs, then passed devices. */
 	if (cfg->nr_disks + cfg->nr_nets + cfg->nr_vfio > VMM_MAX_PCI_DEVICES)
 		return config_fail(

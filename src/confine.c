@@ -220,6 +220,20 @@ static const int for_socket[] = {
     SCMP_SYS(timerfd_create), SCMP_SYS(timerfd_settime), /* "stop" */
 };
 
+/* CONFINE_SNAPSHOT: write a snapshot into a new or empty directory. */
+static const int for_snapshot[] = {
+    SCMP_SYS(mkdir), SCMP_SYS(mkdirat), SCMP_SYS(getdents64), SCMP_SYS(ftruncate),
+    SCMP_SYS(rmdir), SCMP_SYS(unlink),	SCMP_SYS(unlinkat),   SCMP_SYS(dup),
+    SCMP_SYS(close), SCMP_SYS(fsync),	SCMP_SYS(pwrite64),
+};
+/* Reading every vCPU's and the VM's state (the vCPUs parked). */
+static const unsigned int snapshot_ioctls[] = {
+    KVM_GET_REGS,  KVM_GET_SREGS,	KVM_GET_XSAVE,	     KVM_GET_XSAVE2,
+    KVM_GET_XCRS,  KVM_GET_MSRS,	KVM_GET_DEBUGREGS,   KVM_GET_MP_STATE,
+    KVM_GET_LAPIC, KVM_GET_VCPU_EVENTS, KVM_GET_TSC_KHZ,     KVM_GET_IRQCHIP,
+    KVM_GET_PIT2,  KVM_GET_CLOCK,	KVM_CHECK_EXTENSION, KVM_GET_MSR_INDEX_LIST,
+};
+
 static int allow(scmp_filter_ctx ctx, const int *calls, size_t n)
 {
 	int r = 0;
@@ -261,6 +275,23 @@ static int allow_args(scmp_filter_ctx ctx)
 	return r;
 }
 
+/* Opens only of a directory, or of a file it creates (never an existing one). */
+static int allow_snapshot(scmp_filter_ctx ctx)
+{
+	int r = allow(ctx, for_snapshot, ARRAY_SIZE(for_snapshot));
+
+	if (!r)
+		r = allow_ioctls(ctx, snapshot_ioctls, ARRAY_SIZE(snapshot_ioctls));
+	if (!r)
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
+				     SCMP_A2(SCMP_CMP_MASKED_EQ, O_DIRECTORY, O_DIRECTORY));
+	if (!r)
+		r = seccomp_rule_add(
+		    ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
+		    SCMP_A2(SCMP_CMP_MASKED_EQ, O_CREAT | O_EXCL, O_CREAT | O_EXCL));
+	return r;
+}
+
 int confine_thread(enum confine_role role, unsigned int extra)
 {
 	scmp_filter_ctx ctx;
@@ -291,6 +322,8 @@ int confine_thread(enum confine_role role, unsigned int extra)
 		r = allow(ctx, for_rename, ARRAY_SIZE(for_rename));
 	if (!r && (extra & CONFINE_SOCKET))
 		r = allow(ctx, for_socket, ARRAY_SIZE(for_socket));
+	if (!r && (extra & CONFINE_SNAPSHOT))
+		r = allow_snapshot(ctx);
 	if (!r)
 		r = seccomp_load(ctx);
 	seccomp_release(ctx);

@@ -148,8 +148,9 @@ static int check_outputs(const struct vmm_config *cfg)
 	} in[4 + VMM_MAX_DISKS], out[2];
 	unsigned int nin = 0, nout = 0;
 
-	in[nin++] = (typeof(in[0])){"--kernel", cfg->kernel};
-	if (cfg->initrd)
+	if (!cfg->restore_dir)
+		in[nin++] = (typeof(in[0])){"--kernel", cfg->kernel};
+	if (cfg->initrd && !cfg->restore_dir)
 		in[nin++] = (typeof(in[0])){"--initrd", cfg->initrd};
 	if (cfg->api_socket)
 		in[nin++] = (typeof(in[0])){"--api-socket", cfg->api_socket};
@@ -208,6 +209,9 @@ int inputs_check(const struct vmm_config *cfg)
 	void *buf;
 	int fd, r;
 
+	/* A restore loads no kernel: guest memory comes from the snapshot. */
+	if (cfg->restore_dir)
+		goto rest;
 	/* The kernel against the memory layout, as machine_load() will put it. */
 	r = read_input("--kernel", cfg->kernel, &buf, &size);
 	if (r)
@@ -234,6 +238,7 @@ int inputs_check(const struct vmm_config *cfg)
 			return -ENOSPC;
 		}
 	}
+rest:
 	r = supervise_check(cfg);
 	if (r)
 		return r;

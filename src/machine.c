@@ -7,8 +7,11 @@
  * lists them. Adding a device kind is one entry there.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "devices/vfio.h"
 #include "inputs.h"
@@ -94,6 +97,33 @@ static int add_platform(struct machine *m)
 	return device_add(&m->devices, &pci_bus_device_ops, &m->pci, "pci");
 }
 
+/* A restore's RAM: from the snapshot's memory file, before KVM maps it. */
+static int load_memory(struct machine *m, const char *dir)
+{
+	char path[4096];
+	struct stat st;
+	int fd, r;
+
+	snprintf(path, sizeof(path), "%s/memory", dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		r = -errno;
+		log_err(NULL, "restore: cannot open '%s': %s", path, strerror(-r));
+		if (fd >= 0)
+			close(fd);
+		return r;
+	}
+	r = (uint64_t)st.st_size == mem_file_offset(&m->mem, m->mem.nr_regions)
+		? mem_load_file(&m->mem, fd)
+		: -EINVAL;
+	close(fd); /* a private mapping keeps what it needs */
+	if (r)
+		log_err(NULL, "restore: '%s': %s", path,
+			r == -EINVAL ? "not the size the snapshot's memory layout says"
+				     : strerror(-r));
+	return r;
+}
+
 int machine_create(struct machine *m, const struct vmm_config *cfg, struct result_file *result,
 		   bool *usage)
 {
@@ -119,6 +149,8 @@ int machine_create(struct machine *m, const struct vmm_config *cfg, struct resul
 	}
 	log_info("mem", "%llu MiB of guest RAM, %s", (unsigned long long)(cfg->mem_bytes >> 20),
 		 m->mem.backing);
+	if (cfg->restore_dir && (r = load_memory(m, cfg->restore_dir)))
+		return r;
 	if ((r = vm_map_ram(&m->vm, &m->mem)))
 		return r;
 	if ((r = stop_init(&m->stop)) || (r = io_loop_init(&m->io))) {
@@ -198,6 +230,14 @@ int machine_load(struct machine *m, bool *usage)
 		log_err(NULL, "setting up vcpu0 registers: %s", strerror(-r));
 		return r;
 	}
+	return machine_open_host(m, usage);
+}
+
+int machine_open_host(struct machine *m, bool *usage)
+{
+	const struct vmm_config *cfg = m->cfg;
+	int r;
+
 	/* Last, so that bad input never leaves a console file behind. */
 	r = console_open(&m->console, cfg, &m->serial, &m->stop);
 	if (r && cfg->console == CONSOLE_FILE) {
@@ -210,6 +250,8 @@ int machine_load(struct machine *m, bool *usage)
 		return r;
 	}
 	console_set_hook(&m->console, supervise_console_byte, &m->sup);
+	m->sup.on_snapshot_at = api_snapshot_at;
+	m->sup.snapshot_opaque = &m->api;
 	if ((r = supervise_init(&m->sup, cfg, &m->stop, &m->io)) ||
 	    (r = api_init(&m->api, m, cfg->api_socket))) {
 		if (r == -ENOENT || r == -EACCES || r == -EEXIST)

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -13,11 +14,15 @@
 #include "log.h"
 #include "machine.h"
 #include "result.h"
+#include "snapshot.h"
+#include "state.h"
 
 static const char usage_top[] =
     "usage: vmm run --kernel PATH [options]   boot a guest\n"
     "       vmm ctl SOCKET COMMAND            talk to a running vmm's --api-socket:\n"
-    "                                         status, pause, resume, stop, stats\n"
+    "                                         status, pause, resume, stop, stats,\n"
+    "                                         snapshot DIR\n"
+    "       vmm restore DIR [options]         resume a snapshot in a new process\n"
     "       vmm --help | --version\n"
     "\n"
     "Run 'vmm run --help' for the options of run.\n";
@@ -53,6 +58,8 @@ static const char usage_run[] =
     "  --fail REGEX         exit 1 as soon as a console line matches\n"
     "  --result json:PATH   write a JSON summary of the run at exit\n"
     "  --api-socket PATH    control socket (see vmm ctl)\n"
+    "  --snapshot-at REGEX  when a console line matches, snapshot the VM into\n"
+    "  --snapshot-dir DIR   DIR (new or empty) and exit 0 (see vmm restore)\n"
     "  The guest ends vmm with status N by writing byte N to I/O port 0x505\n"
     "  or to MMIO address 0xfebff000.\n"
     "  -v, --verbose        more detail on stderr (repeat for debug)\n"
@@ -70,14 +77,91 @@ static const char usage_run[] =
     "  128+N  stopped by signal N (130 for SIGINT or Ctrl-A x, 143 for SIGTERM\n"
     "         or a 'stop' the guest ignored, 159 for a seccomp violation)\n";
 
-static int cmd_run(int argc, char *argv[])
+static const char usage_restore[] =
+    "usage: vmm restore DIR [options]\n"
+    "\n"
+    "Resume the guest saved in DIR (vmm ctl SOCKET snapshot DIR, or run's\n"
+    "--snapshot-at) in this process. The machine (memory, vCPUs, disks, NICs)\n"
+    "comes from the snapshot; these host-side options may be given again:\n"
+    "  --console, --no-seccomp, --timeout, --expect, --fail, --result,\n"
+    "  --api-socket, --snapshot-at/--snapshot-dir, -v, -q (as for run)\n"
+    "  --paused             restore, then wait for 'vmm ctl SOCKET resume'\n"
+    "  --disk-copy vdX=PATH use PATH, a copy of that disk's image as it was at\n"
+    "                       the snapshot, instead of the image itself\n"
+    "\n"
+    "A disk image that changed after the snapshot (its inode, size or\n"
+    "modification time differ) is refused: its content no longer matches the\n"
+    "guest's memory. Exit status as for run; 2 for a snapshot that is missing,\n"
+    "damaged, of another format, architecture or CPU vendor, or whose disks\n"
+    "are missing or changed.\n";
+
+/* Each disk image's absolute path, for a snapshot (before seccomp). */
+static void resolve_disks(struct vmm_config *cfg)
+{
+	for (unsigned int i = 0; i < cfg->nr_disks; i++) {
+		char *abs = realpath(cfg->disks[i].path, NULL);
+
+		if (abs && cfg->nr_owned < ARRAY_SIZE(cfg->owned)) {
+			cfg->owned[cfg->nr_owned++] = abs;
+			cfg->disk_abs[i] = abs;
+		} else {
+			free(abs);
+		}
+	}
+}
+
+/* Build the machine (booted, or restored from st), run it: the exit status. */
+static int launch(struct vmm_config *cfg, const struct state_stream *st)
 {
 	struct result_file result = {.fd = -1};
 	static struct machine m; /* large (the device list): not on the stack */
+	bool usage;
+	int r;
+
+	if (machine_check(cfg))
+		return VMM_EXIT_USAGE;
+	resolve_disks(cfg);
+	if (result_open(&result, cfg->result_path))
+		return VMM_EXIT_FAILURE;
+	r = machine_create(&m, cfg, &result, &usage);
+	if (!r)
+		r = st ? restore_apply(&m, st, &usage) : machine_load(&m, &usage);
+	if (r) {
+		machine_destroy(&m);
+		if (usage) {
+			result_discard(&result); /* bad input writes nothing */
+		} else {
+			/* A run that failed before the guest started still reports. */
+			(void)result_commit(&result, result_new(VMM_EXIT_FAILURE,
+								outcome_name(OUTCOME_HOST_ERROR),
+								log_last_error()));
+		}
+		return usage ? VMM_EXIT_USAGE : VMM_EXIT_FAILURE;
+	}
+	if (!m.vm.hw_virt)
+		log_warn(NULL,
+			 "this host's KVM is not hardware-assisted (no vmx/svm CPU flag): stock "
+			 "Linux kernels will not boot here; scripts/lab runs them on a real KVM");
+	r = machine_run(&m);
+	machine_destroy(&m);
+	result_discard(&result); /* only if the run could not write it */
+	return r;
+}
+
+static void set_verbosity(const struct vmm_config *cfg)
+{
+	log_set_level(cfg->verbosity < 0    ? LOG_ERROR
+		      : cfg->verbosity == 0 ? LOG_WARN
+		      : cfg->verbosity == 1 ? LOG_INFO
+					    : LOG_DEBUG);
+}
+
+static int cmd_run(int argc, char *argv[])
+{
 	struct vmm_config cfg;
 	sigset_t sigs;
 	char err[256];
-	bool help, usage;
+	bool help;
 	int r;
 
 	if (config_parse_run(&cfg, argc, argv, &help, err, sizeof(err))) {
@@ -90,61 +174,82 @@ static int cmd_run(int argc, char *argv[])
 		config_free(&cfg);
 		return VMM_EXIT_OK;
 	}
-	log_set_level(cfg.verbosity < 0	   ? LOG_ERROR
-		      : cfg.verbosity == 0 ? LOG_WARN
-		      : cfg.verbosity == 1 ? LOG_INFO
-					   : LOG_DEBUG);
-
+	set_verbosity(&cfg);
 	/* A stop signal during setup is served once the run starts. */
 	machine_block_signals(&sigs);
-	if (machine_check(&cfg)) {
+	r = launch(&cfg, NULL);
+	config_free(&cfg);
+	return r;
+}
+
+static int cmd_restore(int argc, char *argv[])
+{
+	static struct state_stream st;
+	struct vmm_config cfg;
+	void *buf = NULL;
+	size_t len = 0;
+	sigset_t sigs;
+	char err[256];
+	bool help;
+	int r;
+
+	if (config_parse_restore(&cfg, argc, argv, &help, err, sizeof(err))) {
+		log_err(NULL, "%s", err);
 		config_free(&cfg);
 		return VMM_EXIT_USAGE;
 	}
-	if (result_open(&result, cfg.result_path)) {
+	if (help) {
+		fputs(usage_restore, stdout);
 		config_free(&cfg);
-		return VMM_EXIT_FAILURE;
+		return VMM_EXIT_OK;
 	}
-	r = machine_create(&m, &cfg, &result, &usage);
-	if (!r)
-		r = machine_load(&m, &usage);
-	if (r) {
-		machine_destroy(&m);
-		if (usage) {
-			result_discard(&result); /* bad input writes nothing */
-		} else {
-			/* A run that failed before the guest started still reports. */
-			(void)result_commit(&result, result_new(VMM_EXIT_FAILURE,
-								outcome_name(OUTCOME_HOST_ERROR),
-								log_last_error()));
-		}
-		config_free(&cfg);
-		return usage ? VMM_EXIT_USAGE : VMM_EXIT_FAILURE;
-	}
-	if (!m.vm.hw_virt)
-		log_warn(NULL,
-			 "this host's KVM is not hardware-assisted (no vmx/svm CPU flag): stock "
-			 "Linux kernels will not boot here; scripts/lab runs them on a real KVM");
-	r = machine_run(&m);
-	machine_destroy(&m);
-	result_discard(&result); /* only if the run could not write it */
+	set_verbosity(&cfg);
+	machine_block_signals(&sigs);
+	if (restore_read(cfg.restore_dir, &buf, &len) || restore_prepare(&cfg, &st, buf, len))
+		r = VMM_EXIT_USAGE;
+	else
+		r = launch(&cfg, &st);
+	free(buf);
 	config_free(&cfg);
 	return r;
+}
+
+/* The request line of vmm ctl's arguments: a snapshot's DIR made absolute. */
+static int ctl_request(int argc, char *argv[], char *line, size_t len)
+{
+	char cwd[4096];
+	int n;
+
+	if (!strcmp(argv[2], "snapshot")) {
+		if (argc != 4 || !argv[3][0])
+			return -EINVAL;
+		if (argv[3][0] == '/' || !getcwd(cwd, sizeof(cwd)))
+			n = snprintf(line, len, "snapshot %s\n", argv[3]);
+		else
+			n = snprintf(line, len, "snapshot %s/%s\n", cwd, argv[3]);
+	} else {
+		if (argc != 3)
+			return -EINVAL;
+		n = snprintf(line, len, "%s\n", argv[2]);
+	}
+	return n < 0 || (size_t)n >= len || strchr(line, '\n') != line + n - 1 ? -EINVAL : 0;
 }
 
 /* vmm ctl SOCKET COMMAND: one request, the reply on stdout. */
 static int cmd_ctl(int argc, char *argv[])
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	char line[256], buf[4096];
+	char line[API_LINE_MAX], buf[4096];
 	json_t *reply;
 	size_t off = 0;
 	bool ok;
 	ssize_t n;
 	int fd;
 
-	if (argc != 3 || !argv[1][0] || strlen(argv[1]) >= sizeof(sa.sun_path)) {
-		log_err(NULL, "usage: vmm ctl SOCKET COMMAND (status, pause, resume, stop, stats)");
+	if (argc < 3 || argc > 4 || !argv[1][0] || strlen(argv[1]) >= sizeof(sa.sun_path) ||
+	    ctl_request(argc, argv, line, sizeof(line))) {
+		log_err(NULL, "usage: vmm ctl SOCKET COMMAND (status, pause, resume, stop, stats, "
+			      "snapshot DIR)");
 		return VMM_EXIT_USAGE;
 	}
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", argv[1]);
@@ -153,7 +258,6 @@ static int cmd_ctl(int argc, char *argv[])
 		log_err(NULL, "ctl: cannot connect to '%s': %s", argv[1], strerror(errno));
 		return VMM_EXIT_FAILURE;
 	}
-	snprintf(line, sizeof(line), "%s\n", argv[2]);
 	if (write(fd, line, strlen(line)) < 0) {
 		log_err(NULL, "ctl: '%s': %s", argv[1], strerror(errno));
 		close(fd);
@@ -190,6 +294,8 @@ int main(int argc, char *argv[])
 		return cmd_run(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "ctl"))
 		return cmd_ctl(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "restore"))
+		return cmd_restore(argc - 1, argv + 1);
 	log_err(NULL, "unknown command '%s' (try 'vmm --help')", argv[1]);
 	return VMM_EXIT_USAGE;
 }

@@ -139,12 +139,17 @@ int machine_run(struct machine *m)
 	if (r) /* nothing started: say why, or the run "ends" with 0 */
 		stop_request(&m->stop, OUTCOME_HOST_ERROR, VMM_EXIT_FAILURE, "starting the run: %s",
 			     strerror(-r));
+	if (!r && m->cfg->start_paused)
+		vcpus_pause(&m->vcpus, true); /* restore --paused: parked until "resume" */
 	if (!r)
 		r = vcpus_start(&m->vcpus);
 	if (!r && !m->cfg->no_seccomp) {
 		/* Everything is open and running: from here on, no new files. */
-		r = confine_thread(CONFINE_IO, (m->cfg->result_path ? CONFINE_RENAME : 0) |
-						   (m->cfg->api_socket ? CONFINE_SOCKET : 0));
+		r = confine_thread(
+		    CONFINE_IO,
+		    (m->cfg->result_path ? CONFINE_RENAME : 0) |
+			(m->cfg->api_socket ? CONFINE_SOCKET : 0) |
+			(m->cfg->api_socket || m->cfg->snapshot_at ? CONFINE_SNAPSHOT : 0));
 		if (r)
 			stop_request(&m->stop, OUTCOME_HOST_ERROR, VMM_EXIT_FAILURE, "seccomp: %s",
 				     strerror(-r));

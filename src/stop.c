@@ -23,6 +23,7 @@ const char *outcome_name(enum vmm_outcome o)
 	    [OUTCOME_INTERNAL_ERROR] = "internal_error",
 	    [OUTCOME_SIGNAL] = "signal",
 	    [OUTCOME_HOST_ERROR] = "host_error",
+	    [OUTCOME_SNAPSHOT] = "snapshot",
 	};
 
 	return (unsigned int)o < ARRAY_SIZE(names) ? names[o] : "host_error";

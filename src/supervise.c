@@ -57,6 +57,13 @@ static void judge_line(struct supervise *s)
 {
 	enum vmm_outcome o;
 
+	if (s->has_snapshot_at && !s->snapshot_fired && s->on_snapshot_at) {
+		s->line[s->line_len] = '\0';
+		if (!regexec(&s->snapshot_at, s->line, 0, NULL, 0)) {
+			s->snapshot_fired = true;
+			s->on_snapshot_at(s->snapshot_opaque);
+		}
+	}
 	if (line_verdict(s, &o) &&
 	    stop_request(s->stop, o, o == OUTCOME_FAIL ? VMM_EXIT_FAILURE : VMM_EXIT_OK,
 			 MATCH_REASON, o == OUTCOME_FAIL ? "fail" : "expect", s->line))
@@ -69,7 +76,7 @@ void supervise_console_byte(void *opaque, uint8_t b)
 
 	if (!s->first_byte_ns)
 		s->first_byte_ns = now_ns();
-	if (!s->nr_expect && !s->nr_fail)
+	if (!s->nr_expect && !s->nr_fail && !s->has_snapshot_at)
 		return;
 	if (b == '\n') {
 		judge_line(s);
@@ -167,6 +174,11 @@ int supervise_init(struct supervise *s, const struct vmm_config *cfg, struct sto
 	if ((r = compile(s->expect, cfg->expect, cfg->nr_expect, &s->nr_expect)) ||
 	    (r = compile(s->fail, cfg->fail, cfg->nr_fail, &s->nr_fail)))
 		return r;
+	if (cfg->snapshot_at) {
+		if (regcomp(&s->snapshot_at, cfg->snapshot_at, REG_EXTENDED | REG_NOSUB))
+			return -EINVAL;
+		s->has_snapshot_at = true;
+	}
 	/* The timer exists before the seccomp filter: arming it is all it takes. */
 	s->timer_fd = io_timer_new();
 	if (s->timer_fd < 0)
@@ -195,7 +207,7 @@ static void judge_end(struct supervise *s)
 	/* A last line without a newline still counts, unless vmm was told to
 	 * stop. */
 	if (s->line_len && o != OUTCOME_SIGNAL && o != OUTCOME_HOST_ERROR &&
-	    o != OUTCOME_INTERNAL_ERROR && line_verdict(s, &o)) {
+	    o != OUTCOME_INTERNAL_ERROR && o != OUTCOME_SNAPSHOT && line_verdict(s, &o)) {
 		st->outcome = o;
 		st->status = o == OUTCOME_FAIL ? VMM_EXIT_FAILURE : VMM_EXIT_OK;
 		snprintf(st->reason, sizeof(st->reason), MATCH_REASON,
@@ -256,6 +268,9 @@ void supervise_destroy(struct supervise *s)
 		regfree(&s->expect[i]);
 	for (unsigned int i = 0; i < s->nr_fail; i++)
 		regfree(&s->fail[i]);
+	if (s->has_snapshot_at)
+		regfree(&s->snapshot_at);
+	s->has_snapshot_at = false;
 	if (s->timer_fd >= 0)
 		close(s->timer_fd);
 	s->timer_fd = -1;

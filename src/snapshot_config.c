@@ -1,0 +1,199 @@
+/*
+ * A snapshot's configuration section (snapshot.h): the machine part of
+ * struct vmm_config as JSON, with each disk image's identity, and back.
+ * The file is checksummed, but read as hostile all the same: every value
+ * is checked as the command line's would be.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <jansson.h>
+
+#include "snapshot.h"
+
+int snapshot_disk_identity(const char *path, struct disk_identity *id)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		return -errno;
+	*id = (struct disk_identity){.size = (uint64_t)st.st_size,
+				     .dev = (uint64_t)st.st_dev,
+				     .ino = (uint64_t)st.st_ino,
+				     .mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000LL +
+						 st.st_mtim.tv_nsec};
+	return 0;
+}
+
+char *snapshot_config_dump(const struct vmm_config *cfg, const char *const *disk_paths,
+			   const struct disk_identity *ids)
+{
+	json_t *root = json_pack("{s:I, s:i, s:i, s:s, s:s}", "mem", (json_int_t)cfg->mem_bytes,
+				 "cpus", (int)cfg->cpus, "hugepages", (int)cfg->hugepages,
+				 "cmdline", cfg->cmdline, "kernel", cfg->kernel ? cfg->kernel : "");
+	json_t *disks = json_array(), *nets = json_array();
+	char *text = NULL;
+
+	if (!root || !disks || !nets)
+		goto out;
+	for (unsigned int i = 0; i < cfg->nr_disks; i++) {
+		const struct disk_config *d = &cfg->disks[i];
+
+		json_array_append_new(
+		    disks,
+		    json_pack("{s:s, s:b, s:s, s:i, s:i, s:i, s:I, s:I, s:I, s:I}", "path",
+			      disk_paths[i], "readonly", d->readonly, "serial", d->serial, "cache",
+			      (int)d->cache, "engine", (int)d->engine, "queues", (int)d->queues,
+			      "size", (json_int_t)ids[i].size, "dev", (json_int_t)ids[i].dev, "ino",
+			      (json_int_t)ids[i].ino, "mtime_ns", (json_int_t)ids[i].mtime_ns));
+	}
+	for (unsigned int i = 0; i < cfg->nr_nets; i++) {
+		const struct net_config *n = &cfg->nets[i];
+		char mac[18];
+
+		snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", n->mac[0], n->mac[1],
+			 n->mac[2], n->mac[3], n->mac[4], n->mac[5]);
+		json_array_append_new(nets, json_pack("{s:s, s:s, s:i}", "tap", n->tap, "mac", mac,
+						      "queues", (int)n->queues));
+	}
+	json_object_set(root, "disks", disks);
+	json_object_set(root, "nets", nets);
+	text = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
+out:
+	json_decref(root);
+	json_decref(disks);
+	json_decref(nets);
+	return text;
+}
+
+/* A string the config keeps (freed by config_free). */
+static const char *own(struct vmm_config *cfg, const char *s)
+{
+	char *c;
+
+	if (cfg->nr_owned == ARRAY_SIZE(cfg->owned) || !(c = strdup(s)))
+		return NULL;
+	cfg->owned[cfg->nr_owned++] = c;
+	return c;
+}
+
+static int load_disk(struct vmm_config *cfg, unsigned int i, json_t *o, char *why, size_t whylen)
+{
+	struct disk_config *d = &cfg->disks[i];
+	const char *path = NULL, *serial = NULL;
+	json_int_t size, dev, ino, mtime;
+	int ro, cache, engine, queues;
+
+	if (json_unpack(o, "{s:s, s:b, s:s, s:i, s:i, s:i, s:I, s:I, s:I, s:I}", "path", &path,
+			"readonly", &ro, "serial", &serial, "cache", &cache, "engine", &engine,
+			"queues", &queues, "size", &size, "dev", &dev, "ino", &ino, "mtime_ns",
+			&mtime) ||
+	    !*path || path[0] != '/' || strlen(serial) > VIRTIO_BLK_ID_LEN || cache < 0 ||
+	    cache > BLK_CACHE_NONE || engine < 0 || engine > BLK_ENGINE_SYNC || queues < 0 ||
+	    queues > 64 || size < 0) {
+		snprintf(why, whylen, "configuration: disk %u is malformed", i);
+		return -EINVAL;
+	}
+	*d = (struct disk_config){.path = own(cfg, path),
+				  .readonly = ro,
+				  .cache = (enum blk_cache)cache,
+				  .engine = (enum blk_engine_kind)engine,
+				  .queues = (unsigned int)queues};
+	snprintf(d->serial, sizeof(d->serial), "%s", serial);
+	cfg->disk_id[i] = (struct disk_identity){
+	    .size = (uint64_t)size, .dev = (uint64_t)dev, .ino = (uint64_t)ino, .mtime_ns = mtime};
+	return d->path ? 0 : -ENOMEM;
+}
+
+static int load_net(struct vmm_config *cfg, unsigned int i, json_t *o, char *why, size_t whylen)
+{
+	struct net_config *n = &cfg->nets[i];
+	const char *tap, *mac;
+	unsigned int m[6];
+	int queues;
+
+	if (json_unpack(o, "{s:s, s:s, s:i}", "tap", &tap, "mac", &mac, "queues", &queues) ||
+	    !*tap || strlen(tap) >= NET_IFNAMSIZ || queues < 1 || queues > NET_MAX_PAIRS ||
+	    sscanf(mac, "%2x:%2x:%2x:%2x:%2x:%2x", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]) != 6) {
+		snprintf(why, whylen, "configuration: network device %u is malformed", i);
+		return -EINVAL;
+	}
+	snprintf(n->tap, sizeof(n->tap), "%s", tap);
+	for (unsigned int k = 0; k < 6; k++)
+		n->mac[k] = (uint8_t)m[k];
+	n->queues = (unsigned int)queues;
+	return 0;
+}
+
+int snapshot_config_load(struct vmm_config *cfg, const void *text, size_t len, char *why,
+			 size_t whylen)
+{
+	json_t *root = json_loadb(text, len, 0, NULL), *disks, *nets, *o;
+	const char *cmdline, *kernel;
+	json_int_t mem;
+	int cpus, huge, r = -EINVAL;
+	size_t i;
+
+	if (!root ||
+	    json_unpack(root, "{s:I, s:i, s:i, s:s, s:s, s:o, s:o}", "mem", &mem, "cpus", &cpus,
+			"hugepages", &huge, "cmdline", &cmdline, "kernel", &kernel, "disks", &disks,
+			"nets", &nets) ||
+	    mem < (json_int_t)VMM_MIN_MEM || mem > (json_int_t)VMM_MAX_MEM || mem % 4096 ||
+	    cpus < 1 || cpus > VMM_MAX_CPUS || huge < 0 || huge > HUGEPAGES_OFF ||
+	    !json_is_array(disks) || json_array_size(disks) > VMM_MAX_DISKS ||
+	    !json_is_array(nets) || json_array_size(nets) > VMM_MAX_NETS) {
+		snprintf(why, whylen, "configuration: malformed");
+		goto out;
+	}
+	cfg->mem_bytes = (uint64_t)mem;
+	cfg->cpus = (unsigned int)cpus;
+	cfg->hugepages = (enum hugepages_mode)huge;
+	cfg->cmdline = own(cfg, cmdline);
+	cfg->kernel = own(cfg, kernel);
+	json_array_foreach(disks, i,
+			   o) if ((r = load_disk(cfg, (unsigned int)i, o, why, whylen))) goto out;
+	cfg->nr_disks = (unsigned int)json_array_size(disks);
+	json_array_foreach(nets, i,
+			   o) if ((r = load_net(cfg, (unsigned int)i, o, why, whylen))) goto out;
+	cfg->nr_nets = (unsigned int)json_array_size(nets);
+	r = cfg->cmdline && cfg->kernel ? 0 : -ENOMEM;
+out:
+	json_decref(root);
+	return r;
+}
+
+int snapshot_check_disks(const struct vmm_config *cfg, char *why, size_t whylen)
+{
+	for (unsigned int i = 0; i < cfg->nr_disks; i++) {
+		const struct disk_identity *was = &cfg->disk_id[i];
+		const char *path = cfg->disks[i].path;
+		struct disk_identity now;
+		char name[4] = {'v', 'd', (char)('a' + i), 0};
+		int r = snapshot_disk_identity(path, &now);
+
+		if (r) {
+			snprintf(why, whylen, "%s: image '%s': %s", name, path, strerror(-r));
+			return r;
+		}
+		if (now.size != was->size) {
+			snprintf(why, whylen,
+				 "%s: image '%s' is %llu bytes, it was %llu at the snapshot", name,
+				 path, (unsigned long long)now.size, (unsigned long long)was->size);
+			return -EINVAL;
+		}
+		if (cfg->disk_copy[i])
+			continue; /* the user vouches for the copy's content */
+		if (now.dev != was->dev || now.ino != was->ino || now.mtime_ns != was->mtime_ns) {
+			snprintf(
+			    why, whylen,
+			    "%s: image '%s' changed after the snapshot (another file, or written "
+			    "since); restore a copy taken with it with --disk-copy %s=PATH",
+			    name, path, name);
+			return -ESTALE;
+		}
+	}
+	return 0;
+}
