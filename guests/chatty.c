@@ -6,6 +6,8 @@
  *   bytes  prints bytes 0x01-0x1f (not \n), 0x7f-0xff, quotes and a
  *          backslash on one line ending in "MARK", then returns
  *   quiet  prints one line, then returns
+ *   count  prints "count N" (N in hex, from 0) forever, spinning between
+ *          lines: a snapshot's restore must go on with the next N
  */
 #include "guest.h"
 
@@ -23,6 +25,14 @@ void main(void *zeropage)
 			puthex(n, 16);
 			puts_com1(" ..........................................."
 				  ".....\n");
+		}
+	} else if (mode_is(cmd, "count")) {
+		for (uint64_t n = 0;; n++) {
+			puts_com1("count ");
+			puthex(n, 16);
+			putc_com1('\n');
+			for (volatile uint32_t spin = 0; spin < (1u << 16); spin++)
+				;
 		}
 	} else if (mode_is(cmd, "noeol")) {
 		puts_com1("chatty: start\nRESULT: PASS");
