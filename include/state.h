@@ -105,7 +105,7 @@ struct state_section_ref {
 #define STATE_MAX_SECTIONS 128
 struct state_stream {
 	struct state_header hdr;
-	struct state_section_ref sec[STATE_MAX_SECTIONS];
+	struct state_section_ref sec[STATE_MAX_SECTIONS + 1]; /* + the end */
 	unsigned int n;
 };
 

@@ -12,7 +12,7 @@
 
 static uint32_t crc(const void *p, size_t n)
 {
-	return (uint32_t)crc32(0, p, (uInt)n);
+	return (uint32_t)crc32_z(0, p, n);
 }
 
 void state_writer_init(struct state_writer *w)
@@ -265,7 +265,8 @@ int state_parse(struct state_stream *s, const void *buf, size_t len, char *why, 
 			snprintf(why, whylen, "truncated: no end section");
 			return -EINVAL;
 		}
-		if (s->n == STATE_MAX_SECTIONS) {
+		/* The end section is read into the slot after the last one. */
+		if (s->n == STATE_MAX_SECTIONS + 1) {
 			snprintf(why, whylen, "more than %d sections", STATE_MAX_SECTIONS);
 			return -EINVAL;
 		}
