@@ -4,10 +4,12 @@
  * commands Linux's atkbd sends when it probes, so that probe ends at once
  * instead of after timeouts. No mouse: the aux port test fails.
  */
+#include <errno.h>
 #include <string.h>
 
 #include "device.h"
 #include "devices.h"
+#include "state.h"
 
 #define STATUS_OBF	0x01
 #define STATUS_SYS	0x04
@@ -234,7 +236,80 @@ static void i8042_dev_destroy(struct device *dev)
 	pthread_mutex_destroy(&k->lock);
 }
 
+/* ---- saved state (device.h: save, restore) ---- */
+
+#define I8042_STATE_V1 1
+
+/*
+ * V1: version, the command byte, the controller command and the keyboard
+ * command waiting for their data bytes, then the output queue as the
+ * ring it is (head, length, all its bytes): a read of an empty queue
+ * returns the byte before the head again, so the whole ring is state.
+ * The IRQ level follows from the queue and the command byte and is
+ * driven again on restore.
+ */
+static int i8042_save(struct device *dev, struct state_writer *w)
+{
+	struct i8042 *k = dev->opaque;
+
+	pthread_mutex_lock(&k->lock);
+	state_put_u32(w, I8042_STATE_V1);
+	state_put_u8(w, k->ctr);
+	state_put_u8(w, k->pending);
+	state_put_u8(w, k->kbd_arg);
+	state_put_u32(w, k->out_head);
+	state_put_u32(w, k->out_len);
+	state_put(w, k->outq, sizeof(k->outq));
+	pthread_mutex_unlock(&k->lock);
+	return state_writer_error(w);
+}
+
+/* Only what command() and keyboard() ever leave waiting for a data byte. */
+static bool pending_ok(uint8_t cmd)
+{
+	return cmd == 0 || cmd == CMD_WRITE_CTR || cmd == CMD_WRITE_OUTPUT ||
+	       cmd == CMD_WRITE_KBD_OUT || cmd == CMD_WRITE_AUX_OUT || cmd == CMD_WRITE_AUX;
+}
+
+static bool kbd_arg_ok(uint8_t cmd)
+{
+	return cmd == 0 || cmd == KBD_SET_LEDS || cmd == KBD_SCANCODE_SET || cmd == KBD_SET_RATE;
+}
+
+static int i8042_restore(struct device *dev, struct state_reader *r)
+{
+	struct i8042 *k = dev->opaque;
+	uint8_t ctr, pending, kbd_arg, outq[I8042_OUTQ];
+	uint32_t head, len;
+
+	if (state_get_u32(r) != I8042_STATE_V1)
+		return r->err ? r->err : -EPROTO;
+	ctr = state_get_u8(r);
+	pending = state_get_u8(r);
+	kbd_arg = state_get_u8(r);
+	head = state_get_u32(r);
+	len = state_get_u32(r);
+	state_get(r, outq, sizeof(outq));
+	if (!pending_ok(pending) || !kbd_arg_ok(kbd_arg) || head >= I8042_OUTQ || len > I8042_OUTQ)
+		state_reader_fail(r, -EINVAL);
+	if (r->err)
+		return r->err;
+
+	pthread_mutex_lock(&k->lock);
+	k->ctr = ctr;
+	k->pending = pending;
+	k->kbd_arg = kbd_arg;
+	memcpy(k->outq, outq, sizeof(outq));
+	k->out_head = head;
+	k->out_len = len;
+	i8042_update_irq(k);
+	pthread_mutex_unlock(&k->lock);
+	return 0;
+}
+
 const struct device_ops i8042_device_ops = {
     .reset = i8042_dev_reset,
+    .save = i8042_save,
+    .restore = i8042_restore,
     .destroy = i8042_dev_destroy,
 };

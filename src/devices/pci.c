@@ -12,6 +12,7 @@
 #include "devices.h"
 #include "log.h"
 #include "mem.h"
+#include "state.h"
 
 #define HOST_BRIDGE_VENDOR 0x1b36 /* Red Hat, Inc. */
 #define HOST_BRIDGE_DEVICE 0x0008 /* generic PCIe host bridge */
@@ -171,6 +172,24 @@ static bool ro_logged(uint32_t reg)
 	       reg == PCI_CAPABILITY_LIST || reg == PCI_INTERRUPT_PIN || reg >= 0x40;
 }
 
+/*
+ * Take len bytes at reg as a guest write does: only the bits wmask lets
+ * through. Returns whether it tried to change a read-only register worth
+ * a line (ro_logged). The caller then applies it: update_bars().
+ */
+static bool cfg_merge(struct pci_device *dev, uint32_t reg, const uint8_t *data, uint32_t len)
+{
+	bool ro = false;
+
+	for (uint32_t i = 0; i < len; i++) {
+		uint8_t m = dev->wmask[reg + i];
+
+		ro |= (data[i] & ~m) != (dev->cfg[reg + i] & ~m) && ro_logged(reg + i);
+		dev->cfg[reg + i] = (uint8_t)((dev->cfg[reg + i] & ~m) | (data[i] & m));
+	}
+	return ro;
+}
+
 void pci_conf_access(struct pci_bus *pci, uint32_t addr, uint8_t *data, uint32_t len, bool is_write)
 {
 	unsigned int bus = (addr >> 16) & 0xff, slot = (addr >> 11) & 0x1f;
@@ -187,14 +206,8 @@ void pci_conf_access(struct pci_bus *pci, uint32_t addr, uint8_t *data, uint32_t
 	}
 	reg += addr & 3;
 	if (is_write) {
-		bool ro = false;
+		bool ro = cfg_merge(dev, reg, data, len);
 
-		for (uint32_t i = 0; i < len; i++) {
-			uint8_t m = dev->wmask[reg + i];
-
-			ro |= (data[i] & ~m) != (dev->cfg[reg + i] & ~m) && ro_logged(reg + i);
-			dev->cfg[reg + i] = (uint8_t)((dev->cfg[reg + i] & ~m) | (data[i] & m));
-		}
 		if (ro)
 			log_ratelimited(
 			    LOG_WARN, "pci",
@@ -254,8 +267,112 @@ static void pci_dev_destroy(struct device *dev)
 	pci_destroy(dev->opaque);
 }
 
+/* ---- saved state (device.h: save, restore) ---- */
+
+#define PCI_STATE_V1 1
+#define PCI_CFG_LEN  256
+
+static uint32_t slots_present(const struct pci_bus *pci)
+{
+	uint32_t present = 0;
+
+	for (unsigned int i = 0; i < PCI_MAX_DEVICES; i++)
+		if (pci->slots[i])
+			present |= 1u << i;
+	return present;
+}
+
+/*
+ * V1: version, the 0xcf8 address latch, a bitmap of the populated slots
+ * (bit n: slot n, the host bridge's included), then each populated slot's
+ * configuration space (256 bytes) in slot order, as the guest left it:
+ * command, BARs, interrupt line, MSI-X enable and mask, the virtio PCI_CFG
+ * window. The hooks' cfg_read is not called: the bytes are those the guest
+ * last wrote or read, and a read may have side effects (virtio's window).
+ * Where a BAR decodes is not saved: it follows from these bytes.
+ */
+static int pci_save(struct device *dev, struct state_writer *w)
+{
+	struct pci_bus *pci = dev->opaque;
+
+	pthread_mutex_lock(&pci->lock);
+	state_put_u32(w, PCI_STATE_V1);
+	state_put_u32(w, pci->conf_addr);
+	state_put_u32(w, slots_present(pci));
+	for (unsigned int i = 0; i < PCI_MAX_DEVICES; i++)
+		if (pci->slots[i])
+			state_put(w, pci->slots[i]->cfg, PCI_CFG_LEN);
+	pthread_mutex_unlock(&pci->lock);
+	return state_writer_error(w);
+}
+
+/*
+ * The same device, configured the same, has the same read-only bits: a
+ * difference is another device in the slot, or a forged section. Not the
+ * status register's: a device may set its read-only bits (interrupt
+ * status, errors) at run time, and its own restore brings them back.
+ */
+static bool cfg_same_device(const struct pci_device *dev, const uint8_t *saved)
+{
+	for (unsigned int i = 0; i < PCI_CFG_LEN; i++) {
+		uint8_t ro = (uint8_t)~dev->wmask[i];
+
+		if (i != PCI_STATUS && i != PCI_STATUS + 1 && (saved[i] & ro) != (dev->cfg[i] & ro))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Into a bus just created with the same devices in the same slots, before
+ * their own restores (board order). Each slot's bytes go in as a guest
+ * write (cfg_merge: the writable bits only), then update_bars() makes the
+ * BARs decode where they say, calling each device's bar_map hook as a
+ * guest's BAR or command write does. The device's cfg_write hook is not
+ * called: it acts on a guest access (virtio's PCI_CFG window moves data
+ * into the device, an MSI-X enable delivers pending vectors), which a
+ * restore does not replay; the device's own restore rebuilds what follows
+ * from these bytes.
+ */
+static int pci_restore(struct device *dev, struct state_reader *r)
+{
+	struct pci_bus *pci = dev->opaque;
+	uint8_t cfg[PCI_MAX_DEVICES][PCI_CFG_LEN];
+	uint32_t conf_addr, present;
+	int err = 0;
+
+	if (state_get_u32(r) != PCI_STATE_V1)
+		return r->err ? r->err : -EPROTO;
+	conf_addr = state_get_u32(r); /* the guest may latch any value */
+	present = state_get_u32(r);
+	if (r->err)
+		return r->err;
+	pthread_mutex_lock(&pci->lock);
+	if (present != slots_present(pci))
+		state_reader_fail(r, -EINVAL);
+	for (unsigned int i = 0; i < PCI_MAX_DEVICES && !r->err; i++)
+		if (present & (1u << i))
+			state_get(r, cfg[i], PCI_CFG_LEN);
+	for (unsigned int i = 0; i < PCI_MAX_DEVICES && !r->err; i++)
+		if ((present & (1u << i)) && !cfg_same_device(pci->slots[i], cfg[i]))
+			state_reader_fail(r, -EINVAL);
+	err = r->err;
+	for (unsigned int i = 0; i < PCI_MAX_DEVICES && !err; i++) {
+		if (!(present & (1u << i)))
+			continue;
+		(void)cfg_merge(pci->slots[i], 0, cfg[i], PCI_CFG_LEN);
+		update_bars(pci, pci->slots[i], i);
+	}
+	if (!err)
+		pci->conf_addr = conf_addr;
+	pthread_mutex_unlock(&pci->lock);
+	return err;
+}
+
 const struct device_ops pci_bus_device_ops = {
     .reset = pci_dev_reset,
+    .save = pci_save,
+    .restore = pci_restore,
     .destroy = pci_dev_destroy,
 };
 

@@ -3,11 +3,13 @@
  * mode, never "update in progress". Guests read the wall clock at boot
  * from it; without it Linux may spin on the UIP bit of an absent chip.
  */
+#include <errno.h>
 #include <string.h>
 #include <time.h>
 
 #include "device.h"
 #include "devices.h"
+#include "state.h"
 
 enum {
 	RTC_SEC = 0x00,
@@ -61,11 +63,6 @@ static void rtc_dev_destroy(struct device *dev)
 
 	pthread_mutex_destroy(&r->lock);
 }
-
-const struct device_ops rtc_device_ops = {
-    .reset = rtc_dev_reset,
-    .destroy = rtc_dev_destroy,
-};
 
 #define REG_B_BINARY 0x04
 
@@ -144,3 +141,65 @@ int rtc_attach(struct rtc *r, struct bus *pio)
 {
 	return bus_register(pio, 0x70, 2, rtc_pio, r, "rtc");
 }
+
+/* ---- saved state (device.h: save, restore) ---- */
+
+#define RTC_STATE_V1 1
+
+/* Whether the guest can write CMOS byte idx (rtc_pio); the rest never change. */
+static bool rtc_writable(uint8_t idx)
+{
+	return !rtc_is_time_reg(idx) && idx != RTC_REG_C && idx != RTC_REG_D;
+}
+
+/*
+ * V1: version, the index register, the 128 CMOS bytes as stored. The time
+ * of day is not state: it is read from the host clock at every access, so
+ * a restored guest reads the host's time, as after a boot. The bytes the
+ * guest cannot write (the time registers' slots, C and D) are saved as
+ * they are and must come back as power-on left them.
+ */
+static int rtc_save(struct device *dev, struct state_writer *w)
+{
+	struct rtc *r = dev->opaque;
+
+	pthread_mutex_lock(&r->lock);
+	state_put_u32(w, RTC_STATE_V1);
+	state_put_u8(w, r->index);
+	state_put(w, r->cmos, sizeof(r->cmos));
+	pthread_mutex_unlock(&r->lock);
+	return state_writer_error(w);
+}
+
+static int rtc_restore(struct device *dev, struct state_reader *rd)
+{
+	struct rtc *r = dev->opaque;
+	struct rtc fresh; /* its CMOS bytes only: what power-on leaves */
+	uint8_t index, cmos[sizeof(r->cmos)];
+
+	if (state_get_u32(rd) != RTC_STATE_V1)
+		return rd->err ? rd->err : -EPROTO;
+	index = state_get_u8(rd);
+	state_get(rd, cmos, sizeof(cmos));
+	if (index >= sizeof(cmos)) /* a guest's index write keeps 7 bits */
+		state_reader_fail(rd, -EINVAL);
+	power_on(&fresh);
+	for (uint8_t i = 0; i < sizeof(cmos); i++)
+		if (!rtc_writable(i) && cmos[i] != fresh.cmos[i])
+			state_reader_fail(rd, -EINVAL);
+	if (rd->err)
+		return rd->err;
+
+	pthread_mutex_lock(&r->lock);
+	r->index = index;
+	memcpy(r->cmos, cmos, sizeof(cmos));
+	pthread_mutex_unlock(&r->lock);
+	return 0;
+}
+
+const struct device_ops rtc_device_ops = {
+    .reset = rtc_dev_reset,
+    .save = rtc_save,
+    .restore = rtc_restore,
+    .destroy = rtc_dev_destroy,
+};

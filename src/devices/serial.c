@@ -9,6 +9,7 @@
 
 #include "device.h"
 #include "devices.h"
+#include "state.h"
 
 enum {
 	R_RBR_THR = 0,
@@ -77,12 +78,6 @@ static void serial_dev_destroy(struct device *dev)
 {
 	serial_destroy(dev->opaque);
 }
-
-/* Emulated on the vCPU thread, nothing in flight: quiesce has nothing to do. */
-const struct device_ops serial_device_ops = {
-    .reset = serial_dev_reset,
-    .destroy = serial_dev_destroy,
-};
 
 static uint8_t iir(const struct serial *s)
 {
@@ -239,3 +234,101 @@ size_t serial_receive(struct serial *s, const uint8_t *buf, size_t len)
 	pthread_mutex_unlock(&s->lock);
 	return n;
 }
+
+/* ---- saved state (device.h: save, restore) ---- */
+
+#define SERIAL_STATE_V1 1
+/* What this UART ever holds in its read-only LSR and MSR (LSR_DR is computed). */
+#define LSR_IDLE (LSR_THRE | LSR_TEMT)
+#define MSR_IDLE (MSR_DCD | MSR_DSR | MSR_CTS)
+
+/*
+ * V1: version, IER, the pending THRE flag, LCR, MCR, LSR, MSR, SCR, DLL,
+ * DLM, FCR, then the receive FIFO as a length and its bytes, oldest
+ * first (where the ring started is not state). Not saved: the IRQ level,
+ * which follows from the registers and FIFO and is driven again on
+ * restore; tx_bytes, a statistic of this run; the wiring (line, output
+ * fd, tx hook), which the board sets up again.
+ */
+static int serial_save(struct device *dev, struct state_writer *w)
+{
+	struct serial *s = dev->opaque;
+
+	pthread_mutex_lock(&s->lock);
+	state_put_u32(w, SERIAL_STATE_V1);
+	state_put_u8(w, s->ier);
+	state_put_bool(w, s->iir_thri);
+	state_put_u8(w, s->lcr);
+	state_put_u8(w, s->mcr);
+	state_put_u8(w, s->lsr);
+	state_put_u8(w, s->msr);
+	state_put_u8(w, s->scr);
+	state_put_u8(w, s->dll);
+	state_put_u8(w, s->dlm);
+	state_put_u8(w, s->fcr);
+	state_put_u32(w, s->rx_len);
+	for (unsigned int i = 0; i < s->rx_len; i++)
+		state_put_u8(w, s->rx[(s->rx_head + i) % SERIAL_RX_FIFO]);
+	pthread_mutex_unlock(&s->lock);
+	return state_writer_error(w);
+}
+
+/* Everything is read and checked before the device changes. */
+static int serial_restore(struct device *dev, struct state_reader *r)
+{
+	struct serial *s = dev->opaque;
+	uint8_t ier, lcr, mcr, lsr, msr, scr, dll, dlm, fcr;
+	uint8_t rx[SERIAL_RX_FIFO];
+	uint32_t rx_len;
+	bool thri;
+
+	if (state_get_u32(r) != SERIAL_STATE_V1)
+		return r->err ? r->err : -EPROTO;
+	ier = state_get_u8(r);
+	thri = state_get_bool(r);
+	lcr = state_get_u8(r);
+	mcr = state_get_u8(r);
+	lsr = state_get_u8(r);
+	msr = state_get_u8(r);
+	scr = state_get_u8(r);
+	dll = state_get_u8(r);
+	dlm = state_get_u8(r);
+	fcr = state_get_u8(r);
+	rx_len = state_get_u32(r);
+	/* As the guest's writes are masked (reg_write), and the FIFO's bound. */
+	if ((ier & ~0x0f) || (mcr & ~0x1f) || (fcr & ~0xc9) || lsr != LSR_IDLE || msr != MSR_IDLE ||
+	    rx_len > SERIAL_RX_FIFO)
+		state_reader_fail(r, -EINVAL);
+	if (r->err)
+		return r->err;
+	state_get(r, rx, rx_len);
+	if (r->err)
+		return r->err;
+
+	pthread_mutex_lock(&s->lock);
+	s->ier = ier;
+	s->iir_thri = thri;
+	s->lcr = lcr;
+	s->mcr = mcr;
+	s->lsr = lsr;
+	s->msr = msr;
+	s->scr = scr;
+	s->dll = dll;
+	s->dlm = dlm;
+	s->fcr = fcr;
+	memcpy(s->rx, rx, rx_len);
+	s->rx_head = 0;
+	s->rx_len = rx_len;
+	/* The line as the registers say, driven out as after any access. */
+	serial_update_irq(s);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+/* Emulated on the vCPU thread, nothing in flight: quiesce has nothing to do. */
+const struct device_ops serial_device_ops = {
+    .reset = serial_dev_reset,
+    .save = serial_save,
+    .restore = serial_restore,
+    .destroy = serial_dev_destroy,
+};
