@@ -28,6 +28,9 @@
 #include "compiler.h"
 #include "devices.h"
 
+struct state_reader;
+struct state_writer;
+
 #define MSIX_MAX_VECTORS 128
 #define MSIX_CAP_LEN	 12
 /* The pending bits as the guest reads them: whole words for every vector. */
@@ -105,5 +108,29 @@ void msix_pba_access(struct msix *m, uint64_t off, uint8_t *data, uint32_t len, 
 void msix_fire(struct msix *m, unsigned int v);
 /* After an unmask: signal() each pending vector that is no longer masked. */
 void msix_deliver_pending(struct msix *m);
+
+/*
+ * Saved state, a part of the owner's payload (its layout version covers
+ * this one): the number of vectors, the function's enable and mask bits,
+ * every table entry and the pending bits. Owner's lock held.
+ */
+void msix_save(const struct msix *m, struct state_writer *w);
+/*
+ * Read it back into m as msix_init() left it, checked as hostile: the
+ * same number of vectors, no control bit but enable and function mask, no
+ * reserved vector-control bit, no pending bit past the last vector. 0, or
+ * -EINVAL (also set on r) with m unchanged; a reader error is returned as
+ * is. Then, as after a guest's writes: the enable and mask bits go into
+ * configuration space (the PCI bus's restore put the same bytes there
+ * already; this keeps m whole without it), and vector_changed() hears of
+ * each vector whose message or masking differs from before (the owner
+ * points its route at the message, binds or unbinds its irqfd). The
+ * pending bits come back last, so nothing is delivered: a vector that
+ * was pending stays pending, as saved. The owner redoes what it does on
+ * a guest's write of the enable or mask bit, if anything. Owner's lock
+ * held; configuration space is written without the PCI bus's, as a
+ * restore runs before any vCPU does.
+ */
+int msix_restore(struct msix *m, struct state_reader *r) WUR;
 
 #endif

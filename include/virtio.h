@@ -31,6 +31,8 @@ struct dev_services;
 struct device;
 struct device_list;
 struct stat;
+struct state_reader;
+struct state_writer;
 struct virtio_dev;
 struct virtio_pci;
 
@@ -51,6 +53,19 @@ struct virtio_dev_ops {
 	 */
 	int (*quiesce)(struct virtio_dev *d);
 	void (*resume)(struct virtio_dev *d);
+	/*
+	 * Snapshots (device.h), dev->lock held, the device's own part of
+	 * the payload after the transport's: save writes it (a u32 layout
+	 * version first; the device is quiesced or never started); restore
+	 * reads it back (-EPROTO for another version, -EINVAL for a value
+	 * a guest could not have caused) into a device just created, after
+	 * the transport restored status, features and queues and before it
+	 * activates the device (when the driver was live) and kicks its
+	 * queues. NULL: the device keeps nothing of its own (nothing is
+	 * written, nothing read).
+	 */
+	int (*save)(struct virtio_dev *d, struct state_writer *w);
+	int (*restore)(struct virtio_dev *d, struct state_reader *r);
 };
 
 /* How a device reaches its driver; the transport (or a test) provides it. */
@@ -150,10 +165,30 @@ void virtio_pci_destroy(struct virtio_dev *d);
 int virtio_pci_quiesce(struct virtio_dev *d) WUR;
 void virtio_pci_resume(struct virtio_dev *d);
 void virtio_pci_reset(struct virtio_dev *d);
+/*
+ * Snapshots (src/virtio/pci_state.c; device.h has the contract). save:
+ * the transport's registers (device status, features, selectors, config
+ * generation, ISR and INTx level, MSI-X vector numbers), the MSI-X table
+ * and pending bits, every queue, then d->ops->save. restore reads that
+ * back into a device just created on the same board configuration, after
+ * the PCI bus's restore placed its BAR (so its MMIO range and kick
+ * ioeventfds are at their final address, by the BAR hook), checking it
+ * as a guest's writes are checked (-EINVAL; -EPROTO for another version):
+ * MSI routes and irqfds are set as a guest's table writes set them, the
+ * device is activated when its driver was live (DRIVER_OK without
+ * NEEDS_RESET) and each of its ready queues gets one kick, waiting in its
+ * eventfd, so that work the guest queued before the save is served when
+ * the I/O thread first runs. Main thread, before any vCPU or the I/O
+ * thread; both take dev->lock.
+ */
+int virtio_pci_save(struct virtio_dev *d, struct state_writer *w) WUR;
+int virtio_pci_restore(struct virtio_dev *d, struct state_reader *r) WUR;
 /* The same as struct device_ops members (dev->opaque: the struct virtio_dev). */
 void virtio_pci_dev_reset(struct device *dev);
 int virtio_pci_dev_quiesce(struct device *dev);
 void virtio_pci_dev_resume(struct device *dev);
+int virtio_pci_dev_save(struct device *dev, struct state_writer *w);
+int virtio_pci_dev_restore(struct device *dev, struct state_reader *r);
 
 /*
  * Whether the file st describes can be a disk image (a regular file, a

@@ -22,6 +22,9 @@
 #include "compiler.h"
 #include "mem.h"
 
+struct state_reader;
+struct state_writer;
+
 #define VIRTQ_MAX_SIZE	   32768 /* the spec's limit for split queues */
 #define VIRTQ_MAX_SEGS	   256	 /* longest chain a device accepts */
 #define VIRTQ_MAX_INDIRECT 1024	 /* entries in one indirect table */
@@ -99,5 +102,33 @@ bool virtq_should_notify(struct virtq *vq);
 
 /* Anything left to pop? (For polling after re-enabling notifications.) */
 bool virtq_has_work(const struct virtq *vq);
+
+/*
+ * Saved state (src/virtio/virtq_state.c), a part of the owning device's
+ * payload (its layout version covers this one): the driver's
+ * configuration (size, ring addresses, the ring features taken at
+ * enable), whether the queue is ready and broken, and the indices the
+ * device keeps (last_avail, used_idx, the event-idx bookkeeping). Saved
+ * with the device quiesced: nothing popped is held back unreturned,
+ * except by a device already in NEEDS_RESET.
+ */
+void virtq_save(const struct virtq *vq, struct state_writer *w);
+/*
+ * Read what virtq_save() wrote into vq, a queue that is not ready (just
+ * created or reset), as hostile as a driver's writes: a ready queue goes
+ * through virtq_enable()'s checks (size, alignment, rings inside guest
+ * RAM through the gate, apart from each other), its size may not exceed
+ * queue_max, and its indices must be ones the device could have reached
+ * (at most size chains popped and not yet used). A queue that is not
+ * ready holds zero indices, as a reset or a refused enable leaves them.
+ * What the rings and indices say about guest memory (avail->idx, the
+ * descriptors) is left to virtq_pop()'s checks, as at run time: the guest
+ * may rewrite that memory at any moment anyway. 0, or -EINVAL (also set
+ * on r) with vq reset; a reader error before that is returned as is.
+ * Overlap with the device's other queues is the caller's to check
+ * (virtq_rings_overlap()).
+ */
+int virtq_restore(struct virtq *vq, struct state_reader *r, const struct guest_mem *mem,
+		  uint16_t queue_max) WUR;
 
 #endif

@@ -1,8 +1,10 @@
 /* MSI-X: the table, the pending bits and the masking rules (msix.h). */
+#include <errno.h>
 #include <linux/pci_regs.h>
 #include <string.h>
 
 #include "msix.h"
+#include "state.h"
 
 _Static_assert(MSIX_PBA_BYTES == sizeof(((struct msix *)0)->pba), "the PBA the guest reads");
 
@@ -94,4 +96,75 @@ void msix_deliver_pending(struct msix *m)
 			m->pba[v / 64] &= ~(1ULL << (v % 64));
 			m->ops->signal(m->opaque, v);
 		}
+}
+
+#define MSIX_FUNC_BITS (PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL)
+
+void msix_save(const struct msix *m, struct state_writer *w)
+{
+	state_put_u32(w, m->n);
+	state_put_u16(w, msix_ctrl(m) & MSIX_FUNC_BITS);
+	for (unsigned int v = 0; v < m->n; v++) {
+		state_put_u32(w, m->table[v].addr_lo);
+		state_put_u32(w, m->table[v].addr_hi);
+		state_put_u32(w, m->table[v].data);
+		state_put_u32(w, m->table[v].ctrl);
+	}
+	for (unsigned int i = 0; i < (m->n + 63) / 64; i++)
+		state_put_u64(w, m->pba[i]);
+}
+
+int msix_restore(struct msix *m, struct state_reader *r)
+{
+	struct msix_vector table[MSIX_MAX_VECTORS];
+	uint64_t pba[MSIX_MAX_VECTORS / 64] = {0};
+	bool was_masked[MSIX_MAX_VECTORS];
+	uint32_t n = state_get_u32(r);
+	uint16_t func = state_get_u16(r);
+	unsigned int words;
+
+	if (r->err)
+		return r->err;
+	if (n != m->n || (func & ~MSIX_FUNC_BITS)) {
+		state_reader_fail(r, -EINVAL);
+		return -EINVAL;
+	}
+	for (unsigned int v = 0; v < n; v++) {
+		table[v].addr_lo = state_get_u32(r);
+		table[v].addr_hi = state_get_u32(r);
+		table[v].data = state_get_u32(r);
+		table[v].ctrl = state_get_u32(r);
+		if (table[v].ctrl & ~PCI_MSIX_ENTRY_CTRL_MASKBIT)
+			state_reader_fail(r, -EINVAL);
+	}
+	words = (n + 63) / 64;
+	for (unsigned int i = 0; i < words; i++)
+		pba[i] = state_get_u64(r);
+	if (n % 64 && (pba[words - 1] >> (n % 64)))
+		state_reader_fail(r, -EINVAL);
+	if (r->err)
+		return r->err;
+
+	for (unsigned int v = 0; v < n; v++)
+		was_masked[v] = msix_masked(m, v);
+	put_le16(&m->pdev->cfg[m->cap + PCI_MSIX_FLAGS],
+		 (uint16_t)((msix_ctrl(m) & ~MSIX_FUNC_BITS) | func));
+	memset(m->pba, 0, sizeof(m->pba));
+	for (unsigned int v = 0; v < n; v++) {
+		unsigned int what = 0;
+		bool masked;
+
+		if (memcmp(&m->table[v], &table[v], 3 * sizeof(uint32_t)))
+			what |= MSIX_MESSAGE;
+		m->table[v] = table[v];
+		masked = msix_masked(m, v);
+		if (was_masked[v] && !masked)
+			what |= MSIX_UNMASKED;
+		else if (!was_masked[v] && masked)
+			what |= MSIX_MASKED;
+		if (what)
+			m->ops->vector_changed(m->opaque, v, what);
+	}
+	memcpy(m->pba, pba, sizeof(pba));
+	return 0;
 }

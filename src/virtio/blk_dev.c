@@ -182,6 +182,8 @@ static const struct device_ops blk_device_ops = {
     .reset = virtio_pci_dev_reset,
     .quiesce = virtio_pci_dev_quiesce,
     .resume = virtio_pci_dev_resume,
+    .save = virtio_pci_dev_save,
+    .restore = virtio_pci_dev_restore,
     .destroy = blk_dev_destroy,
 };
 

@@ -409,7 +409,8 @@ static int net_activate(struct virtio_dev *d)
 			log_err(n->name, "setting the tap's offloads: %s", strerror(-r));
 			return r;
 		}
-		if (d->vqs[2 * p].ready)
+		/* (A packet restored into the bounce buffer waits for RX buffers.) */
+		if (d->vqs[2 * p].ready && !n->rx[p].len)
 			set_watch(&n->rx[p], true);
 	}
 	return 0;
@@ -472,6 +473,8 @@ const struct virtio_dev_ops net_ops = {
     .queue_kick = net_kick,
     .quiesce = net_quiesce,
     .resume = net_resume,
+    .save = net_save,
+    .restore = net_restore,
 };
 
 void net_rx_ready(void *opaque)

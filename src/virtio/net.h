@@ -98,4 +98,10 @@ struct net {
 
 extern const struct virtio_dev_ops net_ops;
 
+struct state_reader;
+struct state_writer;
+/* Its own part of a snapshot (net_state.c): net_ops' save and restore. */
+int net_save(struct virtio_dev *d, struct state_writer *w);
+int net_restore(struct virtio_dev *d, struct state_reader *r);
+
 #endif

@@ -73,6 +73,11 @@ int __wrap_irq_msi_set(struct irq_router *r, int gsi, uint64_t addr, uint32_t da
 	fake_kvm.msi.addr = addr;
 	fake_kvm.msi.data = data;
 	fake_kvm.msi.calls++;
+	if (gsi >= 0 && gsi < FAKE_KVM_GSIS) {
+		fake_kvm.route[gsi].addr = addr;
+		fake_kvm.route[gsi].data = data;
+		fake_kvm.route[gsi].set = true;
+	}
 	return 0;
 }
 

@@ -41,6 +41,12 @@ struct fake_kvm {
 		uint32_t data;
 		unsigned int calls;
 	} msi;
+	/* irq_msi_set(): each GSI's message now (from 0, as irqfd_efd). */
+	struct {
+		uint64_t addr;
+		uint32_t data;
+		bool set;
+	} route[FAKE_KVM_GSIS];
 	/* irq_irqfd(): each GSI's eventfd and whether it is bound now. */
 	int irqfd_efd[FAKE_KVM_GSIS];
 	bool irqfd_on[FAKE_KVM_GSIS];

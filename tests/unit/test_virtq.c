@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "mem.h"
+#include "state.h"
 #include "virtq.h"
 
 #define RAM_BYTES (16ULL << 20)
@@ -1016,6 +1017,211 @@ static void test_reset(void **state)
 	assert_int_equal(vq.last_avail, 0);
 }
 
+/* ---- saved state (virtq_state.c) ---- */
+
+static void vq_save(const struct virtq *vq, struct state_writer *w)
+{
+	state_writer_init(w);
+	virtq_save(vq, w);
+	assert_int_equal(state_writer_error(w), 0);
+}
+
+/* Restore len bytes of buf into a zeroed vq: the result, reader checks included. */
+static int vq_load_bytes(struct virtq *vq, const void *buf, size_t len, uint16_t qmax)
+{
+	struct state_reader r;
+	int err;
+
+	memset(vq, 0, sizeof(*vq));
+	state_reader_init(&r, buf, len);
+	err = virtq_restore(vq, &r, &g_mem, qmax);
+	return err ? err : state_reader_done(&r);
+}
+
+static int vq_load(struct virtq *vq, const struct state_writer *w, uint16_t qmax)
+{
+	return vq_load_bytes(vq, w->buf, w->len, qmax);
+}
+
+/* Mid-stream: two chains popped, one used, one interrupt decided; then on. */
+static void test_state_round_trip(void **state)
+{
+	struct virtq vq, back;
+	struct state_writer w, w2;
+	struct vring_used_elem *ue = hva(USED_GPA + 4, 8 * 16);
+
+	(void)state;
+	vq_init(&vq, 16, true, true);
+	for (uint16_t i = 0; i < 3; i++) {
+		put_desc(i, BUF_GPA + 0x100 * i, 0x100, VRING_DESC_F_WRITE, 0);
+		avail_add(16, i);
+	}
+	assert_int_equal(virtq_pop(&vq, &g_mem, &g_chain), 1);
+	assert_int_equal(virtq_pop(&vq, &g_mem, &g_chain), 1);
+	virtq_push(&vq, 0, 5);
+	*vq.used_event = 0;
+	assert_true(virtq_should_notify(&vq));
+
+	vq_save(&vq, &w);
+	assert_int_equal(vq_load(&back, &w, 16), 0);
+	/* The same queue: configuration, host views and indices. */
+	assert_true(back.ready);
+	assert_false(back.broken);
+	assert_null(back.fault);
+	assert_int_equal(back.size, 16);
+	assert_int_equal(back.desc_gpa, DESC_GPA);
+	assert_int_equal(back.avail_gpa, AVAIL_GPA);
+	assert_int_equal(back.used_gpa, USED_GPA);
+	assert_true(back.event_idx);
+	assert_true(back.indirect);
+	assert_ptr_equal(back.desc, vq.desc);
+	assert_ptr_equal(back.avail, vq.avail);
+	assert_ptr_equal(back.used, vq.used);
+	assert_ptr_equal(back.used_event, vq.used_event);
+	assert_ptr_equal(back.avail_event, vq.avail_event);
+	assert_int_equal(back.last_avail, 2);
+	assert_int_equal(back.used_idx, 1);
+	assert_int_equal(back.signalled_used, 1);
+	assert_true(back.signalled_valid);
+	/* Saved again: the same bytes. */
+	vq_save(&back, &w2);
+	assert_int_equal(w2.len, w.len);
+	assert_memory_equal(w2.buf, w.buf, w.len);
+
+	/* It carries on where it was: the third chain, then the used ring. */
+	assert_int_equal(virtq_pop(&back, &g_mem, &g_chain), 1);
+	assert_int_equal(g_chain.head, 2);
+	assert_int_equal(*back.avail_event, 3);
+	assert_false(virtq_has_work(&back));
+	virtq_push(&back, 1, 6);
+	virtq_push(&back, 2, 7);
+	assert_int_equal(used_ring()->idx, 3);
+	assert_int_equal(ue[1].id, 1);
+	assert_int_equal(ue[2].id, 2);
+	assert_int_equal(ue[2].len, 7);
+	/* Event idx: the driver asked for an interrupt past entry 1. */
+	*back.used_event = 1;
+	assert_true(virtq_should_notify(&back));
+	assert_int_equal(back.signalled_used, 3);
+	state_writer_free(&w);
+	state_writer_free(&w2);
+
+	/* A queue the driver configured but never enabled: configuration only. */
+	memset(&vq, 0, sizeof(vq));
+	vq.size = 100; /* any value until the enable */
+	vq.desc_gpa = 0xdead0000ULL;
+	vq.event_idx = true;
+	vq_save(&vq, &w);
+	assert_int_equal(vq_load(&back, &w, 16), 0);
+	assert_memory_equal(&back, &vq, sizeof(vq));
+	state_writer_free(&w);
+
+	/* A broken queue stays broken: pops fail, the device wants a reset. */
+	vq_init(&vq, 8, false, false);
+	set_avail_idx(0);
+	avail_add(8, 9); /* head out of range */
+	assert_int_equal(virtq_pop(&vq, &g_mem, &g_chain), -EIO);
+	vq_save(&vq, &w);
+	assert_int_equal(vq_load(&back, &w, 8), 0);
+	assert_true(back.broken);
+	assert_non_null(back.fault);
+	assert_int_equal(virtq_pop(&back, &g_mem, &g_chain), -EIO);
+	assert_false(virtq_has_work(&back));
+	state_writer_free(&w);
+}
+
+/* A forged queue: refused, and left not ready. */
+static void expect_refused(const struct virtq *forged, uint16_t qmax)
+{
+	struct state_writer w;
+	struct virtq back;
+
+	vq_save(forged, &w);
+	assert_int_equal(vq_load(&back, &w, qmax), -EINVAL);
+	assert_false(back.ready);
+	assert_null(back.desc);
+	state_writer_free(&w);
+}
+
+static void expect_accepted(const struct virtq *v, uint16_t qmax)
+{
+	struct state_writer w;
+	struct virtq back;
+
+	vq_save(v, &w);
+	assert_int_equal(vq_load(&back, &w, qmax), 0);
+	assert_true(back.ready == v->ready);
+	assert_int_equal(back.last_avail, v->last_avail);
+	state_writer_free(&w);
+}
+
+static void test_state_hostile(void **state)
+{
+	struct virtq good, f;
+	struct state_writer w;
+	struct virtq back;
+
+	(void)state;
+	vq_init(&good, 16, true, false);
+	/* Sizes: not a power of two, zero, larger than the device offers. */
+	f = good, f.size = 12;
+	expect_refused(&f, 16);
+	f = good, f.size = 0;
+	expect_refused(&f, 16);
+	f = good, f.size = 32;
+	expect_refused(&f, 16);
+	/* Rings outside RAM, straddling its end, misaligned, overlapping. */
+	f = good, f.desc_gpa = 0xd0000000ULL;
+	expect_refused(&f, 16);
+	f = good, f.desc_gpa = UINT64_MAX - 15;
+	expect_refused(&f, 16);
+	f = good, f.used_gpa = RAM_BYTES - 8;
+	expect_refused(&f, 16);
+	f = good, f.used_gpa = USED_GPA + 2;
+	expect_refused(&f, 16);
+	f = good, f.avail_gpa = DESC_GPA + 16;
+	expect_refused(&f, 16);
+	/* Indices: more popped and unused than the ring holds, used ahead. */
+	f = good, f.last_avail = 17;
+	expect_refused(&f, 16);
+	f = good, f.used_idx = 1;
+	expect_refused(&f, 16);
+	f = good, f.last_avail = 0x8000, f.used_idx = 0x7fef;
+	expect_refused(&f, 16);
+	/* An interrupt mark before any decision. */
+	f = good, f.signalled_used = 3;
+	expect_refused(&f, 16);
+	/* A queue that is not ready has no indices and cannot be broken. */
+	f = good, f.ready = false, f.last_avail = 1, f.used_idx = 1;
+	expect_refused(&f, 16);
+	f = good, f.ready = false, f.broken = true;
+	expect_refused(&f, 16);
+	f = good, f.ready = false, f.signalled_valid = true;
+	expect_refused(&f, 16);
+
+	/* The limits themselves are fine: a whole ring outstanding, across the wrap. */
+	f = good, f.last_avail = 16;
+	expect_accepted(&f, 16);
+	f = good, f.last_avail = 0x0008, f.used_idx = 0xfff8, f.signalled_used = 0xfff0,
+	f.signalled_valid = true;
+	expect_accepted(&f, 16);
+
+	/* A bool that is neither 0 nor 1 (event_idx, after size and the rings). */
+	vq_save(&good, &w);
+	w.buf[2 + 3 * 8] = 2;
+	assert_int_equal(vq_load(&back, &w, 16), -EINVAL);
+	assert_false(back.ready);
+	state_writer_free(&w);
+
+	/* Every truncation, and a byte too many. */
+	vq_save(&good, &w);
+	for (size_t len = 0; len < w.len; len++)
+		assert_int_equal(vq_load_bytes(&back, w.buf, len, 16), -EINVAL);
+	state_put_u8(&w, 0);
+	assert_int_equal(vq_load(&back, &w, 16), -EINVAL);
+	state_writer_free(&w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1055,6 +1261,8 @@ int main(void)
 	    T(test_avail_event_after_pop),
 	    T(test_has_work),
 	    T(test_reset),
+	    T(test_state_round_trip),
+	    T(test_state_hostile),
 #undef T
 	};
 
