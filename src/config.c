@@ -184,15 +184,9 @@ int config_parse_run(struct vmm_config *cfg, int argc, char *const argv[], bool 
 int config_parse_restore(struct vmm_config *cfg, int argc, char *const argv[], bool *help,
 			 char *err, size_t errlen)
 {
-	int r;
+	int r = parse(cfg, argc, argv, help, err, errlen, true);
 
-	if (argc >= 2 && argv[1][0] != '-') {
-		r = parse(cfg, argc - 1, argv + 1, help, err, errlen, true);
-		cfg->restore_dir = argv[1];
-		return r;
-	}
-	r = parse(cfg, argc, argv, help, err, errlen, true);
-	if (!r && !*help)
+	if (!r && !*help && !cfg->restore_dir)
 		return config_fail(err, errlen, "missing the snapshot directory: vmm restore DIR");
 	return r;
 }
@@ -227,7 +221,7 @@ static int parse(struct vmm_config *cfg, int argc, char *const argv[], bool *hel
 	    {NULL, 0, NULL, 0},
 	};
 	unsigned long n;
-	int c, r;
+	int c, r, li = 0;
 
 	*cfg = (struct vmm_config){
 	    .cmdline = VMM_DEFAULT_CMDLINE,
@@ -239,15 +233,17 @@ static int parse(struct vmm_config *cfg, int argc, char *const argv[], bool *hel
 	*help = false;
 	opterr = 0;
 	optind = 0; /* full re-initialisation, so tests can parse repeatedly */
-	while ((c = getopt_long(argc, argv, "+:vqh", opts, NULL)) != -1) {
+again:
+	while ((c = getopt_long(argc, argv, "+:vqh", opts, &li)) != -1) {
 		if (restore && machine_option(c))
 			return config_fail(err, errlen,
-					   "%s: not an option of restore: the machine comes from "
+					   "--%s: not an option of restore: the machine comes from "
 					   "the snapshot",
-					   argv[optind - 1]);
+					   opts[li].name);
 		if (!restore && (c == OPT_PAUSED || c == OPT_DISK_COPY))
-			return config_fail(err, errlen, "%s: an option of vmm restore, not of run",
-					   argv[optind - 1]);
+			return config_fail(err, errlen,
+					   "--%s: an option of vmm restore, not of run",
+					   opts[li].name);
 		switch (c) {
 		case OPT_KERNEL: cfg->kernel = optarg; break;
 		case OPT_INITRD: cfg->initrd = optarg; break;
@@ -393,6 +389,10 @@ static int parse(struct vmm_config *cfg, int argc, char *const argv[], bool *hel
 					   argv[optind - 1]);
 		default: return config_fail(err, errlen, "unknown option '%s'", argv[optind - 1]);
 		}
+	}
+	if (restore && optind < argc && !cfg->restore_dir) { /* restore's DIR, anywhere */
+		cfg->restore_dir = argv[optind++];
+		goto again;
 	}
 	if (optind < argc)
 		return config_fail(err, errlen, "unexpected argument '%s'", argv[optind]);

@@ -471,6 +471,77 @@ print("ok")' "$T/b.json" 2>&1 | tail -n 1)
 		bad "api: idle client closed" "$got"
 	kill $pid
 	wait_bounded $pid 20
+
+	# --- snapshots: chatty mode=count prints "count N" forever ----------
+	S=$T/snap
+	mkdir -p "$S"
+	truncate -s 8M "$T/sdisk.img"
+	count_run=(run -q --kernel "$G/chatty.elf" --mem 64M --cmdline mode=count --disk "path=$T/sdisk.img")
+	run "$VMM" "${count_run[@]}" --snapshot-at 'count 0000000000000003' --snapshot-dir "$S/a"
+	[ "$rc" = 0 ] && [ -z "$err" ] && [ -f "$S/a/state" ] && [ -f "$S/a/memory" ] &&
+		ok "--snapshot-at: snapshot written, exit 0" || bad "--snapshot-at" "rc=$rc err=$err"
+	last=$(grep -c '^count ' "$T/out")
+	# The vCPU may print a line or two past the match before it parks.
+	run timeout 20 "$VMM" restore -q "$S/a" --expect 'count 0000000000000010'
+	first=$(grep -m1 '^count ' "$T/out")
+	[ "$rc" = 0 ] && [ "$first" = "$(printf 'count %016x' "$last")" ] && [ -z "$err" ] &&
+		ok "restore: the counter goes on with the next number" || bad "restore: counter" "rc=$rc first='$first' after $last lines err=$err"
+	# Restored paused, snapshotted again: the same state but the clocks.
+	rm -f "$T/r.sock"
+	"$VMM" restore "$S/a" --paused --api-socket "$T/r.sock" >"$T/rp.out" 2>&1 </dev/null &
+	pid=$!
+	for _ in $(seq 50); do [ -S "$T/r.sock" ] && break; sleep 0.1; done
+	got=$("$VMM" ctl "$T/r.sock" status)
+	[[ "$got" == '{"ok":true,"state":"paused",'* ]] && ok "restore --paused: paused" || bad "restore --paused" "$got"
+	got=$("$VMM" ctl "$T/r.sock" snapshot "$S/b")
+	diffs=$(tests/cli/snapshot_tool.py diff "$S/a" "$S/b")
+	[[ "$got" == '{"ok":true,"dir":"'"$S/b"'","size_bytes":'* ]] && [ -z "$diffs" ] && cmp -s "$S/a/memory" "$S/b/memory" &&
+		ok "snapshot of a paused restore: sections identical but the clocks" || bad "paused restore snapshot" "$got $diffs"
+	got=$("$VMM" ctl "$T/r.sock" snapshot "$S/b")
+	[ "$got" = '{"ok":false,"error":"'"'$S/b'"' is not empty: a snapshot needs a directory of its own"}' ] &&
+		ok "snapshot into a non-empty directory: refused" || bad "snapshot non-empty dir" "$got"
+	got=$("$VMM" ctl "$T/r.sock" snapshot /proc/nonexistent/snap)
+	st=$("$VMM" ctl "$T/r.sock" status)
+	[[ "$got" == '{"ok":false,"error":"cannot create '"'/proc/nonexistent/snap'"': '* ]] && [[ "$st" == '{"ok":true,"state":"paused",'* ]] &&
+		ok "a snapshot that cannot be written: the VM as it was" || bad "unwritable snapshot" "$got $st"
+	got=$("$VMM" ctl "$T/r.sock" resume)
+	for _ in $(seq 50); do grep -q '^count 0000000000000006' "$T/rp.out" && break; sleep 0.1; done
+	got=$("$VMM" ctl "$T/r.sock" snapshot "$S/c")
+	st=$("$VMM" ctl "$T/r.sock" status)
+	[[ "$got" == '{"ok":true,"dir":"'"$S/c"'",'* ]] && [[ "$st" == '{"ok":true,"state":"running",'* ]] &&
+		ok "snapshot of a running VM: it runs on" || bad "running snapshot" "$got $st"
+	kill $pid
+	wait_bounded $pid 20
+	# Bad snapshots: one line, exit 2, nothing started.
+	expect_error "restore: no directory" 2 "missing the snapshot directory" restore
+	expect_error "restore: directory missing" 2 "$S/none" restore "$S/none"
+	expect_error "restore: not a snapshot" 2 "is not a snapshot" restore "$T"
+	expect_error "restore: a machine option" 2 "--mem: not an option of restore" restore "$S/a" --mem 1G
+	expect_error "run: a restore option" 2 "--paused: an option of vmm restore" run --kernel "$G/hello.elf" --paused
+	expect_error "--snapshot-at without a directory" 2 "--snapshot-at needs --snapshot-dir" "${count_run[@]}" --snapshot-at x
+	for bad in truncated:"truncated" flip:"section 'vcpu0': checksum mismatch" format:"format version 7, this vmm reads 1" \
+		vendor:"made on a BogusVendor CPU" header:"header: checksum mismatch"; do
+		rm -rf "$S/x" && cp -r "$S/a" "$S/x"
+		case ${bad%%:*} in
+		truncated) truncate -s -100 "$S/x/state" ;;
+		flip) tests/cli/snapshot_tool.py flip "$S/x" vcpu0 ;;
+		format) tests/cli/snapshot_tool.py set-format "$S/x" 7 ;;
+		vendor) tests/cli/snapshot_tool.py set-vendor "$S/x" BogusVendor ;;
+		header) printf 'X' | dd of="$S/x/state" bs=1 seek=20 conv=notrunc 2>/dev/null ;;
+		esac
+		expect_error "restore: ${bad%%:*}" 2 "${bad#*:}" restore "$S/x"
+	done
+	rm -rf "$S/x" && cp -r "$S/a" "$S/x" && truncate -s 1M "$S/x/memory"
+	expect_error "restore: memory file of the wrong size" 2 "not the size" restore "$S/x"
+	mv "$T/sdisk.img" "$T/sdisk.moved"
+	expect_error "restore: disk image missing" 2 "vda: image '$T/sdisk.img'" restore "$S/a"
+	cp "$T/sdisk.moved" "$T/sdisk.img"
+	expect_error "restore: disk image replaced" 2 "changed after the snapshot" restore "$S/a"
+	truncate -s 16M "$T/sdisk.moved"
+	expect_error "restore: disk copy of another size" 2 "is 16777216 bytes, it was 8388608" restore "$S/a" --disk-copy "vda=$T/sdisk.moved"
+	run timeout 20 "$VMM" restore "$S/a" -q --disk-copy "vda=$T/sdisk.img" --expect 'count 0000000000000008'
+	[ "$rc" = 0 ] && [ -z "$err" ] && ok "restore --disk-copy: a copy of the image" || bad "restore --disk-copy" "rc=$rc err=$err"
+	expect_error "restore --disk-copy of a disk it lacks" 2 "--disk-copy vdb: the snapshot has 1 disk" restore "$S/a" --disk-copy "vdb=$T/sdisk.img"
 else
 	skipped "boot cases" "/dev/kvm is not usable here (the lab runs vmm on a real KVM)"
 fi
