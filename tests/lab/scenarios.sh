@@ -206,7 +206,7 @@ lab_vfio_scenarios() {
 # the snapshot restored in a new vmm: the counter goes on with the next N.
 # shellcheck disable=SC2034  # the list of what follows; nothing reads it yet
 SNAP_SCENARIOS="snap-run snap-restore snap-smp snap-smp-restore snap-g1 snap-g2 snap-g3 snap-g4
-    snap-blk snap-blk-restore snap-blk-verify snap-ci snap-ci-exit3 snap-ci-true snap-ci-false"
+    snap-blk snap-blk-restore snap-blk-verify snap-net snap-net-restore snap-ci snap-ci-exit3 snap-ci-true snap-ci-false"
 
 # The counter facts of NAME's console (/tmp/NAME.out, before lab_bg_stop):
 # first and last N, steps other than +1 (gaps), lines, and the guest's wall
@@ -341,7 +341,37 @@ lab_snapshot_scenarios() {
         done
     fi
 
-    # y5. the CI flow: one boot to VMMREADY (--snapshot-at), then a restore
+    # y5. virtio-net: snapshotted once the link works, restored on the same
+    #     (persistent) tap: L1 pings the restored guest, then a new TCP
+    #     transfer each way (the guest's wget from L1, L1's from the guest)
+    if [ -c /dev/net/tun ] && command -v tunctl >/dev/null; then
+        mkdir -p /srv
+        dd if=/dev/urandom of=/srv/data bs=1M count=8 2>/dev/null
+        lab_note snap-net-restore "down_sha256=$(lab_sha256 /srv/data)"
+        tunctl -t vmtap5 >/dev/null
+        ip addr add 10.0.78.1/24 dev vmtap5
+        ip link set vmtap5 up
+        httpd -p 10.0.78.1:8080 -h /srv
+        # shellcheck disable=SC2086
+        lab_bg_start snap-net "$VMM" run $ss_boot --mem 256M --api-socket /tmp/snap-net.sock \
+            --net tap=vmtap5 --cmdline "$GUEST_CMDLINE vmmtest=snap-net vmmnet=10.0.78.2/24 vmmnet_peer=10.0.78.1 vmmnet_mib=8"
+        if lab_bg_wait snap-net "VMMNET up=1" "$BOOT_SECS"; then
+            lab_note snap-net "pause=$("$VMM" ctl /tmp/snap-net.sock pause)"
+            snap_reply snap-net "$("$VMM" ctl /tmp/snap-net.sock snapshot /tmp/snap/net)"
+        fi
+        lab_bg_stop snap-net
+        lab_bg_start snap-net-restore "$VMM" restore /tmp/snap/net
+        if ping -c 3 -W 5 10.0.78.2 >/dev/null 2>&1; then ss_p=ok; else ss_p=failed; fi
+        lab_note snap-net-restore "l1_ping=$ss_p"
+        lab_net_exchange snap-net-restore 10.0.78.2
+        killall httpd 2>/dev/null
+        tunctl -d vmtap5 >/dev/null
+        rm -rf /tmp/snap/net /srv/data
+    else
+        for ss_n in snap-net snap-net-restore; do lab_skip "$ss_n" "no /dev/net/tun or tunctl in L1"; done
+    fi
+
+    # y6. the CI flow: one boot to VMMREADY (--snapshot-at), then a restore
     #     per command, each piped in and ending vmm with its status
     # shellcheck disable=SC2086
     lab_run snap-ci "$BOOT_SECS" "$VMM" run $ss_boot --mem 256M \
@@ -822,6 +852,11 @@ lab_expectations() {
         i=$((i + 1))
     done
     check_note snap-blk-verify e2fsck_rc = 0
+    check_note snap-net snapshot_ok = 1
+    check_note snap-net-restore l1_ping = ok
+    check_net snap-net-restore tcp down_rc=0 fetched=yes done=1 error=
+    check_same snap-net-restore/down l1:snap-net-restore:down_sha256 n:snap-net-restore:down_sha256
+    check_same snap-net-restore/up l1:snap-net-restore:up_sha256 n:snap-net-restore:up_sha256
     check_exit snap-ci 0
     check_note snap-ci state_file = yes
     check_exit snap-ci-exit3 3
