@@ -147,12 +147,12 @@ int machine_create(struct machine *m, const struct vmm_config *cfg, struct resul
 		log_err(NULL, "%s", err);
 		return r;
 	}
-	log_info("mem", "%llu MiB of guest RAM, %s", (unsigned long long)(cfg->mem_bytes >> 20),
-		 m->mem.backing);
 	if (cfg->restore_dir && (r = load_memory(m, cfg->restore_dir))) {
 		*usage = r == -EINVAL || r == -ENOENT; /* the snapshot's fault */
 		return r;
 	}
+	log_info("mem", "%llu MiB of guest RAM, %s", (unsigned long long)(cfg->mem_bytes >> 20),
+		 m->mem.backing);
 	if ((r = vm_map_ram(&m->vm, &m->mem)))
 		return r;
 	if ((r = stop_init(&m->stop)) || (r = io_loop_init(&m->io))) {

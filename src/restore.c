@@ -173,8 +173,11 @@ static int restore_vcpus(struct machine *m, const struct state_stream *s, uint32
 		}
 		for (unsigned int i = 0; i < m->vcpus.n; i++)
 			if (vcpu_set_tsc_khz(&m->vcpus.vcpus[i], tsc_khz)) {
-				log_err(NULL, "restore: KVM cannot run a TSC at %u kHz here",
-					tsc_khz);
+				log_err(NULL,
+					"restore: the guest's TSC ran at %u kHz, this host's KVM "
+					"cannot scale its %d kHz to that",
+					tsc_khz, khz);
+				*usage = true;
 				return -ENOTSUP;
 			}
 	}
@@ -224,13 +227,16 @@ int restore_apply(struct machine *m, const struct state_stream *s, bool *usage)
 	if ((err = restore_vcpus(m, s, s->hdr.tsc_khz, usage)))
 		return err;
 	if ((err = device_restore_all(&m->devices, s, &dev))) {
-		if (dev)
+		/* A section at fault is the snapshot's; anything else the host's. */
+		*usage = err == -ENOENT || err == -EPROTO || err == -EINVAL || err == -EEXIST;
+		if (!dev)
+			log_err(NULL, "restore: the snapshot has a device this machine lacks");
+		else
 			log_err(NULL, "restore: device %s: %s", dev,
 				err == -ENOENT	 ? "no section for it in the snapshot"
 				: err == -EPROTO ? "another layout version"
-						 : "its saved state is not valid");
-		else
-			log_err(NULL, "restore: the snapshot has a device this machine lacks");
+				: err == -EINVAL ? "its saved state is not valid"
+						 : strerror(-err));
 		return err;
 	}
 	*usage = false;

@@ -135,6 +135,7 @@ int mem_load_file(struct guest_mem *mem, int fd)
 			 MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, fd, (off_t)foff);
 		if (p == MAP_FAILED)
 			return -errno;
+		mem->backing = "the snapshot's memory file, copy-on-write";
 	}
 	return 0;
 }

@@ -7,6 +7,10 @@
   snapshot_tool.py set-format DIR N   header format version N (checksum fixed)
   snapshot_tool.py set-vendor DIR V   header CPU vendor V (checksum fixed)
   snapshot_tool.py flip DIR NAME      flip one byte of section NAME's payload
+  snapshot_tool.py set-tsc DIR KHZ    header TSC frequency (checksum fixed)
+  snapshot_tool.py all-features DIR   the VM section's last CPU feature word
+                                      (CPUID 0x80000001 EDX) all ones, its
+                                      checksum fixed: features no host has
 
 What counts as a clock: the VM section's kvmclock value and wall clock, the
 PIT channels' load times, a vCPU's TSC MSR and its LAPIC timer's current count.
@@ -111,6 +115,15 @@ def main():
     elif cmd == "set-vendor":
         buf[16:28] = sys.argv[3].encode().ljust(12, b"\0")[:12]
         fix_header(buf)
+    elif cmd == "set-tsc":
+        buf[28:32] = struct.pack("<I", int(sys.argv[3]))
+        fix_header(buf)
+    elif cmd == "all-features":
+        for t, _, o, l in sections(buf):
+            if t == 3:
+                buf[o + l - 4:o + l] = b"\xff" * 4
+                hdr = o - SEC
+                buf[hdr + 40:hdr + 44] = struct.pack("<I", zlib.crc32(bytes(buf[o:o + l])))
     elif cmd == "flip":
         for _, n, o, l in sections(buf):
             if n == sys.argv[3] and l:

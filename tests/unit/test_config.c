@@ -163,6 +163,105 @@ static void expect_usage_error(const struct parsed *p, const char *needle)
 	assert_null(strchr(p->err, '\n'));
 }
 
+/* ---- config_parse_restore and the snapshot options ---- */
+
+static int parse_restore(struct parsed *p, int argc, char **argv)
+{
+	memset(p, 0x5a, sizeof(*p));
+	p->help = true;
+	strcpy(p->err, "");
+	p->r = config_parse_restore(&p->cfg, argc, argv, &p->help, p->err, sizeof(p->err));
+	return p->r;
+}
+
+static void test_restore_options(void **state)
+{
+	char *a1[] = {"restore", "/snap", "--paused", "-q", "--disk-copy", "vdb=/x.img"};
+	char *a2[] = {"restore", "--timeout", "5", "/snap", "--expect", "ok"};
+	char *a3[] = {"restore", "--paused"};
+	struct parsed p;
+
+	(void)state;
+	assert_int_equal(parse_restore(&p, (int)ARRAY_SIZE(a1), a1), 0);
+	assert_string_equal(p.cfg.restore_dir, "/snap");
+	assert_true(p.cfg.start_paused);
+	assert_int_equal(p.cfg.verbosity, -1);
+	assert_null(p.cfg.disk_copy[0]);
+	assert_string_equal(p.cfg.disk_copy[1], "/x.img");
+	config_free(&p.cfg);
+	/* DIR anywhere among the options */
+	assert_int_equal(parse_restore(&p, (int)ARRAY_SIZE(a2), a2), 0);
+	assert_string_equal(p.cfg.restore_dir, "/snap");
+	assert_int_equal(p.cfg.nr_expect, 1);
+	config_free(&p.cfg);
+	parse_restore(&p, (int)ARRAY_SIZE(a3), a3);
+	expect_usage_error(&p, "missing the snapshot directory");
+}
+
+static void test_restore_refuses(void **state)
+{
+	static const struct {
+		const char *opt, *val, *needle;
+	} cases[] = {
+	    {"--mem", "1G", "--mem: not an option of restore"},
+	    {"--cpus", "2", "--cpus: not an option of restore"},
+	    {"--kernel", "k", "--kernel: not an option of restore"},
+	    {"--disk", "path=x", "--disk: not an option of restore"},
+	    {"--disk-copy", "vda", "--disk-copy: 'vda' is not vdX=PATH"},
+	    {"--disk-copy", "sda=x", "is not vdX=PATH"},
+	    {"--disk-copy", "vdz=x", "is not vdX=PATH"},
+	    {"--snapshot-at", "READY", "--snapshot-at needs --snapshot-dir DIR"},
+	};
+	struct parsed p;
+
+	(void)state;
+	for (unsigned int i = 0; i < ARRAY_SIZE(cases); i++) {
+		char *argv[] = {"restore", "/snap", (char *)cases[i].opt, (char *)cases[i].val};
+
+		parse_restore(&p, 4, argv);
+		expect_usage_error(&p, cases[i].needle);
+		config_free(&p.cfg);
+	}
+	{
+		char *argv[] = {"restore", "/a", "/b"};
+
+		parse_restore(&p, 3, argv);
+		expect_usage_error(&p, "unexpected argument '/b'");
+		config_free(&p.cfg);
+	}
+	{
+		char *argv[] = {"restore", "/a", "--disk-copy", "vda=x", "--disk-copy", "vda=y"};
+
+		parse_restore(&p, 6, argv);
+		expect_usage_error(&p, "--disk-copy: vda is given twice");
+		config_free(&p.cfg);
+	}
+}
+
+static void test_run_snapshot_options(void **state)
+{
+	struct parsed p;
+
+	(void)state;
+	PARSE(&p, "--kernel", "k", "--snapshot-at", "^READY", "--snapshot-dir", "/s");
+	assert_int_equal(p.r, 0);
+	assert_string_equal(p.cfg.snapshot_at, "^READY");
+	assert_string_equal(p.cfg.snapshot_dir, "/s");
+	config_free(&p.cfg);
+	PARSE(&p, "--kernel", "k", "--snapshot-dir", "/s");
+	expect_usage_error(&p, "--snapshot-dir needs --snapshot-at REGEX");
+	config_free(&p.cfg);
+	PARSE(&p, "--kernel", "k", "--paused");
+	expect_usage_error(&p, "--paused: an option of vmm restore, not of run");
+	config_free(&p.cfg);
+	PARSE(&p, "--kernel", "k", "--disk-copy", "vda=x");
+	expect_usage_error(&p, "--disk-copy: an option of vmm restore");
+	config_free(&p.cfg);
+	PARSE(&p, "--kernel", "k", "--snapshot-at", "a++", "--snapshot-dir", "/s");
+	expect_usage_error(&p, "--snapshot-at: 'a++' stacks repetition");
+	config_free(&p.cfg);
+}
+
 static void test_run_defaults(void **state)
 {
 	struct parsed p;
@@ -763,6 +862,9 @@ int main(void)
 	    cmocka_unit_test(test_parse_uint_bounds),
 	    cmocka_unit_test(test_parse_uint_syntax),
 	    cmocka_unit_test(test_run_defaults),
+	    cmocka_unit_test(test_restore_options),
+	    cmocka_unit_test(test_restore_refuses),
+	    cmocka_unit_test(test_run_snapshot_options),
 	    cmocka_unit_test(test_run_every_option),
 	    cmocka_unit_test(test_run_verbosity),
 	    cmocka_unit_test(test_run_repeated_parses_are_independent),
