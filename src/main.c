@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <zlib.h>
 
 #include "config.h"
 #include "log.h"
@@ -23,6 +24,7 @@ static const char usage_top[] =
     "                                         status, pause, resume, stop, stats,\n"
     "                                         snapshot DIR\n"
     "       vmm restore DIR [options]         resume a snapshot in a new process\n"
+    "       vmm snapshot-info DIR             a snapshot's header and sections\n"
     "       vmm --help | --version\n"
     "\n"
     "Run 'vmm run --help' for the options of run.\n";
@@ -214,6 +216,37 @@ static int cmd_restore(int argc, char *argv[])
 	return r;
 }
 
+/* vmm snapshot-info DIR: the header and one line per section, checked. */
+static int cmd_snapshot_info(int argc, char *argv[])
+{
+	static const char *const kinds[] = {"?", "config", "memory", "vm", "vcpu", "device"};
+	static struct state_stream st;
+	void *buf = NULL;
+	size_t len = 0;
+	char why[256];
+
+	if (argc != 2 || argv[1][0] == '-') {
+		log_err(NULL, "usage: vmm snapshot-info DIR");
+		return VMM_EXIT_USAGE;
+	}
+	if (restore_read(argv[1], &buf, &len))
+		return VMM_EXIT_USAGE;
+	if (state_parse(&st, buf, len, why, sizeof(why))) {
+		log_err(NULL, "snapshot-info: '%s': %s", argv[1], why);
+		free(buf);
+		return VMM_EXIT_USAGE;
+	}
+	printf("format %u arch %u vendor %s tsc_khz %u sections %u\n", st.hdr.format, st.hdr.arch,
+	       st.hdr.vendor, st.hdr.tsc_khz, st.n);
+	for (unsigned int i = 0; i < st.n; i++)
+		printf("%s %s v%u %zu bytes crc32 %08lx\n", st.sec[i].name,
+		       st.sec[i].type < ARRAY_SIZE(kinds) ? kinds[st.sec[i].type] : "?",
+		       st.sec[i].version, st.sec[i].len,
+		       crc32_z(0, st.sec[i].payload, st.sec[i].len));
+	free(buf);
+	return VMM_EXIT_OK;
+}
+
 /* The request line of vmm ctl's arguments: a snapshot's DIR made absolute. */
 static int ctl_request(int argc, char *argv[], char *line, size_t len)
 {
@@ -296,6 +329,8 @@ int main(int argc, char *argv[])
 		return cmd_ctl(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "restore"))
 		return cmd_restore(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "snapshot-info"))
+		return cmd_snapshot_info(argc - 1, argv + 1);
 	log_err(NULL, "unknown command '%s' (try 'vmm --help')", argv[1]);
 	return VMM_EXIT_USAGE;
 }

@@ -512,6 +512,11 @@ print("ok")' "$T/b.json" 2>&1 | tail -n 1)
 		ok "snapshot of a running VM: it runs on" || bad "running snapshot" "$got $st"
 	kill $pid
 	wait_bounded $pid 20
+	run "$VMM" snapshot-info "$S/a"
+	[ "$rc" = 0 ] && [ -z "$err" ] && [[ "$out" == "format 1 arch 62 vendor "*" sections 10"* ]] &&
+		[ "$(grep -c ' crc32 ' "$T/out")" = 10 ] && grep -q '^vda device v1 ' "$T/out" &&
+		ok "snapshot-info: the header and ten sections" || bad "snapshot-info" "rc=$rc $out $err"
+	expect_error "snapshot-info: not a snapshot" 2 "is not a snapshot" snapshot-info "$T"
 	# Bad snapshots: one line, exit 2, nothing started.
 	expect_error "restore: no directory" 2 "missing the snapshot directory" restore
 	expect_error "restore: directory missing" 2 "$S/none" restore "$S/none"
@@ -520,7 +525,8 @@ print("ok")' "$T/b.json" 2>&1 | tail -n 1)
 	expect_error "run: a restore option" 2 "--paused: an option of vmm restore" run --kernel "$G/hello.elf" --paused
 	expect_error "--snapshot-at without a directory" 2 "--snapshot-at needs --snapshot-dir" "${count_run[@]}" --snapshot-at x
 	for bad in truncated:"truncated" flip:"section 'vcpu0': checksum mismatch" format:"format version 7, this vmm reads 1" \
-		vendor:"made on a BogusVendor CPU" header:"header: checksum mismatch"; do
+		vendor:"made on a BogusVendor CPU" header:"header: checksum mismatch" \
+		tsc:"TSC" features:"lacks CPU features the guest was shown: CPUID.80000001:EDX"; do
 		rm -rf "$S/x" && cp -r "$S/a" "$S/x"
 		case ${bad%%:*} in
 		truncated) truncate -s -100 "$S/x/state" ;;
@@ -528,6 +534,8 @@ print("ok")' "$T/b.json" 2>&1 | tail -n 1)
 		format) tests/cli/snapshot_tool.py set-format "$S/x" 7 ;;
 		vendor) tests/cli/snapshot_tool.py set-vendor "$S/x" BogusVendor ;;
 		header) printf 'X' | dd of="$S/x/state" bs=1 seek=20 conv=notrunc 2>/dev/null ;;
+		tsc) tests/cli/snapshot_tool.py set-tsc "$S/x" 1 ;;
+		features) tests/cli/snapshot_tool.py all-features "$S/x" ;;
 		esac
 		expect_error "restore: ${bad%%:*}" 2 "${bad#*:}" restore "$S/x"
 	done

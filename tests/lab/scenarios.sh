@@ -206,7 +206,8 @@ lab_vfio_scenarios() {
 # the snapshot restored in a new vmm: the counter goes on with the next N.
 # shellcheck disable=SC2034  # the list of what follows; nothing reads it yet
 SNAP_SCENARIOS="snap-run snap-restore snap-smp snap-smp-restore snap-g1 snap-g2 snap-g3 snap-g4
-    snap-blk snap-blk-restore snap-blk-verify snap-net snap-net-restore snap-ci snap-ci-exit3 snap-ci-true snap-ci-false"
+    snap-blk snap-blk-restore snap-blk-verify snap-net snap-net-restore snap-ci snap-ci-exit3 snap-ci-true
+    snap-ci-false snap-paused"
 
 # The counter facts of NAME's console (/tmp/NAME.out, before lab_bg_stop):
 # first and last N, steps other than +1 (gaps), lines, and the guest's wall
@@ -381,7 +382,23 @@ lab_snapshot_scenarios() {
     for ss_c in "exit3:exit 3" "true:grep -q vmmcmd=1 /proc/cmdline" "false:test -e /nonexistent"; do
         lab_run "snap-ci-${ss_c%%:*}" 60 sh -c "echo '${ss_c#*:}' | \"\$0\" restore /tmp/snap/ci" "$VMM"
     done
-    rm -rf /tmp/snap
+
+    # y7. restored --paused and snapshotted again: every section but the
+    #     clocks' (vm: kvmclock, PIT; vcpuN: TSC, LAPIC timer) and guest RAM
+    #     byte for byte the same
+    lab_bg_start snap-paused "$VMM" restore /tmp/snap/ci --paused --api-socket /tmp/snap-paused.sock
+    ss_i=0
+    while [ ! -S /tmp/snap-paused.sock ] && [ "$ss_i" -lt 50 ]; do sleep 0.2; ss_i=$((ss_i + 1)); done
+    lab_note snap-paused "status=$("$VMM" ctl /tmp/snap-paused.sock status)"
+    snap_reply snap-paused "$("$VMM" ctl /tmp/snap-paused.sock snapshot /tmp/snap/ci2)"
+    lab_bg_stop snap-paused
+    "$VMM" snapshot-info /tmp/snap/ci | grep -v -E '^(vm|vcpu[0-9]+) ' >/tmp/snap-info1
+    "$VMM" snapshot-info /tmp/snap/ci2 | grep -v -E '^(vm|vcpu[0-9]+) ' >/tmp/snap-info2
+    lab_note snap-paused "sections=$(grep -c crc32 /tmp/snap-info1)"
+    lab_note snap-paused "sections_same=$(cmp -s /tmp/snap-info1 /tmp/snap-info2 && echo yes || echo no)"
+    lab_note snap-paused "memory_same=$(cmp -s /tmp/snap/ci/memory /tmp/snap/ci2/memory && echo yes || echo no)"
+    diff /tmp/snap-info1 /tmp/snap-info2 | sed -n 's/^[<>] /VMMLAB snap-paused diff: /p'
+    rm -rf /tmp/snap /tmp/snap-info1 /tmp/snap-info2
 }
 
 # The exit device, --timeout, --expect, --fail, --result and the control
@@ -862,6 +879,10 @@ lab_expectations() {
     check_exit snap-ci-exit3 3
     check_exit snap-ci-true 0
     check_exit snap-ci-false 1
+    check_note snap-paused snapshot_ok = 1
+    check_note snap-paused sections = 7
+    check_note snap-paused sections_same = yes
+    check_note snap-paused memory_same = yes
 
     # scripted runs
     check_exit exit7 7
