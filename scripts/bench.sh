@@ -10,6 +10,9 @@
 #     same L1 boot (scripts/lab/bench-boot).
 #  4. Lab: virtio-blk with fio in the guest, vmm (io_uring) next to QEMU
 #     (aio=io_uring) on the same image (scripts/lab/bench-blk).
+#  5. Lab: boot versus restore of a snapshot to a command's output, vmm next
+#     to QEMU (-incoming from a saved state) in the same L1 boot; snapshot
+#     sizes and vmm's snapshot pause (scripts/lab/bench-snapshot).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${BENCH_RUNS:-11}
@@ -65,5 +68,6 @@ host_blk_json=$(bench_section "host disk" scripts/bench-host-blk)
 lab_json=$(lab_section lab scripts/lab/bench-boot)
 blk_json=$(lab_section "lab disks" scripts/lab/bench-blk)
 net_json=$(lab_section "lab network" scripts/lab/bench-net)
+snap_json=$(lab_section "lab snapshots" scripts/lab/bench-snapshot)
 echo
-echo "{\"host\":$host_json,\"host_blk\":$host_blk_json,\"lab\":$lab_json,\"lab_blk\":$blk_json,\"lab_net\":$net_json}" | tee "$out/bench.json"
+echo "{\"host\":$host_json,\"host_blk\":$host_blk_json,\"lab\":$lab_json,\"lab_blk\":$blk_json,\"lab_net\":$net_json,\"lab_snapshot\":$snap_json}" | tee "$out/bench.json"
