@@ -384,8 +384,9 @@ lab_snapshot_scenarios() {
     done
 
     # y7. restored --paused and snapshotted again: every section but the
-    #     clocks' (vm: kvmclock, PIT; vcpuN: TSC, LAPIC timer) and guest RAM
-    #     byte for byte the same
+    #     clocks' (vm: kvmclock, PIT; vcpuN: TSC, LAPIC timer) byte for byte
+    #     the same, and guest RAM too but for the 12 bytes of kvmclock's wall
+    #     clock structure, which KVM rewrites when its MSR is restored
     lab_bg_start snap-paused "$VMM" restore /tmp/snap/ci --paused --api-socket /tmp/snap-paused.sock
     ss_i=0
     while [ ! -S /tmp/snap-paused.sock ] && [ "$ss_i" -lt 50 ]; do sleep 0.2; ss_i=$((ss_i + 1)); done
@@ -396,7 +397,10 @@ lab_snapshot_scenarios() {
     "$VMM" snapshot-info /tmp/snap/ci2 | grep -v -E '^(vm|vcpu[0-9]+) ' >/tmp/snap-info2
     lab_note snap-paused "sections=$(grep -c crc32 /tmp/snap-info1)"
     lab_note snap-paused "sections_same=$(cmp -s /tmp/snap-info1 /tmp/snap-info2 && echo yes || echo no)"
-    lab_note snap-paused "memory_same=$(cmp -s /tmp/snap/ci/memory /tmp/snap/ci2/memory && echo yes || echo no)"
+    cmp -l /tmp/snap/ci/memory /tmp/snap/ci2/memory >/tmp/snap-cmp 2>/dev/null
+    lab_note snap-paused "memory_diff_bytes=$(wc -l </tmp/snap-cmp)"
+    lab_note snap-paused "memory_diff_span=$(awk 'NR == 1 { f = $1 } { l = $1 } END { print NR ? l - f + 1 : 0 }' /tmp/snap-cmp)"
+    rm -f /tmp/snap-cmp
     diff /tmp/snap-info1 /tmp/snap-info2 | sed -n 's/^[<>] /VMMLAB snap-paused diff: /p'
     rm -rf /tmp/snap /tmp/snap-info1 /tmp/snap-info2
 }
@@ -882,7 +886,7 @@ lab_expectations() {
     check_note snap-paused snapshot_ok = 1
     check_note snap-paused sections = 7
     check_note snap-paused sections_same = yes
-    check_note snap-paused memory_same = yes
+    check_note snap-paused memory_diff_span -le 12
 
     # scripted runs
     check_exit exit7 7
