@@ -449,13 +449,18 @@ static void blk_config_access(struct virtio_dev *d, uint32_t off, uint8_t *data,
  * the queues' indices say it all), no notification owed (notify_mask was
  * flushed), and its configuration is read-only (no writeback toggle);
  * the request pools come back with the activation. The image's identity
- * is the snapshot's configuration's to check.
+ * is the snapshot's configuration's to check; the save flushes the image.
  */
 #define BLK_STATE_V1 1
 
 static int blk_save(struct virtio_dev *d, struct state_writer *w)
 {
-	(void)d;
+	struct blk *b = d->priv;
+
+	/* What the guest wrote reaches the disk before the snapshot's memory
+	 * does: a host crash must not leave the image behind the saved RAM. */
+	if (!b->cfg->readonly && fdatasync(b->fd) < 0)
+		return -errno;
 	state_put_u32(w, BLK_STATE_V1);
 	return 0;
 }
