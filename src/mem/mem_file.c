@@ -30,10 +30,11 @@ static bool page_is_zero(const uint8_t *p)
 	return !w[0] && !memcmp(p, p + 8, PAGE - 8);
 }
 
-static int write_all(int fd, const uint8_t *p, uint64_t len, uint64_t off)
+/* All of [p, p + len) to or from fd at off (pwrite or pread until done). */
+static int io_all(int fd, uint8_t *p, uint64_t len, uint64_t off, bool write)
 {
 	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
+		ssize_t n = write ? pwrite(fd, p, len, (off_t)off) : pread(fd, p, len, (off_t)off);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -53,7 +54,7 @@ int mem_save_file(const struct guest_mem *mem, int fd, uint64_t *written)
 	*written = 0;
 	for (unsigned int i = 0; i < mem->nr_regions; i++) {
 		const struct mem_region *reg = &mem->regions[i];
-		const uint8_t *base = reg->hva;
+		uint8_t *base = reg->hva;
 		uint64_t foff = mem_file_offset(mem, i), run = 0, start = 0;
 
 		for (uint64_t off = 0; off <= reg->size; off += PAGE) {
@@ -65,7 +66,7 @@ int mem_save_file(const struct guest_mem *mem, int fd, uint64_t *written)
 			if (!zero)
 				run += PAGE;
 			if (run && (zero || run == RUN_LIMIT)) {
-				if ((r = write_all(fd, base + start, run, foff + start)))
+				if ((r = io_all(fd, base + start, run, foff + start, true)))
 					return r;
 				*written += run;
 				run = 0;
@@ -73,22 +74,6 @@ int mem_save_file(const struct guest_mem *mem, int fd, uint64_t *written)
 		}
 	}
 	return ftruncate(fd, (off_t)total) < 0 ? -errno : 0;
-}
-
-static int read_all(int fd, uint8_t *p, uint64_t len, uint64_t off)
-{
-	while (len) {
-		ssize_t n = pread(fd, p, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		p += n;
-		off += (uint64_t)n;
-		len -= (uint64_t)n;
-	}
-	return 0;
 }
 
 /* hugetlb RAM cannot map a regular file: read the data, skip the holes. */
@@ -110,7 +95,7 @@ static int read_region(int fd, uint8_t *base, uint64_t size, uint64_t foff)
 		if (hole < 0)
 			return -errno;
 		h = MIN((uint64_t)hole - foff, size);
-		if ((r = read_all(fd, base + d, h - d, foff + d)))
+		if ((r = io_all(fd, base + d, h - d, foff + d, false)))
 			return r;
 		off = h;
 	}
