@@ -29,8 +29,8 @@ const char *log_last_error(void);
 	} while (0)
 
 /*
- * For guest-triggered complaints: at most one line per call site per
- * second, so a hostile guest cannot flood the host's log.
+ * For guest-triggered complaints: after a line, a call site stays silent
+ * for a second, so a hostile guest cannot flood the host's log.
  */
 #define log_ratelimited(level, sub, ...)                                                           \
 	do {                                                                                       \
@@ -38,7 +38,7 @@ const char *log_last_error(void);
 		if (log_ratelimit_ok(&log_rl_last_))                                               \
 			log_msg(level, sub, __VA_ARGS__);                                          \
 	} while (0)
-int log_ratelimit_ok(int64_t *last_sec);
+int log_ratelimit_ok(int64_t *last);
 /* Let every rate-limited site print again now (tests expecting a line). */
 void log_ratelimit_reset(void);
 

@@ -45,16 +45,24 @@ void log_msg(enum log_level level, const char *subsys, const char *fmt, ...)
 /* Bumped by log_ratelimit_reset(): a stamp from an older epoch never matches. */
 static int64_t rl_epoch;
 
-int log_ratelimit_ok(int64_t *last_sec)
-{
-	struct timespec ts;
-	int64_t stamp;
+#define RL_TIME_BITS 54 /* the time of a site's last line, in units of 1024 ns */
+#define RL_TIME_MASK ((1LL << RL_TIME_BITS) - 1)
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	stamp = (int64_t)ts.tv_sec + (__atomic_load_n(&rl_epoch, __ATOMIC_RELAXED) << 40);
-	if (__atomic_load_n(last_sec, __ATOMIC_RELAXED) == stamp)
+/*
+ * A site's stamp: the epoch in the top bits, then the time of its last
+ * line (+1: 0 is "never"). A line, then none for a whole second (not
+ * until the next second begins: two lines a millisecond apart across a
+ * second's boundary would both pass).
+ */
+int log_ratelimit_ok(int64_t *last)
+{
+	int64_t epoch = __atomic_load_n(&rl_epoch, __ATOMIC_RELAXED) & 0x1ff;
+	int64_t now = (int64_t)(now_ns() >> 10) + 1, prev = __atomic_load_n(last, __ATOMIC_RELAXED);
+
+	if (prev && (prev >> RL_TIME_BITS) == epoch &&
+	    now - (prev & RL_TIME_MASK) < (1000000000LL >> 10))
 		return 0;
-	__atomic_store_n(last_sec, stamp, __ATOMIC_RELAXED);
+	__atomic_store_n(last, (epoch << RL_TIME_BITS) | (now & RL_TIME_MASK), __ATOMIC_RELAXED);
 	return 1;
 }
 
