@@ -14,8 +14,9 @@
  * copy to use instead; only its size is checked).
  *
  * Ordering: snapshot_write() with every vCPU parked and every device
- * quiesced, on the I/O thread; it leaves nothing behind on failure.
- * restore_run() is the whole of "vmm restore".
+ * quiesced, on the I/O thread; it leaves nothing behind on failure. The
+ * state file is written last, after the memory file is on disk: a DIR
+ * without one is not a snapshot. "vmm restore" is the sequence below.
  */
 #ifndef VMM_SNAPSHOT_H
 #define VMM_SNAPSHOT_H
