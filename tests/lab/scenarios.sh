@@ -323,11 +323,15 @@ lab_snapshot_scenarios() {
             lab_note snap-blk "pause=$("$VMM" ctl /tmp/snap-blk.sock pause)"
             snap_reply snap-blk "$("$VMM" ctl /tmp/snap-blk.sock snapshot /tmp/snap/blk)"
         fi
-        sed -n 's/^VMMBLK \(file[0-9]*_sha256=.*\)/\1/p' /tmp/snap-blk.out >/tmp/snap-files
+        # The guest may have been paused in the middle of a line: the
+        # restored one prints the rest, so the two consoles are one text.
+        sleep 1
+        cp /tmp/snap-blk.out /tmp/snap-blk.gen1
         lab_bg_stop snap-blk
         lab_bg_start snap-blk-restore "$VMM" restore /tmp/snap/blk
         lab_bg_wait snap-blk-restore "VMMBLK fsynced=32" 120
-        sed -n 's/^VMMBLK \(file[0-9]*_sha256=.*\)/\1/p' /tmp/snap-blk-restore.out >>/tmp/snap-files
+        cat /tmp/snap-blk.gen1 /tmp/snap-blk-restore.out |
+            sed -n 's/^VMMBLK \(file[0-9]*_sha256=.*\)/\1/p' >/tmp/snap-files
         lab_bg_stop snap-blk-restore
         # shellcheck disable=SC2086
         lab_run snap-blk-verify "$BOOT_SECS" "$VMM" run $ss_boot --mem 256M \
@@ -335,7 +339,7 @@ lab_snapshot_scenarios() {
         while read -r ss_f; do lab_note snap-blk-verify "$ss_f"; done </tmp/snap-files
         /sbin/e2fsck -fn /img/snap.img >/tmp/e2fsck.out 2>&1
         lab_note snap-blk-verify "e2fsck_rc=$?"
-        rm -rf /img/snap.img /tmp/snap/blk /tmp/snap-files
+        rm -rf /img/snap.img /tmp/snap/blk /tmp/snap-files /tmp/snap-blk.gen1
     else
         for ss_n in snap-blk snap-blk-restore snap-blk-verify; do
             lab_skip "$ss_n" "no e2fsprogs or /img RAM disk in L1"
