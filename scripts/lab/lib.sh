@@ -249,10 +249,10 @@ lab_add_qemu() {
 # run, so a silence of LAB_L1_STALL seconds, or L1's watchdog reporting a
 # soft lockup, means a wedge: kill it and boot once more, saying so (the
 # wedged attempt's log is kept as LOG.wedgedN).
-# Rarer (twice in some 40 L1 boots here), the same emulation takes L1's own
-# kernel down: an oops and "Kernel panic" from the Q35 machine that L1 is
-# (a guest of the VMM under test has no such hardware name) before L1
-# finished. That is treated as a wedge too, and says so.
+# Rarer, the same emulation takes L1 down: its own kernel panics (an oops
+# from the Q35 machine that L1 is; a guest of the VMM under test has no such
+# hardware name) or it resets, and QEMU exits before L1's init said "done".
+# That is treated as a wedge too, and says so.
 LAB_L1_STALL=${LAB_L1_STALL:-90}
 lab_boot_l1() {
     local initrd=$1 log=$2 attempts=${3:-2} rc attempt why
@@ -261,7 +261,12 @@ lab_boot_l1() {
         _lab_boot_l1_once "$initrd" "$log" || rc=$?
         case $rc in
             125) why="soft lockup, or console silent for ${LAB_L1_STALL}s" ;;
-            126) why="L1's own kernel panicked: $(grep -a -m 1 -o 'BUG: .*\|Kernel panic - not syncing: .*' "$log" | tr -d '\r')" ;;
+            126)
+                if grep -aq 'Hardware name: QEMU Standard PC' "$log"; then
+                    why="L1's own kernel crashed: $(grep -a -m 1 -o 'BUG: .*\|Kernel panic - not syncing: .*' "$log" | tr -d '\r')"
+                else
+                    why="L1 reset or powered off before its init was done"
+                fi ;;
             *) return "$rc" ;;
         esac
         cp "$log" "$log.wedged$attempt"
@@ -310,11 +315,10 @@ _lab_boot_l1_once() {
         fi
     done
     wait "$pid" || return $?
-    # Not finished (no "VMMLAB done"), and L1's own oops and panic: guests
-    # of vmm panic on purpose in some scenarios, but theirs have no Q35.
-    if ! grep -aq '^VMMLAB done' "$log" &&
-        grep -aq 'Hardware name: QEMU Standard PC' "$log" &&
-        grep -aq 'Kernel panic - not syncing' "$log"; then
+    # QEMU ended by itself (L1 powered off or reset: -no-reboot, panic=-1)
+    # before L1's init said it was done, and not over an error of its own:
+    # L1 itself died, which nothing a VMM does in it is meant to cause.
+    if ! grep -aq '^VMMLAB done' "$log" && ! grep -aq 'VMMLAB l1 error:' "$log"; then
         return 126
     fi
 }
