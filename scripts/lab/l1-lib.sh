@@ -13,6 +13,7 @@
 #   VMMLAB NAME stderr: LINE     each line it wrote to stderr
 #   VMMLAB NAME skip: WHY        it was not run
 #   VMMLAB NAME KEY=VALUE        extra facts for the host checks
+#   VMMLAB group G begin|end     a group of scenarios (lab_group)
 #   VMMLAB done                  L1 is about to power off
 
 # Mount the basics, attach the console, load KVM.  Returns non-zero (after
@@ -268,6 +269,19 @@ lab_hugepages_watch_stop() {
     wait "$_LAB_HP_PID" 2>/dev/null
     rm -f /tmp/hp.stop
     cat /tmp/hp.max
+}
+
+# lab_group NAME FUNC: run the scenario group FUNC between "VMMLAB group NAME
+# begin" and "... end", unless an earlier L1 boot, cut short by a wedge,
+# finished it: run-tests lists those in /lab/groups-done.
+lab_group() {
+    if grep -qx "$1" /lab/groups-done 2>/dev/null; then
+        echo "VMMLAB group $1 done in an earlier boot"
+        return 0
+    fi
+    echo "VMMLAB group $1 begin"
+    "$2"
+    echo "VMMLAB group $1 end"
 }
 
 # End L1: -no-reboot on the QEMU side turns either call into an exit.

@@ -49,10 +49,23 @@ BLK_SCENARIOS="blk-io_uring blk-aio blk-sync blk-intx blk-lock blk-sigkill blk-v
     blk-bad-readonly blk-bad-engine"
 BLK_MIB=64      # MiB of data each disk scenario writes and checks
 
+# Each group is self-contained (it sets up and tears down what it uses), so
+# that after an L1 wedge run-tests boots L1 again for the groups left
+# (lab_group in scripts/lab/l1-lib.sh).
 lab_scenarios() {
     GUEST_CMDLINE="console=ttyS0 reboot=k panic=-1"
     BOOT_SECS=120   # per guest boot; a stuck VMM must not eat the L1 budget
 
+    lab_group boot lab_boot_scenarios         # a-e. boots, bad input
+    lab_group blk lab_blk_scenarios           # f. virtio-blk disks
+    lab_group net lab_net_scenarios           # k. virtio-net on a tap
+    lab_group fault lab_fault_scenarios       # o. confinement, faults
+    lab_group script lab_script_scenarios     # t. scripted runs
+    lab_group vfio lab_vfio_scenarios         # u. VFIO of L1's own NICs
+    lab_group snapshot lab_snapshot_scenarios # y. snapshots and restores
+}
+
+lab_boot_scenarios() {
     # a. one vCPU, bzImage + initrd
     lab_run smp1 "$BOOT_SECS" "$VMM" run --kernel "$KERNEL" --initrd "$INITRD" \
         --cpus 1 --mem 256M --cmdline "$GUEST_CMDLINE vmmtest=smp1"
@@ -97,24 +110,6 @@ lab_scenarios() {
     lab_run bad-initrd-too-big 30 "$VMM" run --kernel "$KERNEL" --initrd /tmp/big-initrd \
         --mem 128M --cmdline "$GUEST_CMDLINE"
     rm -f /tmp/big-initrd
-
-    # f. virtio-blk disks
-    lab_blk_scenarios
-
-    # k. virtio-net on a tap
-    lab_net_scenarios
-
-    # o. confinement and faults
-    lab_fault_scenarios
-
-    # t. scripted runs
-    lab_script_scenarios
-
-    # u. VFIO passthrough of L1's own NICs
-    lab_vfio_scenarios
-
-    # y. snapshots and restores
-    lab_snapshot_scenarios
 }
 
 # The tiny-guest tier (tests/guest: hello, SMP, boot info, and the hostile
