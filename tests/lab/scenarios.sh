@@ -247,7 +247,14 @@ snap_take() {
     lab_bg_stop "$1"
 }
 
+# The disk scenarios' RAM disk file system at /img: the blk group makes it;
+# a group booted again after a wedge, without the blk group, makes it here.
+lab_img_fs() {
+    [ -d /img ] || lab_scratch_fs /img >/dev/null 2>&1
+}
+
 lab_snapshot_scenarios() {
+    lab_img_fs
     ss_boot="--kernel $KERNEL --initrd $INITRD"
     rm -rf /tmp/snap
     mkdir -p /tmp/snap
