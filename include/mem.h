@@ -25,6 +25,7 @@ struct mem_region {
 	uint64_t gpa;
 	uint64_t size;
 	void *hva;
+	unsigned long *dirty; /* vmm's own writes, while tracking (mem_track_*) */
 };
 
 struct guest_mem {
@@ -33,6 +34,7 @@ struct guest_mem {
 	uint64_t ram_bytes;
 	uint64_t page_size;  /* 4K (THP or none), 2M or 1G hugetlb */
 	const char *backing; /* human-readable, for --verbose */
+	bool tracking;	     /* mem_dirty_hva() records (a migration runs) */
 };
 
 /*
@@ -88,6 +90,20 @@ unsigned int mem_build_e820(const struct guest_mem *mem, struct e820_entry_host 
 uint64_t mem_file_offset(const struct guest_mem *mem, unsigned int i);
 int mem_save_file(const struct guest_mem *mem, int fd, uint64_t *written) WUR;
 int mem_load_file(struct guest_mem *mem, int fd) WUR;
+
+/*
+ * Pages vmm itself writes (src/mem/dirty.c): KVM's dirty log sees only the
+ * guest's writes, so the devices report theirs (used rings, disk reads,
+ * received frames) with mem_dirty_hva() after writing. A no-op unless a
+ * migration tracks; any thread may call it. mem_track_collect() moves
+ * region i's bits into out (ORed in) and clears them.
+ */
+int mem_track_start(struct guest_mem *mem) WUR;
+void mem_track_stop(struct guest_mem *mem);
+void mem_dirty_hva(const struct guest_mem *mem, const void *hva, uint64_t len);
+void mem_track_collect(struct guest_mem *mem, unsigned int i, unsigned long *out);
+/* Longs in region i's bitmap of 4 KiB pages. */
+size_t mem_bitmap_longs(const struct guest_mem *mem, unsigned int i);
 
 /* Free pages of the given hugetlb size on the host, or -1 if unknown. */
 long mem_hugepages_free(uint64_t page_size);

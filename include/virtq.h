@@ -39,7 +39,8 @@ struct virtq {
 	/* Filled by virtq_enable(), host views of the rings. */
 	bool ready;
 	bool broken;
-	const char *fault; /* why it broke, for the log; NULL if it did not */
+	const struct guest_mem *mem; /* the rings' RAM (dirty tracking) */
+	const char *fault;	     /* why it broke, for the log; NULL if it did not */
 	struct vring_desc *desc;
 	struct vring_avail *avail;
 	struct vring_used *used;
@@ -67,6 +68,12 @@ struct virtq_chain {
  * start at zero.
  */
 int virtq_enable(struct virtq *vq, const struct guest_mem *mem) WUR;
+
+/*
+ * The chain's device-writable buffers were written: tell a migration
+ * (mem_dirty_hva). Call after the last write into them, before the push.
+ */
+void virtq_chain_dirty(const struct guest_mem *mem, const struct virtq_chain *c);
 
 /* Whether any ring of ready queue a overlaps any ring of ready queue b. */
 bool virtq_rings_overlap(const struct virtq *a, const struct virtq *b);

@@ -27,6 +27,7 @@ struct vm {
 	int run_mmap_size;
 	unsigned int max_vcpus;
 	bool hw_virt;		  /* host CPU advertises vmx/svm */
+	bool dirty_manual;	  /* KVM_CLEAR_DIRTY_LOG re-protects (migration) */
 	struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID, adjusted per vCPU */
 };
 
@@ -43,6 +44,18 @@ int vm_open(struct vm *vm, const struct vmm_config *cfg, bool *usage) WUR;
  */
 int vm_map_ram(struct vm *vm, const struct guest_mem *mem) WUR;
 void vm_close(struct vm *vm);
+
+/*
+ * Dirty logging of guest RAM's slots, for a migration: start sets
+ * KVM_MEM_LOG_DIRTY_PAGES on each (with the manual-protect mode where KVM
+ * has it); fetch ORs into out the pages of region i the guest wrote since
+ * the last fetch and write-protects them again (scratch: as large as
+ * out). Any thread; the slots stay as they are otherwise.
+ */
+int vm_dirty_log_start(struct vm *vm, const struct guest_mem *mem) WUR;
+void vm_dirty_log_stop(struct vm *vm, const struct guest_mem *mem);
+int vm_dirty_log_fetch(struct vm *vm, const struct guest_mem *mem, unsigned int i,
+		       unsigned long *out, unsigned long *scratch) WUR;
 
 /*
  * The VM-wide state as a section payload (src/vm_state.c): irqchip, PIT,

@@ -132,22 +132,79 @@ int vm_open(struct vm *vm, const struct vmm_config *cfg, bool *usage)
 	return 0;
 }
 
+static int set_slot(struct vm *vm, const struct guest_mem *mem, unsigned int i, uint32_t flags)
+{
+	const struct mem_region *reg = &mem->regions[i];
+	struct kvm_userspace_memory_region kr = {
+	    .slot = i,
+	    .flags = flags,
+	    .guest_phys_addr = reg->gpa,
+	    .memory_size = reg->size,
+	    .userspace_addr = (uint64_t)(uintptr_t)reg->hva,
+	};
+
+	return ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &kr) < 0 ? -errno : 0;
+}
+
+int vm_dirty_log_start(struct vm *vm, const struct guest_mem *mem)
+{
+	int r = 0;
+
+	if (!vm->dirty_manual &&
+	    ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2) > 0) {
+		struct kvm_enable_cap cap = {.cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
+					     .args = {KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE}};
+
+		vm->dirty_manual = ioctl(vm->vm_fd, KVM_ENABLE_CAP, &cap) == 0;
+	}
+	for (unsigned int i = 0; !r && i < mem->nr_regions; i++)
+		r = set_slot(vm, mem, i, KVM_MEM_LOG_DIRTY_PAGES);
+	if (r)
+		vm_dirty_log_stop(vm, mem);
+	return r;
+}
+
+void vm_dirty_log_stop(struct vm *vm, const struct guest_mem *mem)
+{
+	for (unsigned int i = 0; i < mem->nr_regions; i++)
+		if (set_slot(vm, mem, i, 0))
+			log_warn("vm", "slot %u: dirty logging stays on: %s", i, strerror(errno));
+}
+
+int vm_dirty_log_fetch(struct vm *vm, const struct guest_mem *mem, unsigned int i,
+		       unsigned long *out, unsigned long *scratch)
+{
+	uint64_t pages = mem->regions[i].size / 4096;
+	size_t longs = mem_bitmap_longs(mem, i);
+	struct kvm_dirty_log log = {.slot = i, .dirty_bitmap = scratch};
+
+	memset(scratch, 0, longs * sizeof(unsigned long));
+	if (ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0)
+		return -errno;
+	if (vm->dirty_manual) {
+		/* Protect again what is about to be sent: later writes show next time. */
+		struct kvm_clear_dirty_log clear = {.slot = i,
+						    .num_pages = (uint32_t)pages,
+						    .first_page = 0,
+						    .dirty_bitmap = scratch};
+
+		if (ioctl(vm->vm_fd, KVM_CLEAR_DIRTY_LOG, &clear) < 0)
+			return -errno;
+	}
+	for (size_t k = 0; k < longs; k++)
+		out[k] |= scratch[k];
+	return 0;
+}
+
 int vm_map_ram(struct vm *vm, const struct guest_mem *mem)
 {
 	int r;
 
-	for (unsigned int i = 0; i < mem->nr_regions; i++) {
-		const struct mem_region *reg = &mem->regions[i];
-		struct kvm_userspace_memory_region kr = {
-		    .slot = i,
-		    .guest_phys_addr = reg->gpa,
-		    .memory_size = reg->size,
-		    .userspace_addr = (uint64_t)(uintptr_t)reg->hva,
-		};
-
-		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &kr) < 0)
-			FAIL_SYS("KVM_SET_USER_MEMORY_REGION");
-	}
+	for (unsigned int i = 0; i < mem->nr_regions; i++)
+		if ((r = set_slot(vm, mem, i, 0))) {
+			log_err(NULL, "KVM_SET_USER_MEMORY_REGION: %s", strerror(-r));
+			return r;
+		}
 	r = get_supported_cpuid(vm);
 	if (r) {
 		log_err(NULL, "KVM_GET_SUPPORTED_CPUID: %s", strerror(-r));

@@ -1,6 +1,7 @@
 /* Guest RAM: layout around the 32-bit MMIO hole, backing, the gpa gate. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -80,6 +81,8 @@ static void unmap_all(struct guest_mem *mem)
 		if (mem->regions[i].hva)
 			munmap(mem->regions[i].hva, mem->regions[i].size);
 		mem->regions[i].hva = NULL;
+		free(mem->regions[i].dirty);
+		mem->regions[i].dirty = NULL;
 	}
 }
 

@@ -50,6 +50,7 @@ static void complete(struct blk_req *r, uint8_t status)
 		*r->status = status;
 		r->used_len++;
 	}
+	virtq_chain_dirty(b->dev.mem, &r->chain);
 	virtq_push(&b->dev.vqs[r->q], r->chain.head, r->used_len);
 	b->notify_mask |= 1ULL << r->q;
 	req_put(b, r);

@@ -261,11 +261,14 @@ static int rx_deliver(struct net *n, struct net_rxq *rx)
 			nb[1] = iov_byte(c->iov, c->nin, nb_off + 1);
 		}
 		len = iov_copy(c->iov, c->nin, 0, rx->buf + off, rx->len - off, true);
+		virtq_chain_dirty(d->mem, c);
 		n->used[nused++] = (struct vring_used_elem){.id = c->head, .len = (uint32_t)len};
 		off += len;
 	}
 	*nb[0] = (uint8_t)nused;
 	*nb[1] = (uint8_t)(nused >> 8);
+	mem_dirty_hva(d->mem, nb[0], 1);
+	mem_dirty_hva(d->mem, nb[1], 1);
 	for (unsigned int i = 0; i < nused; i++)
 		virtq_push(vq, (uint16_t)n->used[i].id, n->used[i].len);
 	n->stats.rx_packets++;
@@ -358,6 +361,7 @@ static void ctrl_kick(struct net *n, unsigned int q)
 		    pairs >= VIRTIO_NET_CTRL_MQ_VQ_PAIRS_MIN && pairs <= n->pairs)
 			ack = VIRTIO_NET_OK; /* every enabled pair is served anyway */
 		*iov_byte(c->iov + c->nout, c->nin, c->in_len - 1) = ack;
+		virtq_chain_dirty(d->mem, c);
 		virtq_push(vq, c->head, 1);
 		done++;
 	}

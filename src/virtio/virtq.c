@@ -107,6 +107,7 @@ int virtq_enable(struct virtq *vq, const struct guest_mem *mem)
 	vq->desc = desc;
 	vq->avail = avail;
 	vq->used = used;
+	vq->mem = mem;
 	vq->used_event = (uint16_t *)&vq->avail->ring[size];
 	vq->avail_event = (uint16_t *)&vq->used->ring[size];
 	vq->ready = true;
@@ -267,8 +268,10 @@ int virtq_pop(struct virtq *vq, const struct guest_mem *mem, struct virtq_chain 
 	}
 
 	vq->last_avail++;
-	if (vq->event_idx)
+	if (vq->event_idx) {
 		__atomic_store_n(vq->avail_event, vq->last_avail, __ATOMIC_RELEASE);
+		mem_dirty_hva(mem, vq->avail_event, sizeof(*vq->avail_event));
+	}
 	return 1;
 }
 
@@ -292,6 +295,16 @@ void virtq_push(struct virtq *vq, uint16_t head, uint32_t len)
 	e->len = len;
 	vq->used_idx++;
 	__atomic_store_n(&vq->used->idx, vq->used_idx, __ATOMIC_RELEASE);
+	mem_dirty_hva(vq->mem, e, sizeof(*e));
+	mem_dirty_hva(vq->mem, &vq->used->idx, sizeof(vq->used->idx));
+}
+
+void virtq_chain_dirty(const struct guest_mem *mem, const struct virtq_chain *c)
+{
+	if (!__atomic_load_n(&mem->tracking, __ATOMIC_ACQUIRE))
+		return;
+	for (unsigned int i = c->nout; i < c->nout + c->nin; i++)
+		mem_dirty_hva(mem, c->iov[i].iov_base, c->iov[i].iov_len);
 }
 
 bool virtq_should_notify(struct virtq *vq)

@@ -24,8 +24,10 @@ static uint8_t g_high[HIGH_BYTES] __attribute__((aligned(4096)));
 static void layout(struct guest_mem *m, bool mapped)
 {
 	memset(m, 0, sizeof(*m));
-	m->regions[0] = (struct mem_region){0, LOW_BYTES, mapped ? g_low : NULL};
-	m->regions[1] = (struct mem_region){MEM_4G, HIGH_BYTES, mapped ? g_high : NULL};
+	m->regions[0] =
+	    (struct mem_region){.gpa = 0, .size = LOW_BYTES, .hva = mapped ? g_low : NULL};
+	m->regions[1] =
+	    (struct mem_region){.gpa = MEM_4G, .size = HIGH_BYTES, .hva = mapped ? g_high : NULL};
 	m->nr_regions = 2;
 	m->ram_bytes = LOW_BYTES + HIGH_BYTES;
 	m->page_size = 4096;
