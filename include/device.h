@@ -42,6 +42,13 @@
  *            the VM is then not started. A restore never trusts the
  *            section more than a guest register write: every index,
  *            address and size is checked the same way.
+ *   release  Give the host resources another vmm takes over in a
+ *            migration (a disk's lock, a NIC's tap), quiesced, on the I/O
+ *            thread, once the destination holds the state. NULL: nothing
+ *            to give.
+ *   reclaim  Undo release when the migration failed after all: take them
+ *            back (-errno, one line said, if that cannot be: the device
+ *            runs on without them).
  *   destroy  Undo create: after the vCPUs and the I/O thread stopped, in
  *            reverse board order, so a device goes before what it uses.
  */
@@ -80,6 +87,8 @@ struct device_ops {
 	void (*resume)(struct device *dev);
 	int (*save)(struct device *dev, struct state_writer *w) WUR;
 	int (*restore)(struct device *dev, struct state_reader *r) WUR;
+	int (*release)(struct device *dev) WUR;
+	int (*reclaim)(struct device *dev) WUR;
 	void (*destroy)(struct device *dev);
 };
 
@@ -89,6 +98,7 @@ struct device {
 	void *opaque;
 	const char *name; /* for log lines: "serial", "vda", "net0", "0000:01:00.0" */
 	bool quiesced;
+	bool released;
 };
 
 /* An ordered list of devices, in creation order (src/device.c). */
@@ -119,6 +129,10 @@ int device_save_all(struct device_list *l, struct state_writer *w, const char **
  * section left over, is an error. -errno with *which naming the device.
  */
 int device_restore_all(struct device_list *l, const struct state_stream *s, const char **which) WUR;
+/* Release every device (quiesced), in order: -errno at the first failure. */
+int device_release_all(struct device_list *l, const char **which) WUR;
+/* Reclaim every released device; the number that could not be. */
+unsigned int device_reclaim_all(struct device_list *l);
 /* Destroy every device, in reverse order, and empty the list. */
 void device_destroy_all(struct device_list *l);
 

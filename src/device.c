@@ -50,6 +50,35 @@ void device_reset_all(struct device_list *l)
 			l->devs[i].ops->reset(&l->devs[i]);
 }
 
+int device_release_all(struct device_list *l, const char **which)
+{
+	for (unsigned int i = 0; i < l->n; i++) {
+		struct device *d = &l->devs[i];
+		int r = d->ops->release ? d->ops->release(d) : 0;
+
+		if (r) {
+			*which = d->name;
+			return r;
+		}
+		d->released = true;
+	}
+	return 0;
+}
+
+unsigned int device_reclaim_all(struct device_list *l)
+{
+	unsigned int failed = 0;
+
+	for (unsigned int i = 0; i < l->n; i++) {
+		struct device *d = &l->devs[i];
+
+		if (d->released && d->ops->reclaim && d->ops->reclaim(d))
+			failed++;
+		d->released = false;
+	}
+	return failed;
+}
+
 void device_destroy_all(struct device_list *l)
 {
 	for (unsigned int i = l->n; i-- > 0;)

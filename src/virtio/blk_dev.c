@@ -178,12 +178,38 @@ static void blk_dev_destroy(struct device *dev)
 	blk_close(dev->opaque);
 }
 
+/* A migration: flushed, and the lock to the destination (it takes it). */
+static int blk_dev_release(struct device *dev)
+{
+	struct blk *b = ((struct virtio_dev *)dev->opaque)->priv;
+	struct flock unlock = {.l_type = F_UNLCK, .l_whence = SEEK_SET};
+
+	if (!b->cfg->readonly && fdatasync(b->fd) < 0)
+		return -errno;
+	return fcntl(b->fd, F_OFD_SETLK, &unlock) < 0 ? -errno : 0;
+}
+
+static int blk_dev_reclaim(struct device *dev)
+{
+	struct blk *b = ((struct virtio_dev *)dev->opaque)->priv;
+	struct flock lk = {.l_type = b->cfg->readonly ? F_RDLCK : F_WRLCK, .l_whence = SEEK_SET};
+
+	if (fcntl(b->fd, F_OFD_SETLK, &lk) < 0) {
+		log_err(b->name, "'%s' could not be locked again: %s", b->cfg->path,
+			strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
 static const struct device_ops blk_device_ops = {
     .reset = virtio_pci_dev_reset,
     .quiesce = virtio_pci_dev_quiesce,
     .resume = virtio_pci_dev_resume,
     .save = virtio_pci_dev_save,
     .restore = virtio_pci_dev_restore,
+    .release = blk_dev_release,
+    .reclaim = blk_dev_reclaim,
     .destroy = blk_dev_destroy,
 };
 

@@ -83,7 +83,8 @@ void net_close(struct virtio_dev *d)
 
 	/* Closing the fds takes them out of any epoll set too. */
 	for (unsigned int p = 0; p < n->pairs; p++) {
-		close(n->rx[p].fd);
+		if (n->rx[p].fd >= 0)
+			close(n->rx[p].fd);
 		free(n->rx[p].buf);
 	}
 	pthread_mutex_destroy(&d->lock);
@@ -105,12 +106,37 @@ static void net_dev_destroy(struct device *dev)
 	net_close(dev->opaque);
 }
 
+/*
+ * A migration: the destination opens the tap by name, which it cannot
+ * while this process holds it (a single-queue tap takes one owner).
+ */
+static int net_dev_release(struct device *dev)
+{
+	struct net *n = ((struct virtio_dev *)dev->opaque)->priv;
+
+	for (unsigned int p = 0; p < n->pairs; p++) {
+		close(n->rx[p].fd);
+		n->rx[p].fd = -1;
+	}
+	return 0;
+}
+
+/* Nothing opens files once the run is confined: the NIC runs on unplugged. */
+static int net_dev_reclaim(struct device *dev)
+{
+	log_err(dev->name, "its tap went to the destination and cannot be taken back: the NIC "
+			   "runs on without a backend");
+	return -EBUSY;
+}
+
 static const struct device_ops net_device_ops = {
     .reset = virtio_pci_dev_reset,
     .quiesce = virtio_pci_dev_quiesce,
     .resume = virtio_pci_dev_resume,
     .save = virtio_pci_dev_save,
     .restore = virtio_pci_dev_restore,
+    .release = net_dev_release,
+    .reclaim = net_dev_reclaim,
     .destroy = net_dev_destroy,
 };
 
