@@ -1,7 +1,8 @@
 /*
  * The control socket (src/api.c, --api-socket): run control from outside,
  * one JSON line answered per connection: status, pause, resume, stop,
- * stats, snapshot DIR. The protocol is in the README ("Scripted runs").
+ * stats, snapshot DIR, migrate ADDR [downtime_ms=N] [timeout_s=N],
+ * migrate-cancel. The protocol is in the README ("Scripted runs").
  *
  * Nothing here blocks the I/O thread: clients are served non-blocking from
  * its epoll (at most API_MAX_CLIENTS at once, one line of at most
@@ -22,6 +23,7 @@
 #include <stdint.h>
 
 #include "compiler.h"
+#include "migrate.h"
 
 #define VMM_STOP_GRACE_S 10 /* api "stop": then a hard stop */
 #define VMM_PAUSE_WAIT_S 2  /* a pause not done by then fails */
@@ -58,11 +60,15 @@ struct api {
 	char snap_dir[4096];
 	int snap_efd; /* --snapshot-at's request, from a vCPU thread */
 	struct api_client clients[API_MAX_CLIENTS];
+	struct migration mig; /* migrate ADDR (migrate.h) */
+	bool mig_pausing;     /* the pause is the migration's */
 	bool ready;
 };
 
 /* --snapshot-at matched (any thread): snapshot into --snapshot-dir, then stop. */
 void api_snapshot_at(void *opaque);
+/* Pause the vCPUs for a migration; migrate_paused() gets the outcome. */
+void api_pause_for(struct api *a, struct migration *mg);
 /* Listen on path (the pause and stop timers too); one line and -errno. */
 int api_init(struct api *a, struct machine *m, const char *path) WUR;
 void api_destroy(struct api *a);

@@ -98,6 +98,7 @@ struct vmm_config {
 	const char *snapshot_at;  /* --snapshot-at REGEX: snapshot, then exit 0 */
 	const char *snapshot_dir; /* --snapshot-dir DIR, with it */
 	const char *restore_dir;  /* vmm restore DIR */
+	const char *incoming;	  /* run --incoming ADDR (migrate.h) */
 	bool start_paused;	  /* restore --paused */
 	/* restore --disk-copy vdX=PATH: PATH stands in for that disk's image */
 	const char *disk_copy[VMM_MAX_DISKS];

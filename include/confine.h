@@ -11,7 +11,7 @@
 
 struct io_uring;
 
-enum confine_role { CONFINE_VCPU, CONFINE_IO };
+enum confine_role { CONFINE_VCPU, CONFINE_IO, CONFINE_MIGRATE };
 /* What the I/O thread may do beyond its role, for the options that ask. */
 #define CONFINE_RENAME 1u /* --result: put the finished file in place */
 #define CONFINE_SOCKET 2u /* --api-socket: serve clients, remove it at exit */

@@ -91,6 +91,9 @@ int machine_check(const struct vmm_config *cfg) WUR;
  */
 int machine_create(struct machine *m, const struct vmm_config *cfg, struct result_file *result,
 		   bool *usage) WUR;
+/* The same around guest RAM made and filled already (a migration's): it takes ram. */
+int machine_create_mem(struct machine *m, const struct vmm_config *cfg, struct result_file *result,
+		       struct guest_mem *ram, bool *usage) WUR;
 /*
  * Load kernel/initrd, write the boot state, then machine_open_host(). Same
  * convention. A restore (cfg->restore_dir) loads nothing: machine_create()

@@ -45,6 +45,15 @@ const char *snapshot_refusal(struct machine *m, char *why, size_t whylen);
 int snapshot_write(struct machine *m, const char *dir, struct snapshot_info *info, char *why,
 		   size_t whylen) WUR;
 
+/*
+ * The streams a migration sends (migrate.h), built the same way: the
+ * whole state of the paused, quiesced machine, or only its header,
+ * configuration and memory layout (at any time, on the I/O thread).
+ */
+struct state_writer;
+int snapshot_build_state(struct machine *m, struct state_writer *w, char *why, size_t whylen) WUR;
+int snapshot_build_hello(struct machine *m, struct state_writer *w, char *why, size_t whylen) WUR;
+
 /* The config section (src/snapshot_config.c). */
 int snapshot_disk_identity(const char *path, struct disk_identity *id) WUR;
 /* JSON text (malloc'd) of cfg's machine part; disk_paths: absolute. NULL: no memory. */
@@ -53,8 +62,11 @@ char *snapshot_config_dump(const struct vmm_config *cfg, const char *const *disk
 /* Fill cfg's machine part from the section. -errno with why. */
 int snapshot_config_load(struct vmm_config *cfg, const void *text, size_t len, char *why,
 			 size_t whylen) WUR;
-/* Every disk image is there, the same size, and (unless a --disk-copy) unchanged. */
-int snapshot_check_disks(const struct vmm_config *cfg, char *why, size_t whylen) WUR;
+/*
+ * Every disk image is there, the same size, and (unless a --disk-copy, or
+ * live: a migration, whose source writes it) unchanged.
+ */
+int snapshot_check_disks(const struct vmm_config *cfg, bool live, char *why, size_t whylen) WUR;
 
 /*
  * vmm restore (src/restore.c), around machine_create():
@@ -69,6 +81,9 @@ int snapshot_check_disks(const struct vmm_config *cfg, char *why, size_t whylen)
 int restore_read(const char *dir, void **buf, size_t *len) WUR;
 int restore_prepare(struct vmm_config *cfg, struct state_stream *s, const void *buf,
 		    size_t len) WUR;
+/* restore_prepare() without the line: why filled (live: see snapshot_check_disks). */
+int restore_check(struct vmm_config *cfg, struct state_stream *s, const void *buf, size_t len,
+		  bool live, char *why, size_t whylen) WUR;
 int restore_apply(struct machine *m, const struct state_stream *s, bool *usage) WUR;
 
 #endif

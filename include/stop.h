@@ -28,6 +28,7 @@ enum vmm_outcome {
 	OUTCOME_SIGNAL,		/* a signal, Ctrl-A x, a stop the guest ignored */
 	OUTCOME_HOST_ERROR,	/* vmm itself failed */
 	OUTCOME_SNAPSHOT,	/* --snapshot-at: the snapshot is written */
+	OUTCOME_MIGRATED,	/* the guest runs at a migration's destination */
 };
 const char *outcome_name(enum vmm_outcome o);
 

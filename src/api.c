@@ -90,6 +90,34 @@ static void pause_done(struct api *s, const char *why)
 	}
 	if (s->snapping)
 		snapshot_run(s, why);
+	if (s->mig_pausing) {
+		s->mig_pausing = false;
+		migrate_paused(&s->mig, why);
+	}
+}
+
+void api_pause_for(struct api *s, struct migration *mg)
+{
+	struct vcpu_set *vcpus = &s->m->vcpus;
+
+	if (s->pausing || s->snapping) {
+		migrate_paused(mg, s->snapping ? "a snapshot is being written"
+					       : "a pause is under way");
+		return;
+	}
+	s->mig_pausing = true;
+	if (__atomic_load_n(&vcpus->paused, __ATOMIC_ACQUIRE) && vcpus_parked(vcpus)) {
+		pause_done(s, NULL);
+		return;
+	}
+	s->pausing = true;
+	vcpus_pause(vcpus, true);
+	if (io_timer_set(s->pause_fd, VMM_PAUSE_WAIT_S)) {
+		vcpus_pause(vcpus, false);
+		pause_done(s, "cannot arm the pause timer");
+	} else if (vcpus_parked(vcpus)) {
+		pause_done(s, NULL);
+	}
 }
 
 static void on_parked(void *opaque)
@@ -131,9 +159,11 @@ static void api_pause(struct api *s, struct api_client *c)
 {
 	struct vcpu_set *vcpus = &s->m->vcpus;
 
-	if (is_stopping(s) || s->snapping) {
+	if (is_stopping(s) || s->snapping || migrate_busy(&s->mig)) {
 		reply_error(s, c,
-			    s->snapping ? "a snapshot is being written" : "the VM is stopping");
+			    s->snapping		    ? "a snapshot is being written"
+			    : migrate_busy(&s->mig) ? "a migration is under way"
+						    : "the VM is stopping");
 		return;
 	}
 	c->waits_pause = true;
@@ -211,11 +241,13 @@ static void snapshot_start(struct api *s, struct api_client *c, const char *dir)
 	struct vcpu_set *vcpus = &s->m->vcpus;
 	char why[256];
 
-	if (is_stopping(s) || s->snapping || s->pausing || !*dir) {
+	if (is_stopping(s) || s->snapping || s->pausing || migrate_busy(&s->mig) || !*dir) {
 		const char *e = is_stopping(s) ? "the VM is stopping"
 				: s->snapping  ? "a snapshot is already being written"
 				: s->pausing   ? "a pause is under way"
-					       : "snapshot needs a directory: snapshot DIR";
+				: migrate_busy(&s->mig)
+				    ? "a migration is under way"
+				    : "snapshot needs a directory: snapshot DIR";
 
 		if (c)
 			reply_error(s, c, e);
@@ -269,6 +301,51 @@ static void on_snapshot_at(void *opaque)
 	snapshot_start(s, NULL, s->m->cfg->snapshot_dir);
 }
 
+/* "migrate ADDR [downtime_ms=N] [timeout_s=N]": answered at once. */
+static void api_migrate(struct api *s, struct api_client *c, char *args)
+{
+	uint32_t downtime_ms = MIG_DEFAULT_DOWNTIME_MS, timeout_s = 0;
+	char *save = NULL, *target = strtok_r(args, " ", &save), *kv, why[320];
+
+	while ((kv = strtok_r(NULL, " ", &save))) {
+		char *end;
+		unsigned long v;
+		bool dt = !strncmp(kv, "downtime_ms=", 12), to = !strncmp(kv, "timeout_s=", 10);
+		const char *num = dt ? kv + 12 : to ? kv + 10 : NULL;
+
+		errno = 0;
+		v = num ? strtoul(num, &end, 10) : 0;
+		if (!num || !*num || *end || errno || v == 0 || v > 86400000) {
+			snprintf(why, sizeof(why),
+				 "migrate: '%.64s' is not downtime_ms=N or timeout_s=N (N > 0)",
+				 kv);
+			reply_error(s, c, why);
+			return;
+		}
+		if (dt)
+			downtime_ms = (uint32_t)v;
+		else
+			timeout_s = (uint32_t)v;
+	}
+	if (!target) {
+		reply_error(s, c, "migrate needs an address: migrate unix:PATH|tcp:HOST:PORT");
+		return;
+	}
+	if (is_stopping(s) || s->snapping || s->pausing) {
+		reply_error(s, c,
+			    is_stopping(s) ? "the VM is stopping"
+			    : s->snapping  ? "a snapshot is being written"
+					   : "a pause is under way");
+		return;
+	}
+	if (migrate_start(&s->mig, target, downtime_ms, timeout_s, why, sizeof(why))) {
+		reply_error(s, c, why);
+		return;
+	}
+	client_reply(
+	    s, c, json_pack("{s:b, s:s, s:s}", "ok", 1, "migration", "started", "target", target));
+}
+
 static void api_command(struct api *s, struct api_client *c)
 {
 	struct machine *m = s->m;
@@ -278,17 +355,32 @@ static void api_command(struct api *s, struct api_client *c)
 	cmd[c->len] = '\0';
 	cmd[strcspn(cmd, "\r\n")] = '\0';
 	if (!strcmp(cmd, "status")) {
-		client_reply(s, c,
-			     json_pack("{s:b, s:s, s:f, s:i}", "ok", 1, "state", state_name(s),
-				       "uptime_s", uptime_s(m), "vcpus", (int)m->vcpus.n));
+		obj = json_pack("{s:b, s:s, s:f, s:i}", "ok", 1, "state", state_name(s), "uptime_s",
+				uptime_s(m), "vcpus", (int)m->vcpus.n);
+		if (obj)
+			migrate_status(&s->mig, obj);
+		client_reply(s, c, obj);
+	} else if (!strncmp(cmd, "migrate ", 8)) {
+		api_migrate(s, c, cmd + 8);
+	} else if (!strcmp(cmd, "migrate-cancel")) {
+		if (!migrate_busy(&s->mig)) {
+			reply_error(s, c, "no migration is under way");
+		} else {
+			migrate_stop(&s->mig, "cancelled", true);
+			client_reply(s, c,
+				     json_pack("{s:b, s:s}", "ok", 1, "migration", "cancelling"));
+		}
 	} else if (!strcmp(cmd, "pause")) {
 		api_pause(s, c);
+	} else if (!strcmp(cmd, "resume") && migrate_busy(&s->mig)) {
+		reply_error(s, c, "a migration is under way (migrate-cancel ends it)");
 	} else if (!strcmp(cmd, "resume")) {
 		if (s->pausing)
 			pause_done(s, "resumed before the pause completed");
 		vcpus_pause(&m->vcpus, false);
 		reply_state(s, c, "running");
 	} else if (!strcmp(cmd, "stop")) {
+		migrate_stop(&s->mig, "the VM is stopping", false);
 		if (s->pausing)
 			pause_done(s, "the VM is stopping");
 		vcpus_pause(&m->vcpus, false);
@@ -319,7 +411,7 @@ static void api_command(struct api *s, struct api_client *c)
 
 		snprintf(why, sizeof(why),
 			 "unknown command '%.64s' (status, pause, resume, "
-			 "stop, stats, snapshot DIR)",
+			 "stop, stats, snapshot DIR, migrate ADDR, migrate-cancel)",
 			 cmd);
 		client_reply(
 		    s, c,
@@ -491,7 +583,13 @@ int api_init(struct api *a, struct machine *m, const char *path)
 	    (r = io_watch(&m->io, a->pause_fd, on_pause_deadline, a)) ||
 	    (r = io_watch(&m->io, m->vcpus.parked_efd, on_parked, a)))
 		return r;
-	return path ? api_listen(a, path) : 0;
+	if (!path)
+		return 0;
+	if ((r = migrate_init(&a->mig, m))) {
+		log_err(NULL, "migration: cannot start its thread: %s", strerror(-r));
+		return r;
+	}
+	return api_listen(a, path);
 }
 
 void api_destroy(struct api *a)
@@ -500,6 +598,7 @@ void api_destroy(struct api *a)
 
 	if (!a->ready)
 		return;
+	migrate_destroy(&a->mig);
 	for (unsigned int i = 0; i < API_MAX_CLIENTS; i++)
 		if (a->clients[i].fd >= 0)
 			client_close(a, &a->clients[i]);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "migrate.h"
 
 static int parse_mem(const char *arg, uint64_t *out, char *err, size_t errlen)
 {
@@ -147,6 +148,7 @@ enum {
 	OPT_SNAPSHOT_DIR,
 	OPT_PAUSED,
 	OPT_DISK_COPY,
+	OPT_INCOMING,
 };
 
 /* --disk-copy vdX=PATH (restore). */
@@ -215,12 +217,14 @@ static int parse(struct vmm_config *cfg, int argc, char *const argv[], bool *hel
 	    {"snapshot-dir", required_argument, NULL, OPT_SNAPSHOT_DIR},
 	    {"paused", no_argument, NULL, OPT_PAUSED},
 	    {"disk-copy", required_argument, NULL, OPT_DISK_COPY},
+	    {"incoming", required_argument, NULL, OPT_INCOMING},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	unsigned long n;
+	const char *machine_opt = NULL; /* the first, for --incoming's message */
 	int c, r, li = 0;
 
 	*cfg = (struct vmm_config){
@@ -244,6 +248,11 @@ again:
 			return config_fail(err, errlen,
 					   "--%s: an option of vmm restore, not of run",
 					   opts[li].name);
+		if (restore && c == OPT_INCOMING)
+			return config_fail(err, errlen,
+					   "--incoming: an option of run, not of restore");
+		if (machine_option(c) && !machine_opt)
+			machine_opt = opts[li].name;
 		switch (c) {
 		case OPT_KERNEL: cfg->kernel = optarg; break;
 		case OPT_INITRD: cfg->initrd = optarg; break;
@@ -376,6 +385,15 @@ again:
 			cfg->snapshot_dir = optarg;
 			break;
 		case OPT_PAUSED: cfg->start_paused = true; break;
+		case OPT_INCOMING: {
+			struct mig_addr a;
+			char why[200];
+
+			if (mig_addr_parse(optarg, &a, why, sizeof(why)))
+				return config_fail(err, errlen, "--incoming: %s", why);
+			cfg->incoming = optarg;
+			break;
+		}
 		case OPT_DISK_COPY:
 			r = parse_disk_copy(cfg, optarg, err, errlen);
 			if (r)
@@ -400,7 +418,12 @@ again:
 		return config_fail(err, errlen, "%s needs %s",
 				   cfg->snapshot_at ? "--snapshot-at" : "--snapshot-dir",
 				   cfg->snapshot_at ? "--snapshot-dir DIR" : "--snapshot-at REGEX");
-	if (restore)
+	if (cfg->incoming && machine_opt)
+		return config_fail(err, errlen,
+				   "--%s: not an option of run --incoming: the machine comes from "
+				   "the source",
+				   machine_opt);
+	if (restore || cfg->incoming)
 		return 0;
 	/* PCI slots 1-31 of bus 0: disks, then NICs, then passed devices. */
 	if (cfg->nr_disks + cfg->nr_nets + cfg->nr_vfio > VMM_MAX_PCI_DEVICES)

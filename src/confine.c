@@ -3,8 +3,9 @@
  * loads a seccomp filter (libseccomp) that allows the system calls its
  * role makes and nothing else. A vCPU thread runs KVM_RUN and short
  * device emulation; the I/O thread serves the backends, then tears the
- * VM down. No thread may open files, create processes or threads, or
- * touch the network.
+ * VM down; a migration's thread connects one stream socket, reads KVM's
+ * dirty log and sends guest memory. No thread may open files, create
+ * processes or threads, or touch the network beyond that one socket.
  *
  * Some calls are allowed by their arguments: ioctl by request number, per
  * role (the lists below say which code makes each); mmap and mprotect
@@ -37,6 +38,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <termios.h>
 #include <time.h>
@@ -234,6 +236,17 @@ static const unsigned int snapshot_ioctls[] = {
     KVM_GET_PIT2,  KVM_GET_CLOCK,	KVM_CHECK_EXTENSION, KVM_GET_MSR_INDEX_LIST,
 };
 
+/* A migration's thread (migrate.c): its socket and KVM's dirty log. */
+static const int migrate_only[] = {
+    SCMP_SYS(connect),	  SCMP_SYS(sendmsg),  SCMP_SYS(sendto), SCMP_SYS(recvfrom),
+    SCMP_SYS(recvmsg),	  SCMP_SYS(poll),     SCMP_SYS(ppoll),	SCMP_SYS(getsockopt),
+    SCMP_SYS(setsockopt), SCMP_SYS(shutdown), SCMP_SYS(close),
+};
+static const unsigned int migrate_ioctls[] = {
+    KVM_GET_DIRTY_LOG, KVM_CLEAR_DIRTY_LOG, KVM_SET_USER_MEMORY_REGION,
+    KVM_ENABLE_CAP,    KVM_CHECK_EXTENSION,
+};
+
 static int allow(scmp_filter_ctx ctx, const int *calls, size_t n)
 {
 	int r = 0;
@@ -315,9 +328,25 @@ int confine_thread(enum confine_role role, unsigned int extra)
 		r = allow_args(ctx);
 	if (!r && role == CONFINE_IO)
 		r = allow(ctx, io_only, ARRAY_SIZE(io_only));
+	if (!r && role == CONFINE_MIGRATE) {
+		r = allow(ctx, migrate_only, ARRAY_SIZE(migrate_only));
+		/* A stream socket of the three families an address may name. */
+		for (int f = 0; !r && f < 3; f++)
+			r = seccomp_rule_add(
+			    ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 2,
+			    (struct scmp_arg_cmp){.arg = 0,
+						  .op = SCMP_CMP_EQ,
+						  .datum_a = (scmp_datum_t)(f == 0   ? AF_UNIX
+									    : f == 1 ? AF_INET
+										     : AF_INET6),
+						  .datum_b = 0},
+			    SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, SOCK_STREAM));
+	}
 	if (!r)
 		r = role == CONFINE_IO ? allow_ioctls(ctx, io_ioctls, ARRAY_SIZE(io_ioctls))
-				       : allow_ioctls(ctx, vcpu_ioctls, ARRAY_SIZE(vcpu_ioctls));
+		    : role == CONFINE_MIGRATE
+			? allow_ioctls(ctx, migrate_ioctls, ARRAY_SIZE(migrate_ioctls))
+			: allow_ioctls(ctx, vcpu_ioctls, ARRAY_SIZE(vcpu_ioctls));
 	if (!r && (extra & CONFINE_RENAME))
 		r = allow(ctx, for_rename, ARRAY_SIZE(for_rename));
 	if (!r && (extra & CONFINE_SOCKET))

@@ -148,9 +148,9 @@ static int check_outputs(const struct vmm_config *cfg)
 	} in[4 + VMM_MAX_DISKS], out[2];
 	unsigned int nin = 0, nout = 0;
 
-	if (!cfg->restore_dir)
+	if (!cfg->restore_dir && !cfg->incoming)
 		in[nin++] = (typeof(in[0])){"--kernel", cfg->kernel};
-	if (cfg->initrd && !cfg->restore_dir)
+	if (cfg->initrd && !cfg->restore_dir && !cfg->incoming)
 		in[nin++] = (typeof(in[0])){"--initrd", cfg->initrd};
 	if (cfg->api_socket)
 		in[nin++] = (typeof(in[0])){"--api-socket", cfg->api_socket};
@@ -210,7 +210,7 @@ int inputs_check(const struct vmm_config *cfg)
 	int fd, r;
 
 	/* A restore loads no kernel: guest memory comes from the snapshot. */
-	if (cfg->restore_dir)
+	if (cfg->restore_dir || cfg->incoming)
 		goto rest;
 	/* The kernel against the memory layout, as machine_load() will put it. */
 	r = read_input("--kernel", cfg->kernel, &buf, &size);

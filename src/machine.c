@@ -127,6 +127,12 @@ static int load_memory(struct machine *m, const char *dir)
 int machine_create(struct machine *m, const struct vmm_config *cfg, struct result_file *result,
 		   bool *usage)
 {
+	return machine_create_mem(m, cfg, result, NULL, usage);
+}
+
+int machine_create_mem(struct machine *m, const struct vmm_config *cfg, struct result_file *result,
+		       struct guest_mem *ram, bool *usage)
+{
 	unsigned int slot = 1;
 	char err[256];
 	int r;
@@ -142,12 +148,18 @@ int machine_create(struct machine *m, const struct vmm_config *cfg, struct resul
 
 	if ((r = vm_open(&m->vm, cfg, usage)))
 		return r;
-	r = mem_create(&m->mem, cfg->mem_bytes, cfg->hugepages, err, sizeof(err));
+	if (ram) { /* a migration's, filled already: the machine owns it now */
+		m->mem = *ram;
+		memset(ram, 0, sizeof(*ram));
+		r = 0;
+	} else {
+		r = mem_create(&m->mem, cfg->mem_bytes, cfg->hugepages, err, sizeof(err));
+	}
 	if (r) {
 		log_err(NULL, "%s", err);
 		return r;
 	}
-	if (cfg->restore_dir && (r = load_memory(m, cfg->restore_dir))) {
+	if (!ram && cfg->restore_dir && (r = load_memory(m, cfg->restore_dir))) {
 		*usage = r == -EINVAL || r == -ENOENT; /* the snapshot's fault */
 		return r;
 	}

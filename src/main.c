@@ -1,5 +1,7 @@
 /* vmm: command-line entry point. Only main() decides the exit status. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,15 +16,19 @@
 #include "config.h"
 #include "log.h"
 #include "machine.h"
+#include "migrate.h"
 #include "result.h"
 #include "snapshot.h"
 #include "state.h"
 
 static const char usage_top[] =
     "usage: vmm run --kernel PATH [options]   boot a guest\n"
+    "       vmm run --incoming ADDR [options] receive a migrating guest\n"
     "       vmm ctl SOCKET COMMAND            talk to a running vmm's --api-socket:\n"
     "                                         status, pause, resume, stop, stats,\n"
-    "                                         snapshot DIR\n"
+    "                                         snapshot DIR, migrate ADDR\n"
+    "                                         [downtime_ms=N] [timeout_s=N],\n"
+    "                                         migrate-cancel\n"
     "       vmm restore DIR [options]         resume a snapshot in a new process\n"
     "       vmm snapshot-info DIR             a snapshot's header and sections\n"
     "       vmm --help | --version\n"
@@ -62,6 +68,10 @@ static const char usage_run[] =
     "  --api-socket PATH    control socket (see vmm ctl)\n"
     "  --snapshot-at REGEX  when a console line matches, snapshot the VM into\n"
     "  --snapshot-dir DIR   DIR (new or empty) and exit 0 (see vmm restore)\n"
+    "  --incoming ADDR      unix:PATH or tcp:HOST:PORT: wait there for one\n"
+    "                       migration (vmm ctl SOCKET migrate ADDR), then run\n"
+    "                       the guest; the machine comes from the source, so\n"
+    "                       only the host-side options of restore are taken\n"
     "  The guest ends vmm with status N by writing byte N to I/O port 0x505\n"
     "  or to MMIO address 0xfebff000.\n"
     "  -v, --verbose        more detail on stderr (repeat for debug)\n"
@@ -112,22 +122,44 @@ static void resolve_disks(struct vmm_config *cfg)
 	}
 }
 
-/* Build the machine (booted, or restored from st), run it: the exit status. */
-static int launch(struct vmm_config *cfg, const struct state_stream *st)
+/*
+ * Build the machine (booted, restored from st, or migrated in: in), run
+ * it: the exit status.
+ */
+static int launch(struct vmm_config *cfg, const struct state_stream *st, struct incoming *in)
 {
 	struct result_file result = {.fd = -1};
 	static struct machine m; /* large (the device list): not on the stack */
+	static struct state_stream mst;
+	struct guest_mem ram = {0};
 	bool usage;
 	int r;
 
 	if (machine_check(cfg))
 		return VMM_EXIT_USAGE;
-	resolve_disks(cfg);
 	if (result_open(&result, cfg->result_path))
 		return VMM_EXIT_FAILURE;
-	r = machine_create(&m, cfg, &result, &usage);
+	if (in && (r = incoming_receive(in, cfg, &ram, &mst, &usage))) {
+		mem_destroy(&ram);
+		if (!usage)
+			(void)result_commit(&result, result_new(VMM_EXIT_FAILURE,
+								outcome_name(OUTCOME_HOST_ERROR),
+								log_last_error()));
+		else
+			result_discard(&result);
+		return usage ? VMM_EXIT_USAGE : VMM_EXIT_FAILURE;
+	}
+	if (in)
+		st = &mst;
+	resolve_disks(cfg);
+	r = machine_create_mem(&m, cfg, &result, in ? &ram : NULL, &usage);
 	if (!r)
 		r = st ? restore_apply(&m, st, &usage) : machine_load(&m, &usage);
+	if (in && (r = incoming_finish(in, r, log_last_error()))) {
+		if (!usage)
+			log_err(NULL, "incoming: telling the source the guest runs here: %s",
+				strerror(-r));
+	}
 	if (r) {
 		machine_destroy(&m);
 		if (usage) {
@@ -179,7 +211,14 @@ static int cmd_run(int argc, char *argv[])
 	set_verbosity(&cfg);
 	/* A stop signal during setup is served once the run starts. */
 	machine_block_signals(&sigs);
-	r = launch(&cfg, NULL);
+	if (cfg.incoming) {
+		struct incoming in = {.listen_fd = -1, .fd = -1};
+
+		r = launch(&cfg, NULL, &in);
+		incoming_close(&in);
+	} else {
+		r = launch(&cfg, NULL, NULL);
+	}
 	config_free(&cfg);
 	return r;
 }
@@ -210,7 +249,7 @@ static int cmd_restore(int argc, char *argv[])
 	if (restore_read(cfg.restore_dir, &buf, &len) || restore_prepare(&cfg, &st, buf, len))
 		r = VMM_EXIT_USAGE;
 	else
-		r = launch(&cfg, &st);
+		r = launch(&cfg, &st, NULL);
 	free(buf);
 	config_free(&cfg);
 	return r;
@@ -247,13 +286,60 @@ static int cmd_snapshot_info(int argc, char *argv[])
 	return VMM_EXIT_OK;
 }
 
+/*
+ * migrate's address as the control socket takes it: a unix path made
+ * absolute, a tcp host name resolved (vmm's own thread reads no files).
+ */
+static int ctl_migrate_addr(const char *arg, char *out, size_t len)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+	char cwd[4096], host[INET6_ADDRSTRLEN];
+	struct mig_addr a;
+	int n;
+
+	if (mig_addr_parse(arg, &a, cwd, sizeof(cwd))) {
+		log_err(NULL, "ctl: migrate: %s", cwd);
+		return -EINVAL;
+	}
+	if (!a.tcp) {
+		if (a.path[0] == '/' || !getcwd(cwd, sizeof(cwd)))
+			n = snprintf(out, len, "unix:%s", a.path);
+		else
+			n = snprintf(out, len, "unix:%s/%s", cwd, a.path);
+		return n < 0 || (size_t)n >= len ? -EINVAL : 0;
+	}
+	if (getaddrinfo(a.host, a.port, &hints, &res) || !res) {
+		log_err(NULL, "ctl: migrate: cannot resolve '%s'", a.host);
+		return -EINVAL;
+	}
+	if (res->ai_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)res->ai_addr)->sin6_addr, host,
+			  sizeof(host));
+	else
+		inet_ntop(AF_INET, &((struct sockaddr_in *)res->ai_addr)->sin_addr, host,
+			  sizeof(host));
+	n = snprintf(out, len, res->ai_family == AF_INET6 ? "tcp:[%s]:%s" : "tcp:%s:%s", host,
+		     a.port);
+	freeaddrinfo(res);
+	return n < 0 || (size_t)n >= len ? -EINVAL : 0;
+}
+
 /* The request line of vmm ctl's arguments: a snapshot's DIR made absolute. */
 static int ctl_request(int argc, char *argv[], char *line, size_t len)
 {
 	char cwd[4096];
 	int n;
 
-	if (!strcmp(argv[2], "snapshot")) {
+	if (!strcmp(argv[2], "migrate")) {
+		char addr[4096];
+
+		if (argc < 4 || argc > 6)
+			return -EINVAL;
+		if (ctl_migrate_addr(argv[3], addr, sizeof(addr)))
+			return -EBADMSG; /* said */
+		n = snprintf(line, len, "migrate %s%s%s%s%s\n", addr, argc > 4 ? " " : "",
+			     argc > 4 ? argv[4] : "", argc > 5 ? " " : "", argc > 5 ? argv[5] : "");
+	} else if (!strcmp(argv[2], "snapshot")) {
 		if (argc != 4 || !argv[3][0])
 			return -EINVAL;
 		if (argv[3][0] == '/' || !getcwd(cwd, sizeof(cwd)))
@@ -277,12 +363,15 @@ static int cmd_ctl(int argc, char *argv[])
 	size_t off = 0;
 	bool ok;
 	ssize_t n;
-	int fd;
+	int fd, r = 0;
 
-	if (argc < 3 || argc > 4 || !argv[1][0] || strlen(argv[1]) >= sizeof(sa.sun_path) ||
-	    ctl_request(argc, argv, line, sizeof(line))) {
+	if (argc < 3 || argc > 6 || !argv[1][0] || strlen(argv[1]) >= sizeof(sa.sun_path) ||
+	    (r = ctl_request(argc, argv, line, sizeof(line)))) {
+		if (r == -EBADMSG)
+			return VMM_EXIT_USAGE;
 		log_err(NULL, "usage: vmm ctl SOCKET COMMAND (status, pause, resume, stop, stats, "
-			      "snapshot DIR)");
+			      "snapshot DIR, migrate ADDR [downtime_ms=N] [timeout_s=N], "
+			      "migrate-cancel)");
 		return VMM_EXIT_USAGE;
 	}
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", argv[1]);

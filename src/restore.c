@@ -109,51 +109,59 @@ static int check_layout(const struct state_stream *s, const struct vmm_config *c
 
 int restore_prepare(struct vmm_config *cfg, struct state_stream *s, const void *buf, size_t len)
 {
+	char why[512];
+	int r = restore_check(cfg, s, buf, len, false, why, sizeof(why));
+
+	if (r)
+		log_err(NULL, "restore: '%s': %s", cfg->restore_dir, why);
+	return r;
+}
+
+int restore_check(struct vmm_config *cfg, struct state_stream *s, const void *buf, size_t len,
+		  bool live, char *why, size_t whylen)
+{
 	const struct state_section_ref *sec;
-	char why[512], vendor[13];
+	char vendor[13];
 	int r;
 
-	if ((r = state_parse(s, buf, len, why, sizeof(why))))
-		goto bad;
+	if ((r = state_parse(s, buf, len, why, whylen)))
+		return r;
 	host_vendor(vendor);
 	if (s->hdr.arch != STATE_ARCH_X86_64) {
-		snprintf(why, sizeof(why), "made on another architecture (ELF machine %u)",
-			 s->hdr.arch);
-		r = -EINVAL;
-		goto bad;
+		snprintf(why, whylen, "made on another architecture (ELF machine %u)", s->hdr.arch);
+		return -EINVAL;
 	}
 	if (strcmp(s->hdr.vendor, vendor)) {
-		snprintf(why, sizeof(why), "made on a %.12s CPU, this host's is %.12s",
-			 s->hdr.vendor, vendor);
-		r = -EINVAL;
-		goto bad;
+		snprintf(why, whylen, "made on a %.12s CPU, this host's is %.12s", s->hdr.vendor,
+			 vendor);
+		return -EINVAL;
 	}
 	sec = state_find(s, STATE_SEC_CONFIG, NULL);
 	if (!sec) {
-		snprintf(why, sizeof(why), "no configuration section");
-		r = -EINVAL;
-		goto bad;
+		snprintf(why, whylen, "no configuration section");
+		return -EINVAL;
 	}
-	if ((r = snapshot_config_load(cfg, sec->payload, sec->len, why, sizeof(why))))
-		goto bad;
+	if ((r = snapshot_config_load(cfg, sec->payload, sec->len, why, whylen)))
+		return r;
 	for (unsigned int i = 0; i < VMM_MAX_DISKS; i++) {
 		if (!cfg->disk_copy[i])
 			continue;
 		if (i >= cfg->nr_disks) {
-			snprintf(why, sizeof(why), "--disk-copy vd%c: the snapshot has %u disk%s",
+			snprintf(why, whylen, "--disk-copy vd%c: the snapshot has %u disk%s",
 				 'a' + i, cfg->nr_disks, cfg->nr_disks == 1 ? "" : "s");
-			r = -EINVAL;
-			goto bad;
+			return -EINVAL;
 		}
 		cfg->disks[i].path = cfg->disk_copy[i];
 	}
-	if ((r = check_layout(s, cfg, why, sizeof(why))) ||
-	    (r = snapshot_check_disks(cfg, why, sizeof(why))))
-		goto bad;
-	return 0;
-bad:
-	log_err(NULL, "restore: '%s': %s", cfg->restore_dir, why);
-	return r;
+	if ((r = check_layout(s, cfg, why, whylen)))
+		return r;
+	return snapshot_check_disks(cfg, live, why, whylen);
+}
+
+/* Where the state came from, for messages. */
+static const char *state_origin(const struct vmm_config *cfg)
+{
+	return cfg->restore_dir ? cfg->restore_dir : cfg->incoming ? cfg->incoming : "?";
 }
 
 static int restore_vcpus(struct machine *m, const struct state_stream *s, uint32_t tsc_khz,
@@ -190,7 +198,7 @@ static int restore_vcpus(struct machine *m, const struct state_stream *s, uint32
 		snprintf(name, sizeof(name), "vcpu%u", i);
 		sec = state_find(s, STATE_SEC_VCPU, name);
 		if (!sec) {
-			log_err(NULL, "restore: '%s': no %s section", m->cfg->restore_dir, name);
+			log_err(NULL, "restore: '%s': no %s section", state_origin(m->cfg), name);
 			*usage = true;
 			return -EINVAL;
 		}
@@ -216,7 +224,7 @@ int restore_apply(struct machine *m, const struct state_stream *s, bool *usage)
 
 	*usage = true;
 	if (!sec) {
-		log_err(NULL, "restore: '%s': no VM section", m->cfg->restore_dir);
+		log_err(NULL, "restore: '%s': no VM section", state_origin(m->cfg));
 		return -EINVAL;
 	}
 	state_reader_init(&r, sec->payload, sec->len);

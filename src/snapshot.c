@@ -81,11 +81,10 @@ static void put_memory_layout(const struct guest_mem *mem, struct state_writer *
 	state_end(w);
 }
 
-/* The state stream of the paused machine. */
-static int build_state(struct machine *m, struct state_writer *w, char *why, size_t whylen)
+/* The header, the configuration and the memory layout. */
+static int put_machine(struct machine *m, struct state_writer *w, char *why, size_t whylen)
 {
 	struct state_header h = {.format = STATE_FORMAT_VERSION, .arch = STATE_ARCH_X86_64};
-	const char *dev = NULL;
 	int khz = vcpu_tsc_khz(&m->vcpus.vcpus[0]), r;
 
 	cpu_vendor(m->vm.cpuid, h.vendor);
@@ -94,6 +93,28 @@ static int build_state(struct machine *m, struct state_writer *w, char *why, siz
 	if ((r = put_config(m, w, why, whylen)))
 		return r;
 	put_memory_layout(&m->mem, w);
+	return 0;
+}
+
+int snapshot_build_hello(struct machine *m, struct state_writer *w, char *why, size_t whylen)
+{
+	int r = put_machine(m, w, why, whylen);
+
+	if (r)
+		return r;
+	state_finish(w);
+	if ((r = state_writer_error(w)))
+		snprintf(why, whylen, "building the state: %s", strerror(-r));
+	return r;
+}
+
+int snapshot_build_state(struct machine *m, struct state_writer *w, char *why, size_t whylen)
+{
+	const char *dev = NULL;
+	int r;
+
+	if ((r = put_machine(m, w, why, whylen)))
+		return r;
 	state_begin(w, STATE_SEC_VM, 1, "vm");
 	r = vm_save(&m->vm, w);
 	state_end(w);
@@ -199,7 +220,7 @@ int snapshot_write(struct machine *m, const char *dir, struct snapshot_info *inf
 	if (snapshot_refusal(m, why, whylen))
 		return -EOPNOTSUPP;
 	state_writer_init(&w);
-	if ((r = build_state(m, &w, why, whylen))) {
+	if ((r = snapshot_build_state(m, &w, why, whylen))) {
 		state_writer_free(&w);
 		return r;
 	}

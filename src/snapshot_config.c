@@ -165,7 +165,7 @@ out:
 	return r;
 }
 
-int snapshot_check_disks(const struct vmm_config *cfg, char *why, size_t whylen)
+int snapshot_check_disks(const struct vmm_config *cfg, bool live, char *why, size_t whylen)
 {
 	for (unsigned int i = 0; i < cfg->nr_disks; i++) {
 		const struct disk_identity *was = &cfg->disk_id[i];
@@ -184,8 +184,8 @@ int snapshot_check_disks(const struct vmm_config *cfg, char *why, size_t whylen)
 				 path, (unsigned long long)now.size, (unsigned long long)was->size);
 			return -EINVAL;
 		}
-		if (cfg->disk_copy[i])
-			continue; /* the user vouches for the copy's content */
+		if (cfg->disk_copy[i] || live)
+			continue; /* a copy the user vouches for, or one the source writes */
 		if (now.dev != was->dev || now.ino != was->ino || now.mtime_ns != was->mtime_ns) {
 			snprintf(
 			    why, whylen,

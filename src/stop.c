@@ -24,6 +24,7 @@ const char *outcome_name(enum vmm_outcome o)
 	    [OUTCOME_SIGNAL] = "signal",
 	    [OUTCOME_HOST_ERROR] = "host_error",
 	    [OUTCOME_SNAPSHOT] = "snapshot",
+	    [OUTCOME_MIGRATED] = "migrated",
 	};
 
 	return (unsigned int)o < ARRAY_SIZE(names) ? names[o] : "host_error";

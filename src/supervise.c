@@ -207,7 +207,8 @@ static void judge_end(struct supervise *s)
 	/* A last line without a newline still counts, unless vmm was told to
 	 * stop. */
 	if (s->line_len && o != OUTCOME_SIGNAL && o != OUTCOME_HOST_ERROR &&
-	    o != OUTCOME_INTERNAL_ERROR && o != OUTCOME_SNAPSHOT && line_verdict(s, &o)) {
+	    o != OUTCOME_INTERNAL_ERROR && o != OUTCOME_SNAPSHOT && o != OUTCOME_MIGRATED &&
+	    line_verdict(s, &o)) {
 		st->outcome = o;
 		st->status = o == OUTCOME_FAIL ? VMM_EXIT_FAILURE : VMM_EXIT_OK;
 		snprintf(st->reason, sizeof(st->reason), MATCH_REASON,

@@ -550,9 +550,115 @@ print("ok")' "$T/b.json" 2>&1 | tail -n 1)
 	run timeout 20 "$VMM" restore "$S/a" -q --disk-copy "vda=$T/sdisk.img" --expect 'count 0000000000000008'
 	[ "$rc" = 0 ] && [ -z "$err" ] && ok "restore --disk-copy: a copy of the image" || bad "restore --disk-copy" "rc=$rc err=$err"
 	expect_error "restore --disk-copy of a disk it lacks" 2 "--disk-copy vdb: the snapshot has 1 disk" restore "$S/a" --disk-copy "vdb=$T/sdisk.img"
+
+	# --- live migration: the count guest moves to a second vmm ----------
+	M=$T/mig
+	mkdir -p "$M"
+	mig_src() { # start the count guest with a control socket at $M/src.sock
+		rm -f "$M/src.sock"
+		"$VMM" run -q --kernel "$G/chatty.elf" --mem 64M --cmdline mode=count \
+			--disk "path=$T/sdisk.img" --api-socket "$M/src.sock" "$@" >"$M/src.out" 2>"$M/src.err" </dev/null &
+		spid=$!
+		for _ in $(seq 50); do [ -S "$M/src.sock" ] && grep -q 'count 0000000000000003' "$M/src.out" && break; sleep 0.1; done
+	}
+	# the status's migration state and error once it is no longer active
+	mig_outcome() {
+		local st
+		for _ in $(seq 100); do
+			st=$("$VMM" ctl "$M/src.sock" status)
+			[[ "$st" == *'"state":"active"'* || "$st" == *'"state":"stopping"'* ]] || break
+			sleep 0.1
+		done
+		python3 -c 'import json, sys; m = json.loads(sys.argv[1])["migration"]; print(m["state"] + ": " + m.get("error", ""))' "$st"
+	}
+	# the count goes on: a line past the one now printed
+	mig_runs_on() {
+		local n
+		n=$(grep -c '^count ' "$M/src.out")
+		for _ in $(seq 50); do [ "$(grep -c '^count ' "$M/src.out")" -gt $((n + 2)) ] && return 0; sleep 0.1; done
+		return 1
+	}
+	mig_src
+	rm -f "$M/in.sock"
+	"$VMM" run -q --incoming "unix:$M/in.sock" --expect 'count 0000000000000040' --result "json:$M/dst.json" \
+		>"$M/dst.out" 2>"$M/dst.err" </dev/null &
+	dpid=$!
+	for _ in $(seq 50); do [ -S "$M/in.sock" ] && break; sleep 0.1; done
+	got=$("$VMM" ctl "$M/src.sock" migrate "unix:$M/in.sock" downtime_ms=100)
+	[ "$got" = '{"ok":true,"migration":"started","target":"unix:'"$M"'/in.sock"}' ] &&
+		ok "migrate: started, answered at once" || bad "migrate: reply" "$got"
+	wait_bounded $spid 20
+	src_rc=$?
+	wait_bounded $dpid 20
+	dst_rc=$?
+	last=$(grep -c '^count ' "$M/src.out")
+	first=$(grep -m1 '^count ' "$M/dst.out")
+	[ "$src_rc" = 0 ] && [ ! -s "$M/src.err" ] && [ ! -e "$M/src.sock" ] &&
+		ok "migrate: the source exits 0, quietly" || bad "migrate: source" "rc=$src_rc $(cat "$M/src.err")"
+	[ "$dst_rc" = 0 ] && [ "$first" = "$(printf 'count %016x' "$last")" ] && [ ! -s "$M/dst.err" ] &&
+		[ "$(json_field "$M/dst.json" outcome)" = expect ] &&
+		ok "migrate: the destination goes on with the next count (disk lock handed over)" ||
+		bad "migrate: destination" "rc=$dst_rc first='$first' after $last lines, $(cat "$M/dst.err")"
+
+	# Failures: the guest runs on at the source, which says why.
+	mig_src
+	got=$("$VMM" ctl "$M/src.sock" migrate "unix:$M/nobody.sock")
+	[ "$(mig_outcome)" = "failed: cannot connect: No such file or directory" ] && mig_runs_on &&
+		ok "migrate to nobody: failed, the guest runs on" || bad "migrate to nobody" "$got $(mig_outcome)"
+	tests/cli/mig_peer.py refuse "$M/peer.sock" &
+	ppid=$!
+	for _ in $(seq 50); do [ -S "$M/peer.sock" ] && break; sleep 0.1; done
+	"$VMM" ctl "$M/src.sock" migrate "unix:$M/peer.sock" >/dev/null
+	[ "$(mig_outcome)" = "failed: the destination refused: no room for this guest" ] && mig_runs_on &&
+		ok "migrate: a refusal is said, the guest runs on" || bad "migrate: refused" "$(mig_outcome)"
+	wait $ppid
+	tests/cli/mig_peer.py stall "$M/peer.sock" &
+	ppid=$!
+	for _ in $(seq 50); do [ -S "$M/peer.sock" ] && break; sleep 0.1; done
+	"$VMM" ctl "$M/src.sock" migrate "unix:$M/peer.sock" >/dev/null
+	sleep 0.5
+	got=$("$VMM" ctl "$M/src.sock" migrate-cancel)
+	[ "$got" = '{"ok":true,"migration":"cancelling"}' ] && [ "$(mig_outcome)" = "cancelled: cancelled" ] && mig_runs_on &&
+		ok "migrate-cancel: cancelled, the guest runs on" || bad "migrate-cancel" "$got $(mig_outcome)"
+	wait $ppid
+	tests/cli/mig_peer.py stall "$M/peer.sock" &
+	ppid=$!
+	for _ in $(seq 50); do [ -S "$M/peer.sock" ] && break; sleep 0.1; done
+	"$VMM" ctl "$M/src.sock" migrate "unix:$M/peer.sock" timeout_s=1 >/dev/null
+	[ "$(mig_outcome)" = "failed: not done within timeout_s=1" ] && mig_runs_on &&
+		ok "migrate timeout_s=1 to a peer that never answers: failed, the guest runs on" ||
+		bad "migrate timeout" "$(mig_outcome)"
+	wait $ppid
+	got=$("$VMM" ctl "$M/src.sock" migrate-cancel)
+	[ "$got" = '{"ok":false,"error":"no migration is under way"}' ] && ok "migrate-cancel with none: refused" || bad "migrate-cancel, none" "$got"
+	got=$("$VMM" ctl "$M/src.sock" migrate "unix:$M/x.sock" downtime_ms=0)
+	[ "$got" = '{"ok":false,"error":"migrate: '"'downtime_ms=0'"' is not downtime_ms=N or timeout_s=N (N > 0)"}' ] &&
+		ok "migrate: a bad parameter is refused" || bad "migrate: bad parameter" "$got"
+	kill $spid
+	wait_bounded $spid 20
+	# stderr of the source: one line per failure, and the SIGTERM's
+	[ "$(grep -c 'the guest runs on here' "$M/src.err")" = 4 ] && [ "$(wc -l <"$M/src.err")" = 5 ] &&
+		ok "migrate failures: one line each at the source" || bad "migrate failure lines" "$(cat "$M/src.err")"
+	# A destination fed a bad stream: one line, nothing started.
+	for bad in garbage:"not a migration stream" badhello:"header"; do
+		rm -f "$M/in.sock"
+		tests/cli/mig_peer.py "${bad%%:*}" "$M/in.sock" &
+		ppid=$!
+		run timeout 20 "$VMM" run --incoming "unix:$M/in.sock"
+		wait $ppid
+		[ "$rc" = 2 ] && [ "$nerr" = 1 ] && [[ "$err" == *"${bad#*:}"* ]] && [ ! -e "$M/in.sock" ] &&
+			ok "--incoming: a ${bad%%:*} stream: one line, exit 2" || bad "--incoming ${bad%%:*}" "rc=$rc $err"
+	done
+	run timeout 20 "$VMM" run --incoming "unix:$M/in.sock" --timeout 0.5
+	[ "$rc" = 1 ] && [ "$err" = "vmm: incoming: no source connected within --timeout" ] && [ ! -e "$M/in.sock" ] &&
+		ok "--incoming --timeout: nobody came, exit 1" || bad "--incoming --timeout" "rc=$rc $err"
 else
 	skipped "boot cases" "/dev/kvm is not usable here (the lab runs vmm on a real KVM)"
 fi
+expect_error "--incoming: not an address" 2 "--incoming: '/tmp/x' is not unix:PATH or tcp:HOST:PORT" run --incoming /tmp/x
+expect_error "--incoming: a machine option" 2 "--mem: not an option of run --incoming" run --incoming unix:/tmp/x --mem 1G
+expect_error "restore --incoming" 2 "--incoming: an option of run, not of restore" restore /tmp --incoming unix:/tmp/x
+expect_error "ctl migrate: not an address" 2 "ctl: migrate: 'tcp:nohost' is not tcp:HOST:PORT" ctl /tmp/none.sock migrate tcp:nohost
 
 echo "cli: $pass passed, $fail failed, $skip skipped"
 [ "$fail" = 0 ]

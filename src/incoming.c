@@ -1,0 +1,217 @@
+/*
+ * vmm run --incoming (migrate.h): the destination's side, on the main
+ * thread before anything runs. Nothing here waits without a limit once
+ * the source is connected (MIG_IO_TIMEOUT_S of silence ends it), and a
+ * stop signal ends the wait for one.
+ */
+#include <errno.h>
+#include <net/if.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "mem.h"
+#include "migrate.h"
+#include "snapshot.h"
+#include "state.h"
+
+/* Refuse in one line, here and at the source. */
+static int refuse(struct incoming *in, uint32_t type, int err, const char *why)
+{
+	log_err(NULL, "incoming: %s", why);
+	if (in->fd >= 0)
+		(void)!mig_send(in->fd, type, why, strlen(why));
+	return err;
+}
+
+/* One source, or a stop signal (-EINTR), or --timeout (-ETIMEDOUT). */
+static int accept_one(struct incoming *in, const struct vmm_config *cfg)
+{
+	sigset_t set;
+	struct pollfd p[2];
+	int sfd, r;
+
+	sigemptyset(&set);
+	for (int s = SIGHUP; s <= SIGTERM; s++)
+		if (s == SIGINT || s == SIGTERM || s == SIGHUP || s == SIGQUIT)
+			sigaddset(&set, s);
+	sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	p[0] = (struct pollfd){.fd = in->listen_fd, .events = POLLIN};
+	p[1] = (struct pollfd){.fd = sfd, .events = POLLIN};
+	r = poll(p, sfd >= 0 ? 2 : 1, cfg->timeout_s > 0 ? (int)(cfg->timeout_s * 1000) : -1);
+	if (sfd >= 0)
+		close(sfd);
+	if (r == 0)
+		return -ETIMEDOUT;
+	if (r < 0)
+		return -errno;
+	if (sfd >= 0 && (p[1].revents & POLLIN))
+		return -EINTR;
+	in->fd = accept4(in->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	return in->fd < 0 ? -errno : 0;
+}
+
+/* A record; a damaged one is the stream's fault (*usage). */
+static int recv_rec(struct incoming *in, uint32_t *type, bool *usage, char *why, size_t whylen)
+{
+	int r = mig_recv(in->fd, type, &in->rbuf, &in->rcap, &in->rlen, MIG_RECORD_MAX, why,
+			 whylen);
+
+	if (r == -EPROTO || r == -E2BIG)
+		*usage = true;
+	return r;
+}
+
+/* A record the protocol does not allow here, or the source's FAIL. */
+static int unexpected(struct incoming *in, uint32_t type, const char *waiting, bool *usage)
+{
+	char why[400];
+
+	if (type == MIG_FAIL) {
+		log_err(NULL, "incoming: the source gave up: %.300s", (const char *)in->rbuf);
+		return -ECANCELED;
+	}
+	*usage = true;
+	snprintf(why, sizeof(why), "record type %u while waiting for %s", type, waiting);
+	return refuse(in, MIG_FAIL, -EPROTO, why);
+}
+
+/* The hello: the machine's configuration, checked as a restore checks it. */
+static int take_hello(struct incoming *in, struct vmm_config *cfg, struct guest_mem *mem,
+		      bool *usage)
+{
+	static struct state_stream hello;
+	char why[512], err[256];
+	uint32_t type;
+	int r;
+
+	if ((r = recv_rec(in, &type, usage, why, sizeof(why)))) {
+		log_err(NULL, "incoming: %s", why);
+		return r;
+	}
+	if (type != MIG_HELLO)
+		return unexpected(in, type, "the source's hello", usage);
+	/* The config's strings are copied (cfg->owned): the buffer may go. */
+	if ((r = restore_check(cfg, &hello, in->rbuf, in->rlen, true, why, sizeof(why)))) {
+		*usage = true;
+		return refuse(in, MIG_REFUSE, r, why);
+	}
+	for (unsigned int i = 0; i < cfg->nr_nets; i++)
+		if (!if_nametoindex(cfg->nets[i].tap)) {
+			snprintf(why, sizeof(why), "net%u: no tap device '%s' here", i,
+				 cfg->nets[i].tap);
+			return refuse(in, MIG_REFUSE, -ENODEV, why);
+		}
+	if ((r = mem_create(mem, cfg->mem_bytes, cfg->hugepages, err, sizeof(err))))
+		return refuse(in, MIG_REFUSE, r, err);
+	if ((r = mig_send(in->fd, MIG_ACCEPT, NULL, 0))) {
+		log_err(NULL, "incoming: answering the source: %s", strerror(-r));
+		return r;
+	}
+	return 0;
+}
+
+int incoming_receive(struct incoming *in, struct vmm_config *cfg, struct guest_mem *mem,
+		     struct state_stream *st, bool *usage)
+{
+	struct mig_addr a;
+	char why[512];
+	uint32_t type;
+	int r;
+
+	memset(in, 0, sizeof(*in));
+	in->listen_fd = in->fd = -1;
+	*usage = false;
+	if (mig_addr_parse(cfg->incoming, &a, why, sizeof(why))) { /* config checked it */
+		*usage = true;
+		log_err(NULL, "--incoming: %s", why);
+		return -EINVAL;
+	}
+	in->listen_fd = mig_listen(&a);
+	if (in->listen_fd < 0) {
+		r = in->listen_fd;
+		log_err(NULL, "--incoming: cannot listen on '%s': %s", cfg->incoming, strerror(-r));
+		*usage = r == -EADDRNOTAVAIL || r == -ENOENT || r == -EACCES;
+		return r;
+	}
+	log_info("migrate", "waiting for a migration on %s", cfg->incoming);
+	r = accept_one(in, cfg);
+	if (!a.tcp)
+		unlink(a.path); /* one migration: no socket left behind */
+	close(in->listen_fd);
+	in->listen_fd = -1;
+	if (r) {
+		log_err(NULL, "incoming: %s",
+			r == -EINTR	   ? "stopped while waiting for the source"
+			: r == -ETIMEDOUT ? "no source connected within --timeout"
+					   : strerror(-r));
+		return r;
+	}
+	in->t0_ns = now_ns();
+	if ((r = mig_set_timeouts(in->fd, MIG_IO_TIMEOUT_S)) ||
+	    (r = take_hello(in, cfg, mem, usage)))
+		return r;
+	for (;;) {
+		if ((r = recv_rec(in, &type, usage, why, sizeof(why)))) {
+			log_err(NULL, "incoming: %s", why);
+			return r;
+		}
+		if (type == MIG_STATE)
+			break;
+		if (type != MIG_PAGES)
+			return unexpected(in, type, "pages or the state", usage);
+		if ((r = mig_pages_apply(mem, in->rbuf, in->rlen, &in->pages, why, sizeof(why)))) {
+			*usage = true;
+			return refuse(in, MIG_FAIL, r, why);
+		}
+	}
+	in->state = in->rbuf; /* st points into it until incoming_close() */
+	in->rbuf = NULL;
+	in->rcap = 0;
+	if ((r = state_parse(st, in->state, in->rlen, why, sizeof(why)))) {
+		*usage = true;
+		return refuse(in, MIG_FAIL, r, why);
+	}
+	if ((r = mig_send(in->fd, MIG_TAKEN, NULL, 0)) ||
+	    (r = recv_rec(in, &type, usage, why, sizeof(why)))) {
+		log_err(NULL, "incoming: waiting for the source to hand over: %s",
+			r == -EPIPE ? "the source went away" : why);
+		return r;
+	}
+	if (type != MIG_RELEASED)
+		return unexpected(in, type, "the handover", usage);
+	return 0;
+}
+
+int incoming_finish(struct incoming *in, int err, const char *why)
+{
+	int r;
+
+	if (err) {
+		(void)!mig_send(in->fd, MIG_FAIL, why, strlen(why));
+		return err;
+	}
+	r = mig_send(in->fd, MIG_RESUMED, NULL, 0);
+	log_info("migrate", "%llu pages received; the guest runs here %.1f ms after the source "
+			    "connected",
+		 (unsigned long long)in->pages, (double)(now_ns() - in->t0_ns) / 1e6);
+	return r;
+}
+
+void incoming_close(struct incoming *in)
+{
+	if (in->fd >= 0)
+		close(in->fd);
+	if (in->listen_fd >= 0)
+		close(in->listen_fd);
+	in->fd = in->listen_fd = -1;
+	free(in->rbuf);
+	free(in->state);
+	in->rbuf = in->state = NULL;
+}

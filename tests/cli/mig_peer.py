@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""A fake migration peer for the CLI tests (the wire: include/migrate.h).
+
+  mig_peer.py refuse PATH   listen on PATH; take the hello, answer REFUSE
+  mig_peer.py stall PATH    listen on PATH; accept the hello, take what
+                            comes, never answer again (for cancel, timeout)
+  mig_peer.py garbage PATH  connect to a destination at PATH, send bytes
+                            that are no migration stream
+  mig_peer.py badhello PATH connect, send a HELLO whose stream is damaged
+"""
+import os
+import socket
+import struct
+import sys
+import time
+import zlib
+
+HELLO, ACCEPT, REFUSE = 1, 2, 3
+
+
+def record(rtype, payload=b""):
+    return struct.pack("<II", rtype, len(payload)) + payload + struct.pack("<I", zlib.crc32(payload))
+
+
+def recv_exact(s, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise EOFError
+        buf += chunk
+    return buf
+
+
+def recv_record(s):
+    rtype, length = struct.unpack("<II", recv_exact(s, 8))
+    payload = recv_exact(s, length)
+    recv_exact(s, 4)
+    return rtype, payload
+
+
+def listen(path):
+    if os.path.exists(path):
+        os.unlink(path)
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    srv.settimeout(30)
+    conn, _ = srv.accept()
+    srv.close()
+    os.unlink(path)
+    conn.settimeout(30)
+    return conn
+
+
+def main():
+    mode, path = sys.argv[1], sys.argv[2]
+    if mode in ("refuse", "stall"):
+        conn = listen(path)
+        rtype, _ = recv_record(conn)
+        assert rtype == HELLO
+        if mode == "refuse":
+            conn.sendall(record(REFUSE, b"no room for this guest"))
+            time.sleep(0.5)
+            return
+        conn.sendall(record(ACCEPT))
+        try:
+            while conn.recv(1 << 16):
+                pass
+        except (OSError, EOFError):
+            pass
+        return
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    for _ in range(100):
+        try:
+            s.connect(path)
+            break
+        except OSError:
+            time.sleep(0.05)
+    if mode == "garbage":
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    else:
+        s.sendall(record(HELLO, b"VMMSTATE" + b"\0" * 40))
+    time.sleep(1)
+
+
+if __name__ == "__main__":
+    main()
