@@ -187,6 +187,9 @@ lab_make_guest_initramfs() {
     mkdir -p "$dir/proc" "$dir/sys" "$dir/dev"
     cp "$LAB_SCRIPTS/guest-init" "$dir/init"
     chmod 755 "$dir/init"
+    # the migration scenarios' page writer and ticker, static
+    mkdir -p "$dir/bin"
+    gcc -O2 -static -o "$dir/bin/vmmpages" "$LAB_SCRIPTS/vmmpages.c"
     printf '%s\n' "$marker" >"$dir/initrd-marker"
     lab_cpio "$dir" "$out"
     rm -rf "$dir"

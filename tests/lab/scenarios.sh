@@ -48,6 +48,7 @@ BLK_SCENARIOS="blk-io_uring blk-aio blk-sync blk-intx blk-lock blk-sigkill blk-v
     blk-bad-key blk-bad-missing blk-bad-dir blk-bad-empty blk-bad-unaligned
     blk-bad-readonly blk-bad-engine"
 BLK_MIB=64      # MiB of data each disk scenario writes and checks
+MIG_PAGES_MIB=64 # the migration scenarios' page-writing buffer
 
 # Each group is self-contained (it sets up and tears down what it uses), so
 # that after an L1 wedge run-tests boots L1 again for the groups left
@@ -63,6 +64,7 @@ lab_scenarios() {
     lab_group script lab_script_scenarios     # t. scripted runs
     lab_group vfio lab_vfio_scenarios         # u. VFIO of L1's own NICs
     lab_group snapshot lab_snapshot_scenarios # y. snapshots and restores
+    lab_group migrate lab_migrate_scenarios   # z. live migration
 }
 
 lab_boot_scenarios() {
@@ -423,6 +425,252 @@ lab_snapshot_scenarios() {
 
 # The exit device, --timeout, --expect, --fail, --result and the control
 # socket, as a CI script uses them.
+# ---- z. live migration: two vmm processes in this L1 ----
+# The source runs with --api-socket /tmp/NAME.sock; the destination is
+# "vmm run --incoming unix:/tmp/NAME.mig" (NAME-dst).
+
+# mig_dest NAME [OPTIONS]: start NAME-dst listening, wait for its socket.
+mig_dest() {
+    _md=$1
+    shift
+    rm -f "/tmp/$_md.mig"
+    lab_bg_start "$_md-dst" "$VMM" run --incoming "unix:/tmp/$_md.mig" -v "$@"
+    _i=0
+    while [ ! -S "/tmp/$_md.mig" ] && [ "$_i" -lt 100 ]; do sleep 0.1; _i=$((_i + 1)); done
+}
+
+# mig_go NAME [KEY=VALUE...]: migrate NAME's guest to NAME-dst, wait (up
+# to 400 s) for the source vmm to end, note the reply and what its done
+# line says (total_ms, paused_ms, rounds, pages, zero, bytes, ram), stop it.
+mig_go() {
+    _mg=$1
+    shift
+    lab_note "$_mg" "reply=$("$VMM" ctl "/tmp/$_mg.sock" migrate "unix:/tmp/$_mg.mig" "$@")"
+    _i=0
+    while _lab_alive "$(cat "/tmp/$_mg.pid")" && [ "$_i" -lt 4000 ]; do
+        sleep 0.1
+        _i=$((_i + 1))
+    done
+    sed -n 's/.*migrate: done in \([0-9]*\) ms, paused \([0-9.]*\) ms: \([0-9]*\) rounds, \([0-9]*\) pages (\([0-9]*\) zero), \([0-9]*\) bytes sent for \([0-9]*\) of RAM/total_ms=\1 paused_ms=\2 rounds=\3 pages=\4 zero=\5 bytes=\6 ram=\7/p' \
+        "/tmp/$_mg.err" | tr ' ' '\n' | while read -r _f; do lab_note "$_mg" "$_f"; done
+    cp "/tmp/$_mg.out" "/tmp/$_mg.src"
+    lab_bg_stop "$_mg"
+}
+
+# mig_status NAME LABEL: note LABEL_state and LABEL_error of the source's
+# migration, once it is no longer active (up to 30 s)
+mig_status() {
+    _i=0
+    while _st=$("$VMM" ctl "/tmp/$1.sock" status) && [ "$_i" -lt 300 ]; do
+        case $_st in
+            *'"state":"active"'* | *'"state":"stopping"'*) sleep 0.1; _i=$((_i + 1)) ;;
+            *) break ;;
+        esac
+    done
+    lab_note "$1" "$2_state=$(echo "$_st" | sed -n 's/.*"migration":{"state":"\([a-z]*\)".*/\1/p')"
+    lab_note "$1" "$2_error=$(echo "$_st" | sed -n 's/.*"error":"\([^"]*\)".*/\1/p')"
+}
+
+# mig_ticks NAME: the largest VMMTICK gap (ms) in NAME's console so far
+mig_ticks() {
+    lab_note "$1" "max_gap_ms=$(sed -n 's/^VMMTICK n=[0-9]* max_gap_ms=\([0-9]*\).*/\1/p' "/tmp/$1.out" | sort -n | tail -n 1)"
+    lab_note "$1" "ticks=$(grep -c '^VMMTICK ' "/tmp/$1.out")"
+}
+
+lab_migrate_scenarios() {
+    lab_img_fs
+    mg_boot="--kernel $KERNEL --initrd $INITRD"
+    mg_cmd="$GUEST_CMDLINE vmmhang=1"
+    # z1. an idle guest: its downtime from inside (10 ms ticks) and outside
+    # shellcheck disable=SC2086  # $mg_boot: word splitting intended
+    lab_bg_start mig-idle "$VMM" run $mg_boot --mem 256M --api-socket /tmp/mig-idle.sock -v \
+        --cmdline "$mg_cmd vmmtest=mig-idle vmmtick=1"
+    if lab_bg_wait mig-idle "VMMTICK n=3 " "$BOOT_SECS"; then
+        mig_dest mig-idle
+        mig_go mig-idle
+        lab_bg_wait mig-idle-dst "VMMTICK n=" 30 && sleep 3
+        mig_ticks mig-idle-dst
+    else
+        lab_bg_stop mig-idle
+    fi
+    lab_bg_stop mig-idle-dst
+
+    # z2. a guest writing a pass number into every page of a buffer: no
+    #     page went backwards or was lost at the destination
+    # shellcheck disable=SC2086
+    lab_bg_start mig-pages "$VMM" run $mg_boot --mem 512M --api-socket /tmp/mig-pages.sock -v \
+        --cmdline "$mg_cmd vmmtest=mig-pages vmmpages=$MIG_PAGES_MIB vmmtick=1"
+    if lab_bg_wait mig-pages "VMMPAGES pass=3 " "$BOOT_SECS"; then
+        mig_dest mig-pages
+        mig_go mig-pages
+        # the source's last pass, then at least three more here
+        mg_pass=$(sed -n 's/^VMMPAGES pass=\([0-9]*\) .*/\1/p' /tmp/mig-pages.src | tail -n 1)
+        lab_bg_wait mig-pages-dst "VMMPAGES pass=" 60 && sleep 8
+        lab_note mig-pages-dst "passes_after=$(($(sed -n 's/^VMMPAGES pass=\([0-9]*\) .*/\1/p' /tmp/mig-pages-dst.out | tail -n 1) - mg_pass))"
+        lab_note mig-pages-dst "bad=$(sed -n 's/^VMMPAGES pass=[0-9]* bad=\([0-9]*\)/\1/p' /tmp/mig-pages-dst.out | tail -n 1)"
+        mig_ticks mig-pages-dst
+    else
+        lab_bg_stop mig-pages
+    fi
+    lab_bg_stop mig-pages-dst
+    rm -f /tmp/mig-pages.src
+
+    # z3. two busy vCPUs counting: the count goes on at the destination
+    #     with no step lost or repeated
+    # shellcheck disable=SC2086
+    lab_bg_start mig-smp "$VMM" run $mg_boot --mem 256M --cpus 2 --api-socket /tmp/mig-smp.sock \
+        --cmdline "$GUEST_CMDLINE vmmtest=mig-smp vmmbusy=2 vmmcount=1"
+    if lab_bg_wait mig-smp "VMMCOUNT 20 " "$BOOT_SECS"; then
+        mig_dest mig-smp
+        mig_go mig-smp
+        lab_bg_wait mig-smp-dst "VMMCOUNT " 60 && sleep 3
+        cat /tmp/mig-smp.src /tmp/mig-smp-dst.out >/tmp/mig-smp.joined
+        snap_facts mig-smp-dst /tmp/mig-smp.joined
+        lab_note mig-smp-dst "nproc=$(grep -c 'VMMGUEST nproc=2 ' /tmp/mig-smp.joined)"
+    else
+        lab_bg_stop mig-smp
+    fi
+    lab_bg_stop mig-smp-dst
+    rm -f /tmp/mig-smp.src /tmp/mig-smp.joined /tmp/mig-idle.src
+
+    # z4. files written and synced on ext4 during the migration: the
+    #     destination writes the rest, a fresh boot reads every file back,
+    #     e2fsck finds the file system clean
+    if [ -x /sbin/mke2fs ] && [ -x /sbin/e2fsck ] && [ -d /img ]; then
+        truncate -s 128M /img/mig.img
+        /sbin/mke2fs -q -F -t ext4 /img/mig.img
+        # shellcheck disable=SC2086
+        lab_bg_start mig-blk "$VMM" run $mg_boot --mem 256M --api-socket /tmp/mig-blk.sock -v \
+            --disk path=/img/mig.img --cmdline "$GUEST_CMDLINE vmmtest=mig-blk vmmblk=fsstream:vda"
+        if lab_bg_wait mig-blk "VMMBLK fsynced=4" "$BOOT_SECS"; then
+            mig_dest mig-blk
+            mig_go mig-blk
+            lab_bg_wait mig-blk-dst "VMMBLK fsynced=32" 200
+            cat /tmp/mig-blk.src /tmp/mig-blk-dst.out |
+                sed -n 's/^VMMBLK \(file[0-9]*_sha256=.*\)/\1/p' >/tmp/mig-files
+        else
+            lab_bg_stop mig-blk
+            : >/tmp/mig-files
+        fi
+        lab_bg_stop mig-blk-dst
+        # shellcheck disable=SC2086
+        lab_run mig-blk-verify "$BOOT_SECS" "$VMM" run $mg_boot --mem 256M \
+            --cmdline "$GUEST_CMDLINE vmmtest=mig-blk-verify vmmblk=fsverify:vda" --disk path=/img/mig.img
+        while read -r mg_f; do lab_note mig-blk-verify "$mg_f"; done </tmp/mig-files
+        /sbin/e2fsck -fn /img/mig.img >/tmp/e2fsck.out 2>&1
+        lab_note mig-blk-verify "e2fsck_rc=$?"
+        rm -f /img/mig.img /tmp/mig-files /tmp/mig-blk.src
+    else
+        for mg_n in mig-blk mig-blk-dst mig-blk-verify; do
+            lab_skip "$mg_n" "no e2fsprogs or /img RAM disk in L1"
+        done
+    fi
+
+    # z5. failures leave the source's guest running, its disk usable:
+    #     the destination killed mid-way, a cancel, a timeout; then one
+    #     that works from the same source
+    truncate -s 64M /img/mig-fail.img 2>/dev/null || truncate -s 64M /tmp/mig-fail.img
+    mg_img=/img/mig-fail.img
+    [ -e "$mg_img" ] || mg_img=/tmp/mig-fail.img
+    /sbin/mke2fs -q -F -t ext4 "$mg_img" 2>/dev/null
+    # shellcheck disable=SC2086
+    lab_bg_start mig-fail "$VMM" run $mg_boot --mem 512M --api-socket /tmp/mig-fail.sock -v \
+        --disk "path=$mg_img" --cmdline "$mg_cmd vmmtest=mig-fail vmmpages=$MIG_PAGES_MIB vmmtick=1"
+    if lab_bg_wait mig-fail "VMMPAGES pass=2 " "$BOOT_SECS"; then
+        # the destination dies once the pages flow
+        mig_dest mig-fail
+        lab_note mig-fail "kill_reply=$("$VMM" ctl /tmp/mig-fail.sock migrate unix:/tmp/mig-fail.mig)"
+        _i=0
+        until "$VMM" ctl /tmp/mig-fail.sock status | grep -q '"bytes_sent": *[1-9]' || [ "$_i" -ge 100 ]; do
+            sleep 0.1
+            _i=$((_i + 1))
+        done
+        lab_bg_stop mig-fail-dst
+        mig_status mig-fail kill
+        # a cancel
+        mig_dest mig-fail
+        lab_note mig-fail "cancel_reply=$("$VMM" ctl /tmp/mig-fail.sock migrate unix:/tmp/mig-fail.mig)"
+        lab_note mig-fail "cancel=$("$VMM" ctl /tmp/mig-fail.sock migrate-cancel)"
+        mig_status mig-fail cancel
+        lab_bg_stop mig-fail-dst
+        # a timeout: 1 s is far too short for 512 MiB here
+        mig_dest mig-fail
+        lab_note mig-fail "timeout_reply=$("$VMM" ctl /tmp/mig-fail.sock migrate unix:/tmp/mig-fail.mig timeout_s=1)"
+        mig_status mig-fail timeout
+        lab_bg_stop mig-fail-dst
+        # nobody listening
+        lab_note mig-fail "noconn_reply=$("$VMM" ctl /tmp/mig-fail.sock migrate unix:/tmp/nobody.mig)"
+        mig_status mig-fail noconn
+        # still running, still writing pages and its disk
+        mg_pass=$(sed -n 's/^VMMPAGES pass=\([0-9]*\) .*/\1/p' /tmp/mig-fail.out | tail -n 1)
+        lab_bg_wait mig-fail "VMMPAGES pass=$((mg_pass + 2)) " 60 && lab_note mig-fail "runs_on=1"
+        lab_note mig-fail "bad=$(sed -n 's/^VMMPAGES pass=[0-9]* bad=\([0-9]*\)/\1/p' /tmp/mig-fail.out | tail -n 1)"
+        mig_dest mig-fail
+        mig_go mig-fail
+        lab_bg_wait mig-fail-dst "VMMPAGES pass=" 60
+        lab_bg_stop mig-fail-dst
+    else
+        lab_bg_stop mig-fail
+    fi
+    rm -f "$mg_img"
+
+    # z6. refusals: a destination without the huge pages the source's
+    #     guest is on; options the machine comes from the source for
+    echo 70 >/proc/sys/vm/nr_hugepages
+    # shellcheck disable=SC2086
+    lab_bg_start mig-refuse "$VMM" run $mg_boot --mem 128M --hugepages 2M \
+        --api-socket /tmp/mig-refuse.sock --cmdline "$mg_cmd vmmtest=mig-refuse vmmtick=1"
+    if lab_bg_wait mig-refuse "VMMTICK n=1 " "$BOOT_SECS"; then
+        mig_dest mig-refuse
+        lab_note mig-refuse "reply=$("$VMM" ctl /tmp/mig-refuse.sock migrate unix:/tmp/mig-refuse.mig)"
+        mig_status mig-refuse refuse
+        lab_bg_wait mig-refuse-dst "never printed: wait for the exit" 10
+        lab_bg_stop mig-refuse-dst
+        lab_bg_wait mig-refuse "VMMTICK n=4 " 30 && lab_note mig-refuse "runs_on=1"
+    fi
+    lab_bg_stop mig-refuse
+    echo 0 >/proc/sys/vm/nr_hugepages
+    lab_run mig-bad-mem 30 "$VMM" run --incoming unix:/tmp/x.mig --mem 1G
+}
+
+lab_migrate_expectations() {
+    check_exit mig-idle 0
+    check_note mig-idle rounds -ge 1
+    check_note mig-idle-dst ticks -ge 3
+    check_note mig-idle-dst max_gap_ms -ge 10
+    check_exit mig-pages 0
+    check_note mig-pages rounds -ge 1
+    check_note mig-pages-dst bad = 0
+    check_note mig-pages-dst passes_after -ge 3
+    check_exit mig-smp 0
+    check_note mig-smp-dst gaps -eq 0
+    check_note mig-smp-dst lines -ge 25
+    check_note mig-smp-dst nproc = 1
+    check_exit mig-blk 0
+    check_guest mig-blk-dst files fsynced=32 error=
+    check_boot mig-blk-verify nproc=1 cmdline=vmmtest=mig-blk-verify
+    check_guest mig-blk-verify files verified=32 error=
+    i=1
+    while [ "$i" -le 32 ]; do
+        check_same "mig-blk-verify/file$i" "l1:mig-blk-verify:file${i}_sha256" \
+            "g:mig-blk-verify:vfile${i}_sha256"
+        i=$((i + 1))
+    done
+    check_note mig-blk-verify e2fsck_rc = 0
+    check_note mig-fail kill_state = failed
+    check_note mig-fail cancel_state = cancelled
+    check_note mig-fail timeout_state = failed
+    check_note mig-fail timeout_error = "not done within timeout_s=1"
+    check_note mig-fail noconn_state = failed
+    check_note mig-fail runs_on = 1
+    check_note mig-fail bad = 0
+    check_exit mig-fail 0
+    check_note mig-refuse refuse_state = failed
+    check_note mig-refuse runs_on = 1
+    check_exit mig-refuse-dst 1
+    check_usage_error mig-bad-mem "--mem"
+}
+
 lab_script_scenarios() {
     sc_boot="--kernel $KERNEL --initrd $INITRD --mem 256M"
     # the guest writes 7 to the exit device; the summary is written
@@ -943,6 +1191,7 @@ lab_expectations() {
         check_vfio "$n" dhcp carrier=1 udhcpc_rc=0 lease=10.0.2.15 ping=ok irq="$irq" done=1 error=
         check_result_json "$n" 0
     done
+    lab_migrate_expectations
 }
 
 lab_tiny_expectations() {
