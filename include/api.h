@@ -67,8 +67,6 @@ struct api {
 
 /* --snapshot-at matched (any thread): snapshot into --snapshot-dir, then stop. */
 void api_snapshot_at(void *opaque);
-/* Pause the vCPUs for a migration; migrate_paused() gets the outcome. */
-void api_pause_for(struct api *a, struct migration *mg);
 /* Listen on path (the pause and stop timers too); one line and -errno. */
 int api_init(struct api *a, struct machine *m, const char *path) WUR;
 void api_destroy(struct api *a);

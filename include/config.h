@@ -73,6 +73,7 @@ struct vmm_config {
 	uint64_t mem_bytes;
 	unsigned int cpus;
 	enum hugepages_mode hugepages;
+	bool mem_shared; /* --mem-shared: guest RAM in memfds (migrate local:) */
 	enum console_kind console;
 	const char *console_path; /* CONSOLE_FILE */
 	int verbosity;		  /* 0 normal, -1 quiet, 1.. verbose */

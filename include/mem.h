@@ -25,6 +25,7 @@ struct mem_region {
 	uint64_t gpa;
 	uint64_t size;
 	void *hva;
+	int fd;		      /* its memfd (shared RAM), or -1 */
 	unsigned long *dirty; /* vmm's own writes, while tracking (mem_track_*) */
 };
 
@@ -49,6 +50,19 @@ void mem_layout(struct guest_mem *mem, uint64_t ram_bytes);
  */
 int mem_create(struct guest_mem *mem, uint64_t ram_bytes, enum hugepages_mode mode, char *err,
 	       size_t errlen) WUR;
+/*
+ * The same in shared memfds, one per region (hugetlb ones for 2M/1G): RAM
+ * another process can map (a local migration, vhost-user backends).
+ */
+int mem_create_shared(struct guest_mem *mem, uint64_t ram_bytes, enum hugepages_mode mode,
+		      char *err, size_t errlen) WUR;
+/*
+ * RAM from another vmm's memfds (a local migration): the layout for
+ * ram_bytes, each region mapped shared from a dup of fds[i] (the caller
+ * keeps its own). -errno with err.
+ */
+int mem_adopt(struct guest_mem *mem, uint64_t ram_bytes, const int *fds, unsigned int n, char *err,
+	      size_t errlen) WUR;
 void mem_destroy(struct guest_mem *mem);
 
 /* The gate: host pointer for [gpa, gpa+len), or NULL if not all RAM. */

@@ -25,11 +25,11 @@
  * A PAGES payload is a sequence of entries: u64 (gpa | flags), then 4 KiB
  * of data unless the flag MIG_PAGE_ZERO says the page is all zeros.
  *
- * The source (src/migrate.c) runs on a thread of its own, started before
+ * The source runs on a thread of its own (src/migrate.c), started before
  * the seccomp filters and confined to its calls; the I/O thread pauses
- * and quiesces the machine for it (api.c) and answers the control socket
- * meanwhile. The destination (src/incoming.c) does its part on the main
- * thread before the run starts.
+ * and quiesces the machine for it (src/migrate_ctl.c, with api.c's pause)
+ * and answers the control socket meanwhile. The destination (src/incoming.c) does its part on the
+ * main thread before the run starts.
  */
 #ifndef VMM_MIGRATE_H
 #define VMM_MIGRATE_H
@@ -53,24 +53,28 @@ enum mig_record {
 	MIG_FAIL = 9,
 };
 
-#define MIG_PAGE_SIZE	   4096u
-#define MIG_PAGE_ZERO	   1u		/* the entry's flag: no data follows */
-#define MIG_PAGES_PER_REC  256u		/* a PAGES record carries at most this many */
-#define MIG_RECORD_MAX	   (256u << 20) /* the STATE stream's bound, as a file's */
-#define MIG_IO_TIMEOUT_S   30		/* a peer silent this long is gone */
+#define MIG_PAGE_SIZE		4096u
+#define MIG_PAGE_ZERO		1u	     /* the entry's flag: no data follows */
+#define MIG_PAGES_PER_REC	256u	     /* a PAGES record carries at most this many */
+#define MIG_RECORD_MAX		(256u << 20) /* the STATE stream's bound, as a file's */
+#define MIG_IO_TIMEOUT_S	30	     /* a peer silent this long is gone */
 #define MIG_DEFAULT_DOWNTIME_MS 300
-#define MIG_MAX_ROUNDS	   30
-#define MIG_MIN_ROUNDS	   3
+#define MIG_MAX_ROUNDS		30
+#define MIG_MIN_ROUNDS		3
 
-/* An address: unix:PATH or tcp:HOST:PORT. */
+/*
+ * An address: unix:PATH, tcp:HOST:PORT, or local:PATH (a unix socket to a
+ * vmm on this host, which gets guest RAM as memfds instead of a copy).
+ */
 struct mig_addr {
 	bool tcp;
+	bool local;
 	char path[108]; /* sun_path */
 	char host[256];
 	char port[8];
 };
 
-/* Parse s; -EINVAL with why ("… is not unix:PATH or tcp:HOST:PORT"). */
+/* Parse s; -EINVAL with why ("... is not unix:PATH, local:PATH or tcp:HOST:PORT"). */
 int mig_addr_parse(const char *s, struct mig_addr *a, char *why, size_t whylen) WUR;
 /* Listen (bound, 0600 for a unix socket) or connect; an fd, or -errno. */
 int mig_listen(const struct mig_addr *a) WUR;
@@ -80,13 +84,20 @@ int mig_set_timeouts(int fd, int seconds) WUR;
 
 /* One record out: 0 or -errno (-EPIPE: the peer went away). */
 int mig_send(int fd, uint32_t type, const void *p, size_t len) WUR;
+/* The same with fds passed along (SCM_RIGHTS, a unix socket): local handover. */
+#define MIG_MAX_FDS 4
+int mig_send_fds(int fd, uint32_t type, const void *p, size_t len, const int *fds,
+		 unsigned int nfds) WUR;
 /*
  * One record in, into *buf (grown with realloc up to max): 0, or -errno
  * with why: -ECONNRESET the peer closed, -EPROTO a bad header or CRC,
  * -E2BIG over max.
  */
-int mig_recv(int fd, uint32_t *type, uint8_t **buf, size_t *cap, size_t *len, size_t max,
-	     char *why, size_t whylen) WUR;
+int mig_recv(int fd, uint32_t *type, uint8_t **buf, size_t *cap, size_t *len, size_t max, char *why,
+	     size_t whylen) WUR;
+/* The same, keeping up to *nfds fds that came with it (*nfds: how many did). */
+int mig_recv_fds(int fd, uint32_t *type, uint8_t **buf, size_t *cap, size_t *len, size_t max,
+		 int *fds, unsigned int *nfds, char *why, size_t whylen) WUR;
 
 /* A PAGES payload being built: add pages until full, then send. */
 struct mig_pages {
@@ -102,8 +113,8 @@ void mig_pages_reset(struct mig_pages *p);
 
 struct guest_mem;
 /* Write a PAGES payload into guest RAM (every page through the gate). */
-int mig_pages_apply(struct guest_mem *mem, const uint8_t *p, size_t len, uint64_t *pages,
-		    char *why, size_t whylen) WUR;
+int mig_pages_apply(struct guest_mem *mem, const uint8_t *p, size_t len, uint64_t *pages, char *why,
+		    size_t whylen) WUR;
 
 /*
  * Whether to stop the guest now, after round (1, 2, ...): dirty_bytes fit
@@ -132,6 +143,8 @@ struct state_writer;
 
 struct migration {
 	struct machine *m;
+	void (*pause)(void *opaque); /* pause the vCPUs: migrate_paused() follows */
+	void *pause_opaque;
 	pthread_t thread;
 	bool started; /* the thread exists */
 	pthread_mutex_t lock;
@@ -165,8 +178,16 @@ struct migration {
 	char error[256];
 };
 
-/* Before the seccomp filters: the thread, idle until migrate_start(). */
-int migrate_init(struct migration *mg, struct machine *m) WUR;
+/*
+ * Before the seccomp filters: the thread, idle until migrate_start();
+ * pause(opaque) pauses the vCPUs for it (the control socket's pause).
+ */
+int migrate_init(struct migration *mg, struct machine *m, void (*pause)(void *), void *opaque) WUR;
+/*
+ * The control socket's "migrate ADDR [downtime_ms=N] [timeout_s=N]" (args:
+ * after the verb): parsed and started, or -errno with why.
+ */
+int migrate_command(struct migration *mg, char *args, char *why, size_t whylen) WUR;
 void migrate_destroy(struct migration *mg);
 /* On the I/O thread: begin; -errno with why (another one runs, VFIO...). */
 int migrate_start(struct migration *mg, const char *target, uint32_t downtime_ms,
@@ -199,6 +220,7 @@ struct incoming {
 	size_t rcap, rlen;
 	uint64_t pages;
 	uint64_t t0_ns;
+	bool local; /* RAM came as the source's memfds */
 };
 int incoming_receive(struct incoming *in, struct vmm_config *cfg, struct guest_mem *mem,
 		     struct state_stream *st, bool *usage) WUR;

@@ -96,13 +96,15 @@ static void pause_done(struct api *s, const char *why)
 	}
 }
 
-void api_pause_for(struct api *s, struct migration *mg)
+/* The migration's pause (migrate_init): migrate_paused() gets the outcome. */
+static void pause_for_migration(void *opaque)
 {
+	struct api *s = opaque;
 	struct vcpu_set *vcpus = &s->m->vcpus;
 
 	if (s->pausing || s->snapping) {
-		migrate_paused(mg, s->snapping ? "a snapshot is being written"
-					       : "a pause is under way");
+		migrate_paused(&s->mig, s->snapping ? "a snapshot is being written"
+						    : "a pause is under way");
 		return;
 	}
 	s->mig_pausing = true;
@@ -304,33 +306,8 @@ static void on_snapshot_at(void *opaque)
 /* "migrate ADDR [downtime_ms=N] [timeout_s=N]": answered at once. */
 static void api_migrate(struct api *s, struct api_client *c, char *args)
 {
-	uint32_t downtime_ms = MIG_DEFAULT_DOWNTIME_MS, timeout_s = 0;
-	char *save = NULL, *target = strtok_r(args, " ", &save), *kv, why[320];
+	char why[320];
 
-	while ((kv = strtok_r(NULL, " ", &save))) {
-		char *end;
-		unsigned long v;
-		bool dt = !strncmp(kv, "downtime_ms=", 12), to = !strncmp(kv, "timeout_s=", 10);
-		const char *num = dt ? kv + 12 : to ? kv + 10 : NULL;
-
-		errno = 0;
-		v = num ? strtoul(num, &end, 10) : 0;
-		if (!num || !*num || *end || errno || v == 0 || v > 86400000) {
-			snprintf(why, sizeof(why),
-				 "migrate: '%.64s' is not downtime_ms=N or timeout_s=N (N > 0)",
-				 kv);
-			reply_error(s, c, why);
-			return;
-		}
-		if (dt)
-			downtime_ms = (uint32_t)v;
-		else
-			timeout_s = (uint32_t)v;
-	}
-	if (!target) {
-		reply_error(s, c, "migrate needs an address: migrate unix:PATH|tcp:HOST:PORT");
-		return;
-	}
 	if (is_stopping(s) || s->snapping || s->pausing) {
 		reply_error(s, c,
 			    is_stopping(s) ? "the VM is stopping"
@@ -338,12 +315,13 @@ static void api_migrate(struct api *s, struct api_client *c, char *args)
 					   : "a pause is under way");
 		return;
 	}
-	if (migrate_start(&s->mig, target, downtime_ms, timeout_s, why, sizeof(why))) {
+	if (migrate_command(&s->mig, args, why, sizeof(why))) {
 		reply_error(s, c, why);
 		return;
 	}
 	client_reply(
-	    s, c, json_pack("{s:b, s:s, s:s}", "ok", 1, "migration", "started", "target", target));
+	    s, c,
+	    json_pack("{s:b, s:s, s:s}", "ok", 1, "migration", "started", "target", s->mig.target));
 }
 
 static void api_command(struct api *s, struct api_client *c)
@@ -585,7 +563,7 @@ int api_init(struct api *a, struct machine *m, const char *path)
 		return r;
 	if (!path)
 		return 0;
-	if ((r = migrate_init(&a->mig, m))) {
+	if ((r = migrate_init(&a->mig, m, pause_for_migration, a))) {
 		log_err(NULL, "migration: cannot start its thread: %s", strerror(-r));
 		return r;
 	}

@@ -149,6 +149,7 @@ enum {
 	OPT_PAUSED,
 	OPT_DISK_COPY,
 	OPT_INCOMING,
+	OPT_MEM_SHARED,
 };
 
 /* --disk-copy vdX=PATH (restore). */
@@ -171,7 +172,7 @@ static bool machine_option(int c)
 {
 	return c == OPT_KERNEL || c == OPT_INITRD || c == OPT_CMDLINE || c == OPT_MEM ||
 	       c == OPT_CPUS || c == OPT_HUGEPAGES || c == OPT_DISK || c == OPT_NET ||
-	       c == OPT_VFIO;
+	       c == OPT_VFIO || c == OPT_MEM_SHARED;
 }
 
 static int parse(struct vmm_config *cfg, int argc, char *const argv[], bool *help, char *err,
@@ -218,6 +219,7 @@ static int parse(struct vmm_config *cfg, int argc, char *const argv[], bool *hel
 	    {"paused", no_argument, NULL, OPT_PAUSED},
 	    {"disk-copy", required_argument, NULL, OPT_DISK_COPY},
 	    {"incoming", required_argument, NULL, OPT_INCOMING},
+	    {"mem-shared", no_argument, NULL, OPT_MEM_SHARED},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"help", no_argument, NULL, 'h'},
@@ -385,6 +387,7 @@ again:
 			cfg->snapshot_dir = optarg;
 			break;
 		case OPT_PAUSED: cfg->start_paused = true; break;
+		case OPT_MEM_SHARED: cfg->mem_shared = true; break;
 		case OPT_INCOMING: {
 			struct mig_addr a;
 			char why[200];

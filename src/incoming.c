@@ -60,8 +60,8 @@ static int accept_one(struct incoming *in, const struct vmm_config *cfg)
 /* A record; a damaged one is the stream's fault (*usage). */
 static int recv_rec(struct incoming *in, uint32_t *type, bool *usage, char *why, size_t whylen)
 {
-	int r = mig_recv(in->fd, type, &in->rbuf, &in->rcap, &in->rlen, MIG_RECORD_MAX, why,
-			 whylen);
+	int r =
+	    mig_recv(in->fd, type, &in->rbuf, &in->rcap, &in->rlen, MIG_RECORD_MAX, why, whylen);
 
 	if (r == -EPROTO || r == -E2BIG)
 		*usage = true;
@@ -82,19 +82,17 @@ static int unexpected(struct incoming *in, uint32_t type, const char *waiting, b
 	return refuse(in, MIG_FAIL, -EPROTO, why);
 }
 
-/* The hello: the machine's configuration, checked as a restore checks it. */
-static int take_hello(struct incoming *in, struct vmm_config *cfg, struct guest_mem *mem,
-		      bool *usage)
+/*
+ * The hello: the machine's configuration, checked as a restore checks it,
+ * and guest RAM: the source's memfds (nfds, local:) mapped, or made.
+ */
+static int adopt_hello(struct incoming *in, struct vmm_config *cfg, struct guest_mem *mem,
+		       uint32_t type, const int *fds, unsigned int nfds, bool *usage)
 {
 	static struct state_stream hello;
 	char why[512], err[256];
-	uint32_t type;
 	int r;
 
-	if ((r = recv_rec(in, &type, usage, why, sizeof(why)))) {
-		log_err(NULL, "incoming: %s", why);
-		return r;
-	}
 	if (type != MIG_HELLO)
 		return unexpected(in, type, "the source's hello", usage);
 	/* The config's strings are copied (cfg->owned): the buffer may go. */
@@ -108,13 +106,41 @@ static int take_hello(struct incoming *in, struct vmm_config *cfg, struct guest_
 				 cfg->nets[i].tap);
 			return refuse(in, MIG_REFUSE, -ENODEV, why);
 		}
-	if ((r = mem_create(mem, cfg->mem_bytes, cfg->hugepages, err, sizeof(err))))
+	r = nfds ? mem_adopt(mem, cfg->mem_bytes, fds, nfds, err, sizeof(err))
+	    : cfg->mem_shared
+		? mem_create_shared(mem, cfg->mem_bytes, cfg->hugepages, err, sizeof(err))
+		: mem_create(mem, cfg->mem_bytes, cfg->hugepages, err, sizeof(err));
+	if (r)
 		return refuse(in, MIG_REFUSE, r, err);
+	in->local = nfds > 0;
 	if ((r = mig_send(in->fd, MIG_ACCEPT, NULL, 0))) {
 		log_err(NULL, "incoming: answering the source: %s", strerror(-r));
 		return r;
 	}
 	return 0;
+}
+
+/* The hello, and with local: the source's memfds. */
+static int take_hello(struct incoming *in, struct vmm_config *cfg, struct guest_mem *mem,
+		      bool *usage)
+{
+	char why[512];
+	int fds[MIG_MAX_FDS];
+	unsigned int nfds = MIG_MAX_FDS;
+	uint32_t type;
+	int r;
+
+	r = mig_recv_fds(in->fd, &type, &in->rbuf, &in->rcap, &in->rlen, MIG_RECORD_MAX, fds, &nfds,
+			 why, sizeof(why));
+	if (r) {
+		*usage = r == -EPROTO || r == -E2BIG;
+		log_err(NULL, "incoming: %s", why);
+		return r;
+	}
+	r = adopt_hello(in, cfg, mem, type, fds, nfds, usage);
+	for (unsigned int i = 0; i < nfds; i++)
+		close(fds[i]); /* mem_adopt() took its own */
+	return r;
 }
 
 int incoming_receive(struct incoming *in, struct vmm_config *cfg, struct guest_mem *mem,
@@ -148,9 +174,9 @@ int incoming_receive(struct incoming *in, struct vmm_config *cfg, struct guest_m
 	in->listen_fd = -1;
 	if (r) {
 		log_err(NULL, "incoming: %s",
-			r == -EINTR	   ? "stopped while waiting for the source"
+			r == -EINTR	  ? "stopped while waiting for the source"
 			: r == -ETIMEDOUT ? "no source connected within --timeout"
-					   : strerror(-r));
+					  : strerror(-r));
 		return r;
 	}
 	in->t0_ns = now_ns();
@@ -198,8 +224,9 @@ int incoming_finish(struct incoming *in, int err, const char *why)
 		return err;
 	}
 	r = mig_send(in->fd, MIG_RESUMED, NULL, 0);
-	log_info("migrate", "%llu pages received; the guest runs here %.1f ms after the source "
-			    "connected",
+	log_info("migrate",
+		 "%llu pages received; the guest runs here %.1f ms after the source "
+		 "connected",
 		 (unsigned long long)in->pages, (double)(now_ns() - in->t0_ns) / 1e6);
 	return r;
 }

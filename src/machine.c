@@ -153,7 +153,10 @@ int machine_create_mem(struct machine *m, const struct vmm_config *cfg, struct r
 		memset(ram, 0, sizeof(*ram));
 		r = 0;
 	} else {
-		r = mem_create(&m->mem, cfg->mem_bytes, cfg->hugepages, err, sizeof(err));
+		r = cfg->mem_shared
+			? mem_create_shared(&m->mem, cfg->mem_bytes, cfg->hugepages, err,
+					    sizeof(err))
+			: mem_create(&m->mem, cfg->mem_bytes, cfg->hugepages, err, sizeof(err));
 	}
 	if (r) {
 		log_err(NULL, "%s", err);

@@ -47,6 +47,8 @@ static const char usage_run[] =
     "  --cpus N             vCPUs (default 1)\n"
     "  --hugepages MODE     auto|2M|1G|off (default auto: 2M hugetlb pages when\n"
     "                       enough are free, else transparent huge pages)\n"
+    "  --mem-shared         guest RAM in shared memfds (hugetlb ones with\n"
+    "                       --hugepages 2M|1G): what 'migrate local:' hands over\n"
     "  --disk path=FILE[,readonly=on][,serial=ID][,cache=none|writeback]\n"
     "       [,engine=io_uring|aio|sync][,queues=N]\n"
     "                       a virtio-blk disk (repeatable: vda, vdb, ...);\n"
@@ -302,10 +304,12 @@ static int ctl_migrate_addr(const char *arg, char *out, size_t len)
 		return -EINVAL;
 	}
 	if (!a.tcp) {
+		const char *scheme = a.local ? "local" : "unix";
+
 		if (a.path[0] == '/' || !getcwd(cwd, sizeof(cwd)))
-			n = snprintf(out, len, "unix:%s", a.path);
+			n = snprintf(out, len, "%s:%s", scheme, a.path);
 		else
-			n = snprintf(out, len, "unix:%s/%s", cwd, a.path);
+			n = snprintf(out, len, "%s:%s/%s", scheme, cwd, a.path);
 		return n < 0 || (size_t)n >= len ? -EINVAL : 0;
 	}
 	if (getaddrinfo(a.host, a.port, &hints, &res) || !res) {

@@ -28,18 +28,21 @@ int mig_addr_parse(const char *s, struct mig_addr *a, char *why, size_t whylen)
 	long port;
 
 	memset(a, 0, sizeof(*a));
-	if (!strncmp(s, "unix:", 5)) {
-		if (!s[5] || strlen(s + 5) >= sizeof(a->path)) {
+	if (!strncmp(s, "unix:", 5) || !strncmp(s, "local:", 6)) {
+		const char *path = strchr(s, ':') + 1;
+
+		a->local = s[0] == 'l';
+		if (!*path || strlen(path) >= sizeof(a->path)) {
 			snprintf(why, whylen, "'%s': %s", s,
-				 s[5] ? "the socket path is longer than 107 bytes"
-				      : "no socket path after unix:");
+				 *path ? "the socket path is longer than 107 bytes"
+				       : "no socket path after the colon");
 			return -EINVAL;
 		}
-		snprintf(a->path, sizeof(a->path), "%s", s + 5);
+		snprintf(a->path, sizeof(a->path), "%s", path);
 		return 0;
 	}
 	if (strncmp(s, "tcp:", 4)) {
-		snprintf(why, whylen, "'%s' is not unix:PATH or tcp:HOST:PORT", s);
+		snprintf(why, whylen, "'%s' is not unix:PATH, local:PATH or tcp:HOST:PORT", s);
 		return -EINVAL;
 	}
 	colon = strrchr(s + 4, ':');
@@ -169,8 +172,8 @@ int mig_connect(const struct mig_addr *a, int timeout_ms)
 		in4.sin_port = in6.sin6_port = port;
 		fd = socket(v4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		r = fd < 0 ? -errno
-			   : v4 ? connect_within(fd, (struct sockaddr *)&in4, sizeof(in4), timeout_ms)
-				: connect_within(fd, (struct sockaddr *)&in6, sizeof(in6), timeout_ms);
+		    : v4   ? connect_within(fd, (struct sockaddr *)&in4, sizeof(in4), timeout_ms)
+			   : connect_within(fd, (struct sockaddr *)&in6, sizeof(in6), timeout_ms);
 	}
 	if (fd >= 0 && r) {
 		close(fd);
@@ -189,11 +192,35 @@ int mig_set_timeouts(int fd, int seconds)
 	return 0;
 }
 
-static int send_all(int fd, struct iovec *iov, int n)
+/* iov whole; fds (at most MIG_MAX_FDS) ride on the first byte. */
+static int send_all(int fd, struct iovec *iov, int n, const int *fds, unsigned int nfds)
 {
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * MIG_MAX_FDS)];
+		struct cmsghdr align;
+	} u;
+
+	if (nfds > MIG_MAX_FDS)
+		return -EINVAL;
 	while (n > 0) {
 		struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-		ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL);
+		ssize_t w;
+
+		if (nfds) {
+			struct cmsghdr *c;
+
+			memset(&u, 0, sizeof(u));
+			mh.msg_control = u.buf;
+			mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+			c = CMSG_FIRSTHDR(&mh);
+			c->cmsg_level = SOL_SOCKET;
+			c->cmsg_type = SCM_RIGHTS;
+			c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+			memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+		}
+		w = sendmsg(fd, &mh, MSG_NOSIGNAL);
+		if (w > 0)
+			nfds = 0; /* sent with the first bytes */
 
 		if (w < 0 && errno == EINTR)
 			continue;
@@ -214,6 +241,12 @@ static int send_all(int fd, struct iovec *iov, int n)
 
 int mig_send(int fd, uint32_t type, const void *p, size_t len)
 {
+	return mig_send_fds(fd, type, p, len, NULL, 0);
+}
+
+int mig_send_fds(int fd, uint32_t type, const void *p, size_t len, const int *fds,
+		 unsigned int nfds)
+{
 	uint32_t hdr[2] = {type, (uint32_t)len};
 	uint32_t crc = (uint32_t)crc32_z(0, p, len);
 	struct iovec iov[3] = {
@@ -221,7 +254,7 @@ int mig_send(int fd, uint32_t type, const void *p, size_t len)
 
 	if (len > MIG_RECORD_MAX)
 		return -E2BIG;
-	return send_all(fd, iov, 3);
+	return send_all(fd, iov, 3, fds, nfds);
 }
 
 static int recv_all(int fd, void *p, size_t len)
@@ -241,13 +274,61 @@ static int recv_all(int fd, void *p, size_t len)
 	return 0;
 }
 
-int mig_recv(int fd, uint32_t *type, uint8_t **buf, size_t *cap, size_t *len, size_t max,
-	     char *why, size_t whylen)
+/* The header, and the fds that came with it (kept up to *nfds, others closed). */
+static int recv_header(int fd, uint32_t hdr[2], int *fds, unsigned int *nfds)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * MIG_MAX_FDS)];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = {hdr, 2 * sizeof(uint32_t)};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = u.buf,
+			    .msg_controllen = sizeof(u.buf)};
+	unsigned int room = nfds ? *nfds : 0, got = 0;
+	ssize_t n;
+
+	do
+		n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == EAGAIN ? -ETIMEDOUT : -errno;
+	if (n == 0)
+		return -ECONNRESET;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		for (size_t k = 0; k < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); k++) {
+			int f;
+
+			memcpy(&f, CMSG_DATA(c) + k * sizeof(int), sizeof(int));
+			if (got < room)
+				fds[got++] = f;
+			else
+				close(f);
+		}
+	}
+	if (nfds)
+		*nfds = got;
+	if ((size_t)n < 2 * sizeof(uint32_t))
+		return recv_all(fd, (uint8_t *)hdr + n, 2 * sizeof(uint32_t) - (size_t)n);
+	return 0;
+}
+
+int mig_recv(int fd, uint32_t *type, uint8_t **buf, size_t *cap, size_t *len, size_t max, char *why,
+	     size_t whylen)
+{
+	return mig_recv_fds(fd, type, buf, cap, len, max, NULL, NULL, why, whylen);
+}
+
+int mig_recv_fds(int fd, uint32_t *type, uint8_t **buf, size_t *cap, size_t *len, size_t max,
+		 int *fds, unsigned int *nfds, char *why, size_t whylen)
 {
 	uint32_t hdr[2], crc;
 	int r;
 
-	if ((r = recv_all(fd, hdr, sizeof(hdr))))
+	if ((r = recv_header(fd, hdr, fds, nfds)))
 		goto io;
 	if (hdr[0] < MIG_HELLO || hdr[0] > MIG_FAIL) {
 		snprintf(why, whylen, "not a migration stream (record type %u)", hdr[0]);
@@ -336,8 +417,8 @@ bool mig_pages_add(struct mig_pages *p, uint64_t gpa, const void *hva)
 	return ++p->n == MIG_PAGES_PER_REC;
 }
 
-int mig_pages_apply(struct guest_mem *mem, const uint8_t *p, size_t len, uint64_t *pages,
-		    char *why, size_t whylen)
+int mig_pages_apply(struct guest_mem *mem, const uint8_t *p, size_t len, uint64_t *pages, char *why,
+		    size_t whylen)
 {
 	size_t off = 0;
 	unsigned int n = 0;

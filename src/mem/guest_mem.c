@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "mem.h"
@@ -20,10 +22,12 @@ void mem_layout(struct guest_mem *mem, uint64_t ram_bytes)
 
 	memset(mem, 0, sizeof(*mem));
 	mem->ram_bytes = ram_bytes;
-	mem->regions[0] = (struct mem_region){.gpa = 0, .size = low};
+	mem->regions[0] = (struct mem_region){.gpa = 0, .size = low, .fd = -1};
+	mem->regions[1].fd = -1;
 	mem->nr_regions = 1;
 	if (ram_bytes > low) {
-		mem->regions[1] = (struct mem_region){.gpa = MEM_4G, .size = ram_bytes - low};
+		mem->regions[1] =
+		    (struct mem_region){.gpa = MEM_4G, .size = ram_bytes - low, .fd = -1};
 		mem->nr_regions = 2;
 	}
 }
@@ -43,6 +47,28 @@ long mem_hugepages_free(uint64_t page_size)
 		n = -1;
 	fclose(f);
 	return n;
+}
+
+/* A shared region over memfd fd: at a 2M-aligned address, as below. */
+static void *map_shared(int fd, uint64_t size)
+{
+	const uint64_t align = MEM_HVA_ALIGN;
+	uint8_t *p =
+	    mmap(NULL, size + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	uint8_t *aligned, *q;
+
+	if (p == MAP_FAILED)
+		return NULL;
+	aligned = (uint8_t *)ALIGN_UP((uintptr_t)p, (uintptr_t)align);
+	q = mmap(aligned, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+	if (q == MAP_FAILED) {
+		munmap(p, size + align);
+		return NULL;
+	}
+	if (aligned > p)
+		munmap(p, (size_t)(aligned - p));
+	munmap(aligned + size, (size_t)(p + align - aligned));
+	return aligned;
 }
 
 static void *map_region(uint64_t size, uint64_t page_size)
@@ -83,6 +109,9 @@ static void unmap_all(struct guest_mem *mem)
 		mem->regions[i].hva = NULL;
 		free(mem->regions[i].dirty);
 		mem->regions[i].dirty = NULL;
+		if (mem->regions[i].fd >= 0)
+			close(mem->regions[i].fd);
+		mem->regions[i].fd = -1;
 	}
 }
 
@@ -160,6 +189,92 @@ int mem_create(struct guest_mem *mem, uint64_t ram_bytes, enum hugepages_mode mo
 		if (thp)
 			mem->backing = "anonymous, transparent huge pages";
 	}
+	return 0;
+}
+
+/* memfds for each region (hugetlb ones for page_size > 4K), mapped shared. */
+static int map_all_shared(struct guest_mem *mem, uint64_t page_size)
+{
+	unsigned int flags = MFD_CLOEXEC;
+
+	if (page_size == 2 * MiB)
+		flags |= MFD_HUGETLB | MAP_HUGE_2MB_FLAG; /* MFD_HUGE_2MB: the same bits */
+	else if (page_size == GiB)
+		flags |= MFD_HUGETLB | MAP_HUGE_1GB_FLAG;
+	for (unsigned int i = 0; i < mem->nr_regions; i++) {
+		struct mem_region *r = &mem->regions[i];
+		int e;
+
+		r->fd = memfd_create("vmm-guest-ram", flags);
+		if (r->fd < 0 || ftruncate(r->fd, (off_t)r->size) < 0 ||
+		    !(r->hva = map_shared(r->fd, r->size))) {
+			e = errno;
+			unmap_all(mem);
+			return -e;
+		}
+	}
+	mem->page_size = page_size;
+	return 0;
+}
+
+int mem_create_shared(struct guest_mem *mem, uint64_t ram_bytes, enum hugepages_mode mode,
+		      char *err, size_t errlen)
+{
+	uint64_t page = mode == HUGEPAGES_2M ? 2 * MiB : mode == HUGEPAGES_1G ? GiB : 4096;
+	int r;
+
+	mem_layout(mem, ram_bytes);
+	if (page > 4096 && mem_hugepages_free(page) >= 0 &&
+	    (uint64_t)mem_hugepages_free(page) < ram_bytes / page) {
+		snprintf(err, errlen,
+			 "--hugepages %s: %llu huge pages needed, %ld free (see "
+			 "/proc/sys/vm/nr_hugepages)",
+			 hugepages_name(mode), (unsigned long long)(ram_bytes / page),
+			 mem_hugepages_free(page));
+		return -ENOMEM;
+	}
+	r = map_all_shared(mem, page);
+	if (r) {
+		snprintf(err, errlen, "cannot map %llu bytes of shared guest memory: %s",
+			 (unsigned long long)ram_bytes, strerror(-r));
+		return r;
+	}
+	mem->backing = page == GiB	 ? "shared memfd, hugetlb 1G"
+		       : page == 2 * MiB ? "shared memfd, hugetlb 2M"
+					 : "shared memfd";
+	return 0;
+}
+
+int mem_adopt(struct guest_mem *mem, uint64_t ram_bytes, const int *fds, unsigned int n, char *err,
+	      size_t errlen)
+{
+	mem_layout(mem, ram_bytes);
+	if (n != mem->nr_regions) {
+		snprintf(err, errlen, "%u memory fds for %u regions", n, mem->nr_regions);
+		return -EINVAL;
+	}
+	for (unsigned int i = 0; i < n; i++) {
+		struct mem_region *r = &mem->regions[i];
+		struct stat st;
+
+		if (fstat(fds[i], &st) < 0 || (uint64_t)st.st_size != r->size) {
+			snprintf(err, errlen, "memory fd %u is not %llu bytes", i,
+				 (unsigned long long)r->size);
+			unmap_all(mem);
+			return -EINVAL;
+		}
+		r->fd = dup(fds[i]);
+		if (r->fd < 0 || !(r->hva = map_shared(r->fd, r->size))) {
+			int e = errno;
+
+			snprintf(err, errlen, "cannot map the source's memory: %s", strerror(e));
+			unmap_all(mem);
+			return -e;
+		}
+		/* st_blksize: the page size of a hugetlb file */
+		mem->page_size = (uint64_t)st.st_blksize > 4096 ? (uint64_t)st.st_blksize : 4096;
+	}
+	mem->backing = "shared memfd, from the source";
 	return 0;
 }
 

@@ -110,7 +110,8 @@ int mem_load_file(struct guest_mem *mem, int fd)
 		void *p;
 		int r;
 
-		if (mem->page_size > PAGE) {
+		/* Huge pages, or shared RAM: a private mapping would unshare it. */
+		if (mem->page_size > PAGE || reg->fd >= 0) {
 			if ((r = read_region(fd, reg->hva, reg->size, foff)))
 				return r;
 			continue;

@@ -600,8 +600,30 @@ print("ok")' "$T/b.json" 2>&1 | tail -n 1)
 		ok "migrate: the destination goes on with the next count (disk lock handed over)" ||
 		bad "migrate: destination" "rc=$dst_rc first='$first' after $last lines, $(cat "$M/dst.err")"
 
+	# local: the shared RAM handed over as memfds to a new vmm process
+	mig_src --mem-shared
+	rm -f "$M/in.sock"
+	"$VMM" run -q --incoming "local:$M/in.sock" --expect 'count 0000000000000040' \
+		>"$M/dst.out" 2>"$M/dst.err" </dev/null &
+	dpid=$!
+	for _ in $(seq 50); do [ -S "$M/in.sock" ] && break; sleep 0.1; done
+	got=$("$VMM" ctl "$M/src.sock" migrate "local:$M/in.sock")
+	wait_bounded $spid 20
+	src_rc=$?
+	wait_bounded $dpid 20
+	dst_rc=$?
+	last=$(grep -c '^count ' "$M/src.out")
+	first=$(grep -m1 '^count ' "$M/dst.out")
+	[ "$src_rc" = 0 ] && [ "$dst_rc" = 0 ] && [ "$first" = "$(printf 'count %016x' "$last")" ] &&
+		[ ! -s "$M/src.err" ] && [ ! -s "$M/dst.err" ] &&
+		ok "migrate local: the new vmm goes on with the next count" ||
+		bad "migrate local:" "$got rc=$src_rc/$dst_rc first='$first' after $last, $(cat "$M/src.err" "$M/dst.err")"
+
 	# Failures: the guest runs on at the source, which says why.
 	mig_src
+	got=$("$VMM" ctl "$M/src.sock" migrate "local:$M/in.sock")
+	[ "$got" = '{"ok":false,"error":"local: hands guest RAM over as memfds: start the VM with --mem-shared"}' ] &&
+		ok "migrate local: without --mem-shared: refused" || bad "migrate local: not shared" "$got"
 	got=$("$VMM" ctl "$M/src.sock" migrate "unix:$M/nobody.sock")
 	[ "$(mig_outcome)" = "failed: cannot connect: No such file or directory" ] && mig_runs_on &&
 		ok "migrate to nobody: failed, the guest runs on" || bad "migrate to nobody" "$got $(mig_outcome)"
@@ -655,7 +677,7 @@ print("ok")' "$T/b.json" 2>&1 | tail -n 1)
 else
 	skipped "boot cases" "/dev/kvm is not usable here (the lab runs vmm on a real KVM)"
 fi
-expect_error "--incoming: not an address" 2 "--incoming: '/tmp/x' is not unix:PATH or tcp:HOST:PORT" run --incoming /tmp/x
+expect_error "--incoming: not an address" 2 "--incoming: '/tmp/x' is not unix:PATH, local:PATH or tcp:HOST:PORT" run --incoming /tmp/x
 expect_error "--incoming: a machine option" 2 "--mem: not an option of run --incoming" run --incoming unix:/tmp/x --mem 1G
 expect_error "restore --incoming" 2 "--incoming: an option of run, not of restore" restore /tmp --incoming unix:/tmp/x
 expect_error "ctl migrate: not an address" 2 "ctl: migrate: 'tcp:nohost' is not tcp:HOST:PORT" ctl /tmp/none.sock migrate tcp:nohost

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -44,9 +45,13 @@ static void test_addr(void **state)
 	assert_int_equal(mig_addr_parse("tcp:80", &a, why, sizeof(why)), -EINVAL);
 	assert_string_equal(why, "'tcp:80' is not tcp:HOST:PORT");
 	assert_int_equal(mig_addr_parse("unix:", &a, why, sizeof(why)), -EINVAL);
-	assert_string_equal(why, "'unix:': no socket path after unix:");
+	assert_string_equal(why, "'unix:': no socket path after the colon");
 	assert_int_equal(mig_addr_parse("/tmp/x", &a, why, sizeof(why)), -EINVAL);
-	assert_string_equal(why, "'/tmp/x' is not unix:PATH or tcp:HOST:PORT");
+	assert_string_equal(why, "'/tmp/x' is not unix:PATH, local:PATH or tcp:HOST:PORT");
+	assert_int_equal(mig_addr_parse("local:/run/m.sock", &a, why, sizeof(why)), 0);
+	assert_true(a.local);
+	assert_false(a.tcp);
+	assert_string_equal(a.path, "/run/m.sock");
 }
 
 static void pair(int sv[2])
@@ -131,6 +136,45 @@ static void test_bad_records(void **state)
 	rec[1] = 65;
 	assert_int_equal(recv_raw(rec, sizeof(rec), why, sizeof(why)), -E2BIG);
 	assert_string_equal(why, "a record of 65 bytes, more than the 64 allowed");
+}
+
+/* fds ride along with a record (local: hands memfds over). */
+static void test_fds(void **state)
+{
+	uint8_t *buf = NULL;
+	size_t cap = 0, len = 0;
+	int sv[2], fds[2], got[MIG_MAX_FDS];
+	unsigned int n = MIG_MAX_FDS;
+	uint32_t type;
+	char why[256], c;
+
+	(void)state;
+	pair(sv);
+	fds[0] = memfd_create("a", MFD_CLOEXEC);
+	fds[1] = memfd_create("b", MFD_CLOEXEC);
+	assert_int_equal(write(fds[1], "x", 1), 1);
+	assert_int_equal(mig_send_fds(sv[0], MIG_HELLO, "hi", 2, fds, 2), 0);
+	assert_int_equal(mig_send(sv[0], MIG_ACCEPT, NULL, 0), 0);
+	assert_int_equal(
+	    mig_recv_fds(sv[1], &type, &buf, &cap, &len, 64, got, &n, why, sizeof(why)), 0);
+	assert_int_equal(type, MIG_HELLO);
+	assert_int_equal(n, 2);
+	assert_int_equal(pread(got[1], &c, 1, 0), 1); /* the same file */
+	assert_int_equal(c, 'x');
+	/* none with the next one; none kept where there is no room for them */
+	n = MIG_MAX_FDS;
+	assert_int_equal(
+	    mig_recv_fds(sv[1], &type, &buf, &cap, &len, 64, got + 2, &n, why, sizeof(why)), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(mig_send_fds(sv[0], MIG_HELLO, "hi", 2, fds, 2), 0);
+	assert_int_equal(mig_recv(sv[1], &type, &buf, &cap, &len, 64, why, sizeof(why)), 0);
+	for (int i = 0; i < 2; i++) {
+		close(fds[i]);
+		close(got[i]);
+	}
+	close(sv[0]);
+	close(sv[1]);
+	free(buf);
 }
 
 static void test_peer_silent(void **state)
@@ -235,9 +279,9 @@ static void test_dirty_tracking(void **state)
 	assert_int_equal(mem_create(&mem, 1 << 20, HUGEPAGES_OFF, why, sizeof(why)), 0);
 	ram = mem.regions[0].hva;
 	assert_int_equal(mem_bitmap_longs(&mem, 0), 4); /* 256 pages */
-	mem_dirty_hva(&mem, ram, 1); /* not tracking: nothing */
+	mem_dirty_hva(&mem, ram, 1);			/* not tracking: nothing */
 	assert_int_equal(mem_track_start(&mem), 0);
-	mem_dirty_hva(&mem, ram + 0x1ffe, 4);	/* pages 1 and 2 */
+	mem_dirty_hva(&mem, ram + 0x1ffe, 4);	  /* pages 1 and 2 */
 	mem_dirty_hva(&mem, ram + 0xff000, 4096); /* the last page */
 	mem_dirty_hva(&mem, ram + 0x100000, 1);	  /* not guest RAM: ignored */
 	mem_dirty_hva(&mem, ram + 0x5000, 0);	  /* nothing written */
@@ -258,10 +302,10 @@ static void test_dirty_tracking(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_addr),	cmocka_unit_test(test_records),
-	    cmocka_unit_test(test_bad_records), cmocka_unit_test(test_peer_silent),
-	    cmocka_unit_test(test_pages),	cmocka_unit_test(test_converged),
-	    cmocka_unit_test(test_dirty_tracking),
+	    cmocka_unit_test(test_addr),	   cmocka_unit_test(test_records),
+	    cmocka_unit_test(test_bad_records),	   cmocka_unit_test(test_peer_silent),
+	    cmocka_unit_test(test_pages),	   cmocka_unit_test(test_converged),
+	    cmocka_unit_test(test_dirty_tracking), cmocka_unit_test(test_fds),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
