@@ -81,11 +81,17 @@ static void put_memory_layout(const struct guest_mem *mem, struct state_writer *
 	state_end(w);
 }
 
-/* The header, the configuration and the memory layout. */
-static int put_machine(struct machine *m, struct state_writer *w, char *why, size_t whylen)
+/*
+ * The header, the configuration and the memory layout. running: the vCPUs
+ * are in KVM_RUN, whose vCPU lock a vCPU ioctl would wait for (for ever,
+ * with a guest halted until an interrupt this thread delivers): the TSC
+ * rate is left out (0); the state stream at the end has it.
+ */
+static int put_machine(struct machine *m, struct state_writer *w, bool running, char *why,
+		       size_t whylen)
 {
 	struct state_header h = {.format = STATE_FORMAT_VERSION, .arch = STATE_ARCH_X86_64};
-	int khz = vcpu_tsc_khz(&m->vcpus.vcpus[0]), r;
+	int khz = running ? 0 : vcpu_tsc_khz(&m->vcpus.vcpus[0]), r;
 
 	cpu_vendor(m->vm.cpuid, h.vendor);
 	h.tsc_khz = khz > 0 ? (uint32_t)khz : 0;
@@ -98,7 +104,7 @@ static int put_machine(struct machine *m, struct state_writer *w, char *why, siz
 
 int snapshot_build_hello(struct machine *m, struct state_writer *w, char *why, size_t whylen)
 {
-	int r = put_machine(m, w, why, whylen);
+	int r = put_machine(m, w, true, why, whylen);
 
 	if (r)
 		return r;
@@ -113,7 +119,7 @@ int snapshot_build_state(struct machine *m, struct state_writer *w, char *why, s
 	const char *dev = NULL;
 	int r;
 
-	if ((r = put_machine(m, w, why, whylen)))
+	if ((r = put_machine(m, w, false, why, whylen)))
 		return r;
 	state_begin(w, STATE_SEC_VM, 1, "vm");
 	r = vm_save(&m->vm, w);

@@ -600,6 +600,23 @@ print("ok")' "$T/b.json" 2>&1 | tail -n 1)
 		ok "migrate: the destination goes on with the next count (disk lock handed over)" ||
 		bad "migrate: destination" "rc=$dst_rc first='$first' after $last lines, $(cat "$M/dst.err")"
 
+	# A guest halted for good: the source never waits on its vCPU (a
+	# vCPU ioctl from the I/O thread would, for ever: it took the hello's
+	# TSC rate that way once)
+	rm -f "$M/h.sock" "$M/in.sock"
+	"$VMM" run -q --kernel "$G/hang.elf" --mem 16M --api-socket "$M/h.sock" >"$M/h.out" 2>&1 </dev/null &
+	hpid=$!
+	"$VMM" run -q --incoming "unix:$M/in.sock" --timeout 3 >"$M/hd.out" 2>&1 </dev/null &
+	dpid=$!
+	for _ in $(seq 50); do [ -S "$M/in.sock" ] && grep -q halting "$M/h.out" && break; sleep 0.1; done
+	got=$(timeout 10 "$VMM" ctl "$M/h.sock" migrate "unix:$M/in.sock")
+	wait_bounded $hpid 20
+	src_rc=$?
+	wait_bounded $dpid 20
+	dst_rc=$?
+	[ "$src_rc" = 0 ] && [ "$dst_rc" = 124 ] && ok "migrate: a halted guest moves (and halts on at the destination until --timeout)" ||
+		bad "migrate: halted guest" "$got rc=$src_rc/$dst_rc $(cat "$M/h.out" "$M/hd.out")"
+
 	# local: the shared RAM handed over as memfds to a new vmm process
 	mig_src --mem-shared
 	rm -f "$M/in.sock"
