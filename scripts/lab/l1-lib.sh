@@ -104,15 +104,18 @@ lab_bg_wait() {
     _n=$1 _p=$2 _t=$3
     _pid=$(cat "/tmp/$_n.pid")
     _end=$(awk -v n="$(lab_now)" -v t="$_t" 'BEGIN { print int(n + t) }')
-    _beat=0
+    _beat=$(lab_now)
+    _beat=${_beat%.*}
     while :; do
         if grep -q -- "$_p" "/tmp/$_n.out"; then _w=found; break; fi
         if ! _lab_alive "$_pid"; then _w=exited; break; fi
         _now=$(lab_now)
         if [ "${_now%.*}" -ge "$_end" ]; then _w=timeout; break; fi
         # L1's console silent for long means a wedge to the host: say we wait
-        _beat=$((_beat + 1))
-        [ $((_beat % 150)) != 0 ] || echo "VMMLAB $_n still waiting"
+        if [ $((${_now%.*} - _beat)) -ge 30 ]; then
+            echo "VMMLAB $_n still waiting"
+            _beat=${_now%.*}
+        fi
         sleep 0.2
     done
     echo "$_w" >"/tmp/$_n.waited"

@@ -78,7 +78,8 @@ int main(int argc, char **argv)
 			if (*p != pass - 1) {
 				if (bad++ < 5)
 					printf("VMMPAGES page=%zu has=%llu want=%llu\n", i,
-					       (unsigned long long)*p, (unsigned long long)(pass - 1));
+					       (unsigned long long)*p,
+					       (unsigned long long)(pass - 1));
 			}
 			*p = pass;
 		}

@@ -48,8 +48,7 @@ void mem_dirty_hva(const struct guest_mem *mem, const void *hva, uint64_t len)
 		first = (a - base) / 4096;
 		last = (MIN(a - base + len, r->size) - 1) / 4096;
 		for (uint64_t p = first; p <= last; p++)
-			__atomic_fetch_or(&r->dirty[p / BITS], 1UL << (p % BITS),
-					  __ATOMIC_RELEASE);
+			__atomic_fetch_or(&r->dirty[p / BITS], 1UL << (p % BITS), __ATOMIC_RELEASE);
 		return;
 	}
 }

@@ -450,6 +450,7 @@ mig_go() {
     while _lab_alive "$(cat "/tmp/$_mg.pid")" && [ "$_i" -lt 4000 ]; do
         sleep 0.1
         _i=$((_i + 1))
+        [ $((_i % 200)) != 0 ] || echo "VMMLAB $_mg still migrating"
     done
     sed -n 's/.*migrate: done in \([0-9]*\) ms, paused \([0-9.]*\) ms: \([0-9]*\) rounds, \([0-9]*\) pages (\([0-9]*\) zero), \([0-9]*\) bytes sent for \([0-9]*\) of RAM/total_ms=\1 paused_ms=\2 rounds=\3 pages=\4 zero=\5 bytes=\6 ram=\7/p' \
         "/tmp/$_mg.err" | tr ' ' '\n' | while read -r _f; do lab_note "$_mg" "$_f"; done
@@ -515,11 +516,12 @@ lab_migrate_scenarios() {
     lab_bg_stop mig-pages-dst
     rm -f /tmp/mig-pages.src
 
-    # z3. two busy vCPUs counting: the count goes on at the destination
-    #     with no step lost or repeated
+    # z3. two vCPUs, one spinning, one counting: the count goes on at the
+    #     destination with no step lost or repeated (two spinning ones made
+    #     L1 itself hang, twice, once their vmm was killed)
     # shellcheck disable=SC2086
     lab_bg_start mig-smp "$VMM" run $mg_boot --mem 256M --cpus 2 --api-socket /tmp/mig-smp.sock \
-        --cmdline "$GUEST_CMDLINE vmmtest=mig-smp vmmbusy=2 vmmcount=1"
+        --cmdline "$GUEST_CMDLINE vmmtest=mig-smp vmmbusy=1 vmmcount=1"
     if lab_bg_wait mig-smp "VMMCOUNT 20 " "$BOOT_SECS"; then
         mig_dest mig-smp
         mig_go mig-smp
@@ -614,7 +616,78 @@ lab_migrate_scenarios() {
     fi
     rm -f "$mg_img"
 
-    # z6. refusals: a destination without the huge pages the source's
+    # z6. local: a guest on shared 2M pages handed over to a new vmm
+    #     process as memfds (nothing copied): its pages all there, its
+    #     downtime from inside
+    echo 140 >/proc/sys/vm/nr_hugepages
+    # shellcheck disable=SC2086
+    lab_bg_start mig-local "$VMM" run $mg_boot --mem 256M --hugepages 2M --mem-shared -v \
+        --api-socket /tmp/mig-local.sock --cmdline "$mg_cmd vmmtest=mig-local vmmpages=$MIG_PAGES_MIB vmmtick=1"
+    if lab_bg_wait mig-local "VMMPAGES pass=2 " "$BOOT_SECS"; then
+        rm -f /tmp/mig-local.mig
+        lab_bg_start mig-local-dst "$VMM" run --incoming unix:/tmp/mig-local.mig -v
+        _i=0
+        while [ ! -S /tmp/mig-local.mig ] && [ "$_i" -lt 100 ]; do sleep 0.1; _i=$((_i + 1)); done
+        lab_note mig-local "reply=$("$VMM" ctl /tmp/mig-local.sock migrate local:/tmp/mig-local.mig)"
+        _i=0
+        while _lab_alive "$(cat /tmp/mig-local.pid)" && [ "$_i" -lt 300 ]; do sleep 0.1; _i=$((_i + 1)); done
+        lab_note mig-local "paused_ms=$(sed -n 's/.*migrate: done in [0-9]* ms, paused \([0-9]*\).* ms.*/\1/p' /tmp/mig-local.err)"
+        lab_note mig-local "bytes=$(sed -n 's/.* \([0-9]*\) bytes sent for .*/\1/p' /tmp/mig-local.err)"
+        mg_pass=$(sed -n 's/^VMMPAGES pass=\([0-9]*\) .*/\1/p' /tmp/mig-local.out | tail -n 1)
+        lab_bg_stop mig-local
+        lab_bg_wait mig-local-dst "VMMPAGES pass=" 60 && sleep 5
+        lab_note mig-local-dst "passes_after=$(($(sed -n 's/^VMMPAGES pass=\([0-9]*\) .*/\1/p' /tmp/mig-local-dst.out | tail -n 1) - mg_pass))"
+        lab_note mig-local-dst "bad=$(sed -n 's/^VMMPAGES pass=[0-9]* bad=\([0-9]*\)/\1/p' /tmp/mig-local-dst.out | tail -n 1)"
+        lab_note mig-local-dst "shared=$(grep -c 'shared memfd, from the source' /tmp/mig-local-dst.err)"
+        mig_ticks mig-local-dst
+    else
+        lab_bg_stop mig-local
+    fi
+    lab_bg_stop mig-local-dst
+    echo 0 >/proc/sys/vm/nr_hugepages
+
+    # z7. a TCP transfer from the guest to L1 across the move: the tap
+    #     goes from one vmm to the other, the data arrives whole
+    if [ -c /dev/net/tun ] && command -v tunctl >/dev/null; then
+        mkdir -p /srv
+        dd if=/dev/urandom of=/srv/data bs=1M count=1 2>/dev/null
+        tunctl -t vmtap6 >/dev/null
+        ip addr add 10.0.79.1/24 dev vmtap6
+        ip link set vmtap6 up
+        httpd -p 10.0.79.1:8080 -h /srv
+        # shellcheck disable=SC2086
+        lab_bg_start mig-net "$VMM" run $mg_boot --mem 256M --api-socket /tmp/mig-net.sock -v \
+            --net tap=vmtap6 --cmdline "$GUEST_CMDLINE vmmtest=mig-net vmmnet=10.0.79.2/24 vmmnet_peer=10.0.79.1 vmmnet_mib=24"
+        if lab_bg_wait mig-net "VMMNET serving=1" 200; then
+            rm -f /tmp/up.rc
+            ( (wget -q -O - http://10.0.79.2:8080/up; echo "$?" >/tmp/up.rc) | sha256sum | cut -d ' ' -f 1 >/tmp/up.sha) &
+            mg_wget=$!
+            sleep 1
+            mig_dest mig-net
+            mig_go mig-net
+            _i=0
+            while [ ! -e /tmp/up.rc ] && [ "$_i" -lt 600 ]; do
+                sleep 0.2
+                _i=$((_i + 1))
+                [ $((_i % 100)) != 0 ] || echo "VMMLAB mig-net-dst still waiting"
+            done
+            wait "$mg_wget"
+            lab_note mig-net-dst "up_sha256=$(cat /tmp/up.sha)"
+            lab_note mig-net-dst "up_rc=$(cat /tmp/up.rc 2>/dev/null)"
+            wget -q -O /dev/null http://10.0.79.2:8080/cgi-bin/done
+            lab_bg_wait mig-net-dst "VMMNET done=1" 60
+        else
+            lab_bg_stop mig-net
+        fi
+        lab_bg_stop mig-net-dst
+        killall httpd 2>/dev/null
+        tunctl -d vmtap6 >/dev/null
+        rm -f /srv/data /tmp/up.sha /tmp/up.rc /tmp/mig-net.src
+    else
+        for mg_n in mig-net mig-net-dst; do lab_skip "$mg_n" "no /dev/net/tun or tunctl in L1"; done
+    fi
+
+    # z8. refusals: a destination without the huge pages the source's
     #     guest is on; options the machine comes from the source for
     echo 70 >/proc/sys/vm/nr_hugepages
     # shellcheck disable=SC2086
@@ -665,6 +738,18 @@ lab_migrate_expectations() {
     check_note mig-fail runs_on = 1
     check_note mig-fail bad = 0
     check_exit mig-fail 0
+    check_note mig-local paused_ms -ge 0
+    check_note mig-local bytes = 0
+    check_exit mig-local 0
+    check_note mig-local-dst shared = 1
+    check_note mig-local-dst bad = 0
+    check_note mig-local-dst passes_after -ge 3
+    check_exit mig-net 0
+    check_note mig-net rounds -ge 1
+    check_net mig-net tcp ping=ok down_rc=0 serving=1
+    check_same mig-net/up l1:mig-net-dst:up_sha256 n:mig-net:up_sha256
+    check_note mig-net-dst up_rc = 0
+    check_net mig-net-dst tcp fetched=yes done=1 error=
     check_note mig-refuse refuse_state = failed
     check_note mig-refuse runs_on = 1
     check_exit mig-refuse-dst 1
