@@ -13,6 +13,9 @@
 #  5. Lab: boot versus restore of a snapshot to a command's output, vmm next
 #     to QEMU (-incoming from a saved state) in the same L1 boot; snapshot
 #     sizes and vmm's snapshot pause (scripts/lab/bench-snapshot).
+#  6. Lab: live migration of an idle and of a page-writing guest between two
+#     processes, vmm next to QEMU's migrate: total time, downtime (the
+#     VMM's and the guest's own), rounds, bytes (scripts/lab/bench-migrate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${BENCH_RUNS:-11}
@@ -69,5 +72,6 @@ lab_json=$(lab_section lab scripts/lab/bench-boot)
 blk_json=$(lab_section "lab disks" scripts/lab/bench-blk)
 net_json=$(lab_section "lab network" scripts/lab/bench-net)
 snap_json=$(lab_section "lab snapshots" scripts/lab/bench-snapshot)
+mig_json=$(lab_section "lab migration" scripts/lab/bench-migrate)
 echo
-echo "{\"host\":$host_json,\"host_blk\":$host_blk_json,\"lab\":$lab_json,\"lab_blk\":$blk_json,\"lab_net\":$net_json,\"lab_snapshot\":$snap_json}" | tee "$out/bench.json"
+echo "{\"host\":$host_json,\"host_blk\":$host_blk_json,\"lab\":$lab_json,\"lab_blk\":$blk_json,\"lab_net\":$net_json,\"lab_snapshot\":$snap_json,\"lab_migrate\":$mig_json}" | tee "$out/bench.json"
