@@ -269,6 +269,7 @@ static int run(struct migration *mg, bool *paused, char *why, size_t whylen)
 {
 	struct machine *m = mg->m;
 	struct sender s = {.mg = mg};
+	size_t longest = 0;
 	int r, sock;
 
 	*paused = false;
@@ -307,13 +308,15 @@ static int run(struct migration *mg, bool *paused, char *why, size_t whylen)
 		return handover(mg, paused, why, whylen);
 	if ((r = mig_pages_init(&s.pages)))
 		goto nomem;
-	s.scratch = calloc(mem_bitmap_longs(&m->mem, 0), sizeof(unsigned long));
-	for (unsigned int i = 0; i < m->mem.nr_regions; i++)
+	for (unsigned int i = 0; i < m->mem.nr_regions; i++) {
+		longest = MAX(longest, mem_bitmap_longs(&m->mem, i));
 		if (!(s.dirty[i] = calloc(mem_bitmap_longs(&m->mem, i), sizeof(unsigned long))))
 			r = -ENOMEM;
+	}
+	/* KVM's log of any region lands in it: as long as the longest bitmap */
+	s.scratch = calloc(longest, sizeof(unsigned long));
 	if (r || !s.scratch)
 		goto nomem;
-	/* The biggest region first: its bitmap is the longest. */
 	if ((r = mem_track_start(&m->mem)))
 		goto nomem;
 	if ((r = vm_dirty_log_start(&m->vm, &m->mem))) {

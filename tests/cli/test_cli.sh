@@ -600,6 +600,22 @@ print("ok")' "$T/b.json" 2>&1 | tail -n 1)
 		ok "migrate: the destination goes on with the next count (disk lock handed over)" ||
 		bad "migrate: destination" "rc=$dst_rc first='$first' after $last lines, $(cat "$M/dst.err")"
 
+	# RAM above 4G larger than below it: two regions, the larger second
+	rm -f "$M/b.sock" "$M/in.sock"
+	"$VMM" run -q --kernel "$G/chatty.elf" --mem 8G --cmdline mode=count --api-socket "$M/b.sock" \
+		>"$M/b.out" 2>&1 </dev/null &
+	bpid=$!
+	"$VMM" run -q --incoming "unix:$M/in.sock" --expect 'count 0000000000000040' >"$M/bd.out" 2>&1 </dev/null &
+	dpid=$!
+	for _ in $(seq 50); do [ -S "$M/in.sock" ] && [ -S "$M/b.sock" ] && break; sleep 0.1; done
+	got=$(timeout 10 "$VMM" ctl "$M/b.sock" migrate "unix:$M/in.sock")
+	wait_bounded $bpid 30
+	src_rc=$?
+	wait_bounded $dpid 30
+	dst_rc=$?
+	[ "$src_rc" = 0 ] && [ "$dst_rc" = 0 ] && ok "migrate: an 8G guest (RAM on both sides of the 32-bit hole)" ||
+		bad "migrate: 8G guest" "$got rc=$src_rc/$dst_rc $(cat "$M/b.out" "$M/bd.out")"
+
 	# A guest halted for good: the source never waits on its vCPU (a
 	# vCPU ioctl from the I/O thread would, for ever: it took the hello's
 	# TSC rate that way once)
