@@ -153,7 +153,8 @@ struct migration {
 	int sock;
 	/* Under lock: the request, and the I/O thread's answers. */
 	bool go, quit, cancel, by_user;
-	enum { MIG_REQ_NONE, MIG_REQ_PAUSE, MIG_REQ_RELEASE, MIG_REQ_END } req;
+	enum { MIG_REQ_NONE, MIG_REQ_PAUSE, MIG_REQ_PARK, MIG_REQ_RELEASE, MIG_REQ_END } req;
+	bool parking; /* MIG_REQ_PARK: the vCPUs only, no quiesce, no state */
 	bool req_done;
 	int req_err;
 	char req_why[256];

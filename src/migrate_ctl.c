@@ -39,8 +39,9 @@ void migrate_paused(struct migration *mg, const char *failed)
 	char why[256];
 	int r;
 
-	if (failed) {
-		answer(mg, -EAGAIN, failed);
+	if (failed || mg->parking) {
+		mg->parking = false;
+		answer(mg, failed ? -EAGAIN : 0, failed);
 		return;
 	}
 	if ((r = device_quiesce_all(&m->devices))) {
@@ -91,8 +92,7 @@ static void end(struct migration *mg)
 			 (unsigned long long)mg->total_ms, (double)mg->downtime_ns / 1e6, mg->round,
 			 (unsigned long long)mg->pages_sent, (unsigned long long)mg->zero_pages,
 			 (unsigned long long)mg->bytes_sent, (unsigned long long)mg->ram_bytes);
-		stop_request(&m->stop, OUTCOME_MIGRATED, VMM_EXIT_OK, "migrated to %s",
-			     mg->target);
+		stop_request(&m->stop, OUTCOME_MIGRATED, VMM_EXIT_OK, "migrated to %s", mg->target);
 		answer(mg, 0, NULL);
 		return;
 	}
@@ -118,7 +118,9 @@ static void on_request(void *opaque)
 	req = mg->req;
 	pthread_mutex_unlock(&mg->lock);
 	switch (req) {
+	case MIG_REQ_PARK:
 	case MIG_REQ_PAUSE:
+		mg->parking = req == MIG_REQ_PARK;
 		mg->was_paused = __atomic_load_n(&mg->m->vcpus.paused, __ATOMIC_ACQUIRE);
 		mg->pause(mg->pause_opaque); /* answered by migrate_paused() */
 		break;
@@ -277,7 +279,8 @@ int migrate_command(struct migration *mg, char *args, char *why, size_t whylen)
 		v = num ? strtoul(num, &end, 10) : 0;
 		if (!num || !*num || *end || errno || v == 0 || v > 86400000) {
 			snprintf(why, whylen,
-				 "migrate: '%.64s' is not downtime_ms=N or timeout_s=N (N > 0)", kv);
+				 "migrate: '%.64s' is not downtime_ms=N or timeout_s=N (N > 0)",
+				 kv);
 			return -EINVAL;
 		}
 		if (dt)
@@ -307,8 +310,8 @@ void migrate_stop(struct migration *mg, const char *why, bool by_user)
 }
 
 static const char *const phase_names[] = {
-    [MIG_NONE] = "none",	   [MIG_ACTIVE] = "active",	[MIG_STOPPING] = "stopping",
-    [MIG_COMPLETED] = "completed", [MIG_FAILED] = "failed",	[MIG_CANCELLED] = "cancelled",
+    [MIG_NONE] = "none",	   [MIG_ACTIVE] = "active", [MIG_STOPPING] = "stopping",
+    [MIG_COMPLETED] = "completed", [MIG_FAILED] = "failed", [MIG_CANCELLED] = "cancelled",
 };
 
 void migrate_status(struct migration *mg, void *obj)
