@@ -250,7 +250,8 @@ snap_take() {
 }
 
 # The disk scenarios' RAM disk file system at /img: the blk group makes it;
-# a group booted again after a wedge, without the blk group, makes it here.
+# a group booted again after a wedge, without the blk group, makes it here
+# (every group that uses /img calls this first).
 lab_img_fs() {
     [ -d /img ] || lab_scratch_fs /img >/dev/null 2>&1
 }
@@ -805,6 +806,7 @@ lab_script_scenarios() {
 # shellcheck disable=SC2034  # the list of what follows; nothing reads it yet
 FAULT_SCENARIOS="sc-kill sc-off nonroot term-stream kill-stream fs-kill fs-verify"
 lab_fault_scenarios() {
+    lab_img_fs
     fault_boot="--kernel $KERNEL --initrd $INITRD"
     # p. the filter is on: a forbidden call (the test hook) kills vmm with
     #    SIGSYS and one line naming it; with --no-seccomp the same boots
