@@ -49,10 +49,13 @@ long mem_hugepages_free(uint64_t page_size)
 	return n;
 }
 
-/* A shared region over memfd fd: at a 2M-aligned address, as below. */
-static void *map_shared(int fd, uint64_t size)
+/*
+ * A shared region over memfd fd: at a 2M-aligned address, as below, or
+ * page-aligned for larger (1G hugetlb) pages, which need it.
+ */
+static void *map_shared(int fd, uint64_t size, uint64_t page_size)
 {
-	const uint64_t align = MEM_HVA_ALIGN;
+	const uint64_t align = MAX(MEM_HVA_ALIGN, page_size);
 	uint8_t *p =
 	    mmap(NULL, size + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	uint8_t *aligned, *q;
@@ -207,7 +210,7 @@ static int map_all_shared(struct guest_mem *mem, uint64_t page_size)
 
 		r->fd = memfd_create("vmm-guest-ram", flags);
 		if (r->fd < 0 || ftruncate(r->fd, (off_t)r->size) < 0 ||
-		    !(r->hva = map_shared(r->fd, r->size))) {
+		    !(r->hva = map_shared(r->fd, r->size, page_size))) {
 			e = errno;
 			unmap_all(mem);
 			return -e;
@@ -264,7 +267,7 @@ int mem_adopt(struct guest_mem *mem, uint64_t ram_bytes, const int *fds, unsigne
 			return -EINVAL;
 		}
 		r->fd = dup(fds[i]);
-		if (r->fd < 0 || !(r->hva = map_shared(r->fd, r->size))) {
+		if (r->fd < 0 || !(r->hva = map_shared(r->fd, r->size, (uint64_t)st.st_blksize))) {
 			int e = errno;
 
 			snprintf(err, errlen, "cannot map the source's memory: %s", strerror(e));
