@@ -96,6 +96,25 @@ static void pause_done(struct api *s, const char *why)
 	}
 }
 
+/*
+ * Park the vCPUs: pause_done() follows, at once or when the last one
+ * parks (or the deadline passes). A timer that cannot be armed puts them
+ * back as they were (was_paused).
+ */
+static void pause_begin(struct api *s, bool was_paused)
+{
+	struct vcpu_set *vcpus = &s->m->vcpus;
+
+	s->pausing = true;
+	vcpus_pause(vcpus, true);
+	if (io_timer_set(s->pause_fd, VMM_PAUSE_WAIT_S)) {
+		vcpus_pause(vcpus, was_paused);
+		pause_done(s, "cannot arm the pause timer");
+	} else if (vcpus_parked(vcpus)) {
+		pause_done(s, NULL);
+	}
+}
+
 /* The migration's pause (migrate_init): migrate_paused() gets the outcome. */
 static void pause_for_migration(void *opaque)
 {
@@ -112,14 +131,7 @@ static void pause_for_migration(void *opaque)
 		pause_done(s, NULL);
 		return;
 	}
-	s->pausing = true;
-	vcpus_pause(vcpus, true);
-	if (io_timer_set(s->pause_fd, VMM_PAUSE_WAIT_S)) {
-		vcpus_pause(vcpus, false);
-		pause_done(s, "cannot arm the pause timer");
-	} else if (vcpus_parked(vcpus)) {
-		pause_done(s, NULL);
-	}
+	pause_begin(s, false);
 }
 
 static void on_parked(void *opaque)
@@ -175,14 +187,7 @@ static void api_pause(struct api *s, struct api_client *c)
 		reply_state(s, c, "paused");
 		return;
 	}
-	s->pausing = true;
-	vcpus_pause(vcpus, true);
-	if (io_timer_set(s->pause_fd, VMM_PAUSE_WAIT_S)) {
-		vcpus_pause(vcpus, false);
-		pause_done(s, "cannot arm the pause timer");
-	} else if (vcpus_parked(vcpus)) {
-		pause_done(s, NULL);
-	}
+	pause_begin(s, false);
 }
 
 /*
@@ -277,14 +282,7 @@ static void snapshot_start(struct api *s, struct api_client *c, const char *dir)
 		snapshot_run(s, NULL);
 		return;
 	}
-	s->pausing = true;
-	vcpus_pause(vcpus, true);
-	if (io_timer_set(s->pause_fd, VMM_PAUSE_WAIT_S)) {
-		vcpus_pause(vcpus, s->snap_was_paused);
-		pause_done(s, "cannot arm the pause timer");
-	} else if (vcpus_parked(vcpus)) {
-		pause_done(s, NULL);
-	}
+	pause_begin(s, s->snap_was_paused);
 }
 
 void api_snapshot_at(void *opaque)

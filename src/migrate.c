@@ -171,11 +171,19 @@ static int expect(struct migration *mg, uint32_t want, const char *what, char *w
 	return r;
 }
 
-static void set_phase(struct migration *mg, enum mig_phase p)
+/* The stop: the I/O thread parks the vCPUs, quiesces the devices, builds the state. */
+static int stop_guest(struct migration *mg, bool *paused, char *why, size_t whylen)
 {
+	int r;
+
 	pthread_mutex_lock(&mg->lock);
-	mg->phase = p;
+	mg->phase = MIG_STOPPING;
+	mg->t_pause_ns = now_ns();
 	pthread_mutex_unlock(&mg->lock);
+	if ((r = ask(mg, MIG_REQ_PAUSE, why, whylen)))
+		return r;
+	*paused = true;
+	return 0;
 }
 
 /* The rounds while the guest runs; then the stop. *paused: the VM is. */
@@ -219,13 +227,8 @@ static int precopy(struct migration *mg, struct sender *s, bool *paused, char *w
 			return -ECANCELED;
 		}
 	}
-	set_phase(mg, MIG_STOPPING);
-	pthread_mutex_lock(&mg->lock);
-	mg->t_pause_ns = now_ns();
-	pthread_mutex_unlock(&mg->lock);
-	if ((r = ask(mg, MIG_REQ_PAUSE, why, whylen)))
+	if ((r = stop_guest(mg, paused, why, whylen)))
 		return r;
-	*paused = true;
 	/* Parked and quiesced: nothing writes guest RAM any more. */
 	if ((r = collect(s, &n, why, whylen)) || (r = send_dirty(s, why, whylen)))
 		return r;
@@ -253,16 +256,9 @@ static int finish(struct migration *mg, char *why, size_t whylen)
 /* local: the destination maps the same RAM: nothing to copy, only the state. */
 static int handover(struct migration *mg, bool *paused, char *why, size_t whylen)
 {
-	int r;
+	int r = stop_guest(mg, paused, why, whylen);
 
-	set_phase(mg, MIG_STOPPING);
-	pthread_mutex_lock(&mg->lock);
-	mg->t_pause_ns = now_ns();
-	pthread_mutex_unlock(&mg->lock);
-	if ((r = ask(mg, MIG_REQ_PAUSE, why, whylen)))
-		return r;
-	*paused = true;
-	return finish(mg, why, whylen);
+	return r ? r : finish(mg, why, whylen);
 }
 
 static int run(struct migration *mg, bool *paused, char *why, size_t whylen)
