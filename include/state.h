@@ -39,6 +39,7 @@ enum state_section {
 	STATE_SEC_VM = 3,     /* irqchip, PIT, clock */
 	STATE_SEC_VCPU = 4,   /* one per vCPU, named "vcpuN" */
 	STATE_SEC_DEVICE = 5, /* one per device on the board, named as it */
+	STATE_SEC_CPU = 6,    /* the CPU features the guest was shown */
 	STATE_SEC_END = 0xffff,
 };
 

@@ -44,6 +44,12 @@ int vm_open(struct vm *vm, const struct vmm_config *cfg, bool *usage) WUR;
  */
 int vm_map_ram(struct vm *vm, const struct guest_mem *mem) WUR;
 void vm_close(struct vm *vm);
+/*
+ * The CPUID a guest on this host would be shown, read from /dev/kvm
+ * without a VM (a migration's destination checks a guest's features
+ * before anything moves); -errno. The caller frees *out.
+ */
+int vm_host_cpuid(struct kvm_cpuid2 **out) WUR;
 
 /*
  * Dirty logging of guest RAM's slots, for a migration: start sets
@@ -73,5 +79,16 @@ int vm_save(const struct vm *vm, struct state_writer *w) WUR;
 int vm_restore(const struct vm *vm, struct state_reader *r, struct vm_clock *clock, char *why,
 	       size_t whylen) WUR;
 int vm_restore_clock(const struct vm *vm, const struct vm_clock *c) WUR;
+
+/*
+ * The CPU features a guest was shown (a fixed list of CPUID feature
+ * words), as written inside the VM section and in a stream's CPU
+ * section; the check refuses (-ENOTSUP, why names the word and the
+ * missing bits) features that host (a CPUID as vm_host_cpuid()'s) lacks,
+ * and a malformed list (-EINVAL).
+ */
+void vm_features_put(const struct kvm_cpuid2 *shown, struct state_writer *w);
+int vm_features_check(const struct kvm_cpuid2 *host, struct state_reader *r, char *why,
+		      size_t whylen) WUR;
 
 #endif

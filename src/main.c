@@ -260,7 +260,7 @@ static int cmd_restore(int argc, char *argv[])
 /* vmm snapshot-info DIR: the header and one line per section, checked. */
 static int cmd_snapshot_info(int argc, char *argv[])
 {
-	static const char *const kinds[] = {"?", "config", "memory", "vm", "vcpu", "device"};
+	static const char *const kinds[] = {"?", "config", "memory", "vm", "vcpu", "device", "cpu"};
 	static struct state_stream st;
 	void *buf = NULL;
 	size_t len = 0;

@@ -117,6 +117,33 @@ int restore_prepare(struct vmm_config *cfg, struct state_stream *s, const void *
 	return r;
 }
 
+/*
+ * The guest's CPU features against this host's KVM, before anything is
+ * made (a stream without the section, from an older vmm, is checked by
+ * vm_restore() later).
+ */
+static int check_features(const struct state_stream *s, char *why, size_t whylen)
+{
+	const struct state_section_ref *sec = state_find(s, STATE_SEC_CPU, NULL);
+	struct kvm_cpuid2 *host;
+	struct state_reader r;
+	int err;
+
+	if (!sec)
+		return 0;
+	if ((err = vm_host_cpuid(&host))) {
+		snprintf(why, whylen, "reading this host's CPU features from /dev/kvm: %s",
+			 strerror(-err));
+		return err;
+	}
+	state_reader_init(&r, sec->payload, sec->len);
+	err = vm_features_check(host, &r, why, whylen);
+	free(host);
+	if (!err && (err = state_reader_done(&r)))
+		snprintf(why, whylen, "CPU section: malformed");
+	return err;
+}
+
 int restore_check(struct vmm_config *cfg, struct state_stream *s, const void *buf, size_t len,
 		  bool live, char *why, size_t whylen)
 {
@@ -136,6 +163,8 @@ int restore_check(struct vmm_config *cfg, struct state_stream *s, const void *bu
 			 vendor);
 		return -EINVAL;
 	}
+	if ((r = check_features(s, why, whylen)))
+		return r;
 	sec = state_find(s, STATE_SEC_CONFIG, NULL);
 	if (!sec) {
 		snprintf(why, whylen, "no configuration section");

@@ -99,6 +99,9 @@ static int put_machine(struct machine *m, struct state_writer *w, bool running, 
 	if ((r = put_config(m, w, why, whylen)))
 		return r;
 	put_memory_layout(&m->mem, w);
+	state_begin(w, STATE_SEC_CPU, 1, "cpu");
+	vm_features_put(m->vm.cpuid, w);
+	state_end(w);
 	return 0;
 }
 

@@ -31,7 +31,7 @@ static bool host_has_hw_virt(void)
 	return found;
 }
 
-static int get_supported_cpuid(struct vm *vm)
+static int get_supported_cpuid(int kvm_fd, struct kvm_cpuid2 **out)
 {
 	for (unsigned int nent = 128; nent <= 4096; nent *= 2) {
 		struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + nent * sizeof(c->entries[0]));
@@ -39,8 +39,8 @@ static int get_supported_cpuid(struct vm *vm)
 		if (!c)
 			return -ENOMEM;
 		c->nent = nent;
-		if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
-			vm->cpuid = c;
+		if (ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
+			*out = c;
 			return 0;
 		}
 		free(c);
@@ -48,6 +48,33 @@ static int get_supported_cpuid(struct vm *vm)
 			return -errno;
 	}
 	return -E2BIG;
+}
+
+/* The CPUID a guest of this host is shown (before the per-vCPU shaping). */
+static int shown_cpuid(int kvm_fd, struct kvm_cpuid2 **out)
+{
+	int r = get_supported_cpuid(kvm_fd, out);
+
+	if (r)
+		return r;
+	/*
+	 * KVM emulates the TSC-deadline timer but leaves advertising it to
+	 * us; without it Linux calibrates the LAPIC timer at every boot.
+	 */
+	if (ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0)
+		cpuid_set_feature(*out, 1, CPUID_REG_ECX, 24);
+	return 0;
+}
+
+int vm_host_cpuid(struct kvm_cpuid2 **out)
+{
+	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC), r;
+
+	if (fd < 0)
+		return -errno;
+	r = shown_cpuid(fd, out);
+	close(fd);
+	return r;
 }
 
 static int check_cap(struct vm *vm, long cap, const char *name)
@@ -205,18 +232,11 @@ int vm_map_ram(struct vm *vm, const struct guest_mem *mem)
 			log_err(NULL, "KVM_SET_USER_MEMORY_REGION: %s", strerror(-r));
 			return r;
 		}
-	r = get_supported_cpuid(vm);
+	r = shown_cpuid(vm->kvm_fd, &vm->cpuid);
 	if (r) {
 		log_err(NULL, "KVM_GET_SUPPORTED_CPUID: %s", strerror(-r));
 		return r;
 	}
-	/*
-	 * KVM emulates the TSC-deadline timer but leaves advertising it to
-	 * us; without it Linux calibrates the LAPIC timer at every boot.
-	 */
-	if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0)
-		cpuid_set_feature(vm->cpuid, 1, CPUID_REG_ECX, 24);
-
 	return 0;
 }
 

@@ -48,6 +48,41 @@ static uint32_t feature_word(const struct kvm_cpuid2 *c, unsigned int k)
 	return 0;
 }
 
+void vm_features_put(const struct kvm_cpuid2 *shown, struct state_writer *w)
+{
+	state_put_u32(w, ARRAY_SIZE(feature_words));
+	for (unsigned int k = 0; k < ARRAY_SIZE(feature_words); k++)
+		state_put_u32(w, feature_word(shown, k));
+}
+
+int vm_features_check(const struct kvm_cpuid2 *host, struct state_reader *r, char *why,
+		      size_t whylen)
+{
+	uint32_t n = state_get_u32(r);
+
+	if (!r->err && n != ARRAY_SIZE(feature_words)) {
+		snprintf(why, whylen, "%u CPU feature words, vmm knows %zu", n,
+			 ARRAY_SIZE(feature_words));
+		return -EINVAL;
+	}
+	for (unsigned int k = 0; !r->err && k < n; k++) {
+		uint32_t want = state_get_u32(r), have = feature_word(host, k);
+
+		if (!r->err && (want & ~have)) {
+			snprintf(why, whylen,
+				 "this host's KVM lacks CPU features the guest was shown: %s bits "
+				 "0x%08x",
+				 feature_words[k].name, want & ~have);
+			return -ENOTSUP;
+		}
+	}
+	if (r->err) {
+		snprintf(why, whylen, "CPU features: truncated");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static uint64_t realtime_ns(void)
 {
 	struct timespec ts;
@@ -78,9 +113,7 @@ int vm_save(const struct vm *vm, struct state_writer *w)
 	state_put_u64(w, clock.clock);
 	/* KVM's own reading of the wall clock when it has one (same instant). */
 	state_put_u64(w, clock.flags & KVM_CLOCK_REALTIME ? clock.realtime : now);
-	state_put_u32(w, ARRAY_SIZE(feature_words));
-	for (unsigned int k = 0; k < ARRAY_SIZE(feature_words); k++)
-		state_put_u32(w, feature_word(vm->cpuid, k));
+	vm_features_put(vm->cpuid, w);
 	return state_writer_error(w);
 }
 
@@ -89,7 +122,6 @@ int vm_restore(const struct vm *vm, struct state_reader *r, struct vm_clock *clo
 {
 	struct kvm_irqchip chip[3];
 	struct kvm_pit_state2 pit;
-	uint32_t n;
 	int err;
 
 	if (state_get_u32(r) != VM_STATE_V1) {
@@ -100,20 +132,8 @@ int vm_restore(const struct vm *vm, struct state_reader *r, struct vm_clock *clo
 	state_get(r, &pit, sizeof(pit));
 	clock->clock = state_get_u64(r);
 	clock->realtime = state_get_u64(r);
-	n = state_get_u32(r);
-	if (n != ARRAY_SIZE(feature_words))
-		state_reader_fail(r, -EINVAL);
-	for (unsigned int k = 0; !r->err && k < n; k++) {
-		uint32_t want = state_get_u32(r), have = feature_word(vm->cpuid, k);
-
-		if (!r->err && (want & ~have)) {
-			snprintf(why, whylen,
-				 "this host's KVM lacks CPU features the guest was shown: %s bits "
-				 "0x%08x",
-				 feature_words[k].name, want & ~have);
-			return -ENOTSUP;
-		}
-	}
+	if ((err = vm_features_check(vm->cpuid, r, why, whylen)))
+		return err;
 	if ((err = state_reader_done(r))) {
 		snprintf(why, whylen, "VM section: malformed");
 		return err;

@@ -7,6 +7,9 @@
   mig_peer.py garbage PATH  connect to a destination at PATH, send bytes
                             that are no migration stream
   mig_peer.py badhello PATH connect, send a HELLO whose stream is damaged
+  mig_peer.py cpurelay PATH DEST  listen on PATH; take the source's hello, show
+                            its guest CPU features no host has, pass it to
+                            the destination at DEST and its answer back
 """
 import os
 import socket
@@ -14,6 +17,8 @@ import struct
 import sys
 import time
 import zlib
+
+from snapshot_tool import SEC_CPU, all_features
 
 HELLO, ACCEPT, REFUSE = 1, 2, 3
 
@@ -53,8 +58,38 @@ def listen(path):
     return conn
 
 
+def cpurelay(path, dest):
+    conn = listen(path)
+    rtype, hello = recv_record(conn)
+    assert rtype == HELLO
+    hello = bytearray(hello)
+    all_features(hello, SEC_CPU)
+    d = connect(dest)
+    d.sendall(record(HELLO, bytes(hello)))
+    rtype, why = recv_record(d)
+    conn.sendall(record(rtype, why))
+    time.sleep(0.5)
+
+
+def connect(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    for _ in range(100):
+        try:
+            s.connect(path)
+            break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        s.connect(path)  # the last try says why
+    s.settimeout(30)
+    return s
+
+
 def main():
     mode, path = sys.argv[1], sys.argv[2]
+    if mode == "cpurelay":
+        cpurelay(path, sys.argv[3])
+        return
     if mode in ("refuse", "stall"):
         conn = listen(path)
         rtype, _ = recv_record(conn)
@@ -70,13 +105,7 @@ def main():
         except (OSError, EOFError):
             pass
         return
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    for _ in range(100):
-        try:
-            s.connect(path)
-            break
-        except OSError:
-            time.sleep(0.05)
+    s = connect(path)
     if mode == "garbage":
         s.sendall(b"GET / HTTP/1.0\r\n\r\n")
     else:

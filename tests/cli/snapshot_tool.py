@@ -8,9 +8,11 @@
   snapshot_tool.py set-vendor DIR V   header CPU vendor V (checksum fixed)
   snapshot_tool.py flip DIR NAME      flip one byte of section NAME's payload
   snapshot_tool.py set-tsc DIR KHZ    header TSC frequency (checksum fixed)
-  snapshot_tool.py all-features DIR   the VM section's last CPU feature word
+  snapshot_tool.py all-features DIR   the CPU section's last CPU feature word
                                       (CPUID 0x80000001 EDX) all ones, its
                                       checksum fixed: features no host has
+  snapshot_tool.py all-vm-features DIR  the same in the VM section (the check a
+                                      stream without a CPU section gets)
 
 What counts as a clock: the VM section's kvmclock value and wall clock, the
 PIT channels' load times, a vCPU's TSC MSR and its LAPIC timer's current count.
@@ -23,6 +25,7 @@ HDR = 8 + 4 + 4 + 12 + 4 + 4
 SEC = 4 + 4 + 24 + 8 + 4
 IRQCHIP = 520            # struct kvm_irqchip
 PIT_CHANNEL = 24         # struct kvm_pit_channel_state
+SEC_VM, SEC_CPU = 3, 6
 MSR_TSC = 0x10
 APIC_TMCCT = 0x390
 
@@ -99,6 +102,17 @@ def fix_header(buf):
     buf[HDR - 4:HDR] = struct.pack("<I", zlib.crc32(bytes(buf[:HDR - 4])))
 
 
+def all_features(buf, section_type):
+    """The last feature word of section_type's payload all ones (buf: a state stream)."""
+    for t, _, o, l in sections(buf):
+        if t == section_type:
+            buf[o + l - 4:o + l] = b"\xff" * 4
+            hdr = o - SEC
+            buf[hdr + 40:hdr + 44] = struct.pack("<I", zlib.crc32(bytes(buf[o:o + l])))
+            return
+    raise ValueError("no section of type %d" % section_type)
+
+
 def write(path, buf):
     with open(path + "/state", "wb") as f:
         f.write(buf)
@@ -119,11 +133,9 @@ def main():
         buf[28:32] = struct.pack("<I", int(sys.argv[3]))
         fix_header(buf)
     elif cmd == "all-features":
-        for t, _, o, l in sections(buf):
-            if t == 3:
-                buf[o + l - 4:o + l] = b"\xff" * 4
-                hdr = o - SEC
-                buf[hdr + 40:hdr + 44] = struct.pack("<I", zlib.crc32(bytes(buf[o:o + l])))
+        all_features(buf, SEC_CPU)
+    elif cmd == "all-vm-features":
+        all_features(buf, SEC_VM)
     elif cmd == "flip":
         for _, n, o, l in sections(buf):
             if n == sys.argv[3] and l:

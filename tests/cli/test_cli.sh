@@ -515,9 +515,10 @@ print("ok")' "$T/b.json" 2>&1 | tail -n 1)
 	kill $pid
 	wait_bounded $pid 20
 	run "$VMM" snapshot-info "$S/a"
-	[ "$rc" = 0 ] && [ -z "$err" ] && [[ "$out" == "format 1 arch 62 vendor "*" sections 10"* ]] &&
-		[ "$(grep -c ' crc32 ' "$T/out")" = 10 ] && grep -q '^vda device v1 ' "$T/out" &&
-		ok "snapshot-info: the header and ten sections" || bad "snapshot-info" "rc=$rc $out $err"
+	[ "$rc" = 0 ] && [ -z "$err" ] && [[ "$out" == "format 1 arch 62 vendor "*" sections 11"* ]] &&
+		[ "$(grep -c ' crc32 ' "$T/out")" = 11 ] && grep -q '^vda device v1 ' "$T/out" &&
+		grep -q '^cpu cpu v1 36 bytes ' "$T/out" &&
+		ok "snapshot-info: the header and eleven sections" || bad "snapshot-info" "rc=$rc $out $err"
 	expect_error "snapshot-info: not a snapshot" 2 "is not a snapshot" snapshot-info "$T"
 	# Bad snapshots: one line, exit 2, nothing started.
 	expect_error "restore: no directory" 2 "missing the snapshot directory" restore
@@ -528,7 +529,8 @@ print("ok")' "$T/b.json" 2>&1 | tail -n 1)
 	expect_error "--snapshot-at without a directory" 2 "--snapshot-at needs --snapshot-dir" "${count_run[@]}" --snapshot-at x
 	for bad in truncated:"truncated" flip:"section 'vcpu0': checksum mismatch" format:"format version 7, this vmm reads 1" \
 		vendor:"made on a BogusVendor CPU" header:"header: checksum mismatch" \
-		tsc:"TSC" features:"lacks CPU features the guest was shown: CPUID.80000001:EDX"; do
+		tsc:"TSC" features:"lacks CPU features the guest was shown: CPUID.80000001:EDX" \
+		vm-features:"lacks CPU features the guest was shown: CPUID.80000001:EDX"; do
 		rm -rf "$S/x" && cp -r "$S/a" "$S/x"
 		case ${bad%%:*} in
 		truncated) truncate -s -100 "$S/x/state" ;;
@@ -538,6 +540,7 @@ print("ok")' "$T/b.json" 2>&1 | tail -n 1)
 		header) printf 'X' | dd of="$S/x/state" bs=1 seek=20 conv=notrunc 2>/dev/null ;;
 		tsc) tests/cli/snapshot_tool.py set-tsc "$S/x" 1 ;;
 		features) tests/cli/snapshot_tool.py all-features "$S/x" ;;
+		vm-features) tests/cli/snapshot_tool.py all-vm-features "$S/x" ;;
 		esac
 		expect_error "restore: ${bad%%:*}" 2 "${bad#*:}" restore "$S/x"
 	done
@@ -670,6 +673,25 @@ print("ok")' "$T/b.json" 2>&1 | tail -n 1)
 	[ "$(mig_outcome)" = "failed: the destination refused: no room for this guest" ] && mig_runs_on &&
 		ok "migrate: a refusal is said, the guest runs on" || bad "migrate: refused" "$(mig_outcome)"
 	wait $ppid
+	# A guest shown CPU features the destination's KVM lacks: refused at
+	# the hello, before any page moves (a relay makes the features up)
+	rm -f "$M/in.sock"
+	"$VMM" run --incoming "unix:$M/in.sock" >"$M/cd.out" 2>"$M/cd.err" </dev/null &
+	dpid=$!
+	tests/cli/mig_peer.py cpurelay "$M/peer.sock" "$M/in.sock" &
+	ppid=$!
+	for _ in $(seq 50); do [ -S "$M/peer.sock" ] && [ -S "$M/in.sock" ] && break; sleep 0.1; done
+	"$VMM" ctl "$M/src.sock" migrate "unix:$M/peer.sock" >/dev/null
+	got=$(mig_outcome)
+	wait_bounded $dpid 20
+	dst_rc=$?
+	wait $ppid
+	lacks="this host's KVM lacks CPU features the guest was shown: CPUID.80000001:EDX bits 0x"
+	[[ "$got" == "failed: the destination refused: $lacks"* ]] && mig_runs_on && [ "$dst_rc" = 2 ] &&
+		[[ "$(cat "$M/cd.err")" == "vmm: incoming: $lacks"* ]] && [ "$(wc -l <"$M/cd.err")" = 1 ] &&
+		[ ! -e "$M/in.sock" ] &&
+		ok "migrate: CPU features the destination lacks: refused at the hello, the guest runs on" ||
+		bad "migrate: CPU features" "$got rc=$dst_rc $(cat "$M/cd.err")"
 	tests/cli/mig_peer.py stall "$M/peer.sock" &
 	ppid=$!
 	for _ in $(seq 50); do [ -S "$M/peer.sock" ] && break; sleep 0.1; done
@@ -695,7 +717,7 @@ print("ok")' "$T/b.json" 2>&1 | tail -n 1)
 	kill $spid
 	wait_bounded $spid 20
 	# stderr of the source: one line per failure, and the SIGTERM's
-	[ "$(grep -c 'the guest runs on here' "$M/src.err")" = 4 ] && [ "$(wc -l <"$M/src.err")" = 5 ] &&
+	[ "$(grep -c 'the guest runs on here' "$M/src.err")" = 5 ] && [ "$(wc -l <"$M/src.err")" = 6 ] &&
 		ok "migrate failures: one line each at the source" || bad "migrate failure lines" "$(cat "$M/src.err")"
 	# A destination fed a bad stream: one line, nothing started.
 	for bad in garbage:"not a migration stream" badhello:"header"; do

@@ -1,4 +1,8 @@
-/* Unit tests: per-vCPU CPUID shaping (cpuid_adjust/cpuid_is_amd, src/cpu/vcpu.c). */
+/*
+ * Unit tests: per-vCPU CPUID shaping (cpuid_adjust/cpuid_is_amd,
+ * src/cpu/vcpu.c) and the guest's CPU features a restore or a migration's
+ * destination checks against its host (vm_features_put/check, src/vm_state.c).
+ */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -6,10 +10,13 @@
 
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "state.h"
 #include "vcpu.h"
+#include "vm.h"
 
 #define VENDOR_INTEL 0x756e6547 /* "Genu" */
 #define VENDOR_AMD   0x68747541 /* "Auth" */
@@ -244,6 +251,67 @@ static void test_per_vcpu_copies(void **state)
 	free(tmpl);
 }
 
+/* The features written, then checked against a host: 0 or -errno, why. */
+static int features_on(const struct kvm_cpuid2 *shown, const struct kvm_cpuid2 *host, size_t cut,
+		       char *why, size_t whylen)
+{
+	struct state_writer w;
+	struct state_reader r;
+	int err;
+
+	state_writer_init(&w);
+	vm_features_put(shown, &w);
+	assert_int_equal(state_writer_error(&w), 0);
+	assert_int_equal(w.len, 4 + 8 * 4); /* a count, eight words */
+	state_reader_init(&r, w.buf, w.len - cut);
+	why[0] = '\0';
+	err = vm_features_check(host, &r, why, whylen);
+	state_writer_free(&w);
+	return err;
+}
+
+static void test_features(void **state)
+{
+	struct kvm_cpuid2 *guest = make_cpuid(VENDOR_AMD), *host = make_cpuid(VENDOR_AMD);
+	char why[256];
+
+	(void)state;
+	/* The same host, and one with more: fine. */
+	assert_int_equal(features_on(guest, host, 0, why, sizeof(why)), 0);
+	leaf(host, 7, 0)->ebx |= 0xf0;
+	assert_int_equal(features_on(guest, host, 0, why, sizeof(why)), 0);
+	/* One with fewer: the word and the bits it lacks. */
+	leaf(host, 1, 0)->ecx &= ~0x00100200u;
+	assert_int_equal(features_on(guest, host, 0, why, sizeof(why)), -ENOTSUP);
+	assert_string_equal(why, "this host's KVM lacks CPU features the guest was shown: "
+				 "CPUID.1:ECX bits 0x00100200");
+	/* A host without leaf 7 lacks all of it. */
+	leaf(host, 1, 0)->ecx = L1_ECX;
+	leaf(host, 7, 0)->function = 0x6;
+	assert_int_equal(features_on(guest, host, 0, why, sizeof(why)), -ENOTSUP);
+	assert_string_equal(why, "this host's KVM lacks CPU features the guest was shown: "
+				 "CPUID.7.0:EBX bits 0x00000002");
+	/* Truncated: malformed, whatever the host. */
+	assert_int_equal(features_on(guest, guest, 3, why, sizeof(why)), -EINVAL);
+	assert_string_equal(why, "CPU features: truncated");
+	free(guest);
+	free(host);
+}
+
+static void test_features_count(void **state)
+{
+	struct kvm_cpuid2 *c = make_cpuid(VENDOR_INTEL);
+	uint8_t bytes[4 + 9 * 4] = {9}; /* nine words: a layout this vmm does not know */
+	struct state_reader r;
+	char why[128];
+
+	(void)state;
+	state_reader_init(&r, bytes, sizeof(bytes));
+	assert_int_equal(vm_features_check(c, &r, why, sizeof(why)), -EINVAL);
+	assert_string_equal(why, "9 CPU feature words, vmm knows 8");
+	free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -252,6 +320,8 @@ int main(void)
 	    cmocka_unit_test(test_amd),
 	    cmocka_unit_test(test_hygon_is_amd),
 	    cmocka_unit_test(test_per_vcpu_copies),
+	    cmocka_unit_test(test_features),
+	    cmocka_unit_test(test_features_count),
 	};
 
 	return cmocka_run_group_tests_name("cpuid", tests, NULL, NULL);
