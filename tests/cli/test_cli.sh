@@ -243,13 +243,20 @@ if have_kvm; then
 	# --- stop works in every state, and leaves nothing behind -----------
 	# wait_bounded PID SECS: wait for PID; after SECS it is killed (-9),
 	# so a vmm that does not stop fails its case instead of hanging the suite.
+	# The watchdog ends by itself once PID is reaped: killing it early
+	# raced its fork (it ran this script's EXIT trap and removed $T).
 	wait_bounded() {
-		(sleep "$2" && kill -9 "$1" 2>/dev/null) &
+		(
+			for ((i = 0; i < $2 * 10; i++)); do
+				kill -0 "$1" 2>/dev/null || exit 0
+				sleep 0.1
+			done
+			kill -9 "$1" 2>/dev/null
+		) &
 		local dog=$! rc
 		wait "$1"
 		rc=$?
-		kill "$dog" 2>/dev/null
-		wait "$dog" 2>/dev/null
+		wait "$dog"
 		return $rc
 	}
 	# json_field FILE KEY: one field of a --result file (strict parse).
