@@ -213,10 +213,14 @@ struct incoming;
  * machine part filled from it), receive guest RAM into *mem, then the
  * state stream into *st (its buffer in *buf). The caller builds the
  * machine with that RAM, restores st, then incoming_finish(). One line
- * on failure; *usage: the stream or the user's input was at fault.
+ * on failure; *usage: the stream or the user's input was at fault. A
+ * stop signal (SIGINT, SIGTERM, ...) ends it at any point before the
+ * guest runs (-EINTR, in->signo; the source is told and runs on).
  */
 struct incoming {
 	int listen_fd, fd;
+	int sig_fd; /* the stop signals, while it waits on the source */
+	int signo;  /* the stop signal that ended it (-EINTR), or 0 */
 	uint8_t *rbuf, *state;
 	size_t rcap, rlen;
 	uint64_t pages;

@@ -30,39 +30,83 @@ static int refuse(struct incoming *in, uint32_t type, int err, const char *why)
 	return err;
 }
 
-/* One source, or a stop signal (-EINTR), or --timeout (-ETIMEDOUT). */
-static int accept_one(struct incoming *in, const struct vmm_config *cfg)
+/* The stop signals vmm serves, as a signalfd (they are blocked). */
+static int stop_signals_fd(void)
 {
 	sigset_t set;
-	struct pollfd p[2];
-	int sfd, r;
 
 	sigemptyset(&set);
-	for (int s = SIGHUP; s <= SIGTERM; s++)
-		if (s == SIGINT || s == SIGTERM || s == SIGHUP || s == SIGQUIT)
-			sigaddset(&set, s);
-	sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-	p[0] = (struct pollfd){.fd = in->listen_fd, .events = POLLIN};
-	p[1] = (struct pollfd){.fd = sfd, .events = POLLIN};
-	r = poll(p, sfd >= 0 ? 2 : 1, cfg->timeout_s > 0 ? (int)(cfg->timeout_s * 1000) : -1);
-	if (sfd >= 0)
-		close(sfd);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGQUIT);
+	return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+/*
+ * Wait until fd is readable, a stop signal comes (-EINTR, in->signo) or
+ * timeout_ms passes (-ETIMEDOUT; -1: no limit).
+ */
+static int wait_for(struct incoming *in, int fd, int timeout_ms)
+{
+	struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = in->sig_fd, .events = POLLIN}};
+	struct signalfd_siginfo si;
+	int r;
+
+	do
+		r = poll(p, in->sig_fd >= 0 ? 2 : 1, timeout_ms);
+	while (r < 0 && errno == EINTR);
 	if (r == 0)
 		return -ETIMEDOUT;
 	if (r < 0)
 		return -errno;
-	if (sfd >= 0 && (p[1].revents & POLLIN))
+	if (in->sig_fd >= 0 && (p[1].revents & POLLIN)) {
+		in->signo =
+		    read(in->sig_fd, &si, sizeof(si)) == sizeof(si) ? (int)si.ssi_signo : SIGTERM;
 		return -EINTR;
+	}
+	return 0;
+}
+
+/* One source, or a stop signal (-EINTR), or --timeout (-ETIMEDOUT). */
+static int accept_one(struct incoming *in, const struct vmm_config *cfg)
+{
+	int r = wait_for(in, in->listen_fd, cfg->timeout_s > 0 ? (int)(cfg->timeout_s * 1000) : -1);
+
+	if (r)
+		return r;
 	in->fd = accept4(in->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 	return in->fd < 0 ? -errno : 0;
+}
+
+/*
+ * The source's next record is coming: a stop signal meanwhile ends the
+ * migration (the source is told; why says so), as does a silence.
+ */
+static int source_ready(struct incoming *in, char *why, size_t whylen)
+{
+	int r = wait_for(in, in->fd, MIG_IO_TIMEOUT_S * 1000);
+
+	if (r == -EINTR) {
+		snprintf(why, whylen, "stopped by SIG%s", sigabbrev_np(in->signo));
+		(void)!mig_send(in->fd, MIG_FAIL, "the destination was stopped",
+				strlen("the destination was stopped"));
+	} else if (r == -ETIMEDOUT) {
+		snprintf(why, whylen, "the source sent nothing for %d s", MIG_IO_TIMEOUT_S);
+	} else if (r) {
+		snprintf(why, whylen, "%s", strerror(-r));
+	}
+	return r;
 }
 
 /* A record; a damaged one is the stream's fault (*usage). */
 static int recv_rec(struct incoming *in, uint32_t *type, bool *usage, char *why, size_t whylen)
 {
-	int r =
-	    mig_recv(in->fd, type, &in->rbuf, &in->rcap, &in->rlen, MIG_RECORD_MAX, why, whylen);
+	int r = source_ready(in, why, whylen);
 
+	if (r)
+		return r;
+	r = mig_recv(in->fd, type, &in->rbuf, &in->rcap, &in->rlen, MIG_RECORD_MAX, why, whylen);
 	if (r == -EPROTO || r == -E2BIG)
 		*usage = true;
 	return r;
@@ -128,10 +172,11 @@ static int take_hello(struct incoming *in, struct vmm_config *cfg, struct guest_
 	int fds[MIG_MAX_FDS];
 	unsigned int nfds = MIG_MAX_FDS;
 	uint32_t type;
-	int r;
+	int r = source_ready(in, why, sizeof(why));
 
-	r = mig_recv_fds(in->fd, &type, &in->rbuf, &in->rcap, &in->rlen, MIG_RECORD_MAX, fds, &nfds,
-			 why, sizeof(why));
+	if (!r)
+		r = mig_recv_fds(in->fd, &type, &in->rbuf, &in->rcap, &in->rlen, MIG_RECORD_MAX,
+				 fds, &nfds, why, sizeof(why));
 	if (r) {
 		*usage = r == -EPROTO || r == -E2BIG;
 		log_err(NULL, "incoming: %s", why);
@@ -153,6 +198,7 @@ int incoming_receive(struct incoming *in, struct vmm_config *cfg, struct guest_m
 
 	memset(in, 0, sizeof(*in));
 	in->listen_fd = in->fd = -1;
+	in->sig_fd = stop_signals_fd();
 	*usage = false;
 	if (mig_addr_parse(cfg->incoming, &a, why, sizeof(why))) { /* config checked it */
 		*usage = true;
@@ -172,13 +218,14 @@ int incoming_receive(struct incoming *in, struct vmm_config *cfg, struct guest_m
 		unlink(a.path); /* one migration: no socket left behind */
 	close(in->listen_fd);
 	in->listen_fd = -1;
-	if (r) {
+	if (r == -EINTR)
+		log_err(NULL, "incoming: stopped by SIG%s while waiting for the source",
+			sigabbrev_np(in->signo));
+	else if (r)
 		log_err(NULL, "incoming: %s",
-			r == -EINTR	  ? "stopped while waiting for the source"
-			: r == -ETIMEDOUT ? "no source connected within --timeout"
-					  : strerror(-r));
+			r == -ETIMEDOUT ? "no source connected within --timeout" : strerror(-r));
+	if (r)
 		return r;
-	}
 	in->t0_ns = now_ns();
 	if ((r = mig_set_timeouts(in->fd, MIG_IO_TIMEOUT_S)) ||
 	    (r = take_hello(in, cfg, mem, usage)))
@@ -237,7 +284,9 @@ void incoming_close(struct incoming *in)
 		close(in->fd);
 	if (in->listen_fd >= 0)
 		close(in->listen_fd);
-	in->fd = in->listen_fd = -1;
+	if (in->sig_fd >= 0)
+		close(in->sig_fd);
+	in->fd = in->listen_fd = in->sig_fd = -1;
 	free(in->rbuf);
 	free(in->state);
 	in->rbuf = in->state = NULL;

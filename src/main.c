@@ -143,6 +143,12 @@ static int launch(struct vmm_config *cfg, const struct state_stream *st, struct 
 		return VMM_EXIT_FAILURE;
 	if (in && (r = incoming_receive(in, cfg, &ram, &mst, &usage))) {
 		mem_destroy(&ram);
+		if (r == -EINTR && in->signo) { /* a stop signal: as a run it stops says */
+			(void)result_commit(&result, result_new(VMM_EXIT_SIGNAL + in->signo,
+								outcome_name(OUTCOME_SIGNAL),
+								log_last_error()));
+			return VMM_EXIT_SIGNAL + in->signo;
+		}
 		if (!usage)
 			(void)result_commit(&result, result_new(VMM_EXIT_FAILURE,
 								outcome_name(OUTCOME_HOST_ERROR),
@@ -214,7 +220,7 @@ static int cmd_run(int argc, char *argv[])
 	/* A stop signal during setup is served once the run starts. */
 	machine_block_signals(&sigs);
 	if (cfg.incoming) {
-		struct incoming in = {.listen_fd = -1, .fd = -1};
+		struct incoming in = {.listen_fd = -1, .fd = -1, .sig_fd = -1};
 
 		r = launch(&cfg, NULL, &in);
 		incoming_close(&in);

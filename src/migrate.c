@@ -13,6 +13,7 @@
  * reclaimed, vCPUs running unless they were paused before.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,31 @@ struct sender {
 	uint64_t round_bytes;
 };
 
+/*
+ * A send failed (-err): the destination may have said why before it hung
+ * up (a FAIL record waiting in the socket), which tells more than EPIPE.
+ */
+static void send_failed(struct migration *mg, int err, const char *what, char *why, size_t whylen)
+{
+	struct pollfd p = {.fd = mg->sock, .events = POLLIN};
+	uint8_t *buf = NULL;
+	size_t cap = 0, len = 0;
+	uint32_t type;
+	char e[64];
+
+	if ((err == -EPIPE || err == -ECONNRESET) && poll(&p, 1, 0) == 1 &&
+	    !mig_recv(mg->sock, &type, &buf, &cap, &len, 4096, e, sizeof(e)) &&
+	    (type == MIG_FAIL || type == MIG_REFUSE))
+		snprintf(why, whylen, "the destination %s: %.200s",
+			 type == MIG_REFUSE ? "refused" : "failed", (const char *)buf);
+	else
+		snprintf(why, whylen, "%s: %s", what,
+			 err == -EPIPE	     ? "the destination went away"
+			 : err == -ETIMEDOUT ? "the destination took nothing for 30 s"
+					     : strerror(-err));
+	free(buf);
+}
+
 static int flush_pages(struct sender *s, char *why, size_t whylen)
 {
 	struct migration *mg = s->mg;
@@ -79,10 +105,7 @@ static int flush_pages(struct sender *s, char *why, size_t whylen)
 		return 0;
 	r = mig_send(mg->sock, MIG_PAGES, s->pages.buf, s->pages.len);
 	if (r) {
-		snprintf(why, whylen, "sending pages: %s",
-			 r == -EPIPE	   ? "the destination went away"
-			 : r == -ETIMEDOUT ? "the destination took nothing for 30 s"
-					   : strerror(-r));
+		send_failed(mg, r, "sending pages", why, whylen);
 		return r;
 	}
 	pthread_mutex_lock(&mg->lock);
@@ -241,7 +264,7 @@ static int finish(struct migration *mg, char *why, size_t whylen)
 	int r = mig_send(mg->sock, MIG_STATE, mg->state, mg->state_len);
 
 	if (r)
-		snprintf(why, whylen, "sending the state: %s", strerror(-r));
+		send_failed(mg, r, "sending the state", why, whylen);
 	if (!r)
 		r = expect(mg, MIG_TAKEN, "the destination to take the state", why, whylen);
 	if (!r)

@@ -10,11 +10,15 @@
   mig_peer.py cpurelay PATH DEST  listen on PATH; take the source's hello, show
                             its guest CPU features no host has, pass it to
                             the destination at DEST and its answer back
+  mig_peer.py holdrelay PATH DEST pass the hello and the answer through, print
+                            "held", then swallow what the source sends; pass
+                            the destination's next record back and hang up
 """
 import os
 import socket
 import struct
 import sys
+import threading
 import time
 import zlib
 
@@ -58,17 +62,35 @@ def listen(path):
     return conn
 
 
-def cpurelay(path, dest):
+def relay(path, dest, mode):
     conn = listen(path)
     rtype, hello = recv_record(conn)
     assert rtype == HELLO
     hello = bytearray(hello)
-    all_features(hello, SEC_CPU)
+    if mode == "cpurelay":
+        all_features(hello, SEC_CPU)
     d = connect(dest)
     d.sendall(record(HELLO, bytes(hello)))
     rtype, why = recv_record(d)
     conn.sendall(record(rtype, why))
+    if mode == "holdrelay":
+        threading.Thread(target=drain, args=(conn,), daemon=True).start()
+        print("held", flush=True)
+        try:
+            rtype, why = recv_record(d)
+            conn.sendall(record(rtype, why))
+        except (OSError, EOFError):
+            pass
+        conn.shutdown(socket.SHUT_RDWR)
     time.sleep(0.5)
+
+
+def drain(conn):
+    try:
+        while conn.recv(1 << 16):
+            pass
+    except OSError:
+        pass
 
 
 def connect(path):
@@ -87,8 +109,8 @@ def connect(path):
 
 def main():
     mode, path = sys.argv[1], sys.argv[2]
-    if mode == "cpurelay":
-        cpurelay(path, sys.argv[3])
+    if mode in ("cpurelay", "holdrelay"):
+        relay(path, sys.argv[3], mode)
         return
     if mode in ("refuse", "stall"):
         conn = listen(path)

@@ -699,6 +699,25 @@ print("ok")' "$T/b.json" 2>&1 | tail -n 1)
 		[ ! -e "$M/in.sock" ] &&
 		ok "migrate: CPU features the destination lacks: refused at the hello, the guest runs on" ||
 		bad "migrate: CPU features" "$got rc=$dst_rc $(cat "$M/cd.err")"
+	# A destination stopped mid-copy: 128+N and one line; the source is
+	# told and runs on (a relay holds the copy back)
+	rm -f "$M/in.sock"
+	"$VMM" run --incoming "unix:$M/in.sock" >"$M/cd.out" 2>"$M/cd.err" </dev/null &
+	dpid=$!
+	tests/cli/mig_peer.py holdrelay "$M/peer.sock" "$M/in.sock" >"$M/relay.out" &
+	ppid=$!
+	for _ in $(seq 50); do [ -S "$M/peer.sock" ] && [ -S "$M/in.sock" ] && break; sleep 0.1; done
+	"$VMM" ctl "$M/src.sock" migrate "unix:$M/peer.sock" >/dev/null
+	for _ in $(seq 50); do grep -q held "$M/relay.out" && break; sleep 0.1; done
+	kill -TERM $dpid
+	wait_bounded $dpid 20
+	dst_rc=$?
+	got=$(mig_outcome)
+	wait $ppid
+	[ "$dst_rc" = 143 ] && [ "$(cat "$M/cd.err")" = "vmm: incoming: stopped by SIGTERM" ] &&
+		[ "$got" = "failed: the destination failed: the destination was stopped" ] && mig_runs_on &&
+		ok "--incoming stopped mid-copy: exit 143, one line; the source runs on" ||
+		bad "--incoming stopped mid-copy" "rc=$dst_rc $got $(cat "$M/cd.err")"
 	tests/cli/mig_peer.py stall "$M/peer.sock" &
 	ppid=$!
 	for _ in $(seq 50); do [ -S "$M/peer.sock" ] && break; sleep 0.1; done
@@ -724,7 +743,7 @@ print("ok")' "$T/b.json" 2>&1 | tail -n 1)
 	kill $spid
 	wait_bounded $spid 20
 	# stderr of the source: one line per failure, and the SIGTERM's
-	[ "$(grep -c 'the guest runs on here' "$M/src.err")" = 5 ] && [ "$(wc -l <"$M/src.err")" = 6 ] &&
+	[ "$(grep -c 'the guest runs on here' "$M/src.err")" = 6 ] && [ "$(wc -l <"$M/src.err")" = 7 ] &&
 		ok "migrate failures: one line each at the source" || bad "migrate failure lines" "$(cat "$M/src.err")"
 	# A destination fed a bad stream: one line, nothing started.
 	for bad in garbage:"not a migration stream" badhello:"header"; do
@@ -739,6 +758,16 @@ print("ok")' "$T/b.json" 2>&1 | tail -n 1)
 	run timeout 20 "$VMM" run --incoming "unix:$M/in.sock" --timeout 0.5
 	[ "$rc" = 1 ] && [ "$err" = "vmm: incoming: no source connected within --timeout" ] && [ ! -e "$M/in.sock" ] &&
 		ok "--incoming --timeout: nobody came, exit 1" || bad "--incoming --timeout" "rc=$rc $err"
+	rm -f "$M/in.sock"
+	"$VMM" run --incoming "unix:$M/in.sock" >/dev/null 2>"$M/cd.err" </dev/null &
+	dpid=$!
+	for _ in $(seq 50); do [ -S "$M/in.sock" ] && break; sleep 0.1; done
+	kill -INT $dpid
+	wait_bounded $dpid 20
+	dst_rc=$?
+	[ "$dst_rc" = 130 ] && [ "$(cat "$M/cd.err")" = "vmm: incoming: stopped by SIGINT while waiting for the source" ] &&
+		[ ! -e "$M/in.sock" ] && ok "--incoming: Ctrl-C while it waits: exit 130, one line" ||
+		bad "--incoming Ctrl-C" "rc=$dst_rc $(cat "$M/cd.err")"
 else
 	skipped "boot cases" "/dev/kvm is not usable here (the lab runs vmm on a real KVM)"
 fi
