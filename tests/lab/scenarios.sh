@@ -1238,7 +1238,7 @@ lab_expectations() {
     check_exit snap-ci-true 0
     check_exit snap-ci-false 1
     check_note snap-paused snapshot_ok = 1
-    check_note snap-paused sections = 7
+    check_note snap-paused sections = 8
     check_note snap-paused sections_same = yes
     check_note snap-paused memory_diff_span -le 12
 
