@@ -73,7 +73,9 @@ struct vmm_config {
 	uint64_t mem_bytes;
 	unsigned int cpus;
 	enum hugepages_mode hugepages;
-	bool mem_shared; /* --mem-shared: guest RAM in memfds (migrate local:) */
+	bool mem_shared;    /* --mem-shared: guest RAM in memfds (migrate local:) */
+	bool rng;	    /* a virtio-rng device (--no-rng: none) */
+	const char *append; /* --append: added to the command line (folded into cmdline) */
 	enum console_kind console;
 	const char *console_path; /* CONSOLE_FILE */
 	int verbosity;		  /* 0 normal, -1 quiet, 1.. verbose */
@@ -109,7 +111,7 @@ struct vmm_config {
 		int64_t mtime_ns;
 	} disk_id[VMM_MAX_DISKS];
 	const char *disk_abs[VMM_MAX_DISKS]; /* each image's absolute path (owned) */
-	char *owned[2 * VMM_MAX_DISKS + 4];  /* strings the config owns */
+	char *owned[2 * VMM_MAX_DISKS + 5];  /* strings the config owns */
 	unsigned int nr_owned;
 };
 

@@ -216,6 +216,16 @@ int net_add(const struct dev_services *svc, struct device_list *l, const struct 
 	    unsigned int index, unsigned int slot, bool *usage) WUR;
 
 /*
+ * virtio-rng (src/virtio/rng.c) at PCI slot, on the board's list; one
+ * line on failure. rng_open()/rng_close() give the device without a VM
+ * (tests), rng_bytes() what it gave the guest.
+ */
+int rng_add(const struct dev_services *svc, struct device_list *l, unsigned int slot) WUR;
+struct virtio_dev *rng_open(const struct guest_mem *mem);
+uint64_t rng_bytes(const struct virtio_dev *d);
+void rng_close(struct virtio_dev *d);
+
+/*
  * The same device without a VM, for tests: blk_open() gives the device
  * (ops, features, queues; tops and the rings are the caller's), its
  * completion fd (-1 for the sync engine) is served by blk_complete().

@@ -150,6 +150,8 @@ enum {
 	OPT_DISK_COPY,
 	OPT_INCOMING,
 	OPT_MEM_SHARED,
+	OPT_NO_RNG,
+	OPT_APPEND,
 };
 
 /* --disk-copy vdX=PATH (restore). */
@@ -172,7 +174,7 @@ static bool machine_option(int c)
 {
 	return c == OPT_KERNEL || c == OPT_INITRD || c == OPT_CMDLINE || c == OPT_MEM ||
 	       c == OPT_CPUS || c == OPT_HUGEPAGES || c == OPT_DISK || c == OPT_NET ||
-	       c == OPT_VFIO || c == OPT_MEM_SHARED;
+	       c == OPT_VFIO || c == OPT_MEM_SHARED || c == OPT_NO_RNG || c == OPT_APPEND;
 }
 
 static int parse(struct vmm_config *cfg, int argc, char *const argv[], bool *help, char *err,
@@ -192,6 +194,21 @@ int config_parse_restore(struct vmm_config *cfg, int argc, char *const argv[], b
 	if (!r && !*help && !cfg->restore_dir)
 		return config_fail(err, errlen, "missing the snapshot directory: vmm restore DIR");
 	return r;
+}
+
+/* --append: the kernel command line (default or --cmdline), a space, the string. */
+static int append_cmdline(struct vmm_config *cfg, char *err, size_t errlen)
+{
+	char *s;
+
+	if (!*cfg->append)
+		return config_fail(err, errlen, "--append: empty");
+	if (cfg->nr_owned == ARRAY_SIZE(cfg->owned) ||
+	    asprintf(&s, "%s%s%s", cfg->cmdline, *cfg->cmdline ? " " : "", cfg->append) < 0)
+		return config_fail(err, errlen, "out of memory");
+	cfg->owned[cfg->nr_owned++] = s;
+	cfg->cmdline = s;
+	return 0;
 }
 
 static int parse(struct vmm_config *cfg, int argc, char *const argv[], bool *help, char *err,
@@ -220,6 +237,8 @@ static int parse(struct vmm_config *cfg, int argc, char *const argv[], bool *hel
 	    {"disk-copy", required_argument, NULL, OPT_DISK_COPY},
 	    {"incoming", required_argument, NULL, OPT_INCOMING},
 	    {"mem-shared", no_argument, NULL, OPT_MEM_SHARED},
+	    {"no-rng", no_argument, NULL, OPT_NO_RNG},
+	    {"append", required_argument, NULL, OPT_APPEND},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"help", no_argument, NULL, 'h'},
@@ -235,6 +254,7 @@ static int parse(struct vmm_config *cfg, int argc, char *const argv[], bool *hel
 	    .cpus = 1,
 	    .hugepages = HUGEPAGES_AUTO,
 	    .console = CONSOLE_STDIO,
+	    .rng = true,
 	};
 	*help = false;
 	opterr = 0;
@@ -388,6 +408,14 @@ again:
 			break;
 		case OPT_PAUSED: cfg->start_paused = true; break;
 		case OPT_MEM_SHARED: cfg->mem_shared = true; break;
+		case OPT_NO_RNG: cfg->rng = false; break;
+		case OPT_APPEND:
+			if (cfg->append)
+				return config_fail(err, errlen,
+						   "--append: given twice (one string holds every "
+						   "parameter: --append 'a=1 b=2')");
+			cfg->append = optarg;
+			break;
 		case OPT_INCOMING: {
 			struct mig_addr a;
 			char why[200];
@@ -428,18 +456,22 @@ again:
 				   machine_opt);
 	if (restore || cfg->incoming)
 		return 0;
-	/* PCI slots 1-31 of bus 0: disks, then NICs, then passed devices. */
-	if (cfg->nr_disks + cfg->nr_nets + cfg->nr_vfio > VMM_MAX_PCI_DEVICES)
-		return config_fail(
-		    err, errlen,
-		    "%u --disk, --net and --vfio devices: at most %d fit on the PCI bus",
-		    cfg->nr_disks + cfg->nr_nets + cfg->nr_vfio, VMM_MAX_PCI_DEVICES);
+	/* PCI slots 1-31 of bus 0: disks, NICs, passed devices, the rng. */
+	if (cfg->nr_disks + cfg->nr_nets + cfg->nr_vfio + cfg->rng > VMM_MAX_PCI_DEVICES)
+		return config_fail(err, errlen,
+				   "%u --disk, --net and --vfio devices%s: at most %d fit on the "
+				   "PCI bus",
+				   cfg->nr_disks + cfg->nr_nets + cfg->nr_vfio,
+				   cfg->rng ? " and the rng (--no-rng leaves it out)" : "",
+				   VMM_MAX_PCI_DEVICES);
 	if (!cfg->kernel)
 		return config_fail(err, errlen, "missing --kernel PATH");
 	if (!*cfg->kernel)
 		return config_fail(err, errlen, "--kernel: empty path");
 	if (cfg->initrd && !*cfg->initrd)
 		return config_fail(err, errlen, "--initrd: empty path");
+	if (cfg->append && (r = append_cmdline(cfg, err, errlen)))
+		return r;
 	if (cfg->hugepages == HUGEPAGES_2M && !IS_ALIGNED(cfg->mem_bytes, 2 * MiB))
 		return config_fail(
 		    err, errlen,

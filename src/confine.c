@@ -71,6 +71,7 @@ static const int io_only[] = {
     SCMP_SYS(mincore),	       /* -v: how much guest RAM is resident */
     SCMP_SYS(timerfd_settime), /* the console's retry, --timeout, pause */
     SCMP_SYS(sendto),	       /* console output to a socket (MSG_DONTWAIT); no new sockets */
+    SCMP_SYS(getrandom),       /* virtio-rng */
 };
 
 /*

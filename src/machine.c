@@ -2,9 +2,10 @@
  * The board (machine.h): builds the machine from the validated config in
  * a fixed order, and takes it apart in reverse.
  *
- * PCI slots: 0 the host bridge, then the disks, the NICs and the passed
- * through devices, in that order, one slot each, as the board table below
- * lists them. Adding a device kind is one entry there.
+ * PCI slots: 0 the host bridge, then the disks, the NICs, the passed
+ * through devices and the entropy device, in that order, one slot each,
+ * as the board table below lists them. Adding a device kind is one entry
+ * there (at its end: snapshots made before it keep their slots).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +35,11 @@ static unsigned int nr_vfio(const struct vmm_config *cfg)
 	return cfg->nr_vfio;
 }
 
+static unsigned int nr_rng(const struct vmm_config *cfg)
+{
+	return cfg->rng;
+}
+
 static int add_disk(struct machine *m, unsigned int i, unsigned int slot, bool *usage)
 {
 	return blk_add(&m->svc, &m->devices, &m->cfg->disks[i], i, slot, usage);
@@ -49,6 +55,13 @@ static int add_vfio(struct machine *m, unsigned int i, unsigned int slot, bool *
 	return vfio_add(&m->svc, &m->devices, m->cfg->vfio[i], slot, usage);
 }
 
+static int add_rng(struct machine *m, unsigned int i, unsigned int slot, bool *usage)
+{
+	(void)i;
+	*usage = false;
+	return rng_add(&m->svc, &m->devices, slot);
+}
+
 /* The configured devices, in PCI slot order. */
 static const struct {
 	unsigned int (*count)(const struct vmm_config *cfg);
@@ -57,6 +70,7 @@ static const struct {
     {nr_disks, add_disk},
     {nr_nets, add_net},
     {nr_vfio, add_vfio},
+    {nr_rng, add_rng},
 };
 
 static void reset_cb(void *opaque)

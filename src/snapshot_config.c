@@ -31,10 +31,10 @@ int snapshot_disk_identity(const char *path, struct disk_identity *id)
 char *snapshot_config_dump(const struct vmm_config *cfg, const char *const *disk_paths,
 			   const struct disk_identity *ids)
 {
-	json_t *root = json_pack("{s:I, s:i, s:i, s:b, s:s, s:s}", "mem",
-				 (json_int_t)cfg->mem_bytes, "cpus", (int)cfg->cpus, "hugepages",
-				 (int)cfg->hugepages, "mem_shared", cfg->mem_shared, "cmdline",
-				 cfg->cmdline, "kernel", cfg->kernel ? cfg->kernel : "");
+	json_t *root = json_pack(
+	    "{s:I, s:i, s:i, s:b, s:b, s:s, s:s}", "mem", (json_int_t)cfg->mem_bytes, "cpus",
+	    (int)cfg->cpus, "hugepages", (int)cfg->hugepages, "mem_shared", cfg->mem_shared, "rng",
+	    cfg->rng, "cmdline", cfg->cmdline, "kernel", cfg->kernel ? cfg->kernel : "");
 	json_t *disks = json_array(), *nets = json_array();
 	char *text = NULL;
 
@@ -135,13 +135,13 @@ int snapshot_config_load(struct vmm_config *cfg, const void *text, size_t len, c
 	json_t *root = json_loadb(text, len, 0, NULL), *disks, *nets, *o;
 	const char *cmdline, *kernel;
 	json_int_t mem;
-	int cpus, huge, shared = 0, r = -EINVAL;
+	int cpus, huge, shared = 0, rng = 0, r = -EINVAL; /* older streams: no rng */
 	size_t i;
 
 	if (!root ||
-	    json_unpack(root, "{s:I, s:i, s:i, s?b, s:s, s:s, s:o, s:o}", "mem", &mem, "cpus",
-			&cpus, "hugepages", &huge, "mem_shared", &shared, "cmdline", &cmdline,
-			"kernel", &kernel, "disks", &disks, "nets", &nets) ||
+	    json_unpack(root, "{s:I, s:i, s:i, s?b, s?b, s:s, s:s, s:o, s:o}", "mem", &mem, "cpus",
+			&cpus, "hugepages", &huge, "mem_shared", &shared, "rng", &rng, "cmdline",
+			&cmdline, "kernel", &kernel, "disks", &disks, "nets", &nets) ||
 	    mem < (json_int_t)VMM_MIN_MEM || mem > (json_int_t)VMM_MAX_MEM || mem % 4096 ||
 	    cpus < 1 || cpus > VMM_MAX_CPUS || huge < 0 || huge > HUGEPAGES_OFF ||
 	    !json_is_array(disks) || json_array_size(disks) > VMM_MAX_DISKS ||
@@ -153,6 +153,7 @@ int snapshot_config_load(struct vmm_config *cfg, const void *text, size_t len, c
 	cfg->cpus = (unsigned int)cpus;
 	cfg->hugepages = (enum hugepages_mode)huge;
 	cfg->mem_shared = shared;
+	cfg->rng = rng;
 	cfg->cmdline = own(cfg, cmdline);
 	cfg->kernel = own(cfg, kernel);
 	json_array_foreach(disks, i,

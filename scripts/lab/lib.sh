@@ -24,7 +24,7 @@ LAB_KVM_MODULES="irqbypass ccp kvm kvm_amd"
 # even of ext2 ("Cannot load crc32c driver"); modinfo names it only as a
 # softdep, so it is listed here.
 # shellcheck disable=SC2034  # used by the scripts that source this file
-LAB_BLK_GUEST_MODULES="virtio_pci virtio_blk virtio_net ext4 crc32c_generic"
+LAB_BLK_GUEST_MODULES="virtio_pci virtio_blk virtio_net virtio_rng ext4 crc32c_generic"
 # shellcheck disable=SC2034
 LAB_BLK_L1_MODULES="brd ext4 crc32c_generic tun"
 LAB_L1_TIMEOUT=${LAB_L1_TIMEOUT:-900}

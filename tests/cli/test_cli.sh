@@ -152,6 +152,12 @@ fi
 # --- cases that need KVM ---
 if have_kvm; then
 	expect_error "cmdline too long" 2 "--cmdline" run -q --kernel "$G/hello.elf" --mem 16M --cmdline "$(head -c 70000 /dev/zero | tr '\0' x)"
+	run "$VMM" run -q --kernel "$G/bootinfo.elf" --mem 16M --cmdline "a=1" --append "b=2 c"
+	[ "$rc" = 0 ] && [[ "$out" == "cmdline: a=1 b=2 c"$'\n'* ]] && ok "--append: after --cmdline, one space" ||
+		bad "--append" "rc=$rc $out $err"
+	run "$VMM" run -q --kernel "$G/bootinfo.elf" --mem 16M --append "b=2"
+	[ "$rc" = 0 ] && [[ "$out" == "cmdline: console=ttyS0 "*" b=2"$'\n'* ]] && ok "--append: after the default command line" ||
+		bad "--append default" "rc=$rc $out $err"
 	expect_error "console dir missing" 2 "'$T/no/dir/log'" run -q --kernel "$G/hello.elf" --mem 16M --console "file:$T/no/dir/log"
 	[ ! -e "$T/no" ] && ok "nothing half-written" || bad "nothing half-written" "$T/no exists"
 	run "$VMM" run -q --kernel "$T/text" --mem 16M --console "file:$T/never.log"
@@ -522,10 +528,10 @@ print("ok")' "$T/b.json" 2>&1 | tail -n 1)
 	kill $pid
 	wait_bounded $pid 20
 	run "$VMM" snapshot-info "$S/a"
-	[ "$rc" = 0 ] && [ -z "$err" ] && [[ "$out" == "format 1 arch 62 vendor "*" sections 11"* ]] &&
-		[ "$(grep -c ' crc32 ' "$T/out")" = 11 ] && grep -q '^vda device v1 ' "$T/out" &&
-		grep -q '^cpu cpu v1 36 bytes ' "$T/out" &&
-		ok "snapshot-info: the header and eleven sections" || bad "snapshot-info" "rc=$rc $out $err"
+	[ "$rc" = 0 ] && [ -z "$err" ] && [[ "$out" == "format 1 arch 62 vendor "*" sections 12"* ]] &&
+		[ "$(grep -c ' crc32 ' "$T/out")" = 12 ] && grep -q '^vda device v1 ' "$T/out" &&
+		grep -q '^cpu cpu v1 36 bytes ' "$T/out" && grep -q '^rng device v1 ' "$T/out" &&
+		ok "snapshot-info: the header and twelve sections" || bad "snapshot-info" "rc=$rc $out $err"
 	expect_error "snapshot-info: not a snapshot" 2 "is not a snapshot" snapshot-info "$T"
 	# Bad snapshots: one line, exit 2, nothing started.
 	expect_error "restore: no directory" 2 "missing the snapshot directory" restore
@@ -773,6 +779,10 @@ else
 fi
 expect_error "--incoming: not an address" 2 "--incoming: '/tmp/x' is not unix:PATH, local:PATH or tcp:HOST:PORT" run --incoming /tmp/x
 expect_error "--incoming: a machine option" 2 "--mem: not an option of run --incoming" run --incoming unix:/tmp/x --mem 1G
+expect_error "--incoming --no-rng" 2 "--no-rng: not an option of run --incoming" run --incoming unix:/tmp/x --no-rng
+expect_error "restore --append" 2 "--append: not an option of restore" restore /tmp --append x=1
+expect_error "--append empty" 2 "--append: empty" run --kernel "$G/hello.elf" --append ""
+expect_error "--append twice" 2 "--append: given twice" run --kernel "$G/hello.elf" --append a --append b
 expect_error "restore --incoming" 2 "--incoming: an option of run, not of restore" restore /tmp --incoming unix:/tmp/x
 expect_error "ctl migrate: not an address" 2 "ctl: migrate: 'tcp:nohost' is not tcp:HOST:PORT" ctl /tmp/none.sock migrate tcp:nohost
 

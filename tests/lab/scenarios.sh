@@ -102,6 +102,13 @@ lab_boot_scenarios() {
     fi
     echo 0 >/proc/sys/vm/nr_hugepages
 
+    # virtio-rng, on by default: /dev/hwrng gives bytes; --no-rng: none.
+    # --append adds to the command line.
+    lab_run rng "$BOOT_SECS" "$VMM" run --kernel "$KERNEL" --initrd "$INITRD" \
+        --mem 256M --cmdline "$GUEST_CMDLINE" --append "vmmrng=1 vmmtest=append"
+    lab_run no-rng "$BOOT_SECS" "$VMM" run --kernel "$KERNEL" --initrd "$INITRD" \
+        --mem 256M --no-rng --cmdline "$GUEST_CMDLINE vmmrng=1"
+
     # e. bad input: usage errors (rc 2), one stderr line, no boot
     lab_run bad-mem-zero 30 "$VMM" run --kernel "$KERNEL" --initrd "$INITRD" --mem 0
     lab_run bad-kernel-missing 30 "$VMM" run --kernel /nonexistent --mem 256M
@@ -1104,6 +1111,10 @@ lab_expectations() {
     # shellcheck disable=SC2034  # read by check_boot in scripts/lab/run-tests
     MEM_SLACK=64M
     check_boot smp1 nproc=1 mem=256M cmdline=vmmtest=smp1
+    check_boot rng cmdline="panic=-1 vmmrng=1 vmmtest=append"
+    check_guest rng entropy rng_current=virtio_rng.0 rng_bytes=4096 rng_values=256 error=
+    check_boot no-rng cmdline=vmmrng=1
+    check_guest no-rng entropy rng_current=none rng_bytes=0 error=
     check_boot smp2 nproc=2 mem=512M cmdline=vmmtest=smp2
     check_boot vmlinux nproc=2 mem=384M cmdline=vmmtest=vmlinux
     check_boot hugepages nproc=1 mem=256M cmdline=vmmtest=hugepages
@@ -1238,7 +1249,7 @@ lab_expectations() {
     check_exit snap-ci-true 0
     check_exit snap-ci-false 1
     check_note snap-paused snapshot_ok = 1
-    check_note snap-paused sections = 8
+    check_note snap-paused sections = 9
     check_note snap-paused sections_same = yes
     check_note snap-paused memory_diff_span -le 12
 
