@@ -53,11 +53,23 @@ struct disk_config {
 #define NET_MAX_PAIRS 16 /* queue pairs of one device */
 #define NET_IFNAMSIZ  16 /* IFNAMSIZ */
 
-/* --net tap=NAME[,mac=52:54:00:xx:xx:xx][,queues=N] */
+#define NET_MAX_FORWARDS 16
+
+/*
+ * --net tap=NAME[,mac=52:54:00:xx:xx:xx][,queues=N], or
+ * --net user[,forward=tcp|udp:HOSTPORT:GUESTPORT]...[,mac=...]: user-mode
+ * networking through passt (no tap, no privilege).
+ */
 struct net_config {
-	char tap[NET_IFNAMSIZ];
+	char tap[NET_IFNAMSIZ]; /* empty for user */
+	bool user;
 	uint8_t mac[6];	     /* given, or derived from the tap's name */
-	unsigned int queues; /* queue pairs, 1..NET_MAX_PAIRS */
+	unsigned int queues; /* queue pairs, 1..NET_MAX_PAIRS (user: 1) */
+	struct net_forward {
+		bool udp;
+		uint16_t host, guest;
+	} forwards[NET_MAX_FORWARDS];
+	unsigned int nr_forwards;
 };
 
 #define VMM_MAX_PATTERNS 16 /* --expect and --fail, each */
@@ -121,6 +133,8 @@ struct vmm_config {
  */
 int parse_disk(char *arg, struct disk_config *d, char *err, size_t errlen) WUR;
 const char *blk_engine_name(enum blk_engine_kind e);
+/* One forward= of --net user, tcp|udp:HOSTPORT:GUESTPORT: 0 or -EINVAL. */
+int parse_net_forward(const char *v, struct net_forward *f) WUR;
 /* Parse one --net value into n. -EINVAL with err naming the key. */
 int parse_net(const char *arg, struct net_config *n, char *err, size_t errlen) WUR;
 /*

@@ -22,6 +22,7 @@ struct io_watch {
 	void (*fn)(void *opaque);
 	void *opaque;
 	int fd;
+	unsigned int events; /* EPOLLIN, or EPOLLOUT for io_watch_out() */
 };
 
 struct io_loop {
@@ -34,6 +35,11 @@ int io_loop_init(struct io_loop *l) WUR;
 void io_loop_destroy(struct io_loop *l);
 /* Watch fd: fn(opaque) on the I/O thread when readable. -ENOSPC: full. */
 int io_watch(struct io_loop *l, int fd, void (*fn)(void *), void *opaque) WUR;
+/*
+ * Watch fd for writability instead: fn(opaque) when writable. The fd may
+ * not be one io_watch() has (epoll keys on it): watch a dup() of it.
+ */
+int io_watch_out(struct io_loop *l, int fd, void (*fn)(void *), void *opaque) WUR;
 /* Pause (on false) or resume watching fd. -ENOENT if not watched. */
 int io_watch_enable(struct io_loop *l, int fd, bool on) WUR;
 /*

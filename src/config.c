@@ -335,7 +335,12 @@ again:
 			if (r)
 				return r;
 			for (unsigned int i = 0; i < cfg->nr_nets; i++)
-				if (!strcmp(cfg->nets[i].tap, cfg->nets[cfg->nr_nets].tap))
+				if (cfg->nets[i].user && cfg->nets[cfg->nr_nets].user)
+					return config_fail(err, errlen,
+							   "--net user: given twice (one user-mode "
+							   "network per VM)");
+				else if (!cfg->nets[i].user &&
+					 !strcmp(cfg->nets[i].tap, cfg->nets[cfg->nr_nets].tap))
 					return config_fail(err, errlen,
 							   "--net: tap '%s' is given twice",
 							   cfg->nets[i].tap);

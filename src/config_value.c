@@ -222,6 +222,20 @@ static int parse_mac(const char *v, uint8_t mac[6])
 	return 0;
 }
 
+int parse_net_forward(const char *v, struct net_forward *f)
+{
+	unsigned int h, g;
+	char proto[4], end;
+
+	if (strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789:") != strlen(v) ||
+	    sscanf(v, "%3[a-z]:%5u:%5u%c", proto, &h, &g, &end) != 3 || !h || !g || h > 65535 ||
+	    g > 65535 || (strcmp(proto, "tcp") && strcmp(proto, "udp")))
+		return -EINVAL;
+	*f = (struct net_forward){
+	    .udp = !strcmp(proto, "udp"), .host = (uint16_t)h, .guest = (uint16_t)g};
+	return 0;
+}
+
 int parse_net(const char *arg, struct net_config *n, char *err, size_t errlen)
 {
 	char buf[256], *kv, *v;
@@ -234,8 +248,29 @@ int parse_net(const char *arg, struct net_config *n, char *err, size_t errlen)
 	if (strlen(arg) >= sizeof(buf))
 		return config_fail(err, errlen, "--net: '%.32s...' is too long", arg);
 	strcpy(buf, arg);
+	if (!strncmp(buf, "user", 4) && (!buf[4] || buf[4] == ',')) {
+		n->user = true;
+		it.p = buf + 4;
+	}
 	while ((r = kv_next(&it, &kv, &v, err, errlen)) > 0) {
-		if (!strcmp(kv, "tap")) {
+		if (!strcmp(kv, "forward")) {
+			if (!n->user)
+				return config_fail(err, errlen,
+						   "--net: forward= is an option of --net user");
+			if (n->nr_forwards == NET_MAX_FORWARDS)
+				return config_fail(err, errlen,
+						   "--net: at most %d forward=", NET_MAX_FORWARDS);
+			if (parse_net_forward(v, &n->forwards[n->nr_forwards]))
+				return config_fail(
+				    err, errlen,
+				    "--net: forward='%s' is not tcp:HOSTPORT:GUESTPORT "
+				    "or udp:HOSTPORT:GUESTPORT (ports 1 to 65535)",
+				    v);
+			n->nr_forwards++;
+		} else if (!strcmp(kv, "tap")) {
+			if (n->user)
+				return config_fail(err, errlen,
+						   "--net: user and tap= exclude each other");
 			if (!*v || strlen(v) >= NET_IFNAMSIZ || strpbrk(v, "/: \t\n") ||
 			    !strcmp(v, ".") || !strcmp(v, ".."))
 				return config_fail(
@@ -264,10 +299,13 @@ int parse_net(const char *arg, struct net_config *n, char *err, size_t errlen)
 	}
 	if (r)
 		return r;
-	if (!n->tap[0])
-		return config_fail(err, errlen, "--net: tap=NAME is missing");
+	if (n->user && n->queues > 1)
+		return config_fail(err, errlen,
+				   "--net user: one queue pair (passt has one socket)");
+	if (!n->tap[0] && !n->user)
+		return config_fail(err, errlen, "--net: tap=NAME or user is missing");
 	if (!mac_set)
-		net_default_mac(n->tap, n->mac);
+		net_default_mac(n->user ? "user" : n->tap, n->mac);
 	return 0;
 }
 

@@ -145,7 +145,7 @@ static int adopt_hello(struct incoming *in, struct vmm_config *cfg, struct guest
 		return refuse(in, MIG_REFUSE, r, why);
 	}
 	for (unsigned int i = 0; i < cfg->nr_nets; i++)
-		if (!if_nametoindex(cfg->nets[i].tap)) {
+		if (!cfg->nets[i].user && !if_nametoindex(cfg->nets[i].tap)) {
 			snprintf(why, sizeof(why), "net%u: no tap device '%s' here", i,
 				 cfg->nets[i].tap);
 			return refuse(in, MIG_REFUSE, -ENODEV, why);

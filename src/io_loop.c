@@ -23,14 +23,15 @@ void io_loop_destroy(struct io_loop *l)
 	l->nr_watches = 0;
 }
 
-int io_watch(struct io_loop *l, int fd, void (*fn)(void *), void *opaque)
+static int add_watch(struct io_loop *l, int fd, unsigned int events, void (*fn)(void *),
+		     void *opaque)
 {
-	struct epoll_event ev = {.events = EPOLLIN};
+	struct epoll_event ev = {.events = events};
 	unsigned int i = l->nr_watches;
 
 	if (i == IO_MAX_WATCHES)
 		return -ENOSPC;
-	l->watches[i] = (struct io_watch){fn, opaque, fd};
+	l->watches[i] = (struct io_watch){fn, opaque, fd, events};
 	ev.data.u64 = i;
 	if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
 		return -errno;
@@ -38,10 +39,20 @@ int io_watch(struct io_loop *l, int fd, void (*fn)(void *), void *opaque)
 	return 0;
 }
 
+int io_watch(struct io_loop *l, int fd, void (*fn)(void *), void *opaque)
+{
+	return add_watch(l, fd, EPOLLIN, fn, opaque);
+}
+
+int io_watch_out(struct io_loop *l, int fd, void (*fn)(void *), void *opaque)
+{
+	return add_watch(l, fd, EPOLLOUT, fn, opaque);
+}
+
 int io_watch_enable(struct io_loop *l, int fd, bool on)
 {
 	for (unsigned int i = 0; i < l->nr_watches; i++) {
-		struct epoll_event ev = {.events = on ? EPOLLIN : 0, .data.u64 = i};
+		struct epoll_event ev = {.events = on ? l->watches[i].events : 0, .data.u64 = i};
 
 		if (l->watches[i].fd != fd)
 			continue;

@@ -57,7 +57,14 @@ char *snapshot_config_dump(const struct vmm_config *cfg, const char *const *disk
 
 		snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", n->mac[0], n->mac[1],
 			 n->mac[2], n->mac[3], n->mac[4], n->mac[5]);
-		json_array_append_new(nets, json_pack("{s:s, s:s, s:i}", "tap", n->tap, "mac", mac,
+		char fw[NET_MAX_FORWARDS * 18 + 1] = "";
+
+		for (unsigned int k = 0; k < n->nr_forwards; k++)
+			snprintf(fw + strlen(fw), sizeof(fw) - strlen(fw), "%s%s:%u:%u",
+				 k ? "," : "", n->forwards[k].udp ? "udp" : "tcp",
+				 n->forwards[k].host, n->forwards[k].guest);
+		json_array_append_new(nets, json_pack("{s:s, s:b, s:s, s:s, s:i}", "tap", n->tap,
+						      "user", n->user, "forwards", fw, "mac", mac,
 						      "queues", (int)n->queues));
 	}
 	json_object_set(root, "disks", disks);
@@ -112,21 +119,31 @@ static int load_disk(struct vmm_config *cfg, unsigned int i, json_t *o, char *wh
 static int load_net(struct vmm_config *cfg, unsigned int i, json_t *o, char *why, size_t whylen)
 {
 	struct net_config *n = &cfg->nets[i];
-	const char *tap, *mac;
+	const char *tap, *mac, *fw = "";
 	unsigned int m[6];
-	int queues;
+	int queues, user = 0;
+	char list[NET_MAX_FORWARDS * 18 + 1], *item, *save = NULL;
 
-	if (json_unpack(o, "{s:s, s:s, s:i}", "tap", &tap, "mac", &mac, "queues", &queues) ||
-	    !*tap || strlen(tap) >= NET_IFNAMSIZ || queues < 1 || queues > NET_MAX_PAIRS ||
-	    sscanf(mac, "%2x:%2x:%2x:%2x:%2x:%2x", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]) != 6) {
-		snprintf(why, whylen, "configuration: network device %u is malformed", i);
-		return -EINVAL;
-	}
+	if (json_unpack(o, "{s:s, s?b, s?s, s:s, s:i}", "tap", &tap, "user", &user, "forwards", &fw,
+			"mac", &mac, "queues", &queues) ||
+	    !*tap == !user || strlen(tap) >= NET_IFNAMSIZ || queues < 1 ||
+	    queues > (user ? 1 : NET_MAX_PAIRS) || strlen(fw) >= sizeof(list) ||
+	    sscanf(mac, "%2x:%2x:%2x:%2x:%2x:%2x", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]) != 6)
+		goto bad;
+	n->user = user;
+	strcpy(list, fw);
+	for (item = strtok_r(list, ",", &save); item; item = strtok_r(NULL, ",", &save))
+		if (!n->user || n->nr_forwards == NET_MAX_FORWARDS ||
+		    parse_net_forward(item, &n->forwards[n->nr_forwards++]))
+			goto bad;
 	snprintf(n->tap, sizeof(n->tap), "%s", tap);
 	for (unsigned int k = 0; k < 6; k++)
 		n->mac[k] = (uint8_t)m[k];
 	n->queues = (unsigned int)queues;
 	return 0;
+bad:
+	snprintf(why, whylen, "configuration: network device %u is malformed", i);
+	return -EINVAL;
 }
 
 int snapshot_config_load(struct vmm_config *cfg, const void *text, size_t len, char *why,

@@ -26,7 +26,7 @@ LAB_KVM_MODULES="irqbypass ccp kvm kvm_amd"
 # shellcheck disable=SC2034  # used by the scripts that source this file
 LAB_BLK_GUEST_MODULES="virtio_pci virtio_blk virtio_net virtio_rng ext4 crc32c_generic"
 # shellcheck disable=SC2034
-LAB_BLK_L1_MODULES="brd ext4 crc32c_generic tun"
+LAB_BLK_L1_MODULES="brd ext4 crc32c_generic tun dummy"
 LAB_L1_TIMEOUT=${LAB_L1_TIMEOUT:-900}
 LAB_L1_MEM=${LAB_L1_MEM:-2048}
 # TCG threading of L1: multi (one host thread per vCPU) or single

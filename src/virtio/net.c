@@ -1,5 +1,6 @@
 /*
- * virtio-net (virtio 1.2, 5.1) over a tap device. Queue pair p is RX
+ * virtio-net (virtio 1.2, 5.1) over a tap device, or a stream backend
+ * (passt: net_stream.c). Queue pair p is RX
  * queue 2p and TX queue 2p + 1, each pair with its own tap fd (one fd, or
  * IFF_MULTI_QUEUE); with more than one pair a control queue follows.
  *
@@ -149,7 +150,11 @@ static void tx_kick(struct net *n, unsigned int q)
 		struct virtio_net_hdr_mrg_rxbuf h;
 		unsigned int niov;
 		const char *why;
-		int r = virtq_pop(vq, d->mem, c);
+		int r;
+
+		if (n->stream && net_stream_busy(n))
+			break; /* the backend's writability kicks us again */
+		r = virtq_pop(vq, d->mem, c);
 
 		if (r < 0) {
 			virtio_queue_broken(d, q);
@@ -177,7 +182,14 @@ static void tx_kick(struct net *n, unsigned int q)
 		 * may rewrite that one while the tap reads it. */
 		n->tx_iov[0] = (struct iovec){&h, HDR_LEN};
 		niov = 1 + iov_skip(c->iov, c->nout, HDR_LEN, &n->tx_iov[1]);
-		if (writev(fd, n->tx_iov, (int)niov) < 0) {
+		if (n->stream) {
+			r = net_stream_send(n, &n->tx_iov[1], niov - 1, c->out_len - HDR_LEN);
+			if (r < 0)
+				return;
+			n->stats.tx_packets += r > 0;
+			n->stats.tx_bytes += r > 0 ? c->out_len - HDR_LEN : 0;
+			n->stats.tx_dropped += r == 0;
+		} else if (writev(fd, n->tx_iov, (int)niov) < 0) {
 			/* The tap is down or full: the packet is lost on the wire,
 			 * as on a real link. */
 			n->stats.tx_dropped++;
@@ -298,8 +310,13 @@ static void rx_run(struct net *n, struct net_rxq *rx)
 			 * length of what it truncated. Either way only the
 			 * buffer holds what was read: drop the frame, copy
 			 * nothing. */
-			ssize_t got = read(rx->fd, rx->buf, RX_BUF_LEN + 1);
+			ssize_t got = n->stream ? net_stream_read(n, rx)
+						: read(rx->fd, rx->buf, RX_BUF_LEN + 1);
 
+			if (got < 0 && (d->status & VIRTIO_CONFIG_S_NEEDS_RESET)) {
+				set_watch(rx, false); /* the backend broke */
+				return;
+			}
 			if (got < 0)
 				break; /* EAGAIN: dry */
 			if ((size_t)got > RX_BUF_LEN) {
@@ -456,6 +473,8 @@ static int net_quiesce(struct virtio_dev *d)
 	for (unsigned int p = 0; p < n->pairs; p++)
 		if (n->rx[p].watching)
 			n->watch(n->watch_opaque, n->rx[p].fd, false);
+	if (n->stream && n->stream->out_watching)
+		n->watch(n->watch_opaque, n->stream->out_fd, false);
 	n->quiesced = true;
 	return 0;
 }
@@ -468,6 +487,8 @@ static void net_resume(struct virtio_dev *d)
 	for (unsigned int p = 0; p < n->pairs; p++)
 		if (n->rx[p].watching)
 			n->watch(n->watch_opaque, n->rx[p].fd, true);
+	if (n->stream && n->stream->out_watching)
+		n->watch(n->watch_opaque, n->stream->out_fd, true);
 }
 
 const struct virtio_dev_ops net_ops = {

@@ -59,6 +59,13 @@ unsigned int net_tap_offloads(uint64_t features);
  * user's input was at fault.
  */
 int tap_open(const char *name, unsigned int pairs, int *fds, bool *created, bool *usage) WUR;
+/*
+ * Start passt for --net user nc (src/virtio/passt.c): *fd the NIC's end of
+ * its socket (non-blocking), *err_fd its stderr (keep it open while passt
+ * runs). One line on failure; *usage: nc cannot be served (a forwarded
+ * port taken).
+ */
+int passt_start(const struct net_config *nc, int *fd, int *err_fd, bool *usage) WUR;
 /* TUNSETOFFLOAD: what the tap may hand us. 0 or -errno. */
 int tap_set_offload(int fd, unsigned int offloads) WUR;
 
@@ -80,13 +87,30 @@ struct net_rxq {
 	bool watching; /* fd in the I/O thread's epoll set */
 };
 
+/*
+ * A stream backend (passt, --net user): one stream socket carrying each
+ * Ethernet frame after its length (4 bytes, big-endian), no virtio header;
+ * no offloads either way. src/virtio/net_stream.c.
+ */
+#define STREAM_BUF_LEN (2 * (4 + MAX_FRAME))
+struct net_stream {
+	uint8_t *in;	       /* bytes read, frames not yet taken */
+	size_t in_off, in_len; /* the unread part: [in_off, in_len) */
+	uint8_t *out;	       /* a frame the socket did not take at once */
+	size_t out_off, out_len;
+	int out_fd; /* a dup of the socket, watched for writability */
+	int err_fd; /* the backend's stderr, or -1 */
+	bool out_watching;
+};
+
 struct net {
 	struct virtio_dev dev;
 	char name[8]; /* net0, net1, ... */
 	struct virtio_net_config config;
 	unsigned int pairs;
-	bool tap;      /* fds are taps (offloads can be set) */
-	bool quiesced; /* the taps' watches are off whatever rx->watching says */
+	bool tap;		   /* fds are taps (offloads can be set) */
+	struct net_stream *stream; /* a stream backend instead (pairs 1), or NULL */
+	bool quiesced;		   /* the taps' watches are off whatever rx->watching says */
 	net_watch_fn watch;
 	void *watch_opaque;
 	struct net_rxq rx[NET_MAX_PAIRS];
@@ -97,6 +121,23 @@ struct net {
 };
 
 extern const struct virtio_dev_ops net_ops;
+
+/*
+ * The stream backend's halves, I/O thread, dev->lock held. read: the next
+ * frame into rx->buf behind a zero virtio header: its length, or -1 when
+ * the socket has nothing more (or broke: NEEDS_RESET). send: one frame
+ * (the TX chain less its header): 1 sent (or its rest queued until the
+ * socket takes it: net_stream_busy() meanwhile, and net_stream_writable(),
+ * the out watch's callback (opaque: the struct net), kicks the TX queue
+ * once it is out), 0 dropped (not an Ethernet frame), -1 broken.
+ */
+ssize_t net_stream_read(struct net *n, struct net_rxq *rx);
+int net_stream_send(struct net *n, const struct iovec *iov, unsigned int niov, size_t len);
+void net_stream_writable(void *opaque);
+/* Whether a frame waits for the socket (TX stops until it is out). */
+bool net_stream_busy(struct net *n);
+int net_stream_open(struct net *n, int out_fd, int err_fd);
+void net_stream_close(struct net *n);
 
 struct state_reader;
 struct state_writer;

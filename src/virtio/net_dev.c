@@ -55,10 +55,13 @@ struct virtio_dev *net_open(const struct net_config *nc, unsigned int index, con
 	d->mem = mem;
 	d->features = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_EVENT_IDX) |
 		      (1ULL << VIRTIO_RING_F_INDIRECT_DESC) | (1ULL << VIRTIO_NET_F_MAC) |
-		      (1ULL << VIRTIO_NET_F_STATUS) | (1ULL << VIRTIO_NET_F_MRG_RXBUF) |
-		      (1ULL << VIRTIO_NET_F_CSUM) | (1ULL << VIRTIO_NET_F_GUEST_CSUM) |
-		      (1ULL << VIRTIO_NET_F_HOST_TSO4) | (1ULL << VIRTIO_NET_F_HOST_TSO6) |
-		      (1ULL << VIRTIO_NET_F_GUEST_TSO4) | (1ULL << VIRTIO_NET_F_GUEST_TSO6);
+		      (1ULL << VIRTIO_NET_F_STATUS) | (1ULL << VIRTIO_NET_F_MRG_RXBUF);
+	/* A stream backend takes and gives whole frames with their checksums. */
+	if (!nc->user)
+		d->features |= (1ULL << VIRTIO_NET_F_CSUM) | (1ULL << VIRTIO_NET_F_GUEST_CSUM) |
+			       (1ULL << VIRTIO_NET_F_HOST_TSO4) | (1ULL << VIRTIO_NET_F_HOST_TSO6) |
+			       (1ULL << VIRTIO_NET_F_GUEST_TSO4) |
+			       (1ULL << VIRTIO_NET_F_GUEST_TSO6);
 	if (n->pairs > 1)
 		d->features |= (1ULL << VIRTIO_NET_F_CTRL_VQ) | (1ULL << VIRTIO_NET_F_MQ);
 	return d;
@@ -82,6 +85,7 @@ void net_close(struct virtio_dev *d)
 	struct net *n = d->priv;
 
 	/* Closing the fds takes them out of any epoll set too. */
+	net_stream_close(n);
 	for (unsigned int p = 0; p < n->pairs; p++) {
 		if (n->rx[p].fd >= 0)
 			close(n->rx[p].fd);
@@ -108,7 +112,9 @@ static void net_dev_destroy(struct device *dev)
 
 /*
  * A migration: the destination opens the tap by name, which it cannot
- * while this process holds it (a single-queue tap takes one owner).
+ * while this process holds it (a single-queue tap takes one owner); a
+ * user network's passt quits (its forwarded ports free for the
+ * destination's).
  */
 static int net_dev_release(struct device *dev)
 {
@@ -118,14 +124,18 @@ static int net_dev_release(struct device *dev)
 		close(n->rx[p].fd);
 		n->rx[p].fd = -1;
 	}
+	if (n->stream && n->stream->out_fd >= 0) { /* passt quits once both ends are shut */
+		close(n->stream->out_fd);
+		n->stream->out_fd = -1;
+	}
 	return 0;
 }
 
 /* Nothing opens files once the run is confined: the NIC runs on unplugged. */
 static int net_dev_reclaim(struct device *dev)
 {
-	log_err(dev->name, "its tap went to the destination and cannot be taken back: the NIC "
-			   "runs on without a backend");
+	log_err(dev->name, "its backend went to the destination and cannot be taken back: the "
+			   "NIC runs on without one");
 	return -EBUSY;
 }
 
@@ -148,13 +158,28 @@ int net_add(const struct dev_services *svc, struct device_list *l, const struct 
 	bool created;
 	int r;
 
-	r = tap_open(nc->tap, nc->queues, fds, &created, usage);
+	int err_fd = -1, out_fd = -1;
+
+	created = false;
+	r = nc->user ? passt_start(nc, fds, &err_fd, usage)
+		     : tap_open(nc->tap, nc->queues, fds, &created, usage);
 	if (r)
 		return r;
-	d = net_open(nc, index, fds, true, svc->mem, io_watch_tap, svc->io);
+	d = net_open(nc, index, fds, !nc->user, svc->mem, io_watch_tap, svc->io);
+	if (d && nc->user &&
+	    ((out_fd = dup(fds[0])) < 0 || net_stream_open(d->priv, out_fd, err_fd))) {
+		if (out_fd >= 0)
+			close(out_fd);
+		net_close(d);
+		d = NULL;
+		fds[0] = -1; /* net_close() closed it */
+	}
 	if (!d) {
 		for (unsigned int p = 0; p < nc->queues; p++)
-			close(fds[p]);
+			if (fds[p] >= 0)
+				close(fds[p]);
+		if (err_fd >= 0)
+			close(err_fd);
 		log_err(NULL, "--net: out of memory");
 		return -ENOMEM;
 	}
@@ -162,6 +187,9 @@ int net_add(const struct dev_services *svc, struct device_list *l, const struct 
 		net_close(d);
 		return r;
 	}
+	if (nc->user && ((r = io_watch_out(svc->io, out_fd, net_stream_writable, d->priv)) ||
+			 (r = io_watch_enable(svc->io, out_fd, false))))
+		return r;
 	/* From here on the list's destroy takes it. */
 	for (unsigned int p = 0; p < nc->queues; p++) {
 		void *rx;
@@ -173,16 +201,21 @@ int net_add(const struct dev_services *svc, struct device_list *l, const struct 
 		if (r)
 			return r;
 	}
-	if (created)
+	if (nc->user)
+		log_info(d->name, "user-mode networking through passt, %u port forward%s",
+			 nc->nr_forwards, nc->nr_forwards == 1 ? "" : "s");
+	else if (created)
 		log_warn(d->name,
 			 "created tap device '%s' and brought it up; it goes away when vmm exits",
 			 nc->tap);
 	r = virtio_pci_create(svc, d, slot);
 	if (r)
-		log_err(NULL, "--net: cannot attach tap '%s': %s", nc->tap, strerror(-r));
+		log_err(NULL, "--net: cannot attach %s '%s': %s", nc->user ? "user" : "tap",
+			nc->user ? "passt" : nc->tap, strerror(-r));
 	else
-		log_info(d->name, "tap %s, MAC %02x:%02x:%02x:%02x:%02x:%02x, %u queue pair%s",
-			 nc->tap, nc->mac[0], nc->mac[1], nc->mac[2], nc->mac[3], nc->mac[4],
-			 nc->mac[5], nc->queues, nc->queues > 1 ? "s" : "");
+		log_info(d->name, "%s %s, MAC %02x:%02x:%02x:%02x:%02x:%02x, %u queue pair%s",
+			 nc->user ? "user" : "tap", nc->user ? "passt" : nc->tap, nc->mac[0],
+			 nc->mac[1], nc->mac[2], nc->mac[3], nc->mac[4], nc->mac[5], nc->queues,
+			 nc->queues > 1 ? "s" : "");
 	return r;
 }

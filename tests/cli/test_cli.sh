@@ -107,7 +107,13 @@ bad_inputs=(
 	"--disk same path twice|are the same image|--kernel $G/hello.elf --mem 16M --disk path=$T/disk.img --disk path=$T/disk.img"
 	"--disk same image by a link|are the same image|--kernel $G/hello.elf --mem 16M --disk path=$T/disk.img --disk path=$T/disk-link.img"
 	"--net bad MAC|mac='01:00:00:00:00:01'|--kernel $G/hello.elf --net tap=t0,mac=01:00:00:00:00:01"
-	"--net no tap|tap=NAME is missing|--kernel $G/hello.elf --net queues=2"
+	"--net no tap|tap=NAME or user is missing|--kernel $G/hello.elf --net queues=2"
+	"--net user with a tap|user and tap= exclude each other|--kernel $G/hello.elf --net user,tap=t0"
+	"--net user, bad forward|forward='tcp:0:80' is not|--kernel $G/hello.elf --net user,forward=tcp:0:80"
+	"--net user, forward of another protocol|forward='sctp:1:2' is not|--kernel $G/hello.elf --net user,forward=sctp:1:2"
+	"--net tap with a forward|forward= is an option of --net user|--kernel $G/hello.elf --net tap=t0,forward=tcp:1:2"
+	"--net user twice|--net user: given twice|--kernel $G/hello.elf --net user --net user"
+	"--net user, two queue pairs|one queue pair|--kernel $G/hello.elf --net user,queues=2"
 	"--vfio not an address|'0000:00:99.0'|--kernel $G/hello.elf --vfio 0000:00:99.0"
 	"--expect bad regex|is not a regular expression|--kernel $G/hello.elf --expect a(b"
 	"--fail bad regex|is not a regular expression|--kernel $G/hello.elf --fail [z-a]"
@@ -158,6 +164,20 @@ if have_kvm; then
 	run "$VMM" run -q --kernel "$G/bootinfo.elf" --mem 16M --append "b=2"
 	[ "$rc" = 0 ] && [[ "$out" == "cmdline: console=ttyS0 "*" b=2"$'\n'* ]] && ok "--append: after the default command line" ||
 		bad "--append default" "rc=$rc $out $err"
+	# --net user: passt started for the run, gone with it
+	run "$VMM" run -q --kernel "$G/hello.elf" --mem 16M --net user,forward=tcp:18431:80
+	[ "$rc" = 0 ] && [ "$out" = "hello from guest" ] && [ -z "$err" ] &&
+		ok "--net user: the guest runs with passt behind its NIC" || bad "--net user" "rc=$rc $err"
+	python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("0.0.0.0", 18432)); s.listen(); time.sleep(20)' &
+	holder=$!
+	sleep 0.5
+	expect_error "--net user: a forwarded port in use" 2 "forward=tcp:18432:80: host port 18432: in use" \
+		run -q --kernel "$G/hello.elf" --mem 16M --net user,forward=tcp:18432:80
+	kill $holder
+	run env PATH=/nonexistent "$VMM" run -q --kernel "$G/hello.elf" --mem 16M --net user
+	[ "$rc" = 1 ] && [ "$err" = "vmm: --net user: passt is not installed or not on PATH (Debian: apt install passt)" ] &&
+		ok "--net user without passt: one line, exit 1" || bad "--net user without passt" "rc=$rc $err"
 	expect_error "console dir missing" 2 "'$T/no/dir/log'" run -q --kernel "$G/hello.elf" --mem 16M --console "file:$T/no/dir/log"
 	[ ! -e "$T/no" ] && ok "nothing half-written" || bad "nothing half-written" "$T/no exists"
 	run "$VMM" run -q --kernel "$T/text" --mem 16M --console "file:$T/never.log"

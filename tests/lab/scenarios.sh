@@ -905,18 +905,19 @@ NONROOT
 # NET_MIB MiB of its own and L1 fetches that (scripts/lab/guest-init,
 # vmmnet=; see lab_net_exchange).  The addresses live on the tap inside L1
 # only: no packet leaves the lab's machines.
-NET_SCENARIOS="net-tcp net-busy net-mq net-bad-mac net-bad-tap"
+NET_SCENARIOS="net-tcp net-busy net-mq user-net net-bad-mac net-bad-tap"
 NET_MIB=100
 
-# lab_net_exchange NAME GUEST_IP: with the VMM of NAME running in the
+# lab_net_exchange NAME GUEST_IP [PORT]: with the VMM of NAME running in the
 # background, wait for its guest to serve, fetch NET_MIB MiB from it (up_*
-# facts), tell it we are done, and wait for it to end.
+# facts) at GUEST_IP:PORT (8080), tell it we are done, and wait for it to end.
 lab_net_exchange() {
     if lab_bg_wait "$1" "VMMNET serving=1" 300; then
-        _sha=$( (wget -q -O - "http://$2:8080/up"; echo "$?" >/tmp/up.rc) | sha256sum | cut -d ' ' -f 1)
+        _url=http://$2:${3:-8080}
+        _sha=$( (wget -q -O - "$_url/up"; echo "$?" >/tmp/up.rc) | sha256sum | cut -d ' ' -f 1)
         lab_note "$1" "up_sha256=$_sha"
         lab_note "$1" "up_rc=$(cat /tmp/up.rc)"
-        wget -q -O /dev/null "http://$2:8080/cgi-bin/done"
+        wget -q -O /dev/null "$_url/cgi-bin/done"
     fi
     lab_bg_wait "$1" "never printed: wait for the exit" 60
     lab_bg_stop "$1"
@@ -983,6 +984,28 @@ lab_net_scenarios() {
     fi
     lab_net_exchange net-mq 10.0.78.2
     killall httpd 2>/dev/null
+
+    # p. --net user: passt, as L1's own user-mode network (a dummy
+    #    interface gives L1 the default route passt takes its addresses
+    #    from). DHCP; the host's server through the gateway, which passt
+    #    maps to L1's loopback; the guest's server through a forwarded port.
+    if ! command -v passt >/dev/null; then
+        lab_skip user-net "no passt in L1 (the host has no passt package)"
+    elif ! /lab/iproute2-ip link add vmdummy0 type dummy 2>/dev/null; then
+        lab_skip user-net "no dummy interface in L1 (dummy module)"
+    else
+        ip addr add 10.0.90.1/24 dev vmdummy0
+        ip link set vmdummy0 up
+        ip route add default via 10.0.90.254 dev vmdummy0
+        httpd -p 127.0.0.1:8080 -h /srv
+        # shellcheck disable=SC2086
+        lab_bg_start user-net "$VMM" run $net_boot --mem 512M -v \
+            --cmdline "$GUEST_CMDLINE vmmtest=user-net vmmnet=dhcp vmmnet_mib=$NET_MIB" \
+            --net user,forward=tcp:18080:8080
+        lab_net_exchange user-net 127.0.0.1 18080
+        killall httpd 2>/dev/null
+        /lab/iproute2-ip link del vmdummy0
+    fi
     rm -rf /srv
 
     # n. bad --net values: usage errors (rc 2), one stderr line, no boot
@@ -1177,6 +1200,11 @@ lab_expectations() {
         check_same "$n/up" "n:$n:up_sha256" "l1:$n:up_sha256"
     done
     check_net net-tcp mac mac=52:54:00:12:34:56
+    check_exit user-net 0
+    check_net user-net link lease=10.0.90.1/24 router=10.0.90.254 down_rc=0 fetched=yes done=1 error=
+    check_note user-net up_rc = 0
+    check_same user-net/down l1:net-tcp:down_sha256 n:user-net:down_sha256
+    check_same user-net/up n:user-net:up_sha256 l1:user-net:up_sha256
     check_note net-mq tap_created = yes
     check_error net-busy 1 "in use"
     check_usage_error net-bad-mac mac=

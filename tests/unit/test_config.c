@@ -591,13 +591,61 @@ static void test_net_values(void **state)
 	assert_int_equal(p.r, 0);
 }
 
+static void test_net_user(void **state)
+{
+	struct parsed p;
+	uint8_t mac[6];
+
+	(void)state;
+	PARSE(&p, "--kernel", "k", "--net", "user", "--net", "tap=t0");
+	assert_int_equal(p.r, 0);
+	assert_true(p.cfg.nets[0].user);
+	assert_string_equal(p.cfg.nets[0].tap, "");
+	assert_int_equal(p.cfg.nets[0].nr_forwards, 0);
+	net_default_mac("user", mac);
+	assert_memory_equal(p.cfg.nets[0].mac, mac, 6);
+	assert_false(p.cfg.nets[1].user);
+	PARSE(&p, "--kernel", "k", "--net",
+	      "user,forward=tcp:8080:80,forward=udp:5353:53,mac=52:54:00:00:00:07");
+	assert_int_equal(p.r, 0);
+	assert_int_equal(p.cfg.nets[0].nr_forwards, 2);
+	assert_false(p.cfg.nets[0].forwards[0].udp);
+	assert_int_equal(p.cfg.nets[0].forwards[0].host, 8080);
+	assert_int_equal(p.cfg.nets[0].forwards[0].guest, 80);
+	assert_true(p.cfg.nets[0].forwards[1].udp);
+	assert_int_equal(p.cfg.nets[0].forwards[1].host, 5353);
+	assert_int_equal(p.cfg.nets[0].mac[5], 7);
+	/* "user" is a word of its own, not a prefix. */
+	PARSE(&p, "--kernel", "k", "--net", "users");
+	expect_usage_error(&p, "'users' is not key=value");
+	for (const char *const *bad = (const char *const[]){"tcp:0:80", "tcp:80:0", "tcp:65536:80",
+							   "tcp:80", "tcp:80:80:80", "icmp:1:2",
+							   "tcp:-1:80", "tcp:+80:80", "tcp: 80:80",
+							   NULL};
+	     *bad; bad++) {
+		char arg[64];
+
+		snprintf(arg, sizeof(arg), "user,forward=%s", *bad);
+		PARSE(&p, "--kernel", "k", "--net", arg);
+		expect_usage_error(&p, "is not tcp:HOSTPORT:GUESTPORT");
+	}
+	PARSE(&p, "--kernel", "k", "--net", "user", "--net", "user");
+	expect_usage_error(&p, "--net user: given twice");
+	PARSE(&p, "--kernel", "k", "--net", "tap=t0,forward=tcp:1:2");
+	expect_usage_error(&p, "forward= is an option of --net user");
+	PARSE(&p, "--kernel", "k", "--net", "user,queues=2");
+	expect_usage_error(&p, "one queue pair");
+	PARSE(&p, "--kernel", "k", "--net", "user,tap=t0");
+	expect_usage_error(&p, "user and tap= exclude each other");
+}
+
 static void test_net_errors(void **state)
 {
 	struct parsed p;
 
 	(void)state;
 	PARSE(&p, "--kernel", "k", "--net", "mac=52:54:00:00:00:01");
-	expect_usage_error(&p, "--net: tap=NAME is missing");
+	expect_usage_error(&p, "--net: tap=NAME or user is missing");
 	PARSE(&p, "--kernel", "k", "--net", "tap=");
 	expect_usage_error(&p, "--net: tap='' is not an interface name");
 	PARSE(&p, "--kernel", "k", "--net", "tap=1234567890123456");
@@ -682,8 +730,8 @@ static void test_kv_list_separators(void **state)
 	/* Nothing but commas is an empty list. */
 	expect_kv_err("--disk", "", "--disk: path=FILE is missing");
 	expect_kv_err("--disk", ",,,", "--disk: path=FILE is missing");
-	expect_kv_err("--net", "", "--net: tap=NAME is missing");
-	expect_kv_err("--net", ",", "--net: tap=NAME is missing");
+	expect_kv_err("--net", "", "--net: tap=NAME or user is missing");
+	expect_kv_err("--net", ",", "--net: tap=NAME or user is missing");
 	/* The key ends at the first '='; the value keeps the rest, '=' too. */
 	expect_kv_ok(&p, "--disk", "path=a=b,readonly=off");
 	assert_string_equal(p.cfg.disks[0].path, "a=b");
@@ -879,6 +927,7 @@ int main(void)
 	    cmocka_unit_test(test_hugepages_name),
 	    cmocka_unit_test(test_net_values),
 	    cmocka_unit_test(test_net_errors),
+	    cmocka_unit_test(test_net_user),
 	    cmocka_unit_test(test_kv_list_separators),
 	    cmocka_unit_test(test_kv_list_items),
 	    cmocka_unit_test(test_kv_list_lengths),

@@ -945,6 +945,184 @@ static bool tap_here(void)
 	return ok;
 }
 
+/* ---- the stream backend (passt's protocol: net_stream.c) ---- */
+
+/* The device on a stream socket pair, as --net user has it with passt. */
+static struct fx *fx_start_stream(void)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	struct net_config nc = {.user = true, .queues = 1};
+	struct virtio_dev *d;
+	int sv[2];
+
+	assert_non_null(f);
+	memset(hva(0, RAM_BYTES), 0, RAM_BYTES);
+	memset(g_notified, 0, sizeof(g_notified));
+	memset(g_kick_again, 0, sizeof(g_kick_again));
+	memset(g_watch_on, 0xff, sizeof(g_watch_on));
+	g_watch_stray = 0;
+	net_default_mac("user", nc.mac);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	f->pairs = 1;
+	f->dev_fd[0] = sv[0];
+	f->peer[0] = sv[1];
+	f->next_buf = BUF_GPA;
+	d = net_open(&nc, 0, f->dev_fd, false, &g_mem, t_watch, f);
+	assert_non_null(d);
+	assert_int_equal(net_stream_open(d->priv, dup(sv[0]), -1), 0);
+	f->d = d;
+	d->tops = &t_tops;
+	d->driver_features = d->features;
+	for (unsigned int q = 0; q < d->num_queues; q++) {
+		struct virtq *vq = &d->vqs[q];
+
+		vq->size = g_qsize;
+		vq->desc_gpa = desc_gpa(q);
+		vq->avail_gpa = avail_gpa(q);
+		vq->used_gpa = used_gpa(q);
+		assert_int_equal(virtq_enable(vq, &g_mem), 0);
+	}
+	d->status = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+		    VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK;
+	assert_int_equal(d->ops->activate(d), 0);
+	return f;
+}
+
+/* len bytes of frame (pattern seed) behind passt's 4-byte length. */
+static size_t stream_frame(uint8_t *p, uint32_t len, uint8_t seed)
+{
+	p[0] = (uint8_t)(len >> 24);
+	p[1] = (uint8_t)(len >> 16);
+	p[2] = (uint8_t)(len >> 8);
+	p[3] = (uint8_t)len;
+	frame(p + 4, len, seed);
+	return 4 + len;
+}
+
+static void test_stream_features(void **state)
+{
+	struct fx *f = fx_start_stream();
+
+	(void)state;
+	/* Whole frames with their checksums: no offloads either way. */
+	assert_false(f->d->features & (1ULL << VIRTIO_NET_F_CSUM));
+	assert_false(f->d->features & (1ULL << VIRTIO_NET_F_GUEST_CSUM));
+	assert_false(f->d->features & (1ULL << VIRTIO_NET_F_HOST_TSO4));
+	assert_false(f->d->features & (1ULL << VIRTIO_NET_F_GUEST_TSO4));
+	assert_true(f->d->features & (1ULL << VIRTIO_NET_F_MRG_RXBUF));
+	fx_stop(f);
+}
+
+static void test_stream_tx(void **state)
+{
+	struct fx *f = fx_start_stream();
+	uint64_t h = buf(f, HDR), a = buf(f, 100), b = buf(f, 200);
+	uint8_t want[4 + 300], got[1024];
+
+	(void)state;
+	stream_frame(want, 300, 5);
+	memcpy(hva(a, 100), want + 4, 100);
+	memcpy(hva(b, 200), want + 104, 200);
+	post(f, 1, (struct seg[]){{h, HDR, false}, {a, 100, false}, {b, 200, false}}, 3);
+	post(f, 1, (struct seg[]){{h, HDR, false}, {a, 60, false}}, 2);
+	kick(f, 1);
+	/* The virtio header stays behind; the length goes in front. */
+	assert_int_equal(recv(f->peer[0], got, sizeof(got), 0), 304 + 64);
+	assert_memory_equal(got, want, 304);
+	assert_memory_equal(got + 304, "\0\0\0\x3c", 4);
+	assert_memory_equal(got + 308, want + 4, 60);
+	assert_int_equal(used(1)->idx, 2);
+	assert_int_equal(net_get_stats(f->d)->tx_packets, 2);
+	assert_int_equal(net_get_stats(f->d)->tx_bytes, 360);
+	assert_false(needs_reset(f));
+	fx_stop(f);
+}
+
+static void test_stream_rx_reassembles(void **state)
+{
+	struct fx *f = fx_start_stream();
+	uint8_t s[3 * (4 + 1000)], want[4 + 1000];
+	size_t len = 0;
+	uint64_t b[3];
+
+	(void)state;
+	for (unsigned int i = 0; i < 3; i++) {
+		b[i] = buf(f, 2048);
+		post(f, 0, (struct seg[]){{b[i], 2048, true}}, 1);
+	}
+	for (unsigned int i = 0; i < 3; i++)
+		len += stream_frame(s + len, (uint32_t)(100 + 400 * i), (uint8_t)i);
+	/* Two frames and a bit of the third: two delivered, the bit kept. */
+	assert_int_equal(send(f->peer[0], s, 4 + 100 + 4 + 500 + 10, 0), 618);
+	rx_ready(f, 0);
+	assert_int_equal(used(0)->idx, 2);
+	assert_int_equal(used(0)->ring[0].len, HDR + 100);
+	assert_int_equal(used(0)->ring[1].len, HDR + 500);
+	stream_frame(want, 500, 1);
+	assert_memory_equal(hva(b[1] + HDR, 500), want + 4, 500);
+	assert_int_equal(((struct virtio_net_hdr_mrg_rxbuf *)hva(b[1], HDR))->num_buffers, 1);
+	assert_int_equal(send(f->peer[0], s + 618, len - 618, 0), (ssize_t)(len - 618));
+	rx_ready(f, 0);
+	assert_int_equal(used(0)->idx, 3);
+	assert_int_equal(used(0)->ring[2].len, HDR + 900);
+	stream_frame(want, 900, 2);
+	assert_memory_equal(hva(b[2] + HDR, 900), want + 4, 900);
+	assert_false(needs_reset(f));
+	fx_stop(f);
+}
+
+static void test_stream_backend_breaks(void **state)
+{
+	uint8_t bad[8] = {0, 0, 0, 3, 1, 2, 3}; /* a 3-byte frame: no Ethernet has one */
+	struct fx *f = fx_start_stream();
+
+	(void)state;
+	post(f, 0, (struct seg[]){{buf(f, 2048), 2048, true}}, 1);
+	assert_int_equal(send(f->peer[0], bad, 7, 0), 7);
+	rx_ready(f, 0);
+	assert_true(needs_reset(f));
+	assert_int_equal(g_watch_on[0], 0); /* no more reading */
+	assert_int_equal(used(0)->idx, 0);
+	fx_stop(f);
+	/* The backend hangs up: the device breaks, nothing else. */
+	f = fx_start_stream();
+	close(f->peer[0]);
+	f->peer[0] = open("/dev/null", O_RDONLY);
+	rx_ready(f, 0);
+	assert_true(needs_reset(f));
+	assert_int_equal(g_watch_on[0], 0);
+	fx_stop(f);
+}
+
+/* A backend that does not read: TX stops, nothing blocks, then goes on. */
+static void test_stream_backpressure(void **state)
+{
+	struct fx *f = fx_start_stream();
+	uint64_t h = buf(f, HDR), a = buf(f, 1500);
+	uint8_t sink[65536];
+	unsigned int posted = 0;
+	ssize_t n;
+
+	(void)state;
+	memset(hva(a, 1500), 0x5a, 1500);
+	/* Far more than the socket buffers hold. */
+	for (unsigned int round = 0; round < 40; round++) {
+		for (unsigned int i = 0; i < 8; i++, posted++)
+			post(f, 1, (struct seg[]){{h, HDR, false}, {a, 1500, false}}, 2);
+		kick(f, 1);
+	}
+	assert_true(net_stream_busy(f->d->priv));
+	assert_true(used(1)->idx < posted); /* the rest waits in the ring */
+	/* The backend reads again: writability sends the rest and kicks TX. */
+	while ((n = recv(f->peer[0], sink, sizeof(sink), 0)) > 0)
+		;
+	g_kick_again[1] = 0;
+	net_stream_writable(f->d->priv);
+	assert_int_equal(g_kick_again[1], 1);
+	assert_false(needs_reset(f));
+	fx_stop(f);
+}
+
 static void test_tap_open(void **state)
 {
 	int fds[2], fd2, flags;
@@ -1005,6 +1183,11 @@ int main(void)
 	    cmocka_unit_test(test_multiqueue_pairs),
 	    cmocka_unit_test(test_quiesce_rx),
 	    cmocka_unit_test(test_quiesce_reset_resume),
+	    cmocka_unit_test(test_stream_features),
+	    cmocka_unit_test(test_stream_tx),
+	    cmocka_unit_test(test_stream_rx_reassembles),
+	    cmocka_unit_test(test_stream_backend_breaks),
+	    cmocka_unit_test(test_stream_backpressure),
 	    cmocka_unit_test(test_tap_open),
 	};
 
