@@ -66,6 +66,8 @@ int tap_open(const char *name, unsigned int pairs, int *fds, bool *created, bool
  * port taken).
  */
 int passt_start(const struct net_config *nc, int *fd, int *err_fd, bool *usage) WUR;
+/* What passt said last on its stderr (err_fd non-blocking; read what is there). */
+void passt_last_words(int err_fd, char *out, size_t len);
 /* TUNSETOFFLOAD: what the tap may hand us. 0 or -errno. */
 int tap_set_offload(int fd, unsigned int offloads) WUR;
 

@@ -12,6 +12,7 @@
  * device (NEEDS_RESET, one line).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -62,6 +63,20 @@ static void broken(struct net *n, const char *why)
 	virtio_set_needs_reset(&n->dev, why);
 }
 
+/* The backend hung up: with what it said last, when it is passt. */
+static void gone(struct net *n)
+{
+	char last[200], why[300];
+
+	if (n->stream->err_fd < 0) {
+		broken(n, "the network backend went away");
+		return;
+	}
+	passt_last_words(n->stream->err_fd, last, sizeof(last));
+	snprintf(why, sizeof(why), "passt went away (%s)", last);
+	broken(n, why);
+}
+
 static void out_watch(struct net *n, bool on)
 {
 	struct net_stream *s = n->stream;
@@ -106,7 +121,7 @@ ssize_t net_stream_read(struct net *n, struct net_rxq *rx)
 		}
 		got = read(rx->fd, s->in + s->in_len, STREAM_BUF_LEN - s->in_len);
 		if (got == 0) {
-			broken(n, "the network backend (passt) went away");
+			gone(n);
 			return -1;
 		}
 		if (got < 0)
@@ -127,7 +142,7 @@ static bool flush(struct net *n)
 		if (w < 0 && (errno == EAGAIN || errno == EINTR))
 			return false;
 		if (w < 0) {
-			broken(n, "the network backend (passt) went away");
+			gone(n);
 			s->out_off = s->out_len = 0;
 			return true;
 		}

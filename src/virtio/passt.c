@@ -79,6 +79,15 @@ static int check_forwards(const struct net_config *nc)
 	return 0;
 }
 
+void passt_last_words(int err_fd, char *out, size_t len)
+{
+	char text[4096];
+	ssize_t n = err_fd >= 0 ? read(err_fd, text, sizeof(text) - 1) : -1;
+
+	text[n > 0 ? n : 0] = '\0';
+	last_line(text, out, len);
+}
+
 static void child(const char *path, char *const argv[], int sock, int err)
 {
 	sigset_t none;
@@ -173,6 +182,7 @@ int passt_start(const struct net_config *nc, int *fd, int *err_fd, bool *usage)
 		return -EIO;
 	}
 	(void)fcntl(sv[0], F_SETFL, O_NONBLOCK);
+	(void)fcntl(ep[0], F_SETFL, O_NONBLOCK);
 	*fd = sv[0];
 	*err_fd = ep[0]; /* open while passt runs: a closed pipe would kill it (SIGPIPE) */
 	log_info("net", "passt (pid %d) serves --net user", (int)pid);

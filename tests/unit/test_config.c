@@ -618,10 +618,10 @@ static void test_net_user(void **state)
 	/* "user" is a word of its own, not a prefix. */
 	PARSE(&p, "--kernel", "k", "--net", "users");
 	expect_usage_error(&p, "'users' is not key=value");
-	for (const char *const *bad = (const char *const[]){"tcp:0:80", "tcp:80:0", "tcp:65536:80",
-							   "tcp:80", "tcp:80:80:80", "icmp:1:2",
-							   "tcp:-1:80", "tcp:+80:80", "tcp: 80:80",
-							   NULL};
+	for (const char *const *bad =
+		 (const char *const[]){"tcp:0:80", "tcp:80:0", "tcp:65536:80", "tcp:80",
+				       "tcp:80:80:80", "icmp:1:2", "tcp:-1:80", "tcp:+80:80",
+				       "tcp: 80:80", NULL};
 	     *bad; bad++) {
 		char arg[64];
 
