@@ -96,8 +96,11 @@ static void child(const char *path, char *const argv[], int sock, int err)
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL); /* vmm blocks its stop signals */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
-	if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(err, 2) < 0 ||
-	    dup2(sock, 3) < 0)
+	/* Out of the way of 0-3 first: either may be one of them already. */
+	sock = fcntl(sock, F_DUPFD, 10);
+	err = fcntl(err, F_DUPFD, 10);
+	if (null < 0 || sock < 0 || err < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 ||
+	    dup2(err, 2) < 0 || dup2(sock, 3) < 0)
 		_exit(127);
 	execv(path, argv);
 	_exit(127);
@@ -164,10 +167,12 @@ int passt_start(const struct net_config *nc, int *fd, int *err_fd, bool *usage)
 		struct pollfd p = {.fd = ep[0], .events = POLLIN};
 		ssize_t n;
 
-		if (poll(&p, 1, PASST_START_MS) <= 0)
-			break; /* quiet: it runs */
+		if (poll(&p, 1, PASST_START_MS) <= 0 || got == sizeof(text) - 1)
+			break; /* quiet (or talkative): it runs */
 		n = read(ep[0], text + got, sizeof(text) - 1 - got);
-		if (n > 0 && got + (size_t)n < sizeof(text) - 1) {
+		if (n < 0)
+			break;
+		if (n > 0) {
 			got += (size_t)n;
 			text[got] = '\0';
 			continue;
@@ -178,7 +183,6 @@ int passt_start(const struct net_config *nc, int *fd, int *err_fd, bool *usage)
 		log_err(NULL, "--net user: passt could not start: %s", why);
 		close(sv[0]);
 		close(ep[0]);
-		*usage = true;
 		return -EIO;
 	}
 	(void)fcntl(sv[0], F_SETFL, O_NONBLOCK);
