@@ -151,7 +151,7 @@ static int launch(struct vmm_config *cfg, const struct state_stream *st, struct 
 		return VMM_EXIT_FAILURE;
 	if (in && (r = incoming_receive(in, cfg, &ram, &mst, &usage))) {
 		mem_destroy(&ram);
-		if (r == -EINTR && in->signo) { /* a stop signal: as a run it stops says */
+		if (r == -EINTR && in->signo) { /* stopped by a signal: 128+N, as a run */
 			(void)result_commit(&result, result_new(VMM_EXIT_SIGNAL + in->signo,
 								outcome_name(OUTCOME_SIGNAL),
 								log_last_error()));
