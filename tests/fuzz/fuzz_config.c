@@ -24,7 +24,7 @@ static void check_cfg(const struct vmm_config *c)
 		 c->mem_bytes % 4096 == 0);
 	FZ_CHECK(c->nr_disks <= VMM_MAX_DISKS && c->nr_nets <= VMM_MAX_NETS &&
 		 c->nr_vfio <= VMM_MAX_VFIO);
-	FZ_CHECK(c->nr_disks + c->nr_nets + c->nr_vfio <= VMM_MAX_PCI_DEVICES);
+	FZ_CHECK(c->nr_disks + c->nr_nets + c->nr_vfio + c->rng <= VMM_MAX_PCI_DEVICES);
 	FZ_CHECK(c->console != CONSOLE_FILE || (c->console_path && c->console_path[0]));
 	for (unsigned int i = 0; i < c->nr_disks; i++)
 		FZ_CHECK(c->disks[i].path && c->disks[i].path[0] && c->disks[i].queues <= 64);
@@ -40,10 +40,18 @@ static void check_net(const struct net_config *n)
 {
 	size_t len = strnlen(n->tap, sizeof(n->tap));
 
+	FZ_CHECK(!(n->mac[0] & 1));
+	FZ_CHECK(n->nr_forwards <= NET_MAX_FORWARDS);
+	if (n->user) { /* --net user: passt, one queue pair, no tap */
+		FZ_CHECK(len == 0 && n->queues == 1);
+		for (unsigned int i = 0; i < n->nr_forwards; i++)
+			FZ_CHECK(n->forwards[i].host && n->forwards[i].guest);
+		return;
+	}
 	FZ_CHECK(len > 0 && len < NET_IFNAMSIZ);
 	FZ_CHECK(!strpbrk(n->tap, "/: \t\n"));
 	FZ_CHECK(n->queues >= 1 && n->queues <= NET_MAX_PAIRS);
-	FZ_CHECK(!(n->mac[0] & 1));
+	FZ_CHECK(n->nr_forwards == 0);
 }
 
 static void check_bdf(const char *b)
