@@ -351,6 +351,8 @@ static void rx_run(struct net *n, struct net_rxq *rx)
 	}
 	if (done < NET_BUDGET && rx->len == 0)
 		set_watch(rx, true);
+	else if (done == NET_BUDGET && n->stream && net_stream_pending(n))
+		d->tops->kick_again(d, q); /* frames read already: the socket may stay quiet */
 }
 
 /* ---- control queue (multi-queue only) ---- */
@@ -433,6 +435,8 @@ static int net_activate(struct virtio_dev *d)
 		/* (A packet restored into the bounce buffer waits for RX buffers.) */
 		if (d->vqs[2 * p].ready && !n->rx[p].len)
 			set_watch(&n->rx[p], true);
+		if (d->vqs[2 * p].ready && n->stream && net_stream_pending(n))
+			d->tops->kick_again(d, 2 * p); /* frames a reset left read */
 	}
 	return 0;
 }
@@ -489,6 +493,8 @@ static void net_resume(struct virtio_dev *d)
 			n->watch(n->watch_opaque, n->rx[p].fd, true);
 	if (n->stream && n->stream->out_watching)
 		n->watch(n->watch_opaque, n->stream->out_fd, true);
+	if (n->stream && net_stream_pending(n))
+		d->tops->kick_again(d, 0); /* frames read before the quiesce */
 }
 
 const struct virtio_dev_ops net_ops = {

@@ -138,6 +138,11 @@ int net_stream_send(struct net *n, const struct iovec *iov, unsigned int niov, s
 void net_stream_writable(void *opaque);
 /* Whether a frame waits for the socket (TX stops until it is out). */
 bool net_stream_busy(struct net *n);
+/*
+ * Whether bytes read from the socket wait to be handed out: RX must run
+ * again on its own (kick_again), for the socket may not wake it.
+ */
+bool net_stream_pending(struct net *n);
 int net_stream_open(struct net *n, int out_fd, int err_fd);
 void net_stream_close(struct net *n);
 

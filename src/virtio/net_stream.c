@@ -152,6 +152,11 @@ static bool flush(struct net *n)
 	return true;
 }
 
+bool net_stream_pending(struct net *n)
+{
+	return n->stream->in_len > n->stream->in_off;
+}
+
 bool net_stream_busy(struct net *n)
 {
 	return n->stream->out_len > 0;
