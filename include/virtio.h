@@ -191,11 +191,14 @@ int virtio_pci_dev_save(struct device *dev, struct state_writer *w);
 int virtio_pci_dev_restore(struct device *dev, struct state_reader *r);
 
 /*
- * Whether the file st describes can be a disk image (a regular file, a
- * whole number of 512-byte sectors); one line naming path otherwise.
- * Both the early input check and the device's open use it.
+ * Whether the file st describes can be a disk image (a regular file or a
+ * block device, a whole number of 512-byte sectors): its size in *size;
+ * one line naming path otherwise. Both the early input check and the
+ * device's open use it. blk_image_size(): the size alone, quietly
+ * (-EINVAL: neither kind; a block device's from BLKGETSIZE64).
  */
-int blk_check_image(const char *path, const struct stat *st) WUR;
+int blk_check_image(const char *path, const struct stat *st, uint64_t *size) WUR;
+int blk_image_size(const char *path, const struct stat *st, uint64_t *size) WUR;
 
 /*
  * virtio-blk (src/virtio/blk.c): open, check and lock the image of disk

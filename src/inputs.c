@@ -183,13 +183,14 @@ static int check_outputs(const struct vmm_config *cfg)
 /* A --disk image: there, a usable image (blk_check_image), accessible. */
 static int check_disk(const struct disk_config *dc, struct stat *st)
 {
+	uint64_t size;
 	int r;
 
 	if (stat(dc->path, st) < 0) {
 		log_err(NULL, "--disk: cannot open '%s': %s", dc->path, strerror(errno));
 		return -errno;
 	}
-	if ((r = blk_check_image(dc->path, st)))
+	if ((r = blk_check_image(dc->path, st, &size)))
 		return r;
 	if (access(dc->path, dc->readonly ? R_OK : R_OK | W_OK) < 0) {
 		log_err(NULL, "--disk: cannot open '%s'%s: %s", dc->path,

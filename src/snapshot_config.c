@@ -13,18 +13,26 @@
 #include <jansson.h>
 
 #include "snapshot.h"
+#include "virtio.h"
 
 int snapshot_disk_identity(const char *path, struct disk_identity *id)
 {
 	struct stat st;
+	uint64_t size;
+	int r;
 
 	if (stat(path, &st) < 0)
 		return -errno;
-	*id = (struct disk_identity){.size = (uint64_t)st.st_size,
+	if ((r = blk_image_size(path, &st, &size)))
+		return r;
+	/* A block device's node keeps no time of the writes to the device. */
+	*id = (struct disk_identity){.size = size,
 				     .dev = (uint64_t)st.st_dev,
 				     .ino = (uint64_t)st.st_ino,
-				     .mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000LL +
-						 st.st_mtim.tv_nsec};
+				     .mtime_ns = S_ISBLK(st.st_mode)
+						     ? 0
+						     : (int64_t)st.st_mtim.tv_sec * 1000000000LL +
+							   st.st_mtim.tv_nsec};
 	return 0;
 }
 

@@ -5,9 +5,11 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,15 +18,39 @@
 #include "io_loop.h"
 #include "log.h"
 
-int blk_check_image(const char *path, const struct stat *st)
+int blk_image_size(const char *path, const struct stat *st, uint64_t *size)
 {
-	if (!S_ISREG(st->st_mode)) {
-		log_err(NULL, "--disk: '%s' is not a regular file", path);
-		return -EINVAL;
+	int fd, e = 0;
+
+	if (S_ISREG(st->st_mode)) {
+		*size = (uint64_t)st->st_size;
+		return 0;
 	}
-	if (st->st_size == 0 || st->st_size % (off_t)SECTOR) {
-		log_err(NULL, "--disk: '%s' is %lld bytes: %s", path, (long long)st->st_size,
-			st->st_size ? "not a multiple of 512" : "an empty image");
+	if (!S_ISBLK(st->st_mode))
+		return -EINVAL;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0 || ioctl(fd, BLKGETSIZE64, size) < 0)
+		e = -errno;
+	if (fd >= 0)
+		close(fd);
+	return e;
+}
+
+int blk_check_image(const char *path, const struct stat *st, uint64_t *size)
+{
+	int e = blk_image_size(path, st, size);
+
+	if (e == -EINVAL) {
+		log_err(NULL, "--disk: '%s' is not a regular file or a block device", path);
+		return e;
+	}
+	if (e) {
+		log_err(NULL, "--disk: cannot read the size of '%s': %s", path, strerror(-e));
+		return e;
+	}
+	if (*size == 0 || *size % SECTOR) {
+		log_err(NULL, "--disk: '%s' is %llu bytes: %s", path, (unsigned long long)*size,
+			*size ? "not a multiple of 512" : "an empty image");
 		return -EINVAL;
 	}
 	return 0;
@@ -40,10 +66,19 @@ static int open_image(const struct disk_config *dc, int *fd_out, uint64_t *size,
 	int fd, e;
 
 	*usage = true;
+	/* A writable block device is the guest's alone: not while mounted, or
+	 * open by another program that asked for it exclusively. */
+	if (!dc->readonly && !stat(dc->path, &st) && S_ISBLK(st.st_mode))
+		flags |= O_EXCL;
 	fd = open(dc->path, flags);
 	if (fd < 0) {
 		e = errno;
-		if (e == EINVAL && dc->cache == BLK_CACHE_NONE)
+		*usage = !(e == EBUSY && (flags & O_EXCL)); /* in use: not the input's fault */
+		if (!*usage)
+			log_err(NULL,
+				"--disk: '%s' is in use (mounted, or open by another program)",
+				dc->path);
+		else if (e == EINVAL && dc->cache == BLK_CACHE_NONE)
 			log_err(NULL,
 				"--disk: cache=none: the file system under '%s' does not support "
 				"O_DIRECT",
@@ -54,7 +89,7 @@ static int open_image(const struct disk_config *dc, int *fd_out, uint64_t *size,
 	}
 	if (fstat(fd, &st) < 0)
 		st.st_mode = 0; /* not a regular file */
-	if ((e = blk_check_image(dc->path, &st))) {
+	if ((e = blk_check_image(dc->path, &st, size))) {
 		close(fd);
 		return e;
 	}
@@ -68,7 +103,6 @@ static int open_image(const struct disk_config *dc, int *fd_out, uint64_t *size,
 		return -e;
 	}
 	*fd_out = fd;
-	*size = (uint64_t)st.st_size;
 	return 0;
 }
 

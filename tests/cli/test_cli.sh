@@ -164,6 +164,40 @@ if have_kvm; then
 	run "$VMM" run -q --kernel "$G/bootinfo.elf" --mem 16M --append "b=2"
 	[ "$rc" = 0 ] && [[ "$out" == "cmdline: console=ttyS0 "*" b=2"$'\n'* ]] && ok "--append: after the default command line" ||
 		bad "--append default" "rc=$rc $out $err"
+	# Block devices as disks: loop devices, read by the guest's own driver
+	# (the hostile guest's bar-collide reads sector 0 of each disk)
+	if command -v losetup >/dev/null && [ "$(id -u)" = 0 ] && loop_a=$(losetup -f --show "$T/disk.img" 2>/dev/null); then
+		printf VMMDISK0 | dd of="$loop_a" conv=notrunc 2>/dev/null
+		truncate -s 1M "$T/disk2.raw"
+		printf VMMDISK1 | dd of="$T/disk2.raw" conv=notrunc 2>/dev/null
+		loop_b=$(losetup -f --show "$T/disk2.raw")
+		run "$VMM" run -q --kernel "$G/hostile.elf" --mem 16M --cmdline attack=bar-collide \
+			--disk "path=$loop_a" --disk "path=$loop_b"
+		[ "$rc" = 42 ] && [[ "$out" == *"recovered: VMMDISK0"*"vdb: VMMDISK1"* ]] &&
+			ok "--disk on block devices: the guest reads both" || bad "--disk block devices" "rc=$rc $out $err"
+		losetup -d "$loop_a" "$loop_b"
+		dd if=/dev/zero of="$T/disk.img" bs=8 count=1 conv=notrunc 2>/dev/null
+		# a mounted one is the host's: refused (O_EXCL), read-only is not
+		truncate -s 8M "$T/mnt.raw"
+		mke2fs -q -F "$T/mnt.raw" >/dev/null 2>&1
+		loop_c=$(losetup -f --show "$T/mnt.raw")
+		mkdir -p "$T/mnt"
+		if mount "$loop_c" "$T/mnt" 2>/dev/null; then
+			run "$VMM" run -q --kernel "$G/hello.elf" --mem 16M --disk "path=$loop_c"
+			[ "$rc" = 1 ] && [ "$err" = "vmm: --disk: '$loop_c' is in use (mounted, or open by another program)" ] &&
+				ok "--disk on a mounted block device: refused, exit 1" || bad "--disk mounted" "rc=$rc $err"
+			run "$VMM" run -q --kernel "$G/hello.elf" --mem 16M --disk "path=$loop_c,readonly=on"
+			[ "$rc" = 0 ] && ok "--disk on a mounted block device, read-only: allowed" || bad "--disk mounted ro" "rc=$rc $err"
+			umount "$T/mnt"
+		else
+			skipped "--disk on a mounted block device" "cannot mount a loop device here"
+		fi
+		losetup -d "$loop_c"
+	else
+		skipped "--disk on block devices" "needs root and a free loop device"
+	fi
+	expect_error "--disk on a character device" 2 "'/dev/null' is not a regular file or a block device" \
+		run -q --kernel "$G/hello.elf" --mem 16M --disk path=/dev/null
 	# --net user: passt started for the run, gone with it
 	run "$VMM" run -q --kernel "$G/hello.elf" --mem 16M --net user,forward=tcp:18431:80
 	[ "$rc" = 0 ] && [ "$out" = "hello from guest" ] && [ -z "$err" ] &&
