@@ -175,6 +175,13 @@ if have_kvm; then
 			--disk "path=$loop_a" --disk "path=$loop_b"
 		[ "$rc" = 42 ] && [[ "$out" == *"recovered: VMMDISK0"*"vdb: VMMDISK1"* ]] &&
 			ok "--disk on block devices: the guest reads both" || bad "--disk block devices" "rc=$rc $out $err"
+		# a snapshot (confined: it may not open the device) and its restore
+		run "$VMM" run -q --kernel "$G/chatty.elf" --mem 64M --cmdline mode=count --disk "path=$loop_b" \
+			--snapshot-at 'count 0000000000000003' --snapshot-dir "$T/bsnap"
+		run timeout 20 "$VMM" restore -q "$T/bsnap" --expect 'count 0000000000000008'
+		[ "$rc" = 0 ] && [[ "$out" == "count 0000000000000004"* ]] &&
+			ok "--disk on a block device: snapshot and restore" || bad "--disk block device snapshot" "rc=$rc $err"
+		rm -rf "$T/bsnap"
 		losetup -d "$loop_a" "$loop_b"
 		dd if=/dev/zero of="$T/disk.img" bs=8 count=1 conv=notrunc 2>/dev/null
 		# a mounted one is the host's: refused (O_EXCL), read-only is not
