@@ -97,9 +97,8 @@ static void rng_config(struct virtio_dev *d, uint32_t offset, uint8_t *data, uin
 		       bool is_write)
 {
 	(void)d;
-	(void)offset;
 	if (!is_write)
-		memset(data, 0, len); /* no configuration space */
+		virtio_config_read(NULL, 0, offset, data, len); /* none: reads 0 */
 }
 
 static const struct virtio_dev_ops rng_ops = {

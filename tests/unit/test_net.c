@@ -140,6 +140,27 @@ static int group_teardown(void **state)
 	return 0;
 }
 
+/* The driver's side: features taken, every queue enabled, DRIVER_OK. */
+static void fx_drive(struct fx *f, struct virtio_dev *d, uint64_t features)
+{
+	f->d = d;
+	d->tops = &t_tops;
+	d->driver_features = features & d->features;
+	for (unsigned int q = 0; q < d->num_queues; q++) {
+		struct virtq *vq = &d->vqs[q];
+
+		vq->size = g_qsize;
+		vq->desc_gpa = desc_gpa(q);
+		vq->avail_gpa = avail_gpa(q);
+		vq->used_gpa = used_gpa(q);
+		vq->event_idx = false;
+		assert_int_equal(virtq_enable(vq, &g_mem), 0);
+	}
+	d->status = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+		    VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK;
+	assert_int_equal(d->ops->activate(d), 0);
+}
+
 /* The device with pairs queue pairs and the driver's features, ready. */
 static struct fx *fx_start(unsigned int pairs, uint64_t features)
 {
@@ -166,22 +187,7 @@ static struct fx *fx_start(unsigned int pairs, uint64_t features)
 	f->next_buf = BUF_GPA;
 	d = net_open(&nc, 0, f->dev_fd, false, &g_mem, t_watch, f);
 	assert_non_null(d);
-	f->d = d;
-	d->tops = &t_tops;
-	d->driver_features = features & d->features;
-	for (unsigned int q = 0; q < d->num_queues; q++) {
-		struct virtq *vq = &d->vqs[q];
-
-		vq->size = g_qsize;
-		vq->desc_gpa = desc_gpa(q);
-		vq->avail_gpa = avail_gpa(q);
-		vq->used_gpa = used_gpa(q);
-		vq->event_idx = false;
-		assert_int_equal(virtq_enable(vq, &g_mem), 0);
-	}
-	d->status = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
-		    VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK;
-	assert_int_equal(d->ops->activate(d), 0);
+	fx_drive(f, d, features);
 	return f;
 }
 
@@ -970,21 +976,7 @@ static struct fx *fx_start_stream(void)
 	d = net_open(&nc, 0, f->dev_fd, false, &g_mem, t_watch, f);
 	assert_non_null(d);
 	assert_int_equal(net_stream_open(d->priv, dup(sv[0]), -1), 0);
-	f->d = d;
-	d->tops = &t_tops;
-	d->driver_features = d->features;
-	for (unsigned int q = 0; q < d->num_queues; q++) {
-		struct virtq *vq = &d->vqs[q];
-
-		vq->size = g_qsize;
-		vq->desc_gpa = desc_gpa(q);
-		vq->avail_gpa = avail_gpa(q);
-		vq->used_gpa = used_gpa(q);
-		assert_int_equal(virtq_enable(vq, &g_mem), 0);
-	}
-	d->status = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
-		    VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK;
-	assert_int_equal(d->ops->activate(d), 0);
+	fx_drive(f, d, ALL_FEATURES);
 	return f;
 }
 
