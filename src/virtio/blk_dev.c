@@ -66,14 +66,22 @@ static int open_image(const struct disk_config *dc, int *fd_out, uint64_t *size,
 	int fd, e;
 
 	*usage = true;
-	/* A writable block device is the guest's alone: not while mounted, or
-	 * open by another program that asked for it exclusively. */
-	if (!dc->readonly && !stat(dc->path, &st) && S_ISBLK(st.st_mode))
-		flags |= O_EXCL;
-	fd = open(dc->path, flags);
+	/*
+	 * A writable block device is the guest's alone: not while mounted, or
+	 * open by another program that asked for it exclusively. A probe that
+	 * asks the same, closed at once: vmm's own fd must not hold the claim,
+	 * for io_uring lets go of it only after the process is gone, and the
+	 * next run on the device would find it in use.
+	 */
+	fd = 0;
+	if (!dc->readonly && !stat(dc->path, &st) && S_ISBLK(st.st_mode) &&
+	    (fd = open(dc->path, O_RDONLY | O_EXCL | O_CLOEXEC)) >= 0)
+		close(fd);
+	if (fd >= 0)
+		fd = open(dc->path, flags);
 	if (fd < 0) {
 		e = errno;
-		*usage = !(e == EBUSY && (flags & O_EXCL)); /* in use: not the input's fault */
+		*usage = e != EBUSY; /* in use: not the input's fault */
 		if (!*usage)
 			log_err(NULL,
 				"--disk: '%s' is in use (mounted, or open by another program)",
