@@ -8,6 +8,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "boot.h"
@@ -384,12 +385,19 @@ static bool handle_exit(struct vcpu *v)
 	case KVM_EXIT_HLT:
 		stop_request(stop, OUTCOME_POWEROFF, VMM_EXIT_OK, "guest halted");
 		return false;
-	case KVM_EXIT_SHUTDOWN:
+	case KVM_EXIT_SHUTDOWN: {
+		/* AMD's KVM resets a vCPU at a shutdown: RIP 0xfff0 is then the
+		 * reset vector, not where the guest was */
+		unsigned long long rip = cur_rip(v);
+		char where[64] = "where is unknown: KVM reset the vCPU's registers";
+
 		dump_regs(v);
+		if (rip != 0xfff0)
+			snprintf(where, sizeof(where), "rip 0x%llx", rip);
 		stop_request(stop, OUTCOME_TRIPLE_FAULT, VMM_EXIT_FAILURE,
-			     "guest triple fault on vcpu%u (rip 0x%llx)", v->id,
-			     (unsigned long long)cur_rip(v));
+			     "guest triple fault on vcpu%u (%s)", v->id, where);
 		return false;
+	}
 	case KVM_EXIT_SYSTEM_EVENT:
 		switch (run->system_event.type) {
 		case KVM_SYSTEM_EVENT_RESET:
@@ -468,7 +476,7 @@ static void *vcpu_thread(void *arg)
 	pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
 
 	if (set->confine) {
-		int r = confine_thread(CONFINE_VCPU, 0);
+		int r = confine_thread(CONFINE_VCPU, set->confine_extra);
 
 		if (r) {
 			stop_request(stop, OUTCOME_HOST_ERROR, VMM_EXIT_FAILURE,
@@ -478,9 +486,16 @@ static void *vcpu_thread(void *arg)
 		if (v->id == 0)
 			confine_test_hook(CONFINE_VCPU); /* VMM_TEST_SECCOMP, see confine.h */
 	}
-	if (v->id == 0)
-		log_info("vcpu", "first KVM_RUN %.3f ms after VM creation began",
-			 (double)(now_ns() - set->start_ns) / 1e6);
+	if (v->id == 0) {
+		struct timespec cpu = {0};
+
+		/* user + system time of every thread since exec (not wall time) */
+		clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu);
+		log_info("vcpu",
+			 "first KVM_RUN %.3f ms after VM creation began; %.3f ms of CPU since exec",
+			 (double)(now_ns() - set->start_ns) / 1e6,
+			 (double)cpu.tv_sec * 1e3 + (double)cpu.tv_nsec / 1e6);
+	}
 	for (;;) {
 		/*
 		 * A kick is a flag (stopping, paused) set first, then
@@ -525,17 +540,23 @@ static void *vcpu_thread(void *arg)
 
 int vcpus_start(struct vcpu_set *s)
 {
-	for (unsigned int i = 0; i < s->n; i++) {
-		int r = pthread_create(&s->vcpus[i].thread, NULL, vcpu_thread, &s->vcpus[i]);
+	pthread_attr_t attr;
+	int r = pthread_attr_init(&attr);
 
+	if (r)
+		return -r;
+	r = pthread_attr_setstacksize(&attr, VCPU_STACK_BYTES);
+	for (unsigned int i = 0; !r && i < s->n; i++) {
+		r = pthread_create(&s->vcpus[i].thread, &attr, vcpu_thread, &s->vcpus[i]);
 		if (r) {
 			stop_request(s->stop, OUTCOME_HOST_ERROR, VMM_EXIT_FAILURE,
 				     "cannot start vcpu%u thread: %s", i, strerror(r));
-			return -r;
+			break;
 		}
 		s->vcpus[i].started = true;
 	}
-	return 0;
+	pthread_attr_destroy(&attr);
+	return -r;
 }
 
 void vcpus_pause(struct vcpu_set *s, bool paused)
