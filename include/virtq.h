@@ -51,6 +51,7 @@ struct virtq {
 	uint16_t used_idx;	 /* next used index to fill (shadow of used->idx) */
 	uint16_t signalled_used; /* used_idx at our last interrupt */
 	bool signalled_valid;	 /* signalled_used means something */
+	bool kicks_off;		 /* virtq_kicks(vq, false): the driver was asked not to kick */
 };
 
 /* One popped request: segments in chain order, readable ones first. */
@@ -106,6 +107,16 @@ void virtq_push(struct virtq *vq, uint16_t head, uint32_t len);
  * point of this decision, so call it once per batch and signal if true.
  */
 bool virtq_should_notify(struct virtq *vq);
+
+/*
+ * Ask the driver to kick for new buffers (on), or not to (off: a device
+ * that will look at the ring anyway, because requests of its own are in
+ * flight and each completion brings it back). avail_event with EVENT_IDX,
+ * VRING_USED_F_NO_NOTIFY without. After turning kicks on, the caller
+ * fences and looks at the ring once more: a buffer may have come while
+ * they were off.
+ */
+void virtq_kicks(struct virtq *vq, bool on);
 
 /* Anything left to pop? (For polling after re-enabling notifications.) */
 bool virtq_has_work(const struct virtq *vq);

@@ -30,8 +30,15 @@ static struct blk_req *req_get(struct blk *b, unsigned int q)
 {
 	struct blk_req *r = b->free_list[q];
 
-	if (r)
+	if (r) {
 		b->free_list[q] = r->next_free;
+	} else if (b->fresh[q] < b->pool_size[q]) {
+		r = &b->reqs[q][b->fresh[q]++];
+		r->blk = b;
+		r->q = q;
+	}
+	if (r)
+		b->busy[q]++;
 	return r;
 }
 
@@ -39,6 +46,26 @@ static void req_put(struct blk *b, struct blk_req *r)
 {
 	r->next_free = b->free_list[r->q];
 	b->free_list[r->q] = r;
+	b->busy[r->q]--;
+}
+
+/*
+ * Kicks off while the queue is busy enough (BLK_KICKS_OFF_BUSY); on again
+ * below that. True when turning them on found buffers that came meanwhile.
+ */
+static bool kicks_for_load(struct blk *b, unsigned int q)
+{
+	struct virtq *vq = &b->dev.vqs[q];
+
+	if (b->polling || b->busy[q] >= BLK_KICKS_OFF_BUSY) {
+		virtq_kicks(vq, false);
+		return false;
+	}
+	if (!vq->kicks_off)
+		return false;
+	virtq_kicks(vq, true);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return virtq_has_work(vq);
 }
 
 /* Finish r with a status: push it and remember to notify its queue. */
@@ -313,7 +340,7 @@ static void blk_kick(struct virtio_dev *d, unsigned int q)
 			 * just as we published avail_event: look once more.
 			 */
 			__atomic_thread_fence(__ATOMIC_SEQ_CST);
-			if (virtq_has_work(vq))
+			if (virtq_has_work(vq) || kicks_for_load(b, q))
 				continue;
 			break;
 		}
@@ -335,11 +362,63 @@ void blk_completions(void *opaque)
 	}
 	blk_engine_reap(&b->engine, rw_done);
 	flush_notifications(b);
-	/* Requests freed up: serve what waited for a free slot. */
+	/* Requests freed up: serve what waited for a free slot, and what the
+	 * driver added unkicked while the queue was busy. */
 	for (unsigned int q = 0; q < b->dev.num_queues; q++)
-		if (b->reqs[q] && virtq_has_work(&b->dev.vqs[q]))
+		if (b->reqs[q] && (virtq_has_work(&b->dev.vqs[q]) || kicks_for_load(b, q)))
 			blk_kick(&b->dev, q);
 	pthread_mutex_unlock(&b->dev.lock);
+}
+
+/*
+ * The I/O loop's poller (io_loop.h): finished I/O from io_uring's ring and
+ * new requests from the avail rings, without syscalls; the driver is asked
+ * not to kick meanwhile. blk_poll_end asks for kicks again and serves what
+ * came as they were off.
+ */
+bool blk_poll(void *opaque)
+{
+	struct blk *b = opaque;
+	bool found = false;
+
+	pthread_mutex_lock(&b->dev.lock);
+	if (b->quiesced) {
+		pthread_mutex_unlock(&b->dev.lock);
+		return false;
+	}
+	if (!b->polling) {
+		b->polling = true;
+		for (unsigned int q = 0; q < b->dev.num_queues; q++)
+			if (b->reqs[q])
+				virtq_kicks(&b->dev.vqs[q], false);
+	}
+	if (blk_engine_poll(&b->engine, rw_done)) {
+		flush_notifications(b);
+		found = true;
+	}
+	for (unsigned int q = 0; q < b->dev.num_queues; q++)
+		if (b->reqs[q] && virtq_has_work(&b->dev.vqs[q])) {
+			blk_kick(&b->dev, q);
+			found = true;
+		}
+	pthread_mutex_unlock(&b->dev.lock);
+	return found;
+}
+
+bool blk_poll_end(void *opaque)
+{
+	struct blk *b = opaque;
+	bool found = false;
+
+	pthread_mutex_lock(&b->dev.lock);
+	b->polling = false;
+	for (unsigned int q = 0; q < b->dev.num_queues; q++)
+		if (!b->quiesced && b->reqs[q] && kicks_for_load(b, q)) {
+			blk_kick(&b->dev, q);
+			found = true;
+		}
+	pthread_mutex_unlock(&b->dev.lock);
+	return found;
 }
 
 static void free_pools(struct blk *b)
@@ -348,6 +427,7 @@ static void free_pools(struct blk *b)
 		free(b->reqs[q]);
 		b->reqs[q] = NULL;
 		b->free_list[q] = NULL;
+		b->fresh[q] = b->pool_size[q] = b->busy[q] = 0;
 	}
 }
 
@@ -366,10 +446,9 @@ static int blk_activate(struct virtio_dev *d)
 			free_pools(b);
 			return -ENOMEM;
 		}
-		for (unsigned int i = 0; i < n; i++) {
-			b->reqs[q][i] = (struct blk_req){.blk = b, .q = q};
-			req_put(b, &b->reqs[q][i]);
-		}
+		/* calloc'd, not written: a request's pages become resident when
+		 * the queue first runs that deep (req_get) */
+		b->pool_size[q] = n;
 	}
 	return 0;
 }
@@ -417,6 +496,9 @@ static int blk_quiesce(struct virtio_dev *d)
 	flush_notifications(b);
 	if (r < 0)
 		return r;
+	/* Idle now: the guest's rings, saved as they are, ask for kicks. */
+	for (unsigned int q = 0; q < d->num_queues; q++)
+		virtq_kicks(&d->vqs[q], true);
 	if (b->io && b->engine.efd >= 0 && (r = io_watch_enable(b->io, b->engine.efd, false)))
 		return r;
 	b->quiesced = true;

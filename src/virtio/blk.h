@@ -68,6 +68,11 @@ void blk_engine_submit(struct blk_engine *e);
 /* Collect finished requests, calling done for each. */
 void blk_engine_reap(struct blk_engine *e, blk_done_fn done);
 /*
+ * The same for a poller, without a syscall: io_uring's completion ring
+ * only (the others wait for their eventfd). True if it collected any.
+ */
+bool blk_engine_poll(struct blk_engine *e, blk_done_fn done);
+/*
  * Wait until nothing is in flight (device reset, close), calling done for
  * each; the caller frees the requests afterwards. A failing wait does not
  * end the drain early: a signal or a transient error (EAGAIN, EBUSY,
@@ -93,6 +98,14 @@ int blk_engine_drain(struct blk_engine *e, blk_done_fn done);
 /* Requests a queue starts per turn of the I/O thread: a driver that keeps
  * refilling it (requests that complete at once) cannot hold the thread. */
 #define BLK_BUDGET 256
+/*
+ * With this many requests of a queue in flight, the driver is asked not to
+ * kick (virtq_kicks): each completion brings the device back to the ring
+ * soon enough, and a kick costs the guest a VM exit. Fewer in flight, and
+ * a new request would wait a whole request's time unkicked: kicks on
+ * (unless the I/O loop polls the ring meanwhile: blk_poll).
+ */
+#define BLK_KICKS_OFF_BUSY 4
 
 struct io_loop;
 
@@ -107,14 +120,21 @@ struct blk {
 	struct virtio_blk_config config;
 	struct blk_req *reqs[VIRTIO_MAX_QUEUES]; /* per-queue pools */
 	struct blk_req *free_list[VIRTIO_MAX_QUEUES];
-	uint64_t notify_mask; /* queues with pushes since the last notify */
-	struct io_loop *io;   /* on a board: the completions' watch; else NULL */
+	/* reqs[q][fresh[q]..size) were never used: they stay untouched (and
+	 * not resident) until a queue runs that deep */
+	unsigned int fresh[VIRTIO_MAX_QUEUES], pool_size[VIRTIO_MAX_QUEUES];
+	unsigned int busy[VIRTIO_MAX_QUEUES]; /* requests out of the pool */
+	uint64_t notify_mask;		      /* queues with pushes since the last notify */
+	struct io_loop *io;		      /* on a board: the completions' watch; else NULL */
 	bool quiesced;
+	bool polling; /* the I/O loop polls us (io_loop.h): no kicks wanted */
 };
 
 /* The device model (blk.c), for blk_dev.c: its ops, completions, reset. */
 extern const struct virtio_dev_ops blk_ops;
 void blk_completions(void *opaque);
+bool blk_poll(void *opaque);
+bool blk_poll_end(void *opaque);
 void blk_reset(struct virtio_dev *d);
 
 #endif

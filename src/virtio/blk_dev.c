@@ -273,6 +273,8 @@ int blk_add(const struct dev_services *svc, struct device_list *l, const struct 
 	/* From here on the list's destroy takes it. */
 	if (b->engine.efd >= 0 && (r = io_watch(svc->io, b->engine.efd, blk_completions, b)))
 		return r;
+	if ((r = io_poll_add(svc->io, blk_poll, blk_poll_end, b)))
+		return r;
 	b->io = svc->io;
 	r = virtio_pci_create(svc, d, slot);
 	if (r)

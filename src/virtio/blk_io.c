@@ -309,6 +309,15 @@ void blk_engine_reap(struct blk_engine *e, blk_done_fn done)
 	}
 }
 
+bool blk_engine_poll(struct blk_engine *e, blk_done_fn done)
+{
+	if (e->dead || e->kind != BLK_ENGINE_IO_URING || !e->ring_ready || !e->inflight ||
+	    !io_uring_cq_ready(&e->ring))
+		return false;
+	reap_uring(e, done);
+	return true;
+}
+
 int blk_engine_drain(struct blk_engine *e, blk_done_fn done)
 {
 	/* What it gave up on was reported once (-EIO, below); nothing has

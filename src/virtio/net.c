@@ -146,14 +146,18 @@ static void tx_kick(struct net *n, unsigned int q)
 	int fd = n->rx[q / 2].fd;
 	unsigned int done = 0;
 
+	/* No kicks while we are at it: we look at the ring until it is dry. */
+	virtq_kicks(vq, false);
 	while (done < NET_BUDGET) {
 		struct virtio_net_hdr_mrg_rxbuf h;
 		unsigned int niov;
 		const char *why;
 		int r;
 
-		if (n->stream && net_stream_busy(n))
+		if (n->stream && net_stream_busy(n)) {
+			virtq_kicks(vq, true);
 			break; /* the backend's writability kicks us again */
+		}
 		r = virtq_pop(vq, d->mem, c);
 
 		if (r < 0) {
@@ -161,11 +165,13 @@ static void tx_kick(struct net *n, unsigned int q)
 			return;
 		}
 		if (r == 0) {
-			/* EVENT_IDX: a buffer may have come as avail_event moved. */
+			/* Dry: kicks on, and a look for what came meanwhile. */
+			virtq_kicks(vq, true);
 			__atomic_thread_fence(__ATOMIC_SEQ_CST);
-			if (virtq_has_work(vq))
-				continue;
-			break;
+			if (!virtq_has_work(vq))
+				break;
+			virtq_kicks(vq, false);
+			continue;
 		}
 		if (c->nin || c->out_len < HDR_LEN) {
 			virtio_set_needs_reset(d, c->nin ? "TX buffer is device-writable"
@@ -295,6 +301,7 @@ static void rx_run(struct net *n, struct net_rxq *rx)
 	struct virtio_dev *d = &n->dev;
 	unsigned int q = 2 * rx->pair;
 	unsigned int done = 0;
+	uint16_t used_before = d->vqs[q].used_idx;
 
 	if (!d->vqs[q].ready || (d->status & VIRTIO_CONFIG_S_NEEDS_RESET) ||
 	    !(d->status & VIRTIO_CONFIG_S_DRIVER_OK)) {
@@ -345,10 +352,10 @@ static void rx_run(struct net *n, struct net_rxq *rx)
 		}
 		rx->len = 0;
 		done++;
-		/* Each packet, as soon as it is there: EVENT_IDX keeps a guest
-		 * that is already polling from being interrupted again. */
-		notify(n, q);
 	}
+	/* One interrupt for the batch: the guest takes what came at once. */
+	if (d->vqs[q].used_idx != used_before)
+		notify(n, q);
 	if (done < NET_BUDGET && rx->len == 0)
 		set_watch(rx, true);
 	else if (done == NET_BUDGET && n->stream && net_stream_pending(n))
@@ -479,6 +486,9 @@ static int net_quiesce(struct virtio_dev *d)
 			n->watch(n->watch_opaque, n->rx[p].fd, false);
 	if (n->stream && n->stream->out_watching)
 		n->watch(n->watch_opaque, n->stream->out_fd, false);
+	/* the guest's rings, saved as they are, ask for kicks */
+	for (unsigned int p = 0; p < n->pairs; p++)
+		virtq_kicks(&d->vqs[2 * p + 1], true);
 	n->quiesced = true;
 	return 0;
 }

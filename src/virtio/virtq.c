@@ -85,6 +85,7 @@ int virtq_enable(struct virtq *vq, const struct guest_mem *mem)
 	vq->used_idx = 0;
 	vq->signalled_used = 0;
 	vq->signalled_valid = false;
+	vq->kicks_off = false;
 	vq->fault = NULL;
 
 	if (size == 0 || size > VIRTQ_MAX_SIZE || (size & (size - 1)) != 0)
@@ -269,10 +270,31 @@ int virtq_pop(struct virtq *vq, const struct guest_mem *mem, struct virtq_chain 
 
 	vq->last_avail++;
 	if (vq->event_idx) {
-		__atomic_store_n(vq->avail_event, vq->last_avail, __ATOMIC_RELEASE);
+		/* kicks off: an event just behind us, which the driver's index
+		 * never crosses before it has wrapped */
+		__atomic_store_n(vq->avail_event, (uint16_t)(vq->last_avail - vq->kicks_off),
+				 __ATOMIC_RELEASE);
 		mem_dirty_hva(mem, vq->avail_event, sizeof(*vq->avail_event));
 	}
 	return 1;
+}
+
+void virtq_kicks(struct virtq *vq, bool on)
+{
+	if (!vq->ready || vq->kicks_off == !on)
+		return;
+	vq->kicks_off = !on;
+	if (vq->event_idx) {
+		__atomic_store_n(vq->avail_event, (uint16_t)(vq->last_avail - vq->kicks_off),
+				 __ATOMIC_RELEASE);
+		mem_dirty_hva(vq->mem, vq->avail_event, sizeof(*vq->avail_event));
+	} else {
+		uint16_t f = __atomic_load_n(&vq->used->flags, __ATOMIC_RELAXED);
+
+		f = on ? (uint16_t)(f & ~VRING_USED_F_NO_NOTIFY) : (f | VRING_USED_F_NO_NOTIFY);
+		__atomic_store_n(&vq->used->flags, f, __ATOMIC_RELEASE);
+		mem_dirty_hva(vq->mem, &vq->used->flags, sizeof(vq->used->flags));
+	}
 }
 
 void virtq_unpop(struct virtq *vq, unsigned int n)

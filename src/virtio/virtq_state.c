@@ -79,6 +79,9 @@ int virtq_restore(struct virtq *vq, struct state_reader *r, const struct guest_m
 	vq->used_idx = s.used_idx;
 	vq->signalled_used = s.signalled_used;
 	vq->signalled_valid = s.signalled_valid;
+	/* kicks on, whatever the saved rings said: the device starts idle */
+	vq->kicks_off = true;
+	virtq_kicks(vq, true);
 	if (broken) {
 		/* Its device is in NEEDS_RESET (or goes there at its next pop). */
 		vq->broken = true;

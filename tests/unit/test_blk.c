@@ -2178,7 +2178,11 @@ static void test_quiesce_drains(void **state)
 		assert_int_equal(g_notified[0], 1);
 	}
 
+	assert_int_equal(d->vqs[0].kicks_off, async); /* busy: the driver need not kick */
 	assert_int_equal(quiesce(d), 0);
+	/* Idle: the rings, saved now, ask for kicks again. */
+	assert_false(d->vqs[0].kicks_off);
+	assert_int_equal(avail_event_of(f), QN);
 	/* Every request is done, as a completion pass would have done it. */
 	assert_int_equal(used_idx(f), QN);
 	for (unsigned int i = 0; i < QN; i++) {
@@ -2228,6 +2232,101 @@ static void test_quiesce_drains(void **state)
 	assert_int_equal(g_notified[0], 2);
 	assert_int_equal(g_notify_unlocked, 0);
 	assert_image(f);
+}
+
+/*
+ * BLK_KICKS_OFF_BUSY or more requests in flight: the driver is asked not to
+ * kick (avail_event one behind), and what it adds unkicked meanwhile is
+ * served by the next completion pass; idle again, kicks are back on.
+ */
+static void test_kicks_while_busy(void **state)
+{
+	struct fx *f = *state;
+	struct fx_opts o = {0};
+	bool async = f->engine != BLK_ENGINE_SYNC;
+	struct req r[10];
+
+	o.cache = async ? BLK_CACHE_NONE : BLK_CACHE_WRITEBACK;
+	fx_start(f, &o);
+	for (unsigned int i = 0; i < 8; i++)
+		r[i] =
+		    post_req(f, VIRTIO_BLK_T_IN, 8ULL * i, &WR(BUF_GPA + 0x2000ULL * i, 4096), 1);
+	kick(f);
+	assert_int_equal(f->d->vqs[0].last_avail, 8);
+	/* async: all 8 in flight; sync: all done inside the kick */
+	assert_int_equal(avail_event_of(f), async ? 7 : 8);
+	assert_int_equal(f->d->vqs[0].kicks_off, async);
+	if (!async)
+		return;
+	for (unsigned int i = 8; i < 10; i++) /* no kick: the driver was told not to */
+		r[i] =
+		    post_req(f, VIRTIO_BLK_T_IN, 8ULL * i, &WR(BUF_GPA + 0x2000ULL * i, 4096), 1);
+	wait_used_q(f, 0, 10);
+	for (unsigned int i = 0; i < 10; i++) {
+		assert_int_equal(status_of(r[i]), VIRTIO_BLK_S_OK);
+		assert_gpa_is_image(f, BUF_GPA + 0x2000ULL * i, 8ULL * i * SECTOR, 4096);
+	}
+	assert_int_equal(avail_event_of(f), 10);
+	assert_false(f->d->vqs[0].kicks_off);
+}
+
+/*
+ * The I/O loop's poller (blk_poll): it takes new requests without a kick
+ * and, on io_uring, finished ones from the completion ring; kicks stay off
+ * while it polls. blk_poll_end asks for kicks again and serves a request
+ * that came while they were off.
+ */
+static void test_poll(void **state)
+{
+	struct fx *f = *state;
+	struct fx_opts o = {0};
+	struct blk *b;
+	struct req r[5];
+	int64_t t0;
+
+	o.cache = f->engine == BLK_ENGINE_SYNC ? BLK_CACHE_WRITEBACK : BLK_CACHE_NONE;
+	fx_start(f, &o);
+	b = f->d->priv;
+	assert_false(blk_poll(b)); /* nothing yet */
+	assert_true(f->d->vqs[0].kicks_off);
+	for (unsigned int i = 0; i < 3; i++)
+		r[i] =
+		    post_req(f, VIRTIO_BLK_T_IN, 8ULL * i, &WR(BUF_GPA + 0x2000ULL * i, 4096), 1);
+	assert_true(blk_poll(b)); /* no kick: the poll found them */
+	assert_int_equal(f->d->vqs[0].last_avail, 3);
+	assert_true(f->d->vqs[0].kicks_off);
+	if (f->engine == BLK_ENGINE_IO_URING) {
+		/* finished I/O from the completion ring, no eventfd read */
+		t0 = now_ms();
+		while (used_idx(f) != 3 && now_ms() - t0 < TIMEOUT_MS)
+			(void)blk_poll(b);
+	} else if (f->engine == BLK_ENGINE_AIO) {
+		wait_used_q(f, 0, 3);
+	}
+	assert_int_equal(used_idx(f), 3);
+	for (unsigned int i = 0; i < 3; i++)
+		assert_int_equal(status_of(r[i]), VIRTIO_BLK_S_OK);
+	assert_false(blk_poll(b));
+	assert_false(blk_poll_end(b)); /* nothing came: kicks on */
+	assert_false(f->d->vqs[0].kicks_off);
+	assert_int_equal(avail_event_of(f), 3);
+
+	/* A request added while kicks were off is served by the end. */
+	assert_false(blk_poll(b));
+	r[3] = post_req(f, VIRTIO_BLK_T_IN, 64, &WR(BUF_GPA + 0x8000, 4096), 1);
+	assert_true(blk_poll_end(b));
+	assert_int_equal(f->d->vqs[0].last_avail, 4);
+	if (f->engine != BLK_ENGINE_SYNC)
+		wait_used_q(f, 0, 4);
+	assert_int_equal(status_of(r[3]), VIRTIO_BLK_S_OK);
+
+	/* Quiesced: the poller serves nothing. */
+	assert_int_equal(quiesce(f->d), 0);
+	r[4] = post_req(f, VIRTIO_BLK_T_IN, 72, &WR(BUF_GPA + 0xa000, 4096), 1);
+	assert_false(blk_poll(b));
+	assert_false(blk_poll_end(b));
+	assert_int_equal(f->d->vqs[0].last_avail, 4);
+	resume(f->d);
 }
 
 /*
@@ -2370,6 +2469,8 @@ int main(void)
 	    ENG(test_wrong_direction),
 	    ENG(test_many_requests),
 	    ENG(test_mixed_batch),
+	    ENG(test_kicks_while_busy),
+	    ENG(test_poll),
 	    ENG(test_broken_ring),
 	    ENG(test_reset_inflight),
 	    ENG(test_reset_inflight_writes),

@@ -957,6 +957,54 @@ static void test_avail_event_after_pop(void **state)
 	assert_int_equal(*vq.avail_event, 0xbeef);
 }
 
+/*
+ * Kicks off: avail_event one behind the next pop (the driver's
+ * vring_need_event() then never fires), kept there by pops; on again: at
+ * the next pop. Without EVENT_IDX: VRING_USED_F_NO_NOTIFY.
+ */
+static void test_kicks(void **state)
+{
+	struct virtq vq;
+
+	(void)state;
+	vq_init(&vq, 8, true, false);
+	put_desc(0, BUF_GPA, 16, 0, 0);
+	avail_add(8, 0);
+	assert_int_equal(virtq_pop(&vq, &g_mem, &g_chain), 1);
+	assert_int_equal(*vq.avail_event, 1);
+	virtq_kicks(&vq, false);
+	assert_true(vq.kicks_off);
+	assert_int_equal(*vq.avail_event, 0);
+	/* the driver adds 1 -> 2 with old = 1: (2 - 0 - 1) < (2 - 1) is false */
+	avail_add(8, 0);
+	assert_int_equal(virtq_pop(&vq, &g_mem, &g_chain), 1);
+	assert_int_equal(*vq.avail_event, 1);
+	virtq_kicks(&vq, true);
+	assert_false(vq.kicks_off);
+	assert_int_equal(*vq.avail_event, 2);
+	virtq_kicks(&vq, true); /* twice is once */
+	assert_int_equal(*vq.avail_event, 2);
+	/* wrap: kicks off right after index 0 */
+	case_setup(NULL);
+	vq_init(&vq, 8, true, false);
+	virtq_kicks(&vq, false);
+	assert_int_equal(*vq.avail_event, 0xffff);
+	assert_int_equal(used_ring()->flags, 0);
+
+	case_setup(NULL);
+	vq_init(&vq, 8, false, false);
+	*vq.avail_event = 0xbeef;
+	virtq_kicks(&vq, false);
+	assert_int_equal(used_ring()->flags, VRING_USED_F_NO_NOTIFY);
+	assert_int_equal(*vq.avail_event, 0xbeef);
+	virtq_kicks(&vq, true);
+	assert_int_equal(used_ring()->flags, 0);
+	/* a queue not ready: nothing written */
+	virtq_reset(&vq);
+	virtq_kicks(&vq, false);
+	assert_false(vq.kicks_off);
+}
+
 /* ---- state ---- */
 
 static void test_has_work(void **state)
@@ -1259,6 +1307,7 @@ int main(void)
 	    T(test_notify_flags),
 	    T(test_notify_event_idx),
 	    T(test_avail_event_after_pop),
+	    T(test_kicks),
 	    T(test_has_work),
 	    T(test_reset),
 	    T(test_state_round_trip),
