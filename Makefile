@@ -7,7 +7,7 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
            -Wpointer-arith -Wcast-align -Wundef
 XCFLAGS := -std=gnu11 -D_GNU_SOURCE -Iinclude $(WARN) -MMD -MP \
            -fno-strict-aliasing
-LDLIBS  := -luring -laio -lseccomp -ljansson -lz -lpthread
+LDLIBS  := -luring -laio -lseccomp -ljansson -lz -llzma -lzstd -lnettle -lpthread
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer \
            -fno-sanitize-recover=undefined
 

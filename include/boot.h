@@ -41,7 +41,13 @@ struct kernel_info {
 	uint64_t end_gpa;	 /* first byte past what it needs (init_size) */
 	struct setup_header hdr; /* bzImage: the image's header; ELF: synthesised */
 	uint32_t hdr_len;	 /* bytes of hdr that came from the image */
+	bool unpacked;		 /* bzImage: its vmlinux, decompressed on the host */
+	bool kaslr;		 /* ... at a random base (KASLR_FLAG in hdr.loadflags) */
+	uint64_t virt_offset;	 /* ... moved this far from its link address */
 };
+
+/* The loaders' failures: a reason into err (errlen bytes), then code. */
+int boot_fail(int code, char *err, size_t errlen, const char *fmt, ...) PRINTF_LIKE(4, 5);
 
 /*
  * Check a bzImage setup header (buf is the start of the file). On error
@@ -60,6 +66,51 @@ int kernel_load(const struct guest_mem *mem, const uint8_t *buf, size_t len, str
 		char *err, size_t errlen) WUR;
 int elf_load(const struct guest_mem *mem, const uint8_t *buf, size_t len, struct kernel_info *ki,
 	     char *err, size_t errlen) WUR;
+/* elf_load's halves, for an image moved by `delta` bytes from p_paddr. */
+int elf_check(const struct guest_mem *mem, const uint8_t *buf, size_t len, uint64_t delta,
+	      struct kernel_info *ki, char *err, size_t errlen) WUR;
+int elf_copy(const struct guest_mem *mem, const uint8_t *buf, uint64_t delta, char *err,
+	     size_t errlen) WUR;
+
+/*
+ * The fast path for a bzImage (kernel_unpack.c, vmlinux.c): its payload
+ * decompressed on the host into the vmlinux ELF and the relocation tables
+ * behind it, loaded at a random base as the kernel's decompressor would.
+ */
+
+/*
+ * Decompress the payload of a bzImage that bzimage_parse() accepted into a
+ * malloc'd buffer. The compression's name goes to *name ("xz", "zstd",
+ * "gzip", or what it looks like). -ENOTSUP: a compression vmm does not
+ * decompress; -EINVAL: a corrupt payload; -ENOMEM. err says why.
+ */
+int bzimage_unpack(const uint8_t *buf, size_t len, const struct kernel_info *ki, uint8_t **out,
+		   size_t *out_len, const char **name, char *err, size_t errlen) WUR;
+
+/* Where the relocation tables lie in a decompressed payload (backwards); -EINVAL with err when they
+ * do not add up (or v is no ELF). */
+struct vmlinux_relocs {
+	uint64_t start, len; /* [start, len): the tables; start 0: none */
+	size_t n32, ninv32, n64;
+};
+int vmlinux_relocs(const uint8_t *v, size_t len, struct vmlinux_relocs *t, char *err,
+		   size_t errlen) WUR;
+
+struct vmlinux_place {
+	uint64_t limit;	 /* the kernel ends below this (where the initrd goes) */
+	bool kaslr;	 /* random bases (off: the command line says nokaslr) */
+	uint64_t rnd[2]; /* random numbers for the physical and virtual base */
+};
+
+/*
+ * Load decompressed payload v into guest memory for the bzImage bz (its
+ * header is kept); fills ki (kind KERNEL_BZIMAGE, unpacked). Errors, with
+ * err: -ENOEXEC when v is not an ELF file, -EINVAL for anything else that
+ * does not fit or does not add up; guest memory is then untouched.
+ */
+int vmlinux_boot_load(const struct guest_mem *mem, const uint8_t *v, size_t len,
+		      const struct kernel_info *bz, const struct vmlinux_place *pl,
+		      struct kernel_info *ki, char *err, size_t errlen) WUR;
 /*
  * Every check kernel_load() makes, nothing written: mem need only be laid
  * out (mem_layout), so bad input is found before KVM is opened.

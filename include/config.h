@@ -72,6 +72,30 @@ struct net_config {
 	unsigned int nr_forwards;
 };
 
+/*
+ * --vsock cid=N,socket=PATH: a virtio-vsock device whose host side is
+ * Unix sockets at PATH (src/virtio/vsock.h).
+ */
+struct vsock_config {
+	bool on;
+	uint32_t cid;	/* 3 .. 0xfffffffe */
+	char path[108]; /* sun_path */
+};
+
+/*
+ * --share HOSTDIR[,tag=NAME][,readonly=on]: a virtio-fs device served by
+ * a virtiofsd vmm starts for HOSTDIR; --fs tag=NAME,socket=PATH: one
+ * served by a vhost-user-fs back-end the user started (src/virtio/fs.c).
+ */
+#define VMM_MAX_FS 4
+#define FS_TAG_MAX 36 /* virtio_fs_config.tag */
+struct fs_config {
+	char tag[FS_TAG_MAX + 1];
+	char dir[4096];	  /* --share's folder, "" for --fs */
+	char socket[108]; /* --fs's back-end, "" for --share */
+	bool readonly;
+};
+
 #define VMM_MAX_PATTERNS 16 /* --expect and --fail, each */
 
 #define VMM_MAX_VFIO	    8
@@ -85,8 +109,9 @@ struct vmm_config {
 	uint64_t mem_bytes;
 	unsigned int cpus;
 	enum hugepages_mode hugepages;
-	bool mem_shared;    /* --mem-shared: guest RAM in memfds (migrate local:) */
+	bool mem_shared;    /* --mem-shared: guest RAM in memfds (migrate local:, vhost-user) */
 	bool rng;	    /* a virtio-rng device (--no-rng: none) */
+	bool kernel_cache;  /* a bzImage's decompressed kernel kept (--no-kernel-cache) */
 	const char *append; /* --append: added to the command line (folded into cmdline) */
 	enum console_kind console;
 	const char *console_path; /* CONSOLE_FILE */
@@ -109,6 +134,9 @@ struct vmm_config {
 	unsigned int nr_nets;
 	char vfio[VMM_MAX_VFIO][VFIO_BDF_LEN]; /* --vfio, normalised BDFs */
 	unsigned int nr_vfio;
+	struct vsock_config vsock;
+	struct fs_config fs[VMM_MAX_FS];
+	unsigned int nr_fs;
 	/* Snapshots (src/snapshot.c, src/restore.c). */
 	const char *snapshot_at;  /* --snapshot-at REGEX: snapshot, then exit 0 */
 	const char *snapshot_dir; /* --snapshot-dir DIR, with it */
@@ -137,6 +165,13 @@ const char *blk_engine_name(enum blk_engine_kind e);
 int parse_net_forward(const char *v, struct net_forward *f) WUR;
 /* Parse one --net value into n. -EINVAL with err naming the key. */
 int parse_net(const char *arg, struct net_config *n, char *err, size_t errlen) WUR;
+/*
+ * One --share (share: HOSTDIR[,tag=][,readonly=]) or --fs (tag=,socket=)
+ * value into f; -EINVAL with err naming the key.
+ */
+int parse_fs(const char *arg, bool share, struct fs_config *f, char *err, size_t errlen) WUR;
+/* One --vsock value into v; -EINVAL with err naming the key. */
+int parse_vsock(const char *arg, struct vsock_config *v, char *err, size_t errlen) WUR;
 /*
  * One --vfio value: a PCI address "dddd:bb:dd.f" or "bb:dd.f" (domain 0),
  * or a sysfs path ending in one (/sys/bus/pci/devices/0000:00:04.0), into

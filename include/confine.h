@@ -15,6 +15,10 @@ enum confine_role { CONFINE_VCPU, CONFINE_IO, CONFINE_MIGRATE };
 /* What the I/O thread may do beyond its role, for the options that ask. */
 #define CONFINE_RENAME 1u /* --result: put the finished file in place */
 #define CONFINE_SOCKET 2u /* --api-socket: serve clients, remove it at exit */
+/* --vsock: CONFINE_SOCKET's calls, and connections of its own (AF_UNIX) */
+#define CONFINE_VSOCK 8u
+/* --share, --fs (vCPU and I/O threads): talk to a vhost-user back-end */
+#define CONFINE_VHOST 16u
 #define CONFINE_SNAPSHOT                                                                           \
 	4u /* --api-socket, --snapshot-at: read KVM's state, write new files in a new or empty     \
 	      directory */

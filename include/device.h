@@ -90,6 +90,8 @@ struct device_ops {
 	int (*release)(struct device *dev) WUR;
 	int (*reclaim)(struct device *dev) WUR;
 	void (*destroy)(struct device *dev);
+	/* With no save: why, for the one line that refuses a snapshot. */
+	const char *unsaveable;
 };
 
 /* One device on the board: its ops and its own state. */

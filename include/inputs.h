@@ -16,7 +16,14 @@ struct kernel_info;
 struct vmm_config;
 
 int inputs_check(const struct vmm_config *cfg) WUR;
-int inputs_load_kernel(struct guest_mem *mem, const char *path, struct kernel_info *ki) WUR;
+/*
+ * The kernel into guest memory. A bzImage is decompressed on the host
+ * (cached unless cfg->kernel_cache is off) and loaded at a random base
+ * unless the command line says nokaslr; when that cannot be done it is
+ * loaded as it is and decompresses itself.
+ */
+int inputs_load_kernel(struct guest_mem *mem, const struct vmm_config *cfg,
+		       struct kernel_info *ki) WUR;
 int inputs_load_initrd(struct guest_mem *mem, const struct kernel_info *ki, const char *path,
 		       uint64_t *gpa, uint64_t *size) WUR;
 

@@ -119,7 +119,7 @@ void mem_track_collect(struct guest_mem *mem, unsigned int i, unsigned long *out
 /* Longs in region i's bitmap of 4 KiB pages. */
 size_t mem_bitmap_longs(const struct guest_mem *mem, unsigned int i);
 
-/* Free pages of the given hugetlb size on the host, or -1 if unknown. */
+/* Huge pages of the given size free on the host and not reserved by a mapping, or -1 if unknown. */
 long mem_hugepages_free(uint64_t page_size);
 
 #endif

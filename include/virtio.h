@@ -74,6 +74,15 @@ struct virtio_transport_ops {
 	void (*notify_config)(struct virtio_dev *d);
 	/* Run queue_kick(q) again soon (a device that stopped at a budget). */
 	void (*kick_again)(struct virtio_dev *d, unsigned int q);
+	/*
+	 * A device whose queues another process serves (vhost-user,
+	 * backend_rings): queue q's kick eventfd (what the driver's
+	 * notifications write) and call eventfd (writing it interrupts the
+	 * driver: the irqfd of the queue's MSI-X vector). -EINVAL when the
+	 * queue has no vector (the driver uses no MSI-X): such a device
+	 * cannot interrupt without vmm.
+	 */
+	int (*queue_eventfds)(struct virtio_dev *d, unsigned int q, int *kick, int *call);
 };
 
 struct virtio_dev {
@@ -85,6 +94,7 @@ struct virtio_dev {
 	uint64_t features;  /* offered to the driver */
 	unsigned int num_queues;
 	uint16_t queue_max; /* largest queue size the device accepts */
+	bool backend_rings; /* another process serves the queues: no kicks for vmm */
 	const struct guest_mem *mem;
 	pthread_mutex_t lock; /* after the PCI bus's, before a bus's, the router's (machine.h) */
 
@@ -227,6 +237,39 @@ int rng_add(const struct dev_services *svc, struct device_list *l, unsigned int 
 struct virtio_dev *rng_open(const struct guest_mem *mem);
 uint64_t rng_bytes(const struct virtio_dev *d);
 void rng_close(struct virtio_dev *d);
+
+/*
+ * virtio-vsock (src/virtio/vsock.h) at PCI slot, on the board's list, its
+ * listener bound at vc->path; one line on failure, *usage when the user's
+ * input was at fault. vsock_open()/vsock_close() give the device without
+ * a VM (tests): they drive its sockets with vsock_serve() when
+ * vsock_event_fd() is readable.
+ */
+int vsock_add(const struct dev_services *svc, struct device_list *l, const struct vsock_config *vc,
+	      unsigned int slot, bool *usage) WUR;
+struct virtio_dev *vsock_open(const struct guest_mem *mem, const struct vsock_config *vc,
+			      bool *usage);
+int vsock_event_fd(const struct virtio_dev *d);
+void vsock_serve(struct virtio_dev *d);
+void vsock_close(struct virtio_dev *d);
+
+/*
+ * virtio-fs fs{index} (src/virtio/fs.c) at PCI slot for --share (vmm
+ * starts virtiofsd) or --fs (a back-end the user started): one line on
+ * failure, *usage when the user's input was at fault. Guest RAM must be
+ * shared memory (mem_create_shared).
+ */
+int fs_add(const struct dev_services *svc, struct device_list *l, const struct fs_config *fc,
+	   unsigned int index, unsigned int slot, bool *usage) WUR;
+/*
+ * The same without a VM, for tests: fs_open() starts or connects to the
+ * back-end and agrees on the protocol; fs_backend_event() is what the I/O
+ * thread does when the back-end's socket is readable; fs_close().
+ */
+struct virtio_dev *fs_open(const struct guest_mem *mem, const struct fs_config *fc,
+			   unsigned int index, bool *usage);
+void fs_backend_event(struct virtio_dev *d);
+void fs_close(struct virtio_dev *d);
 
 /*
  * The same device without a VM, for tests: blk_open() gives the device

@@ -6,7 +6,7 @@ set -euo pipefail
 pkgs=(build-essential pkg-config linux-libc-dev liburing-dev libaio-dev
       libfdt-dev libcmocka-dev libseccomp-dev libjansson-dev qemu-system-x86 busybox-static
       cpio xz-utils zstd kmod e2fsprogs python3 clang libclang-rt-14-dev
-      clang-format shellcheck zlib1g-dev passt)
+      clang-format shellcheck zlib1g-dev liblzma-dev libzstd-dev nettle-dev passt)
 
 missing=()
 for p in "${pkgs[@]}"; do

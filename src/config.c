@@ -59,15 +59,27 @@ static int parse_console(struct vmm_config *cfg, const char *arg, char *err, siz
 
 static bool stacked_repetition(const char *re)
 {
-	bool in_bracket = false, after_rep = false;
+	const char *first = NULL; /* a bracket expression's first member, while in one */
+	bool after_rep = false;
 
 	for (const char *p = re; *p; p++) {
 		bool rep;
 
-		if (in_bracket) {
-			/* "[]...]" and "[^]...]": a leading ] is a literal */
-			if (*p == ']' && p[-1] != '[' && !(p[-1] == '^' && p[-2] == '['))
-				in_bracket = false;
+		if (first) {
+			/* "[]...]" and "[^]...]": a leading ] is a literal; "[:alpha:]",
+			 * "[.x.]" and "[=x=]" inside hold a ] of their own */
+			if (*p == '[' && (p[1] == ':' || p[1] == '.' || p[1] == '=')) {
+				const char *end = strchr(p + 2, p[1]);
+
+				while (end && end[1] != ']')
+					end = strchr(end + 1, p[1]);
+				if (end) {
+					p = end + 1;
+					continue;
+				}
+			}
+			if (*p == ']' && p != first)
+				first = NULL;
 			continue;
 		}
 		if (*p == '\\' && p[1]) {
@@ -76,7 +88,7 @@ static bool stacked_repetition(const char *re)
 			continue;
 		}
 		if (*p == '[') {
-			in_bracket = true;
+			first = p[1] == '^' ? p + 2 : p + 1;
 			after_rep = false;
 			continue;
 		}
@@ -152,6 +164,10 @@ enum {
 	OPT_MEM_SHARED,
 	OPT_NO_RNG,
 	OPT_APPEND,
+	OPT_VSOCK,
+	OPT_SHARE,
+	OPT_FS,
+	OPT_NO_KERNEL_CACHE,
 };
 
 /* --disk-copy vdX=PATH (restore). */
@@ -174,7 +190,8 @@ static bool machine_option(int c)
 {
 	return c == OPT_KERNEL || c == OPT_INITRD || c == OPT_CMDLINE || c == OPT_MEM ||
 	       c == OPT_CPUS || c == OPT_HUGEPAGES || c == OPT_DISK || c == OPT_NET ||
-	       c == OPT_VFIO || c == OPT_MEM_SHARED || c == OPT_NO_RNG || c == OPT_APPEND;
+	       c == OPT_VFIO || c == OPT_MEM_SHARED || c == OPT_NO_RNG || c == OPT_APPEND ||
+	       c == OPT_VSOCK || c == OPT_SHARE || c == OPT_FS;
 }
 
 static int parse(struct vmm_config *cfg, int argc, char *const argv[], bool *help, char *err,
@@ -238,7 +255,11 @@ static int parse(struct vmm_config *cfg, int argc, char *const argv[], bool *hel
 	    {"incoming", required_argument, NULL, OPT_INCOMING},
 	    {"mem-shared", no_argument, NULL, OPT_MEM_SHARED},
 	    {"no-rng", no_argument, NULL, OPT_NO_RNG},
+	    {"no-kernel-cache", no_argument, NULL, OPT_NO_KERNEL_CACHE},
 	    {"append", required_argument, NULL, OPT_APPEND},
+	    {"vsock", required_argument, NULL, OPT_VSOCK},
+	    {"share", required_argument, NULL, OPT_SHARE},
+	    {"fs", required_argument, NULL, OPT_FS},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"help", no_argument, NULL, 'h'},
@@ -246,6 +267,7 @@ static int parse(struct vmm_config *cfg, int argc, char *const argv[], bool *hel
 	};
 	unsigned long n;
 	const char *machine_opt = NULL; /* the first, for --incoming's message */
+	bool mem_unshared = false;	/* --mem SIZE,shared=off */
 	int c, r, li = 0;
 
 	*cfg = (struct vmm_config){
@@ -255,6 +277,7 @@ static int parse(struct vmm_config *cfg, int argc, char *const argv[], bool *hel
 	    .hugepages = HUGEPAGES_AUTO,
 	    .console = CONSOLE_STDIO,
 	    .rng = true,
+	    .kernel_cache = true,
 	};
 	*help = false;
 	opterr = 0;
@@ -279,11 +302,25 @@ again:
 		case OPT_KERNEL: cfg->kernel = optarg; break;
 		case OPT_INITRD: cfg->initrd = optarg; break;
 		case OPT_CMDLINE: cfg->cmdline = optarg; break;
-		case OPT_MEM:
-			r = parse_mem(optarg, &cfg->mem_bytes, err, errlen);
+		case OPT_MEM: { /* SIZE[,shared=on|off] */
+			const char *comma = strchr(optarg, ',');
+			char size[64];
+
+			if (comma && strcmp(comma, ",shared=on") && strcmp(comma, ",shared=off"))
+				return config_fail(err, errlen,
+						   "--mem: '%s': after the size, only shared=on or "
+						   "shared=off",
+						   optarg);
+			if (comma)
+				cfg->mem_shared = !strcmp(comma, ",shared=on");
+			mem_unshared = comma && !cfg->mem_shared;
+			snprintf(size, sizeof(size), "%.*s",
+				 (int)(comma ? comma - optarg : (ptrdiff_t)strlen(optarg)), optarg);
+			r = parse_mem(size, &cfg->mem_bytes, err, errlen);
 			if (r)
 				return r;
 			break;
+		}
 		case OPT_CPUS:
 			r = parse_uint(optarg, 1, VMM_MAX_CPUS, &n);
 			if (r == -EINVAL)
@@ -414,12 +451,38 @@ again:
 		case OPT_PAUSED: cfg->start_paused = true; break;
 		case OPT_MEM_SHARED: cfg->mem_shared = true; break;
 		case OPT_NO_RNG: cfg->rng = false; break;
+		case OPT_NO_KERNEL_CACHE: cfg->kernel_cache = false; break;
 		case OPT_APPEND:
 			if (cfg->append)
 				return config_fail(err, errlen,
 						   "--append: given twice (one string holds every "
 						   "parameter: --append 'a=1 b=2')");
 			cfg->append = optarg;
+			break;
+		case OPT_VSOCK:
+			if (cfg->vsock.on)
+				return config_fail(err, errlen,
+						   "--vsock: given twice (one device)");
+			if ((r = parse_vsock(optarg, &cfg->vsock, err, errlen)))
+				return r;
+			break;
+		case OPT_SHARE:
+		case OPT_FS:
+			if (cfg->nr_fs == VMM_MAX_FS)
+				return config_fail(err, errlen,
+						   "--share and --fs: at most %d shared folders",
+						   VMM_MAX_FS);
+			if ((r = parse_fs(optarg, c == OPT_SHARE, &cfg->fs[cfg->nr_fs], err,
+					  errlen)))
+				return r;
+			for (unsigned int i = 0; i < cfg->nr_fs; i++)
+				if (!strcmp(cfg->fs[i].tag, cfg->fs[cfg->nr_fs].tag))
+					return config_fail(err, errlen,
+							   "%s: tag '%s' is given twice (tag=NAME "
+							   "tells them apart)",
+							   c == OPT_SHARE ? "--share" : "--fs",
+							   cfg->fs[i].tag);
+			cfg->nr_fs++;
 			break;
 		case OPT_INCOMING: {
 			struct mig_addr a;
@@ -461,14 +524,15 @@ again:
 				   machine_opt);
 	if (restore || cfg->incoming)
 		return 0;
-	/* PCI slots 1-31 of bus 0: disks, NICs, passed devices, the rng. */
-	if (cfg->nr_disks + cfg->nr_nets + cfg->nr_vfio + cfg->rng > VMM_MAX_PCI_DEVICES)
-		return config_fail(err, errlen,
-				   "%u --disk, --net and --vfio devices%s: at most %d fit on the "
-				   "PCI bus",
-				   cfg->nr_disks + cfg->nr_nets + cfg->nr_vfio,
-				   cfg->rng ? " and the rng (--no-rng leaves it out)" : "",
-				   VMM_MAX_PCI_DEVICES);
+	/* PCI slots 1-31 of bus 0: disks, NICs, passed devices, the rng, vsock, shares. */
+	if (cfg->nr_disks + cfg->nr_nets + cfg->nr_vfio + cfg->rng + cfg->vsock.on + cfg->nr_fs >
+	    VMM_MAX_PCI_DEVICES)
+		return config_fail(
+		    err, errlen,
+		    "%u --disk, --net, --vfio, --vsock, --share and --fs devices%s: at "
+		    "most %d fit on the PCI bus",
+		    cfg->nr_disks + cfg->nr_nets + cfg->nr_vfio + cfg->vsock.on + cfg->nr_fs,
+		    cfg->rng ? " and the rng (--no-rng leaves it out)" : "", VMM_MAX_PCI_DEVICES);
 	if (!cfg->kernel)
 		return config_fail(err, errlen, "missing --kernel PATH");
 	if (!*cfg->kernel)
@@ -477,6 +541,13 @@ again:
 		return config_fail(err, errlen, "--initrd: empty path");
 	if (cfg->append && (r = append_cmdline(cfg, err, errlen)))
 		return r;
+	if (cfg->nr_fs && mem_unshared)
+		return config_fail(
+		    err, errlen,
+		    "--mem ...,shared=off: --share and --fs need shared memory (their "
+		    "back-end maps guest RAM)");
+	if (cfg->nr_fs) /* a vhost-user back-end maps guest RAM */
+		cfg->mem_shared = true;
 	if (cfg->hugepages == HUGEPAGES_2M && !IS_ALIGNED(cfg->mem_bytes, 2 * MiB))
 		return config_fail(
 		    err, errlen,

@@ -89,14 +89,15 @@ const char *blk_engine_name(enum blk_engine_kind e)
 	return e == BLK_ENGINE_IO_URING ? "io_uring" : e == BLK_ENGINE_AIO ? "aio" : "sync";
 }
 
-static int parse_onoff(const char *key, const char *v, bool *out, char *err, size_t errlen)
+static int parse_onoff(const char *opt, const char *key, const char *v, bool *out, char *err,
+		       size_t errlen)
 {
 	if (!strcmp(v, "on") || !strcmp(v, "true") || !strcmp(v, "1"))
 		*out = true;
 	else if (!strcmp(v, "off") || !strcmp(v, "false") || !strcmp(v, "0"))
 		*out = false;
 	else
-		return config_fail(err, errlen, "--disk: %s='%s' is not on or off", key, v);
+		return config_fail(err, errlen, "%s: %s='%s' is not on or off", opt, key, v);
 	return 0;
 }
 
@@ -145,7 +146,7 @@ int parse_disk(char *arg, struct disk_config *d, char *err, size_t errlen)
 				return config_fail(err, errlen, "--disk: path is empty");
 			d->path = v;
 		} else if (!strcmp(kv, "readonly")) {
-			if (parse_onoff(kv, v, &d->readonly, err, errlen))
+			if (parse_onoff("--disk", kv, v, &d->readonly, err, errlen))
 				return -EINVAL;
 		} else if (!strcmp(kv, "serial")) {
 			if (strlen(v) > VIRTIO_BLK_ID_LEN)
@@ -306,6 +307,104 @@ int parse_net(const char *arg, struct net_config *n, char *err, size_t errlen)
 		return config_fail(err, errlen, "--net: tap=NAME or user is missing");
 	if (!mac_set)
 		net_default_mac(n->user ? "user" : n->tap, n->mac);
+	return 0;
+}
+
+int parse_fs(const char *arg, bool share, struct fs_config *f, char *err, size_t errlen)
+{
+	const char *opt = share ? "--share" : "--fs";
+	char buf[4352], *kv, *v, *dir = buf;
+	struct kv_iter it = {.p = buf, .opt = opt};
+	int r;
+
+	memset(f, 0, sizeof(*f));
+	if (strlen(arg) >= sizeof(buf) || (share && strcspn(arg, ",") >= sizeof(f->dir)))
+		return config_fail(err, errlen, "%s: '%.32s...' is too long", opt, arg);
+	strcpy(buf, arg);
+	if (share) { /* the folder first, then its keys */
+		it.p = buf + strcspn(buf, ",");
+		if (*it.p)
+			*it.p++ = '\0';
+		if (!*dir)
+			return config_fail(err, errlen, "--share: HOSTDIR is missing");
+		strcpy(f->dir, dir);
+	}
+	while ((r = kv_next(&it, &kv, &v, err, errlen)) > 0) {
+		if (!strcmp(kv, "tag")) {
+			if (!*v || strlen(v) > FS_TAG_MAX)
+				return config_fail(err, errlen, "%s: tag='%s' is not 1 to %d bytes",
+						   opt, v, FS_TAG_MAX);
+			strcpy(f->tag, v);
+		} else if (share && !strcmp(kv, "readonly")) {
+			if ((r = parse_onoff("--share", "readonly", v, &f->readonly, err, errlen)))
+				return r;
+		} else if (!share && !strcmp(kv, "socket")) {
+			if (!*v || strlen(v) >= sizeof(f->socket))
+				return config_fail(err, errlen, "--fs: socket='%s' is %s", v,
+						   *v ? "too long for a socket path" : "empty");
+			strcpy(f->socket, v);
+		} else {
+			return config_fail(err, errlen, "%s: unknown key '%s'", opt, kv);
+		}
+	}
+	if (r)
+		return r;
+	if (!share && (!f->tag[0] || !f->socket[0]))
+		return config_fail(err, errlen, "--fs: %s is missing (tag=NAME,socket=PATH)",
+				   !f->tag[0] ? "tag=NAME" : "socket=PATH");
+	if (share && !f->tag[0]) { /* the folder's own name */
+		char *end = dir + strlen(dir), *base;
+
+		while (end > dir + 1 && end[-1] == '/')
+			*--end = '\0';
+		base = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
+		if (!*base || !strcmp(base, ".") || !strcmp(base, "..") ||
+		    strlen(base) > FS_TAG_MAX)
+			return config_fail(err, errlen,
+					   "--share: '%s' has no name to use as its tag: give "
+					   "tag=NAME",
+					   arg);
+		strcpy(f->tag, base);
+	}
+	return 0;
+}
+
+int parse_vsock(const char *arg, struct vsock_config *vs, char *err, size_t errlen)
+{
+	char buf[256], *kv, *v;
+	struct kv_iter it = {.p = buf, .opt = "--vsock"};
+	unsigned long cid = 0;
+	int r;
+
+	*vs = (struct vsock_config){.on = true};
+	if (strlen(arg) >= sizeof(buf))
+		return config_fail(err, errlen, "--vsock: '%.32s...' is too long", arg);
+	strcpy(buf, arg);
+	while ((r = kv_next(&it, &kv, &v, err, errlen)) > 0) {
+		if (!strcmp(kv, "cid")) {
+			/* 0-2 are the hypervisor's, the local one's and the host's; -1 is "any" */
+			if (parse_uint(v, 3, 0xfffffffeUL, &cid))
+				return config_fail(err, errlen,
+						   "--vsock: cid='%s' is not a number from 3 to "
+						   "4294967294",
+						   v);
+		} else if (!strcmp(kv, "socket")) {
+			/* PATH_<port> must fit too: 11 more bytes */
+			if (!*v || strlen(v) + 11 >= sizeof(vs->path))
+				return config_fail(
+				    err, errlen, "--vsock: socket='%s' is %s", v,
+				    *v ? "too long for a socket path (at most 96 bytes)" : "empty");
+			strcpy(vs->path, v);
+		} else {
+			return config_fail(err, errlen, "--vsock: unknown key '%s'", kv);
+		}
+	}
+	if (r)
+		return r;
+	if (!cid || !vs->path[0])
+		return config_fail(err, errlen, "--vsock: %s is missing (cid=N,socket=PATH)",
+				   !cid ? "cid=N" : "socket=PATH");
+	vs->cid = (uint32_t)cid;
 	return 0;
 }
 

@@ -223,6 +223,11 @@ static const int for_socket[] = {
     SCMP_SYS(timerfd_create), SCMP_SYS(timerfd_settime), /* "stop" */
 };
 
+/* CONFINE_VHOST: requests with fds, bounded waits for replies */
+static const int for_vhost[] = {
+    SCMP_SYS(sendmsg), SCMP_SYS(recvmsg), SCMP_SYS(recvfrom), SCMP_SYS(poll),
+    SCMP_SYS(ppoll),   SCMP_SYS(close)}; /* fds a broken back-end attached to a reply */
+
 /* CONFINE_SNAPSHOT: write a snapshot into a new or empty directory. */
 static const int for_snapshot[] = {
     SCMP_SYS(mkdir), SCMP_SYS(mkdirat), SCMP_SYS(getdents64), SCMP_SYS(ftruncate),
@@ -329,6 +334,18 @@ int confine_thread(enum confine_role role, unsigned int extra)
 		r = allow_args(ctx);
 	if (!r && role == CONFINE_IO)
 		r = allow(ctx, io_only, ARRAY_SIZE(io_only));
+	if (!r && (extra & CONFINE_VHOST))
+		r = allow(ctx, for_vhost, ARRAY_SIZE(for_vhost));
+	if (!r && (extra & (CONFINE_SOCKET | CONFINE_VSOCK)))
+		r = allow(ctx, for_socket, ARRAY_SIZE(for_socket));
+	if (!r && (extra & CONFINE_VSOCK)) /* its connections for the guest */
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(connect), 0);
+	if (!r && (extra & CONFINE_VSOCK))
+		r = seccomp_rule_add(
+		    ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 2,
+		    (struct scmp_arg_cmp){
+			.arg = 0, .op = SCMP_CMP_EQ, .datum_a = AF_UNIX, .datum_b = 0},
+		    SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, SOCK_STREAM));
 	if (!r && role == CONFINE_MIGRATE) {
 		r = allow(ctx, migrate_only, ARRAY_SIZE(migrate_only));
 		/* A stream socket of the three families an address may name. */
@@ -350,8 +367,6 @@ int confine_thread(enum confine_role role, unsigned int extra)
 			: allow_ioctls(ctx, vcpu_ioctls, ARRAY_SIZE(vcpu_ioctls));
 	if (!r && (extra & CONFINE_RENAME))
 		r = allow(ctx, for_rename, ARRAY_SIZE(for_rename));
-	if (!r && (extra & CONFINE_SOCKET))
-		r = allow(ctx, for_socket, ARRAY_SIZE(for_socket));
 	if (!r && (extra & CONFINE_SNAPSHOT))
 		r = allow_snapshot(ctx);
 	if (!r)

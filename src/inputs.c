@@ -8,12 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "boot.h"
 #include "config.h"
 #include "inputs.h"
+#include "kernel_cache.h"
 #include "log.h"
 #include "mem.h"
 #include "supervise.h"
@@ -257,8 +259,64 @@ rest:
 	return check_outputs(cfg);
 }
 
-int inputs_load_kernel(struct guest_mem *mem, const char *path, struct kernel_info *ki)
+/* Whether `word` is one of the command line's words. */
+static bool cmdline_has(const char *cmdline, const char *word)
 {
+	size_t n = strlen(word);
+
+	for (const char *p = cmdline; (p = strstr(p, word)); p += n)
+		if ((p == cmdline || p[-1] == ' ') && (p[n] == ' ' || !p[n]))
+			return true;
+	return false;
+}
+
+/*
+ * The fast path: a bzImage's kernel decompressed on the host (or taken
+ * from the cache) and loaded at random physical and virtual bases, as the
+ * kernel's own decompressor would have done in the guest. 0 when loaded;
+ * otherwise (said at -v) the caller loads the bzImage as it is.
+ */
+static int load_unpacked(struct guest_mem *mem, const struct vmm_config *cfg, const uint8_t *buf,
+			 size_t size, struct kernel_info *ki)
+{
+	struct vmlinux_place pl = {.limit = mem_low_end(mem),
+				   .kaslr = !cmdline_has(cfg->cmdline, "nokaslr")};
+	struct kernel_unpacked u;
+	struct kernel_info bz;
+	uint64_t isize, igpa;
+	char err[256];
+	int fd, r;
+
+	if (bzimage_parse(buf, size, &bz, err, sizeof(err)) || !bz.hdr.relocatable_kernel)
+		return -ENOEXEC;
+	if (cfg->initrd && !open_input("--initrd", cfg->initrd, &fd, &isize)) {
+		close(fd);
+		if (initrd_place(mem, &bz, isize, &igpa) == 0)
+			pl.limit = igpa; /* where inputs_load_initrd() will put it */
+	}
+	if (pl.kaslr && getrandom(pl.rnd, sizeof(pl.rnd), GRND_NONBLOCK) != sizeof(pl.rnd))
+		return -EAGAIN; /* the kernel's own decompressor has other sources */
+	if ((r = kernel_cache_unpack(buf, size, &bz, cfg->kernel_cache, &u)))
+		return r;
+	r = vmlinux_boot_load(mem, u.data, u.len, &bz, &pl, ki, err, sizeof(err));
+	if (r)
+		log_info("boot",
+			 "the decompressed kernel cannot be loaded: %s; booting the bzImage", err);
+	else
+		log_info("boot",
+			 "bzImage kernel %s on the host: at 0x%llx (virtual offset 0x%llx), entry "
+			 "0x%llx%s",
+			 u.hit ? "from the cache, decompressed" : "decompressed",
+			 (unsigned long long)ki->load_gpa, (unsigned long long)ki->virt_offset,
+			 (unsigned long long)ki->entry_gpa,
+			 ki->kaslr ? ", random base" : ", at its link address");
+	kernel_cache_release(&u);
+	return r;
+}
+
+int inputs_load_kernel(struct guest_mem *mem, const struct vmm_config *cfg, struct kernel_info *ki)
+{
+	const char *path = cfg->kernel;
 	char err[256];
 	uint64_t size;
 	void *buf;
@@ -267,6 +325,10 @@ int inputs_load_kernel(struct guest_mem *mem, const char *path, struct kernel_in
 	r = read_input("--kernel", path, &buf, &size);
 	if (r)
 		return r;
+	if (load_unpacked(mem, cfg, buf, size, ki) == 0) {
+		free(buf);
+		return 0;
+	}
 	r = kernel_load(mem, buf, size, ki, err, sizeof(err));
 	free(buf);
 	if (r)

@@ -3,7 +3,7 @@
  * a fixed order, and takes it apart in reverse.
  *
  * PCI slots: 0 the host bridge, then the disks, the NICs, the passed
- * through devices and the entropy device, in that order, one slot each,
+ * through devices, the entropy device, vsock and the shared folders, in that order, one slot each,
  * as the board table below lists them. Adding a device kind is one entry
  * there (at its end: snapshots made before it keep their slots).
  */
@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "confine.h"
 #include "devices/vfio.h"
 #include "inputs.h"
 #include "log.h"
@@ -40,6 +41,16 @@ static unsigned int nr_rng(const struct vmm_config *cfg)
 	return cfg->rng;
 }
 
+static unsigned int nr_vsock(const struct vmm_config *cfg)
+{
+	return cfg->vsock.on;
+}
+
+static unsigned int nr_fs(const struct vmm_config *cfg)
+{
+	return cfg->nr_fs;
+}
+
 static int add_disk(struct machine *m, unsigned int i, unsigned int slot, bool *usage)
 {
 	return blk_add(&m->svc, &m->devices, &m->cfg->disks[i], i, slot, usage);
@@ -62,15 +73,24 @@ static int add_rng(struct machine *m, unsigned int i, unsigned int slot, bool *u
 	return rng_add(&m->svc, &m->devices, slot);
 }
 
+static int add_vsock(struct machine *m, unsigned int i, unsigned int slot, bool *usage)
+{
+	(void)i;
+	return vsock_add(&m->svc, &m->devices, &m->cfg->vsock, slot, usage);
+}
+
+static int add_fs(struct machine *m, unsigned int i, unsigned int slot, bool *usage)
+{
+	return fs_add(&m->svc, &m->devices, &m->cfg->fs[i], i, slot, usage);
+}
+
 /* The configured devices, in PCI slot order. */
 static const struct {
 	unsigned int (*count)(const struct vmm_config *cfg);
 	int (*add)(struct machine *m, unsigned int i, unsigned int slot, bool *usage);
 } board[] = {
-    {nr_disks, add_disk},
-    {nr_nets, add_net},
-    {nr_vfio, add_vfio},
-    {nr_rng, add_rng},
+    {nr_disks, add_disk}, {nr_nets, add_net},	 {nr_vfio, add_vfio},
+    {nr_rng, add_rng},	  {nr_vsock, add_vsock}, {nr_fs, add_fs},
 };
 
 static void reset_cb(void *opaque)
@@ -200,6 +220,8 @@ int machine_create_mem(struct machine *m, const struct vmm_config *cfg, struct r
 	if ((r = vcpus_create(&m->vcpus, &m->vm, cfg->cpus, &m->pio, &m->mmio, &m->stop,
 			      !cfg->no_seccomp, m->start_ns)))
 		return r;
+	if (cfg->nr_fs) /* a driver's DRIVER_OK or reset talks to the back-end */
+		m->vcpus.confine_extra = CONFINE_VHOST;
 	/* Exit counters are diagnostics: without them the VM still runs. */
 	r = stats_open(&m->stats, m->vm.kvm_fd, &m->vcpus);
 	if (r)
@@ -238,7 +260,7 @@ int machine_load(struct machine *m, bool *usage)
 	int r;
 
 	*usage = true; /* until the user's inputs have all been accepted */
-	if ((r = inputs_load_kernel(&m->mem, cfg->kernel, &m->kernel)))
+	if ((r = inputs_load_kernel(&m->mem, cfg, &m->kernel)))
 		return r;
 	if (cfg->initrd &&
 	    (r = inputs_load_initrd(&m->mem, &m->kernel, cfg->initrd, &initrd_gpa, &initrd_size)))

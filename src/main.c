@@ -1,6 +1,7 @@
 /* vmm: command-line entry point. Only main() decides the exit status. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -44,13 +45,15 @@ static const char usage_run[] =
     "                       \"" VMM_DEFAULT_CMDLINE "\"\n"
     "  --append STR         added to the kernel command line (default or\n"
     "                       --cmdline's), after a space\n"
-    "  --mem SIZE           guest RAM, e.g. 512M, 4G (a bare number is MiB;\n"
-    "                       default 512M)\n"
+    "  --mem SIZE[,shared=on]\n"
+    "                       guest RAM, e.g. 512M, 4G (a bare number is MiB;\n"
+    "                       default 512M); shared=on: as --mem-shared\n"
     "  --cpus N             vCPUs (default 1)\n"
     "  --hugepages MODE     auto|2M|1G|off (default auto: 2M hugetlb pages when\n"
     "                       enough are free, else transparent huge pages)\n"
     "  --mem-shared         guest RAM in shared memfds (hugetlb ones with\n"
     "                       --hugepages 2M|1G): what 'migrate local:' hands over\n"
+    "                       (on by itself with --share and --fs: virtiofsd maps it)\n"
     "  --disk path=FILE[,readonly=on][,serial=ID][,cache=none|writeback]\n"
     "       [,engine=io_uring|aio|sync][,queues=N]\n"
     "                       a virtio-blk disk on a raw image or a block device\n"
@@ -69,6 +72,22 @@ static const char usage_run[] =
     "                       (repeatable; needs an IOMMU)\n"
     "  --no-rng             no virtio-rng device (on by default: the guest's\n"
     "                       /dev/hwrng reads the host's getrandom())\n"
+    "  --no-kernel-cache    decompress a bzImage's kernel on every boot instead\n"
+    "                       of keeping it in $XDG_CACHE_HOME/vmm (~/.cache/vmm)\n"
+    "  --vsock cid=N,socket=PATH\n"
+    "                       virtio-vsock, guest CID N (3 and up): a host program\n"
+    "                       connects to PATH and writes 'CONNECT <port>\\n' to\n"
+    "                       reach a guest listener (answered 'OK <hostport>\\n');\n"
+    "                       the guest's connections to CID 2 port P reach a\n"
+    "                       listener on PATH_P\n"
+    "  --share HOSTDIR[,tag=NAME][,readonly=on]\n"
+    "                       share a host folder (virtio-fs, served by a\n"
+    "                       virtiofsd vmm starts; repeatable); in the guest:\n"
+    "                       mount -t virtiofs NAME /mnt (NAME: the folder's\n"
+    "                       name unless tag= says otherwise)\n"
+    "  --fs tag=NAME,socket=PATH\n"
+    "                       virtio-fs served by a vhost-user-fs back-end the\n"
+    "                       user started, listening at PATH\n"
     "  --console SINK       stdio|file:PATH|none (default stdio; on a terminal,\n"
     "                       Ctrl-A x quits and Ctrl-A Ctrl-A sends Ctrl-A)\n"
     "  --no-seccomp         run without the seccomp filter (debugging)\n"
@@ -419,6 +438,13 @@ static int cmd_ctl(int argc, char *argv[])
 
 int main(int argc, char *argv[])
 {
+	/*
+	 * Large buffers (a kernel image read in, a decompressor's window) are
+	 * mapped and given back when freed. glibc would otherwise raise this
+	 * threshold when the first one is freed and keep later ones in its
+	 * heap: 8 MiB more of resident VMM for the life of the VM.
+	 */
+	mallopt(M_MMAP_THRESHOLD, 128 << 10);
 	if (argc < 2) {
 		fputs(usage_top, stderr);
 		return VMM_EXIT_USAGE;

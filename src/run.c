@@ -149,6 +149,8 @@ int machine_run(struct machine *m)
 		    CONFINE_IO,
 		    (m->cfg->result_path ? CONFINE_RENAME : 0) |
 			(m->cfg->api_socket ? CONFINE_SOCKET : 0) |
+			(m->cfg->vsock.on ? CONFINE_VSOCK : 0) |
+			(m->cfg->nr_fs ? CONFINE_VHOST : 0) |
 			(m->cfg->api_socket || m->cfg->snapshot_at ? CONFINE_SNAPSHOT : 0));
 		if (r)
 			stop_request(&m->stop, OUTCOME_HOST_ERROR, VMM_EXIT_FAILURE, "seccomp: %s",

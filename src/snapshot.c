@@ -23,10 +23,8 @@ const char *snapshot_refusal(struct machine *m, char *why, size_t whylen)
 
 	if (!d)
 		return NULL;
-	snprintf(why, whylen,
-		 "device %s cannot be saved: a passed-through device's state lives in its "
-		 "hardware",
-		 d->name);
+	snprintf(why, whylen, "device %s cannot be saved: %s", d->name,
+		 d->ops->unsaveable ? d->ops->unsaveable : "it keeps state vmm cannot read");
 	return why;
 }
 

@@ -76,6 +76,10 @@ char *snapshot_config_dump(const struct vmm_config *cfg, const char *const *disk
 	}
 	json_object_set(root, "disks", disks);
 	json_object_set(root, "nets", nets);
+	if (cfg->vsock.on)
+		json_object_set_new(root, "vsock",
+				    json_pack("{s:I, s:s}", "cid", (json_int_t)cfg->vsock.cid,
+					      "socket", cfg->vsock.path));
 	text = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
 out:
 	json_decref(root);
@@ -153,19 +157,36 @@ bad:
 	return -EINVAL;
 }
 
+static int load_vsock(struct vmm_config *cfg, json_t *o, char *why, size_t whylen)
+{
+	const char *path = NULL;
+	json_int_t cid;
+
+	if (json_unpack(o, "{s:I, s:s}", "cid", &cid, "socket", &path) || cid < 3 ||
+	    cid > 0xfffffffeLL || !*path || strlen(path) + 11 >= sizeof(cfg->vsock.path)) {
+		snprintf(why, whylen, "configuration: the vsock device is malformed");
+		return -EINVAL;
+	}
+	cfg->vsock.on = true;
+	cfg->vsock.cid = (uint32_t)cid;
+	snprintf(cfg->vsock.path, sizeof(cfg->vsock.path), "%s", path);
+	return 0;
+}
+
 int snapshot_config_load(struct vmm_config *cfg, const void *text, size_t len, char *why,
 			 size_t whylen)
 {
-	json_t *root = json_loadb(text, len, 0, NULL), *disks, *nets, *o;
+	json_t *root = json_loadb(text, len, 0, NULL), *disks, *nets, *o, *vsock = NULL;
 	const char *cmdline, *kernel;
 	json_int_t mem;
 	int cpus, huge, shared = 0, rng = 0, r = -EINVAL; /* older streams: no rng */
 	size_t i;
 
 	if (!root ||
-	    json_unpack(root, "{s:I, s:i, s:i, s?b, s?b, s:s, s:s, s:o, s:o}", "mem", &mem, "cpus",
-			&cpus, "hugepages", &huge, "mem_shared", &shared, "rng", &rng, "cmdline",
-			&cmdline, "kernel", &kernel, "disks", &disks, "nets", &nets) ||
+	    json_unpack(root, "{s:I, s:i, s:i, s?b, s?b, s:s, s:s, s:o, s:o, s?o}", "mem", &mem,
+			"cpus", &cpus, "hugepages", &huge, "mem_shared", &shared, "rng", &rng,
+			"cmdline", &cmdline, "kernel", &kernel, "disks", &disks, "nets", &nets,
+			"vsock", &vsock) ||
 	    mem < (json_int_t)VMM_MIN_MEM || mem > (json_int_t)VMM_MAX_MEM || mem % 4096 ||
 	    cpus < 1 || cpus > VMM_MAX_CPUS || huge < 0 || huge > HUGEPAGES_OFF ||
 	    !json_is_array(disks) || json_array_size(disks) > VMM_MAX_DISKS ||
@@ -186,6 +207,8 @@ int snapshot_config_load(struct vmm_config *cfg, const void *text, size_t len, c
 	json_array_foreach(nets, i,
 			   o) if ((r = load_net(cfg, (unsigned int)i, o, why, whylen))) goto out;
 	cfg->nr_nets = (unsigned int)json_array_size(nets);
+	if (vsock && (r = load_vsock(cfg, vsock, why, whylen)))
+		goto out;
 	r = cfg->cmdline && cfg->kernel ? 0 : -ENOMEM;
 out:
 	json_decref(root);

@@ -373,7 +373,9 @@ static void container_dev_destroy(struct device *dev)
 }
 
 /* After every passed device (they come later on the list). */
-static const struct device_ops container_ops = {.destroy = container_dev_destroy};
+static const struct device_ops container_ops = {
+    .destroy = container_dev_destroy,
+    .unsaveable = "a passed-through device's state lives in its hardware"};
 
 /* Release a passed device: interrupts off, reset, closed. */
 static void vfio_pci_destroy(struct vfio_pci *v)
@@ -405,8 +407,10 @@ static int vfio_dev_quiesce(struct device *dev)
 	return -EOPNOTSUPP;
 }
 
-static const struct device_ops vfio_ops = {.quiesce = vfio_dev_quiesce,
-					   .destroy = vfio_dev_destroy};
+static const struct device_ops vfio_ops = {
+    .quiesce = vfio_dev_quiesce,
+    .destroy = vfio_dev_destroy,
+    .unsaveable = "a passed-through device's state lives in its hardware"};
 
 /* The board's container, put on the list (opened) by the first device. */
 static int get_container(const struct dev_services *svc, struct device_list *l,

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "backend_proc.h"
 #include "compiler.h"
 #include "config.h"
 #include "mem.h"
@@ -66,8 +67,6 @@ int tap_open(const char *name, unsigned int pairs, int *fds, bool *created, bool
  * port taken).
  */
 int passt_start(const struct net_config *nc, int *fd, int *err_fd, bool *usage) WUR;
-/* What passt said last on its stderr (err_fd non-blocking; read what is there). */
-void passt_last_words(int err_fd, char *out, size_t len);
 /* TUNSETOFFLOAD: what the tap may hand us. 0 or -errno. */
 int tap_set_offload(int fd, unsigned int offloads) WUR;
 
@@ -100,8 +99,9 @@ struct net_stream {
 	size_t in_off, in_len; /* the unread part: [in_off, in_len) */
 	uint8_t *out;	       /* a frame the socket did not take at once */
 	size_t out_off, out_len;
-	int out_fd; /* a dup of the socket, watched for writability */
-	int err_fd; /* the backend's stderr, or -1 */
+	int out_fd;		/* a dup of the socket, watched for writability */
+	struct backend_log log; /* the backend's stderr (fd -1: none, or closed at its end) */
+	bool has_log;		/* the backend is passt, with a stderr */
 	bool out_watching;
 };
 
@@ -144,6 +144,8 @@ bool net_stream_busy(struct net *n);
  */
 bool net_stream_pending(struct net *n);
 int net_stream_open(struct net *n, int out_fd, int err_fd);
+/* The I/O thread: the backend's stderr is readable (drain it). */
+void net_stream_log_ready(void *opaque);
 void net_stream_close(struct net *n);
 
 struct state_reader;

@@ -188,7 +188,8 @@ int net_add(const struct dev_services *svc, struct device_list *l, const struct 
 		return r;
 	}
 	if (nc->user && ((r = io_watch_out(svc->io, out_fd, net_stream_writable, d->priv)) ||
-			 (r = io_watch_enable(svc->io, out_fd, false))))
+			 (r = io_watch_enable(svc->io, out_fd, false)) ||
+			 (r = io_watch(svc->io, err_fd, net_stream_log_ready, d->priv))))
 		return r;
 	/* From here on the list's destroy takes it. */
 	for (unsigned int p = 0; p < nc->queues; p++) {

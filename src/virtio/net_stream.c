@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "backend_proc.h"
 #include "log.h"
 #include "net.h"
 #include "virtio.h"
@@ -37,7 +38,8 @@ int net_stream_open(struct net *n, int out_fd, int err_fd)
 		return -ENOMEM;
 	}
 	s->out_fd = out_fd;
-	s->err_fd = err_fd;
+	s->log.fd = err_fd;
+	s->has_log = err_fd >= 0;
 	n->stream = s;
 	return 0;
 }
@@ -50,8 +52,8 @@ void net_stream_close(struct net *n)
 		return;
 	if (s->out_fd >= 0)
 		close(s->out_fd);
-	if (s->err_fd >= 0)
-		close(s->err_fd);
+	if (s->log.fd >= 0)
+		close(s->log.fd);
 	free(s->in);
 	free(s->out);
 	free(s);
@@ -66,15 +68,28 @@ static void broken(struct net *n, const char *why)
 /* The backend hung up: with what it said last, when it is passt. */
 static void gone(struct net *n)
 {
-	char last[200], why[300];
+	char why[300];
 
-	if (n->stream->err_fd < 0) {
+	if (!n->stream->has_log) {
 		broken(n, "the network backend went away");
 		return;
 	}
-	passt_last_words(n->stream->err_fd, last, sizeof(last));
-	snprintf(why, sizeof(why), "passt went away (%s)", last);
+	snprintf(why, sizeof(why), "passt went away (%s)", backend_log_last(&n->stream->log));
 	broken(n, why);
+}
+
+void net_stream_log_ready(void *opaque)
+{
+	struct net *n = opaque;
+
+	pthread_mutex_lock(&n->dev.lock);
+	if (!backend_log_drain(&n->stream->log)) {
+		/* It exited: a pipe at its end stays readable, and closing the
+		 * last reference takes it out of the epoll set. */
+		close(n->stream->log.fd);
+		n->stream->log.fd = -1;
+	}
+	pthread_mutex_unlock(&n->dev.lock);
 }
 
 static void out_watch(struct net *n, bool on)

@@ -117,10 +117,23 @@ static void vpci_kick_again(struct virtio_dev *d, unsigned int q)
 		log_ratelimited(LOG_WARN, d->name, "kick: %s", strerror(errno));
 }
 
+static int vpci_queue_eventfds(struct virtio_dev *d, unsigned int q, int *kick, int *call)
+{
+	struct virtio_pci *vp = d->transport;
+	uint16_t v = vp->queue_vector[q];
+
+	if (!msix_enabled(&vp->msix) || v == VIRTIO_MSI_NO_VECTOR || v >= d->num_queues + 1)
+		return -EINVAL;
+	*kick = vp->kicks[q].efd;
+	*call = vp->irqfd[v];
+	return 0;
+}
+
 static const struct virtio_transport_ops vpci_tops = {
     .notify_queue = vpci_notify_queue,
     .notify_config = vpci_notify_config,
     .kick_again = vpci_kick_again,
+    .queue_eventfds = vpci_queue_eventfds,
 };
 
 static void vpci_bar_access(void *opaque, uint64_t off, uint8_t *data, uint32_t len, bool is_write)
@@ -392,6 +405,8 @@ int virtio_pci_create(const struct dev_services *svc, struct virtio_dev *d, unsi
 		vp->kicks[q] = (struct vpci_kick){vp, q, eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
 		if (vp->kicks[q].efd < 0)
 			return -errno;
+		if (d->backend_rings) /* its back-end reads them */
+			continue;
 		r = io_watch(svc->io, vp->kicks[q].efd, kick_ready, &vp->kicks[q]);
 		if (r)
 			return r;
@@ -411,7 +426,7 @@ static int vpci_serve_kicks(struct virtio_pci *vp, bool on)
 {
 	struct virtio_dev *d = vp->dev;
 
-	for (unsigned int q = 0; q < d->num_queues; q++) {
+	for (unsigned int q = 0; q < d->num_queues && !d->backend_rings; q++) {
 		int r = io_watch_enable(vp->svc->io, vp->kicks[q].efd, on);
 
 		if (r) {

@@ -158,6 +158,37 @@ fi
 # --- cases that need KVM ---
 if have_kvm; then
 	expect_error "cmdline too long" 2 "--cmdline" run -q --kernel "$G/hello.elf" --mem 16M --cmdline "$(head -c 70000 /dev/zero | tr '\0' x)"
+	# A bzImage decompressed on the host (a tiny guest wrapped as one: no
+	# decompressor of its own, so only that path boots it), cached by content
+	for c in xz zstd gzip; do
+		python3 tests/cli/mkbzimage.py "$G/bootinfo.elf" "$T/boot.$c" "$c"
+		run env XDG_CACHE_HOME="$T/kc" "$VMM" run -v --kernel "$T/boot.$c" --mem 16M --cmdline "a=$c"
+		[ "$rc" = 0 ] && [[ "$out" == "cmdline: a=$c"$'\n'* ]] &&
+			[[ "$err" == *"boot: kernel cache: vmlinux-"*" ($c, "*" bytes) stored in $T/kc/vmm"* ]] &&
+			[[ "$err" == *"boot: bzImage kernel decompressed on the host: at 0x100000 (virtual offset 0x0), entry 0x100000, at its link address"* ]] &&
+			ok "bzImage ($c) decompressed on the host and cached" || bad "bzImage $c" "rc=$rc $out $err"
+	done
+	kc_files() { find "$T/kc" -type f -printf '%f %s %m\n' | sort; }
+	[ "$(kc_files | grep -c '^vmlinux-[0-9a-f]\{64\} [0-9]* 600$')" = 3 ] && [ "$(find "$T/kc" | wc -l)" = 5 ] &&
+		ok "kernel cache: one private file per image, nothing else" || bad "kernel cache files" "$(find "$T/kc")"
+	run env XDG_CACHE_HOME="$T/kc" "$VMM" run -v --kernel "$T/boot.xz" --mem 16M --cmdline "a=again"
+	[ "$rc" = 0 ] && [[ "$out" == "cmdline: a=again"$'\n'* ]] && [[ "$err" == *"boot: bzImage kernel from the cache, decompressed on the host"* ]] &&
+		[[ "$err" != *"stored in"* ]] && ok "kernel cache: the second boot finds it" || bad "kernel cache hit" "rc=$rc $err"
+	kc_xz=$T/kc/vmm/vmlinux-$(sha256sum "$T/boot.xz" | cut -d ' ' -f 1)
+	truncate -s 100 "$kc_xz"
+	run env XDG_CACHE_HOME="$T/kc" "$VMM" run -v --kernel "$T/boot.xz" --mem 16M --cmdline "a=mended"
+	[ "$rc" = 0 ] && [[ "$out" == "cmdline: a=mended"$'\n'* ]] && [[ "$err" == *"stored in $T/kc/vmm"* ]] &&
+		[ "$(stat -c %s "$kc_xz")" -gt 100 ] && ok "kernel cache: a damaged entry is replaced" || bad "kernel cache damaged" "rc=$rc $err"
+	run env XDG_CACHE_HOME="$T/kc2" "$VMM" run -v --no-kernel-cache --kernel "$T/boot.xz" --mem 16M --cmdline "a=nocache"
+	[ "$rc" = 0 ] && [[ "$out" == "cmdline: a=nocache"$'\n'* ]] && [[ "$err" == *"boot: bzImage kernel decompressed on the host"* ]] &&
+		[ ! -e "$T/kc2" ] && ok "--no-kernel-cache: nothing kept" || bad "--no-kernel-cache" "rc=$rc $err"
+	run env XDG_CACHE_HOME="$T/text" "$VMM" run -v --kernel "$T/boot.gzip" --mem 16M --cmdline "a=rocache"
+	[ "$rc" = 0 ] && [[ "$out" == "cmdline: a=rocache"$'\n'* ]] && [[ "$err" == *"boot: kernel cache: cannot write to $T/text/vmm"* ]] &&
+		[ "$(cat "$T/text")" = "just text" ] && ok "kernel cache: one that cannot be written, the boot goes on" ||
+		bad "kernel cache unwritable" "rc=$rc $err"
+	run env XDG_CACHE_HOME="$T/kc" "$VMM" run -q --kernel "$T/boot.xz" --mem 16M --cmdline "a=quiet"
+	[ "$rc" = 0 ] && [ -z "$err" ] && ok "kernel cache: says nothing without -v" || bad "kernel cache quiet" "rc=$rc $err"
+	rm -rf "$T/kc" "$T"/boot.*
 	run "$VMM" run -q --kernel "$G/bootinfo.elf" --mem 16M --cmdline "a=1" --append "b=2 c"
 	[ "$rc" = 0 ] && [[ "$out" == "cmdline: a=1 b=2 c"$'\n'* ]] && ok "--append: after --cmdline, one space" ||
 		bad "--append" "rc=$rc $out $err"
@@ -548,6 +579,77 @@ print("ok")' "$T/b.json" 2>&1 | tail -n 1)
 	kill $pid
 	wait_bounded $pid 20
 
+	# --- vsock's host side (the tiny guests have no driver for it) ------
+	V=$T/vs
+	mkdir -p "$V"
+	: >"$V/file"
+	run "$VMM" run -q --kernel "$G/hello.elf" --mem 16M --vsock "cid=3,socket=$V/file"
+	[ "$rc" = 2 ] && [ "$err" = "vmm: --vsock: socket=$V/file: exists and is not a socket" ] && [ -f "$V/file" ] &&
+		ok "--vsock: a file at the socket's path: refused, left alone" || bad "--vsock on a file" "rc=$rc $err"
+	"$VMM" run -q --kernel "$G/chatty.elf" --mem 64M --cmdline mode=count --vsock "cid=3,socket=$V/v.sock" \
+		--api-socket "$V/a.sock" >"$V/out" 2>&1 </dev/null &
+	pid=$!
+	for _ in $(seq 50); do [ -S "$V/a.sock" ] && break; sleep 0.1; done
+	run "$VMM" run -q --kernel "$G/hello.elf" --mem 16M --vsock "cid=4,socket=$V/v.sock"
+	[ -S "$V/v.sock" ] && [ "$rc" = 2 ] && [ "$err" = "vmm: --vsock: socket=$V/v.sock: a program listens there already" ] &&
+		ok "--vsock: a second vmm on a live socket: refused" || bad "--vsock on a live socket" "rc=$rc $err"
+	got=$("$VMM" ctl "$V/a.sock" snapshot "$V/snap")
+	kill -KILL $pid
+	wait_bounded $pid 20 2>/dev/null # bash's "Killed" line for its job
+	[[ "$got" == '{"ok":true,'* ]] && [ -S "$V/v.sock" ] && "$VMM" snapshot-info "$V/snap" | grep -q '^vsock device v1 ' &&
+		ok "--vsock: snapshot has a vsock section" || bad "--vsock snapshot" "$got"
+	"$VMM" restore "$V/snap" >"$V/rout" 2>"$V/rerr" </dev/null &
+	pid=$!
+	for _ in $(seq 50); do grep -q '^count 00000000000000' "$V/rout" && break; sleep 0.1; done
+	[ -S "$V/v.sock" ] && grep -q '^count 00000000000000' "$V/rout" &&
+		ok "--vsock: restore takes over a stale socket (a killed vmm's)" || bad "--vsock restore" "$(cat "$V/rerr")"
+	kill $pid
+	wait_bounded $pid 20
+	[ ! -e "$V/v.sock" ] && ok "--vsock: the socket is removed at exit" || bad "--vsock socket removed" "$(ls "$V")"
+
+	# --- shared folders: virtiofsd starts and stops with vmm -------------
+	run "$VMM" run -v --kernel "$G/hello.elf" --mem 16M,shared=on
+	[ "$rc" = 0 ] && [[ "$err" == *"vmm: mem: 16 MiB of guest RAM, shared memfd"* ]] &&
+		ok "--mem 16M,shared=on: RAM in a memfd" || bad "--mem shared=on" "rc=$rc $err"
+	if [ -x /usr/lib/qemu/virtiofsd ]; then
+		mkdir -p "$T/share"
+		run "$VMM" run -q --kernel "$G/hello.elf" --mem 16M --share "$T/share"
+		[ "$rc" = 0 ] && [ -z "$err" ] && ok "--share: virtiofsd started, handshake done, clean exit" ||
+			bad "--share" "rc=$rc $err"
+		run "$VMM" run -q --kernel "$G/hello.elf" --mem 16M --share "$T/none"
+		[ "$rc" = 2 ] && [ "$err" = "vmm: --share: '$T/none' does not exist" ] &&
+			ok "--share: a missing folder: exit 2, one line" || bad "--share missing" "rc=$rc $err"
+		run "$VMM" run -q --kernel "$G/hello.elf" --mem 16M --share "$T/text"
+		[ "$rc" = 2 ] && [ "$err" = "vmm: --share: '$T/text' is not a directory" ] &&
+			ok "--share: a file: exit 2, one line" || bad "--share file" "rc=$rc $err"
+		run "$VMM" run -q --kernel "$G/hello.elf" --mem 16M --fs "tag=x,socket=$T/none.sock"
+		[ "$rc" = 2 ] && [ "$err" = "vmm: --fs: tag=x: vhost-user socket $T/none.sock: No such file or directory" ] &&
+			ok "--fs: no back-end there: exit 2, one line" || bad "--fs no socket" "rc=$rc $err"
+		rm -f "$T/f.sock"
+		"$VMM" run -q --kernel "$G/hang.elf" --mem 16M --share "$T/share,tag=t1" --api-socket "$T/f.sock" \
+			>"$T/fs.out" 2>&1 </dev/null &
+		pid=$!
+		for _ in $(seq 50); do grep -q halting "$T/fs.out" && break; sleep 0.1; done
+		got=$("$VMM" ctl "$T/f.sock" snapshot "$T/fsnap")
+		[ "$got" = '{"ok":false,"error":"device fs0 cannot be saved: its files and requests live in its vhost-user back-end"}' ] &&
+			[ ! -e "$T/fsnap" ] && ok "--share: snapshot refused in one line, nothing written" || bad "--share snapshot" "$got"
+		got=$("$VMM" ctl "$T/f.sock" pause)$("$VMM" ctl "$T/f.sock" resume)
+		[ "$got" = '{"ok":true,"state":"paused"}{"ok":true,"state":"running"}' ] &&
+			ok "--share: pause and resume" || bad "--share pause" "$got"
+		vfsd=$(pgrep -P $pid virtiofsd || pgrep -f "source=$T/share")
+		kill "$vfsd"
+		for _ in $(seq 50); do grep -q 'fs0:' "$T/fs.out" && break; sleep 0.1; done
+		got=$("$VMM" ctl "$T/f.sock" status)
+		[[ "$got" == '{"ok":true,"state":"running",'* ]] &&
+			[ "$(grep -c 'fs0:' "$T/fs.out")" = 1 ] &&
+			grep -q "^vmm: fs0: virtiofsd for '$T/share': lost: it closed the connection" "$T/fs.out" &&
+			ok "--share: virtiofsd killed: one line, the VM runs on" || bad "--share backend killed" "$got $(cat "$T/fs.out")"
+		kill $pid
+		wait_bounded $pid 20
+	else
+		skipped "--share" "no /usr/lib/qemu/virtiofsd (qemu-system-common)"
+	fi
+
 	# --- snapshots: chatty mode=count prints "count N" forever ----------
 	S=$T/snap
 	mkdir -p "$S"
@@ -844,6 +946,24 @@ expect_error "--incoming --no-rng" 2 "--no-rng: not an option of run --incoming"
 expect_error "restore --append" 2 "--append: not an option of restore" restore /tmp --append x=1
 expect_error "--append empty" 2 "--append: empty" run --kernel "$G/hello.elf" --append ""
 expect_error "--append twice" 2 "--append: given twice" run --kernel "$G/hello.elf" --append a --append b
+expect_error "--vsock: host CID" 2 "--vsock: cid='2' is not a number from 3 to 4294967294" run --kernel "$G/hello.elf" --vsock cid=2,socket=/tmp/v
+expect_error "--vsock: no socket" 2 "--vsock: socket=PATH is missing" run --kernel "$G/hello.elf" --vsock cid=3
+expect_error "--vsock: unknown key" 2 "--vsock: unknown key 'port'" run --kernel "$G/hello.elf" --vsock cid=3,socket=/tmp/v,port=1
+expect_error "--vsock: twice" 2 "--vsock: given twice" run --kernel "$G/hello.elf" --vsock cid=3,socket=/tmp/v --vsock cid=4,socket=/tmp/w
+expect_error "--vsock: a long path" 2 "too long for a socket path" run --kernel "$G/hello.elf" --vsock "cid=3,socket=/tmp/$(printf 'x%.0s' $(seq 100))"
+expect_error "--mem: another key" 2 "--mem: '64M,huge=1': after the size, only shared=on or shared=off" run --kernel "$G/hello.elf" --mem 64M,huge=1
+expect_error "--share with shared=off" 2 "--mem ...,shared=off: --share and --fs need shared memory" run --kernel "$G/hello.elf" --mem 64M,shared=off --share /tmp
+expect_error "--share: no folder" 2 "--share: HOSTDIR is missing" run --kernel "$G/hello.elf" --share ,tag=x
+expect_error "--share: empty tag" 2 "--share: tag='' is not 1 to 36 bytes" run --kernel "$G/hello.elf" --share /tmp,tag=
+expect_error "--share: long tag" 2 "is not 1 to 36 bytes" run --kernel "$G/hello.elf" --share "/tmp,tag=$(printf 't%.0s' $(seq 37))"
+expect_error "--share: unknown key" 2 "--share: unknown key 'color'" run --kernel "$G/hello.elf" --share /tmp,color=red
+expect_error "--share: readonly=maybe" 2 "--share: readonly='maybe' is not on or off" run --kernel "$G/hello.elf" --share /tmp,readonly=maybe
+expect_error "--share: /" 2 "--share: '/' has no name to use as its tag: give tag=NAME" run --kernel "$G/hello.elf" --share /
+expect_error "--share: a tag twice" 2 "--share: tag 'tmp' is given twice" run --kernel "$G/hello.elf" --share /tmp --share /var/tmp
+expect_error "--share: five" 2 "at most 4 shared folders" run --kernel "$G/hello.elf" --share /a,tag=1 --share /a,tag=2 --share /a,tag=3 --share /a,tag=4 --share /a,tag=5
+expect_error "--fs: no socket" 2 "--fs: socket=PATH is missing" run --kernel "$G/hello.elf" --fs tag=x
+expect_error "--fs: no tag" 2 "--fs: tag=NAME is missing" run --kernel "$G/hello.elf" --fs socket=/tmp/x
+expect_error "--fs: readonly" 2 "--fs: unknown key 'readonly'" run --kernel "$G/hello.elf" --fs tag=x,socket=/tmp/x,readonly=on
 expect_error "restore --incoming" 2 "--incoming: an option of run, not of restore" restore /tmp --incoming unix:/tmp/x
 expect_error "ctl migrate: not an address" 2 "ctl: migrate: 'tcp:nohost' is not tcp:HOST:PORT" ctl /tmp/none.sock migrate tcp:nohost
 

@@ -24,7 +24,20 @@ static void check_cfg(const struct vmm_config *c)
 		 c->mem_bytes % 4096 == 0);
 	FZ_CHECK(c->nr_disks <= VMM_MAX_DISKS && c->nr_nets <= VMM_MAX_NETS &&
 		 c->nr_vfio <= VMM_MAX_VFIO);
-	FZ_CHECK(c->nr_disks + c->nr_nets + c->nr_vfio + c->rng <= VMM_MAX_PCI_DEVICES);
+	FZ_CHECK(c->nr_disks + c->nr_nets + c->nr_vfio + c->rng + c->vsock.on + c->nr_fs <=
+		 VMM_MAX_PCI_DEVICES);
+	FZ_CHECK(!c->vsock.on || (c->vsock.cid >= 3 && c->vsock.cid < 0xffffffffu &&
+				  c->vsock.path[0] && strlen(c->vsock.path) + 11 < 108));
+	FZ_CHECK(c->nr_fs <= VMM_MAX_FS && (!c->nr_fs || c->mem_shared));
+	for (unsigned int i = 0; i < c->nr_fs; i++) {
+		const struct fs_config *f = &c->fs[i];
+
+		FZ_CHECK(f->tag[0] && strlen(f->tag) <= FS_TAG_MAX);
+		FZ_CHECK(!f->dir[0] != !f->socket[0]); /* --share or --fs */
+		FZ_CHECK(!f->readonly || f->dir[0]);
+		for (unsigned int j = 0; j < i; j++)
+			FZ_CHECK(strcmp(f->tag, c->fs[j].tag));
+	}
 	FZ_CHECK(c->console != CONSOLE_FILE || (c->console_path && c->console_path[0]));
 	for (unsigned int i = 0; i < c->nr_disks; i++)
 		FZ_CHECK(c->disks[i].path && c->disks[i].path[0] && c->disks[i].queues <= 64);
@@ -66,6 +79,8 @@ static void values(char *const *argv, int argc)
 	char err[256], bdf[VFIO_BDF_LEN];
 	struct disk_config dc;
 	struct net_config nc;
+	struct vsock_config vc;
+	struct fs_config fc;
 	unsigned long u;
 	uint64_t sz;
 	int r;
@@ -83,6 +98,17 @@ static void values(char *const *argv, int argc)
 		FZ_CHECK(r == 0 || (r == -EINVAL && err[0]));
 		if (!r)
 			check_net(&nc);
+		err[0] = '\0';
+		r = parse_vsock(a, &vc, err, sizeof(err));
+		FZ_CHECK(r == 0 || (r == -EINVAL && err[0]));
+		for (int share = 0; share < 2; share++) {
+			err[0] = '\0';
+			r = parse_fs(a, share, &fc, err, sizeof(err));
+			FZ_CHECK(r == 0 || (r == -EINVAL && err[0]));
+			if (!r)
+				FZ_CHECK(fc.tag[0] && strlen(fc.tag) <= FS_TAG_MAX &&
+					 !fc.dir[0] == !share);
+		}
 		err[0] = '\0';
 		r = parse_vfio(a, bdf, err, sizeof(err));
 		FZ_CHECK(r == 0 || (r == -EINVAL && err[0]));

@@ -345,8 +345,211 @@ def config():
     write("config", "bad", args("--kernel", "k", "--mem", "1T1", "--cpus", "0x10", "extra"))
 
 
+# ---- vsock ----
+def vsock():
+    (KICK, IO, STATUS, FEATURES, QUEUE, START, CONFIG, RESTORE, TX, RXBUF,
+     HCONNECT, HSEND, HREAD, HCLOSE, LISTEN, ACCEPT, STARVE) = range(6, 23)
+    REQUEST, RESPONSE, RST, SHUTDOWN, RW, CREDIT_UPDATE, CREDIT_REQUEST = range(1, 8)
+    AUTO = u8(0)  # a buffer address the harness picks
+
+    def hdr(flags=0x06, size=64):
+        return u8(flags) + qsize(size) * 3
+
+    def seglen(n):
+        """seg_len(): exact under 64, else a multiple of 64 up to 11 KiB."""
+        if n < 0x40:
+            return u8(n)
+        assert n % 64 == 0 and n // 64 + 0x3F < 0xF0
+        return u8(n // 64 + 0x3F)
+
+    def rxbuf(n=8, segs=(44, 4096), event=False, indirect=False, bad=False, kick=True):
+        cnt = (n - 1) | (0 if kick else 8) | (0x10 if indirect else 0) | (0x20 if event else 0)
+        b = u8(RXBUF) + u8(cnt)
+        for _ in range(n):
+            b += u8((len(segs) - 1) | (4 if bad else 0))
+            if bad:
+                b += AUTO
+            b += b"".join(seglen(x) + AUTO for x in segs)
+            if indirect:
+                b += AUTO
+        return b
+
+    def tx(op, ports=b"\x00", misc=0, flags=0, payload=(), extra=b"", shape=0):
+        """ports: tx_ports() bytes (default: the first pair the guest knows);
+        shape: bulk (8), 1 << k copies (k << 4), each from the next guest port (0x80)."""
+        return (u8(TX) + ports + u8(op) + u8(misc) + u8(flags) + u8(len(payload) | shape) + extra +
+                AUTO + b"".join(seglen(x) + AUTO for x in payload) +
+                (AUTO if misc & 0x20 else b""))
+
+    to_listener = lambda gport_lo, second=False: u8(1 | (4 if second else 0)) + u8(gport_lo)
+    raw = lambda data: u8(12) + u8(len(data)) + data
+    connect = lambda slot=0: u8(HCONNECT) + u8(slot) + u8(0)  # "CONNECT 1234\n"
+    send = lambda slot, data: u8(HSEND) + u8(slot) + raw(data)
+    read = lambda slot, n=0: u8(HREAD) + u8(slot) + u16(n)
+    close = lambda slot, how=0: u8(HCLOSE) + u8(slot) + u8(how)
+
+    # The guest connects to PATH_5000; bytes both ways; it shuts down, the program closes.
+    write("vsock", "guest-connects", hdr() + rxbuf() + tx(REQUEST, to_listener(7)) +
+          u8(ACCEPT) + u8(0) + u8(0) + tx(RW, payload=(32,)) + read(0) +
+          send(0, b"hello") + tx(CREDIT_REQUEST) + tx(SHUTDOWN, flags=2) + read(0) +
+          close(0) + u8(IO) + u8(3) + tx(SHUTDOWN, flags=3) + rxbuf(2))
+    # A program connects to guest port 1234; the guest answers; bytes both ways.
+    write("vsock", "host-connects", hdr() + rxbuf() + connect(0) + tx(RESPONSE) + read(0) +
+          send(0, b"ping") + tx(RW, payload=(44, 128)) + read(0) + tx(CREDIT_UPDATE) +
+          close(0, 1) + u8(IO) + u8(0) + tx(RST) + connect(1) + close(1, 3))
+    # The guest's credit is small: the program's 64 KiB wait for it.
+    write("vsock", "credit", hdr() + rxbuf(8) + connect(0) +
+          tx(RESPONSE, misc=0x80, extra=u32(1000) + u32(0)) + read(0) +
+          u8(HSEND) + u8(0) + u8(8) + u16(16384) + u8(IO) + u8(3) +
+          tx(CREDIT_UPDATE, misc=0x80, extra=u32(1 << 20) + u32(1000)) + u8(IO) + u8(3) +
+          rxbuf(4) + u8(IO) + u8(3))
+    # A reset dooms the connections; a program that connected before the driver waits on;
+    # a restore tells the guest of a transport reset on the event queue.
+    write("vsock", "reset-restore", hdr() + rxbuf() + connect(0) + tx(RESPONSE) + read(0) +
+          u8(STATUS) + u8(0) + connect(1) + u8(IO) + u8(1) + u8(START) + rxbuf(4) +
+          read(1) + u8(RESTORE) + u8(0) + rxbuf(1, (8,), event=True) + rxbuf(1, (4,), event=True) +
+          u8(CONFIG) + u8(0) + u8(3))
+    # Packets that break the rules, then an rx buffer too small for a header.
+    bad = (tx(RW, to_listener(9)) + tx(REQUEST, to_listener(9, True)) +
+           tx(REQUEST, to_listener(5)) + tx(REQUEST, to_listener(5)) +
+           tx(RW, misc=8, extra=u32(70000), payload=(16,)) +
+           tx(REQUEST, u8(3) + u32(77) + u32(5000), misc=4, extra=u16(2)) +
+           tx(0x80, misc=0, extra=b"") + tx(REQUEST, to_listener(11), misc=3, extra=u64(3) + u64(2)) +
+           tx(REQUEST, to_listener(12), misc=2, extra=u8(42)))
+    bad = bad.replace(u8(TX) + u8(0) + u8(0x80), u8(TX) + u8(0) + u8(0x80) + u16(99), 1)
+    write("vsock", "bad-packets", hdr() + rxbuf(16) + bad + u8(START) + rxbuf(1, (16,)) +
+          tx(REQUEST, to_listener(13)) + u8(START) + rxbuf(1, (16, 4096), bad=True) +
+          tx(REQUEST, to_listener(14)))
+    # Host programs with bad or partial command lines; one that never reads.
+    lines = b"".join(u8(HCONNECT) + u8(i) + u8(7) + u8(i) for i in range(4))
+    write("vsock", "host-lines", hdr(0) + rxbuf(4) + lines + connect(5) + close(5) +
+          u8(HCONNECT) + u8(6) + u8(4) + send(6, b"\n") + u8(HCONNECT) + u8(7) + u8(2) + u32(4000000000) +
+          u8(HCONNECT) + u8(8) + u8(6) + u8(3) + b"abc" + tx(RESPONSE) + u8(IO) + u8(3))
+    # Indirect chains, a header split over two descriptors, EVENT_IDX off.
+    write("vsock", "indirect-split", u8(0x0E) + u64((1 << 32) | (1 << 28)) + qsize(16) * 3 +
+          rxbuf(4, (20, 24, 4096), indirect=True) + tx(REQUEST, to_listener(3), misc=0x30, extra=u8(10)) +
+          u8(ACCEPT) + u8(0) + u8(2) + tx(RW, misc=0x30, extra=u8(30), payload=(10, 20, 30)) +
+          read(2) + send(2, b"x" * 100))
+    # Bulk: 8 x 64 KiB to a program that does not read (its socket fills, the rest
+    # waits in the connection's buffer, then more than the credit: reset), 64 small
+    # rx buffers at once (the rx budget), then 64 connections at once (the table fills).
+    write("vsock", "bulk", hdr(0x02, 128) + rxbuf(2) + tx(REQUEST, to_listener(1)) +
+          u8(ACCEPT) + u8(0) + u8(0x80) + tx(RW, shape=0x08 | 0x20) + read(0x80, 100) + u8(IO) + u8(0) +
+          read(0) + u8(IO) + u8(0) + tx(RW, shape=0x08 | 0x30) + u8(HSEND) + u8(0) + u8(8) + u16(20000) +
+          u8(RXBUF) + u8(0x47) + b"".join(u8(0) + seglen(60) + AUTO for _ in range(8)) +
+          u8(IO) + u8(3) + tx(REQUEST, to_listener(40), shape=0xE0) + rxbuf(8) + u8(IO) + u8(3))
+    # Data for the guest and an rx buffer with no room past the header: NEEDS_RESET
+    # (an end of stream for the guest before 4d04558, while the program still wrote).
+    write("vsock", "rx-no-room", hdr(0) + rxbuf(2) + connect(0) + tx(RESPONSE) + read(0) +
+          rxbuf(1, (44,)) + send(0, b"hello") + rxbuf(4) + send(0, b"world") + u8(IO) + u8(3) +
+          u8(START) + rxbuf(4) + send(0, b"again"))
+    # The host is out of descriptors when a program connects: the listener waits
+    # until a connection closes, then takes it.
+    write("vsock", "starve", hdr() + rxbuf(8) + tx(REQUEST, to_listener(1)) +
+          u8(HCONNECT) + u8(0x81) + u8(0) + u8(STARVE) + u8(0) + u8(IO) + u8(1) + tx(RST) +
+          u8(IO) + u8(1) + tx(RESPONSE, u8(4)) + read(1))
+    # The driver by hand: status, features, queue registers, kicks on rings it wrote.
+    write("vsock", "driver", u8(0x20) + qsize(8) * 3 + u8(STATUS) + u8(1) + u8(STATUS) + u8(3) +
+          u8(FEATURES) + u64((1 << 32) | (1 << 29)) + u8(STATUS) + u8(11) +
+          b"".join(u8(QUEUE) + u8(q) + qsize(8) + u8(0) for q in range(3)) + u8(STATUS) + u8(15) +
+          desc(0, 0, 0x8000, 64, WRITE) + avail(0, 0) + u8(KICK) + u8(0) +
+          u8(QUEUE) + u8(1) + qsize(4) + u8(1) + gpa(0x9000) + gpa(0x9100) + gpa(0x9200) +
+          connect(0) + u8(LISTEN) + u8(2) + u8(LISTEN) + u8(1))
+
+
+# ---- vmlinux ----
+def vmlinux():
+    """Decompressed bzImage payloads (fuzz_vmlinux.c): a vmlinux ELF64 linked at
+    16M / 0xffffffff81000000 with two segments and the KASLR relocation tables
+    behind it (0, 64-bit, 0, inverse 32-bit, 0, 32-bit; read backwards), and the
+    same compressed as the kernel's build does (the size as a 32-bit word behind)."""
+    import gzip
+    import lzma
+    import zlib
+
+    KMAP, LINK, VIRT = 0xFFFFFFFF80000000, 0x1000000, 0xFFFFFFFF81000000
+    R32, RINV, R64 = range(3)
+    # image offset, kind, value linked there
+    places = [(0x10, R32, 0x81000040), (0x24, R32, 0x81003FF0), (0x1010, R32, 0x81001000),
+              (0x40, RINV, 0x12340), (0x80, R64, VIRT + 0x100), (0x10F8, R64, VIRT + 0x3000)]
+    entry = lambda off: (VIRT + off) & 0xFFFFFFFF
+
+    def image(n, base):
+        return bytearray(((i + base) * 2654435761 >> 13) & 0xFF for i in range(n))
+
+    def elf(tables=True, rnd=b"\x01" * 9, extra=(), bss=0x3000, shdrs=0, prepend_zero=False):
+        """tables: {kind: [entries]} or True (the places) or False (none)."""
+        seg0, seg1 = image(0x400, 0), image(0x100, 0x1000)
+        for off, kind, v in places:
+            seg, o = (seg0, off) if off < 0x1000 else (seg1, off - 0x1000)
+            seg[o:o + (8 if kind == R64 else 4)] = (u64 if kind == R64 else u32)(v)
+        shoff = 0x600 if shdrs else 0
+        eh = b"\x7fELF" + bytes([2, 1, 1]) + rnd[:9]
+        eh += struct.pack("<HHIQQQIHHHHHH", 2, 62, 1, LINK, 64, shoff, 0, 64, 56, 2, 64, shdrs, 0)
+        ph = struct.pack("<IIQQQQQQ", 1, 5, 0x100, VIRT, LINK, 0x400, 0x400, 0x200000)
+        ph += struct.pack("<IIQQQQQQ", 1, 6, 0x500, VIRT + 0x1000, LINK + 0x1000, 0x100, bss, 0x1000)
+        b = eh + ph + bytes(0x100 - len(eh) - len(ph)) + seg0 + seg1 + bytes(64 * shdrs)
+        if tables is False:
+            return b
+        if tables is True:
+            tables = {k: [entry(o) for o, kk, _ in places if kk == k] for k in (R32, RINV, R64)}
+        for k, e in extra:
+            tables[k] = tables[k] + [e]
+        t = (u32(0) if prepend_zero else b"") + u32(0) + b"".join(u32(e) for e in reversed(tables[R64]))
+        t += u32(0) + b"".join(u32(e) for e in reversed(tables[RINV]))
+        t += u32(0) + b"".join(u32(e) for e in reversed(tables[R32]))
+        return b + t
+
+    def zstd_raw(data):
+        """A zstd frame of raw and RLE blocks (no library needed): single segment, content size."""
+        assert 256 <= len(data) < 65536 + 256
+        out = bytes([0x28, 0xB5, 0x2F, 0xFD, 0x60]) + u16(len(data) - 256)
+        i, blocks = 0, []
+        while i < len(data):
+            j = i
+            while j < len(data) and data[j] == data[i]:
+                j += 1
+            if j - i >= 16:
+                blocks.append((1, j - i, data[i:i + 1]))
+                i = j
+                continue
+            j = i + 1
+            while j < len(data) and j - i < 0x1000 and data[j:j + 16] != bytes([data[j]]) * 16:
+                j += 1
+            blocks.append((0, j - i, data[i:j]))
+            i = j
+        for n, (kind, size, body) in enumerate(blocks):
+            last = 1 if n == len(blocks) - 1 else 0
+            out += struct.pack("<I", last | kind << 1 | size << 3)[:3] + body
+        return out
+
+    size = lambda data: u32(len(data))
+    v = elf()
+    write("vmlinux", "vmlinux", v)
+    write("vmlinux", "vmlinux-slots", elf(rnd=bytes([0x02, 0x00, 0x00, 0x00, 0x00, 0x07, 0, 0, 0x80])))
+    write("vmlinux", "vmlinux-norelocs", elf(tables=False))
+    write("vmlinux", "vmlinux-empty-tables", elf(tables={R32: [], RINV: [], R64: []}))
+    write("vmlinux", "vmlinux-edges", elf(tables={R32: [entry(0x3FFC)], RINV: [entry(0x3FF8)],
+                                                  R64: [entry(0)]}))
+    write("vmlinux", "vmlinux-sections", elf(shdrs=2))
+    write("vmlinux", "vmlinux-bad-reloc", elf(extra=[(R64, entry(0x4000 - 4))]))
+    write("vmlinux", "vmlinux-below-map", elf(extra=[(R32, 0x01000000), (RINV, 0x80000000)]))
+    write("vmlinux", "vmlinux-extra-zero", elf(prepend_zero=True))
+    write("vmlinux", "vmlinux-fills-ram", elf(bss=0x4FF000))  # 6M: the one physical slot
+    write("vmlinux", "vmlinux-too-big", elf(bss=0x700000))
+    write("vmlinux", "xz", lzma.compress(v, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC32,
+                                         filters=[{"id": lzma.FILTER_X86},
+                                                  {"id": lzma.FILTER_LZMA2, "preset": 6}]) + size(v))
+    write("vmlinux", "zstd", zstd_raw(v) + size(v))
+    write("vmlinux", "gzip", gzip.compress(v, compresslevel=9, mtime=0) + size(v))
+    z = zlib.compressobj(9, zlib.DEFLATED, 16 + 15)
+    write("vmlinux", "gzip-norelocs", z.compress(elf(tables=False)) + z.flush() + u32(0x600))
+    write("vmlinux", "bzip2", b"BZh91AY&SY" + bytes(range(40)) + u32(0x10000))
+    write("vmlinux", "lz4", bytes([0x02, 0x21, 0x4C, 0x18]) + bytes(range(40)) + u32(0x10000))
+
+
 def main():
-    for f in (virtq, blk, net, virtio_pci, vfio_pci, loader, config):
+    for f in (virtq, blk, net, virtio_pci, vfio_pci, loader, config, vsock, vmlinux):
         f()
     total = 0
     for d in sorted(os.listdir(ROOT)):
