@@ -24,11 +24,18 @@ LAB_KVM_MODULES="irqbypass ccp kvm kvm_amd"
 # even of ext2 ("Cannot load crc32c driver"); modinfo names it only as a
 # softdep, so it is listed here.
 # shellcheck disable=SC2034  # used by the scripts that source this file
-LAB_BLK_GUEST_MODULES="virtio_pci virtio_blk virtio_net virtio_rng ext4 crc32c_generic"
+LAB_BLK_GUEST_MODULES="virtio_pci virtio_blk virtio_net virtio_rng vmw_vsock_virtio_transport virtiofs ext4 crc32c_generic"
 # shellcheck disable=SC2034
-LAB_BLK_L1_MODULES="brd ext4 crc32c_generic tun dummy"
+LAB_BLK_L1_MODULES="brd ext4 crc32c_generic tun dummy virtio_pci virtio_blk"
 LAB_L1_TIMEOUT=${LAB_L1_TIMEOUT:-900}
-LAB_L1_MEM=${LAB_L1_MEM:-2048}
+# A disk image L1 sees as /dev/vda (virtio-blk; writes go to a throw-away
+# overlay, snapshot=on): the Debian disk of `make rootfs` for run-tests.
+LAB_L1_DRIVE=${LAB_L1_DRIVE:-}
+# L1's RAM: its initramfs (about 130 MiB, kept in RAM), the RAM disk for
+# images, and two 512M guests at once in the migration scenarios. With
+# 2048 the mig-fail guest triple-faulted during pre-copy in 3 of 4 lab
+# runs of this tree (never before the initramfs grew); with 3072 it passed.
+LAB_L1_MEM=${LAB_L1_MEM:-3072}
 # TCG threading of L1: multi (one host thread per vCPU) or single
 LAB_L1_TCG_THREAD=${LAB_L1_TCG_THREAD:-multi}
 # VFIO passthrough (opt-in: LAB_L1_VFIO=1).  L1 then gets an emulated
@@ -190,6 +197,7 @@ lab_make_guest_initramfs() {
     # the migration scenarios' page writer and ticker, static
     mkdir -p "$dir/bin"
     gcc -O2 -static -o "$dir/bin/vmmpages" "$LAB_SCRIPTS/vmmpages.c"
+    gcc -O2 -static -o "$dir/bin/vmmvsock" "$LAB_SCRIPTS/vmmvsock.c"
     printf '%s\n' "$marker" >"$dir/initrd-marker"
     lab_cpio "$dir" "$out"
     rm -rf "$dir"
@@ -266,7 +274,12 @@ lab_boot_l1() {
             125) why="soft lockup, or console silent for ${LAB_L1_STALL}s" ;;
             126)
                 if grep -aq 'Hardware name: QEMU Standard PC' "$log"; then
-                    why="L1's own kernel crashed: $(grep -a -m 1 -o 'BUG: .*\|Kernel panic - not syncing: .*' "$log" | tr -d '\r')"
+                    # the BUG or panic line just before L1's own oops header (its
+                    # guests' consoles, panics included, pass through the log too)
+                    why="L1's own kernel crashed: $(tr -d '\r' <"$log" | awk '
+                        /BUG: |Kernel panic - not syncing: / { sub(/.*\] /, ""); last = $0 }
+                        /Hardware name: QEMU Standard PC/ { why = last }
+                        END { print why }')"
                 else
                     why="L1 reset or powered off before its init was done"
                 fi ;;
@@ -279,8 +292,12 @@ lab_boot_l1() {
 }
 
 _lab_boot_l1_once() {
-    local initrd=$1 log=$2 pid size last_size=-1 quiet_s=0 vfio=() what=TCG
-    local append="console=ttyS0 panic=-1 quiet mitigations=off"
+    local initrd=$1 log=$2 pid size last_size=-1 quiet_s=0 vfio=() drive=() what=TCG
+    # nokaslr: a wedge's RIPs (scripts/lab/l1-where) are System.map's addresses.
+    # (At some wedges both of L1's vCPUs sat halted in the idle loop, as if a
+    # one-shot timer interrupt had been lost; a periodic LAPIC tick, tried
+    # against that, wedged bench-boot twice in two boots in other ways.)
+    local append="console=ttyS0 panic=-1 quiet mitigations=off nokaslr"
     if [ "$LAB_L1_VFIO" = 1 ]; then
         # intel-iommu first, ahead of the devices behind it
         # shellcheck disable=SC2054  # commas inside QEMU arguments
@@ -292,12 +309,16 @@ _lab_boot_l1_once() {
         append+=" intel_iommu=on iommu=pt"
         what="TCG, intel-iommu + NICs $LAB_VFIO_E1000E $LAB_VFIO_E1000 for VFIO"
     fi
+    if [ -n "$LAB_L1_DRIVE" ]; then
+        drive=(-drive "file=$LAB_L1_DRIVE,if=virtio,format=raw,snapshot=on")
+        what+=", ${LAB_L1_DRIVE#"$LAB_ROOT"/} as vda"
+    fi
     lab_log "booting L1 ($what, log: ${log#"$LAB_ROOT"/}, limit ${LAB_L1_TIMEOUT}s)"
     timeout -k 10 "$LAB_L1_TIMEOUT" qemu-system-x86_64 \
         -accel "tcg,thread=$LAB_L1_TCG_THREAD" -M q35 -cpu EPYC,+svm,+npt -smp 2 -m "$LAB_L1_MEM" \
-        -nographic -no-reboot "${vfio[@]}" \
+        -nographic -no-reboot "${vfio[@]}" "${drive[@]}" \
         -kernel "$LAB/bzImage" -initrd "$initrd" \
-        -append "$append" \
+        -append "$append" -monitor "unix:$log.mon,server,nowait" \
         </dev/null >"$log" 2>&1 &
     pid=$!
     while kill -0 "$pid" 2>/dev/null; do
@@ -312,11 +333,16 @@ _lab_boot_l1_once() {
         # The other face of the same wedge: L1 still prints, but only its
         # watchdog, about a CPU stuck in the nested guest.
         if [ "$quiet_s" -ge "$LAB_L1_STALL" ] || grep -aq 'soft lockup - CPU' "$log"; then
+            # where its vCPUs are, into the log the wedge keeps
+            "$LAB_SCRIPTS/l1-where" "$log.mon" "$LAB/pkg/kernel/boot/System.map-$(cat "$LAB/kernel-version")" |
+                sed 's/^/VMMLAB l1 wedged: /' | tee -a "$log" | sed 's/^VMMLAB //' | while read -r l; do lab_log "$l"; done
             kill "$pid" 2>/dev/null
             wait "$pid" 2>/dev/null
+            rm -f "$log.mon"
             return 125
         fi
     done
+    rm -f "$log.mon"
     wait "$pid" || return $?
     # QEMU ended by itself (L1 powered off or reset: -no-reboot, panic=-1)
     # before L1's init said it was done, and not over an error of its own:
