@@ -22,7 +22,7 @@ UNIT_BIN_ASAN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests-asan/%)
 
 .PHONY: all asan unit guests test test-unit test-guests test-lab demo bench \
         deps format clean fuzz fuzz-build fuzz-regress fuzz-clean \
-        check-calls format-check shellcheck
+        check-calls format-check shellcheck rootfs
 all: $(BUILD)/vmm
 
 $(BUILD)/obj/%.o: %.c
@@ -90,6 +90,12 @@ demo: deps all
 
 bench: deps all guests $(BUILD)/blkbench
 	@scripts/bench.sh
+
+# A bootable Debian 12 disk for vmm from Debian's packages (mmdebstrap, as
+# root): build/rootfs/debian.img, vmlinuz, initrd.img. `make clean` keeps
+# them. ROOTFS_FLAGS: scripts/mkrootfs's options (--size 4G, --password PW).
+rootfs:
+	@scripts/mkrootfs $(ROOTFS_FLAGS)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Install what building and testing vmm needs, from Debian's packages,
-# only when something is missing. Used by `make test`, `make demo`, `make bench`.
+# only when something is missing. Used by `make test`, `make demo`, `make bench`;
+# with package names as arguments it installs those instead (scripts/mkrootfs).
 set -euo pipefail
 
 pkgs=(build-essential pkg-config linux-libc-dev liburing-dev libaio-dev
       libfdt-dev libcmocka-dev libseccomp-dev libjansson-dev qemu-system-x86 busybox-static
       cpio xz-utils zstd kmod e2fsprogs python3 clang libclang-rt-14-dev
       clang-format shellcheck zlib1g-dev liblzma-dev libzstd-dev nettle-dev passt)
+if [ $# -gt 0 ]; then
+	pkgs=("$@")
+fi
 
 missing=()
 for p in "${pkgs[@]}"; do
