@@ -2,14 +2,17 @@
  * blkbench: the virtio-blk data path on the host, without a guest.
  *
  * This program is the driver: it lays split rings and requests out in a
- * fake guest RAM, keeps --qd requests in flight on one queue, and serves
- * the device's completion fd itself, as the I/O thread would. Each
- * request is header + data + status (three descriptors, fixed slots:
- * request i owns descriptors 3i..3i+2), at a random bs-aligned offset
- * over the whole file. Completed requests are re-posted with a new
- * offset and the queue is kicked once per batch, as a real driver does.
- * The figure (IOPS) is compared with fio on the same file by
- * scripts/bench-host-blk.
+ * fake guest RAM, keeps --qd requests in flight on one queue, and lets
+ * the device be served as in a VM: vmm's I/O loop watches the queue's
+ * kick eventfd (the guest's ioeventfd) and the engine's completion fd,
+ * and polls the device between waits. The driver's side runs where a
+ * guest's would be interrupted: each time the device signals the queue,
+ * it takes the used entries, re-posts each request at a new offset and
+ * kicks once per batch, unless the device asked it not to
+ * (VRING_USED_F_NO_NOTIFY). Each request is header + data + status
+ * (three descriptors, fixed slots: request i owns descriptors 3i..3i+2),
+ * at a random bs-aligned offset over the whole file. The figure (IOPS)
+ * is compared with fio on the same file by scripts/bench-host-blk.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -23,9 +26,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "config.h"
+#include "io_loop.h"
 #include "log.h"
 #include "mem.h"
 #include "virtio.h"
@@ -42,7 +48,7 @@
 #define SECTOR	      512ULL
 #define DESCS_PER_REQ 3
 #define STATUS_POISON 0xee /* not a status the device writes */
-#define POLL_MS	      5000
+#define STALL_S	      5	   /* no completion this long: the device lost requests */
 
 struct opts {
 	struct disk_config dc;
@@ -64,13 +70,23 @@ struct bench {
 	uint16_t avail_idx, last_used; /* driver-side shadows */
 	uint64_t blocks;	       /* file size in bs units */
 	uint64_t rng;
+	/* The run (run()): the loop, the kick eventfd, what is in flight. */
+	const struct opts *o;
+	struct io_loop loop;
+	int kick_fd, timer_fd;
+	int stop; /* the loop's: set when the run is over */
+	bool failed, counted_end;
+	double deadline, last_done, t_end;
+	uint64_t done, in_flight;
 };
 
-/* The transport's part: no interrupts to deliver, we poll the used ring. */
+static void bb_driver(struct bench *b);
+
+/* The transport's part: the queue's interrupt runs the driver. */
 static void bb_notify_queue(struct virtio_dev *d, unsigned int q)
 {
-	(void)d;
 	(void)q;
+	bb_driver(d->transport);
 }
 
 static void bb_notify_config(struct virtio_dev *d)
@@ -211,13 +227,23 @@ static void post(struct bench *b, unsigned int i, const struct opts *o)
 	b->avail_idx++;
 }
 
-/* Publish what post() queued and notify the device once. */
+/*
+ * Publish what post() queued; kick (the guest's write to the notify
+ * register, an ioeventfd) unless the device asked for none.
+ */
 static void kick(struct bench *b)
 {
+	uint64_t one = 1;
+
 	__atomic_store_n(&b->avail->idx, b->avail_idx, __ATOMIC_RELEASE);
-	pthread_mutex_lock(&b->d->lock);
-	b->d->ops->queue_kick(b->d, 0);
-	pthread_mutex_unlock(&b->d->lock);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&b->used->flags, __ATOMIC_ACQUIRE) & VRING_USED_F_NO_NOTIFY)
+		return;
+	if (write(b->kick_fd, &one, sizeof(one)) < 0) {
+		fprintf(stderr, "blkbench: kick: %s\n", strerror(errno));
+		b->failed = 1;
+		__atomic_store_n(&b->stop, 1, __ATOMIC_RELEASE);
+	}
 }
 
 /*
@@ -357,53 +383,113 @@ static int setup(struct bench *b, const struct opts *o)
 	return 0;
 }
 
-/* Keep qd requests in flight for o->seconds; IOPS into *iops. */
+/* Something went wrong (said already): end the run. */
+static void bb_fail(struct bench *b)
+{
+	b->failed = true;
+	__atomic_store_n(&b->stop, 1, __ATOMIC_RELEASE);
+}
+
+/*
+ * The driver, at the queue's interrupt (the device holds its lock): take
+ * what completed, re-post it while the run lasts and kick once; count
+ * up to the first batch after the deadline; end the loop when the last
+ * request is back.
+ */
+static void bb_driver(struct bench *b)
+{
+	double t = now_s();
+	bool more = t < b->deadline;
+	int n = harvest(b, b->o, more);
+
+	if (n < 0) {
+		bb_fail(b);
+		return;
+	}
+	if (!n)
+		return;
+	b->last_done = t;
+	if (!b->counted_end) {
+		b->done += (uint64_t)n;
+		b->t_end = t;
+		b->counted_end = !more;
+	}
+	if (more)
+		kick(b);
+	else if (!(b->in_flight -= (uint64_t)n))
+		__atomic_store_n(&b->stop, 1, __ATOMIC_RELEASE);
+}
+
+/* The queue's ioeventfd: the device takes what the driver posted. */
+static void bb_kicked(void *opaque)
+{
+	struct bench *b = opaque;
+
+	io_fd_ack(b->kick_fd);
+	pthread_mutex_lock(&b->d->lock);
+	b->d->ops->queue_kick(b->d, 0);
+	pthread_mutex_unlock(&b->d->lock);
+}
+
+/* Each second: has anything completed lately? */
+static void bb_watchdog(void *opaque)
+{
+	struct bench *b = opaque;
+
+	io_fd_ack(b->timer_fd);
+	if (now_s() - b->last_done >= STALL_S) {
+		fprintf(stderr, "blkbench: no completion in %d s: the device lost requests\n",
+			STALL_S);
+		bb_fail(b);
+	} else if (io_timer_set(b->timer_fd, 1.0)) {
+		fprintf(stderr, "blkbench: cannot arm the watchdog\n");
+		bb_fail(b);
+	}
+}
+
+/*
+ * Keep qd requests in flight for o->seconds; IOPS into *iops. The device
+ * is left with nothing in flight on success.
+ */
 static int run(struct bench *b, const struct opts *o, double *iops)
 {
-	int efd = blk_completion_fd(b->d);
-	uint64_t done = 0;
-	double t0, t1, deadline;
+	double t0;
+	int r;
 
+	b->o = o;
+	b->d->transport = b;
+	b->timer_fd = -1;
+	b->loop.epfd = -1; /* for main's io_loop_destroy, whatever fails */
+	b->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	r = b->kick_fd < 0 ? -errno : io_loop_init(&b->loop);
+	if (!r)
+		r = b->timer_fd = io_timer_new();
+	if (r >= 0)
+		r = io_watch(&b->loop, b->kick_fd, bb_kicked, b);
+	if (!r)
+		r = io_watch(&b->loop, b->timer_fd, bb_watchdog, b);
+	if (!r)
+		r = blk_serve(b->d, &b->loop);
+	if (!r)
+		r = io_timer_set(b->timer_fd, 1.0);
+	if (r) {
+		fprintf(stderr, "blkbench: cannot set up the I/O loop: %s\n", strerror(-r));
+		return -1;
+	}
 	for (unsigned int i = 0; i < o->qd; i++)
 		post(b, i, o);
-	t0 = now_s();
-	deadline = t0 + o->seconds;
+	b->in_flight = o->qd;
+	t0 = b->last_done = now_s();
+	b->deadline = t0 + o->seconds;
 	kick(b);
-	for (;;) {
-		bool more;
-		int n;
-
-		/* Sync completes inside the kick; the others signal the fd. */
-		if (efd >= 0) {
-			struct pollfd p = {.fd = efd, .events = POLLIN};
-			int r = poll(&p, 1, POLL_MS);
-
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r <= 0) {
-				fprintf(stderr, "blkbench: %s\n",
-					r ? strerror(errno)
-					  : "no completion in 5 s: the device lost requests");
-				return -1;
-			}
-			blk_complete(b->d);
-		}
-		t1 = now_s();
-		more = t1 < deadline;
-		n = harvest(b, o, more);
-		if (n < 0)
-			return -1;
-		done += (uint64_t)n;
-		if (!more)
-			break;
-		if (n)
-			kick(b);
-		else if (efd < 0) {
-			fprintf(stderr, "blkbench: sync engine: nothing completed in the kick\n");
-			return -1;
-		}
+	r = io_loop_run(&b->loop, &b->stop);
+	if (r) {
+		fprintf(stderr, "blkbench: the I/O loop failed: %s\n", strerror(-r));
+		return -1;
 	}
-	*iops = (double)done / (t1 - t0);
+	if (b->failed)
+		return -1;
+	*iops = (double)b->done / (b->t_end - t0);
 	return 0;
 }
 
@@ -425,6 +511,13 @@ int main(int argc, char **argv)
 	/* blk_close waits for what is still in flight before RAM goes. */
 	if (b.d)
 		blk_close(b.d);
+	if (b.o) {
+		io_loop_destroy(&b.loop);
+		if (b.kick_fd >= 0)
+			close(b.kick_fd);
+		if (b.timer_fd >= 0)
+			close(b.timer_fd);
+	}
 	if (b.mem.nr_regions)
 		mem_destroy(&b.mem);
 	return rc;

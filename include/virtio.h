@@ -280,6 +280,12 @@ struct virtio_dev *blk_open(const struct disk_config *dc, unsigned int index, un
 			    const struct guest_mem *mem, bool *usage);
 int blk_completion_fd(struct virtio_dev *d);
 void blk_complete(void *dev);
+struct io_loop;
+/*
+ * Serve d from io as the I/O thread does (its completion fd and its
+ * poller; blk_add does this): for a loop that outlives nothing of d's.
+ */
+int blk_serve(struct virtio_dev *d, struct io_loop *io) WUR;
 void blk_close(struct virtio_dev *d);
 
 #endif

@@ -144,8 +144,12 @@ int io_loop_run(struct io_loop *l, const int *stop)
 
 		if (n < 0 && errno != EINTR)
 			return -errno;
-		/* Blocked, and woken soon: the next wait may be worth a poll. */
-		if (!busy && n > 0 && l->nr_pollers && now_ns() - t0 < IO_POLL_MAX_NS)
+		/*
+		 * Blocked, and woken soon: the next wait may be worth a poll.
+		 * EINTR is a wakeup too: io_uring's completion work interrupts
+		 * the wait before the eventfd it then signals is seen.
+		 */
+		if (!busy && n && l->nr_pollers && now_ns() - t0 < IO_POLL_MAX_NS)
 			l->poll_ns = l->poll_ns ? MIN(2 * l->poll_ns, (uint64_t)IO_POLL_MAX_NS)
 						: IO_POLL_START_NS;
 		for (int i = 0; i < n; i++) {

@@ -388,6 +388,7 @@ bool blk_poll(void *opaque)
 	}
 	if (!b->polling) {
 		b->polling = true;
+		blk_engine_notify(&b->engine, false);
 		for (unsigned int q = 0; q < b->dev.num_queues; q++)
 			if (b->reqs[q])
 				virtq_kicks(&b->dev.vqs[q], false);
@@ -412,6 +413,13 @@ bool blk_poll_end(void *opaque)
 
 	pthread_mutex_lock(&b->dev.lock);
 	b->polling = false;
+	/* Completions signal their eventfd again; any that came before it did
+	 * are taken now. */
+	blk_engine_notify(&b->engine, true);
+	if (!b->quiesced && blk_engine_poll(&b->engine, rw_done)) {
+		flush_notifications(b);
+		found = true;
+	}
 	for (unsigned int q = 0; q < b->dev.num_queues; q++)
 		if (!b->quiesced && b->reqs[q] && kicks_for_load(b, q)) {
 			blk_kick(&b->dev, q);
@@ -496,9 +504,11 @@ static int blk_quiesce(struct virtio_dev *d)
 	flush_notifications(b);
 	if (r < 0)
 		return r;
-	/* Idle now: the guest's rings, saved as they are, ask for kicks. */
+	/* Idle now: the guest's rings, saved as they are, ask for kicks, and
+	 * the engine signals its completions (as after a poller's end). */
 	for (unsigned int q = 0; q < d->num_queues; q++)
 		virtq_kicks(&d->vqs[q], true);
+	blk_engine_notify(&b->engine, true);
 	if (b->io && b->engine.efd >= 0 && (r = io_watch_enable(b->io, b->engine.efd, false)))
 		return r;
 	b->quiesced = true;

@@ -51,7 +51,7 @@ typedef void (*blk_done_fn)(struct blk_req *r, int64_t res);
 /*
  * Open the engine on fd, depth requests deep. The io_uring engine's ring is
  * confined before it runs (and before seccomp): it knows fd as its only
- * (fixed) file and takes READV, WRITEV and FSYNC on it, nothing else; a
+ * (fixed) file and takes READ(V), WRITE(V) and FSYNC on it, nothing else; a
  * kernel that cannot restrict rings gives -EOPNOTSUPP.
  */
 int blk_engine_init(struct blk_engine *e, enum blk_engine_kind kind, int fd,
@@ -72,6 +72,11 @@ void blk_engine_reap(struct blk_engine *e, blk_done_fn done);
  * only (the others wait for their eventfd). True if it collected any.
  */
 bool blk_engine_poll(struct blk_engine *e, blk_done_fn done);
+/*
+ * io_uring: signal the completion eventfd (on) or not (off: a poller
+ * looks at the ring itself; after turning it on, it looks once more).
+ */
+void blk_engine_notify(struct blk_engine *e, bool on);
 /*
  * Wait until nothing is in flight (device reset, close), calling done for
  * each; the caller frees the requests afterwards. A failing wait does not

@@ -185,6 +185,19 @@ void blk_complete(void *dev)
 	blk_completions(((struct virtio_dev *)dev)->priv);
 }
 
+int blk_serve(struct virtio_dev *d, struct io_loop *io)
+{
+	struct blk *b = d->priv;
+	int r;
+
+	if (b->engine.efd >= 0 && (r = io_watch(io, b->engine.efd, blk_completions, b)))
+		return r;
+	if ((r = io_poll_add(io, blk_poll, blk_poll_end, b)))
+		return r;
+	b->io = io;
+	return 0;
+}
+
 void blk_close(struct virtio_dev *d)
 {
 	struct blk *b = d->priv;
@@ -271,11 +284,8 @@ int blk_add(const struct dev_services *svc, struct device_list *l, const struct 
 		return r;
 	}
 	/* From here on the list's destroy takes it. */
-	if (b->engine.efd >= 0 && (r = io_watch(svc->io, b->engine.efd, blk_completions, b)))
+	if ((r = blk_serve(d, svc->io)))
 		return r;
-	if ((r = io_poll_add(svc->io, blk_poll, blk_poll_end, b)))
-		return r;
-	b->io = svc->io;
 	r = virtio_pci_create(svc, d, slot);
 	if (r)
 		log_err(NULL, "--disk: cannot attach '%s': %s", dc->path, strerror(-r));

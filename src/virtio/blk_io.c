@@ -5,7 +5,7 @@
  *
  * io_uring works in the kernel beyond seccomp's reach, so the ring is
  * built confined (confine_disk_ring): the image is its fixed file 0, and
- * READV, WRITEV and FSYNC on it, each with IOSQE_FIXED_FILE, are all it
+ * READ(V), WRITE(V) and FSYNC on it, each with IOSQE_FIXED_FILE, are all it
  * takes. A new operation here must be added to that list too.
  */
 #include <errno.h>
@@ -115,7 +115,14 @@ int blk_engine_rw(struct blk_engine *e, struct blk_req *r, bool write, int64_t *
 		sqe = get_sqe(e);
 		if (!sqe)
 			return -EAGAIN;
-		if (write)
+		/* One segment (most requests): no iovec for the kernel to copy in. */
+		if (r->ndata == 1 && write)
+			io_uring_prep_write(sqe, URING_FILE, r->data[0].iov_base,
+					    (unsigned int)r->data[0].iov_len, r->offset);
+		else if (r->ndata == 1)
+			io_uring_prep_read(sqe, URING_FILE, r->data[0].iov_base,
+					   (unsigned int)r->data[0].iov_len, r->offset);
+		else if (write)
 			io_uring_prep_writev(sqe, URING_FILE, r->data, r->ndata, r->offset);
 		else
 			io_uring_prep_readv(sqe, URING_FILE, r->data, r->ndata, r->offset);
@@ -307,6 +314,22 @@ void blk_engine_reap(struct blk_engine *e, blk_done_fn done)
 		while (e->inflight && reap_aio(e, done, 0) > 0)
 			;
 	}
+}
+
+void blk_engine_notify(struct blk_engine *e, bool on)
+{
+	/* Not there (before 5.8): the eventfd is signalled anyway, harmless. */
+	if (e->kind != BLK_ENGINE_IO_URING || !e->ring_ready)
+		return;
+	(void)io_uring_cq_eventfd_toggle(&e->ring, on);
+	/*
+	 * The flag (a plain store) before the caller's look at the ring: the
+	 * kernel posts a completion, then reads the flag; were our load of
+	 * the ring's tail to pass our store, a completion in between would
+	 * be neither seen nor signalled, and the loop would block for good.
+	 */
+	if (on)
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
 bool blk_engine_poll(struct blk_engine *e, blk_done_fn done)
