@@ -7,11 +7,11 @@
  * Everything runs on the I/O thread under dev->lock: a TX kick writes the
  * whole ring to the tap (one writev per packet: our checked copy of the
  * virtio header, which the tap speaks too, then the frame) and notifies once;
- * a readable tap fd is read into a per-queue bounce buffer and copied
- * into as many RX buffers as the packet needs (MRG_RXBUF), and the driver
- * is told of each packet at once (EVENT_IDX spares a driver that is
- * already polling). When the
- * driver has no RX buffers, the packet waits in the bounce buffer, the
+ * a readable tap fd is read straight into as many RX buffers as recent
+ * packets needed (MRG_RXBUF, rx_direct), with a per-queue bounce buffer
+ * behind them for a larger one, which is then copied into further buffers;
+ * the driver is interrupted once per batch. When the driver has no RX
+ * buffers, the packet waits in the bounce buffer, the
  * tap fd leaves the epoll set and the next RX kick brings it back:
  * nothing is dropped and nothing spins.
  *
@@ -294,6 +294,121 @@ static int rx_deliver(struct net *n, struct net_rxq *rx)
 	return 1;
 }
 
+/* A frame larger than any we take was dropped (counted by the caller). */
+static void oversized(struct net *n, size_t got)
+{
+	n->stats.rx_oversize++;
+	log_ratelimited(LOG_WARN, n->name,
+			"dropped a %zu-byte frame from the backend: larger than %zu bytes", got,
+			(size_t)RX_BUF_LEN);
+}
+
+/* rx_direct's outcomes */
+enum { RX_BOUNCE, RX_DRY, RX_BROKEN, RX_DONE, RX_WAITS };
+
+/* Mark what chains [0, nch) of rx_direct hold as written (migration). */
+static void rx_chains_dirty(struct net *n, unsigned int nch)
+{
+	const struct guest_mem *mem = n->dev.mem;
+
+	if (!__atomic_load_n(&mem->tracking, __ATOMIC_ACQUIRE))
+		return;
+	for (unsigned int i = 0; i < nch; i++)
+		for (unsigned int k = 0; k < n->rx_chains[i].niov; k++) {
+			const struct iovec *v = &n->rx_iov[n->rx_chains[i].iov + k];
+
+			mem_dirty_hva(mem, v->iov_base, v->iov_len);
+		}
+}
+
+/*
+ * The next frame of a tap, read straight into the driver's buffers
+ * (MRG_RXBUF) rather than through the bounce buffer: one readv over as
+ * many chains as recent frames needed, with the bounce buffer behind them
+ * for the rest of a larger one. Chains it did not fill go back to the
+ * ring. RX_BOUNCE: no buffers (read as before); RX_DRY: nothing to read;
+ * RX_BROKEN: the device broke; RX_DONE: a frame delivered or dropped;
+ * RX_WAITS: a frame larger than the chains is whole in the bounce buffer
+ * (rx->len), for rx_deliver.
+ */
+static int rx_direct(struct net *n, struct net_rxq *rx, size_t *oversize)
+{
+	struct virtio_dev *d = &n->dev;
+	struct virtq *vq = &d->vqs[2 * rx->pair];
+	struct virtq_chain *c = &n->chain;
+	const size_t nb_off = offsetof(struct virtio_net_hdr_mrg_rxbuf, num_buffers);
+	unsigned int nch = 0, niov = 0, used = 0;
+	size_t cap = 0, left;
+	uint8_t *nb[2];
+	ssize_t got;
+
+	while (nch < RX_DIRECT_CHAINS && (nch == 0 || cap < rx->want)) {
+		int r = virtq_pop(vq, d->mem, c);
+
+		if (r < 0) {
+			virtio_queue_broken(d, 2 * rx->pair);
+			return RX_BROKEN;
+		}
+		if (r == 0)
+			break;
+		if (c->nout || c->in_len < HDR_LEN) {
+			virtio_set_needs_reset(d, c->nout ? "RX buffer is device-readable"
+							  : "RX buffer shorter than the header");
+			return RX_BROKEN;
+		}
+		if (niov + c->nin > RX_DIRECT_IOVS) {
+			virtq_unpop(vq, 1);
+			break;
+		}
+		memcpy(&n->rx_iov[niov], c->iov, c->nin * sizeof(*c->iov));
+		n->rx_chains[nch++] = (struct net_rx_chain){
+		    .head = c->head, .iov = niov, .niov = c->nin, .len = c->in_len};
+		niov += c->nin;
+		cap += c->in_len;
+	}
+	if (!nch)
+		return RX_BOUNCE;
+	/* One byte more than any frame we take behind them: see rx_run. */
+	n->rx_iov[niov] = (struct iovec){rx->buf, RX_BUF_LEN + 1};
+	got = readv(rx->fd, n->rx_iov, (int)niov + 1);
+	if (got < 0 || (size_t)got > RX_BUF_LEN || (size_t)got < HDR_LEN + ETH_HLEN) {
+		virtq_unpop(vq, nch);
+		if (got < 0)
+			return RX_DRY;
+		*oversize = (size_t)got > RX_BUF_LEN ? (size_t)got : 0;
+		n->stats.rx_dropped++;
+		return RX_DONE;
+	}
+	/* Offer the next frame as much: at once when frames grow, slowly less. */
+	rx->want = (size_t)got > rx->want ? (size_t)got : (7 * rx->want + (size_t)got) / 8;
+	if ((size_t)got > cap) {
+		/* Larger than the chains: made whole in the bounce buffer. */
+		memmove(rx->buf + cap, rx->buf, (size_t)got - cap);
+		iov_copy(n->rx_iov, niov, 0, rx->buf, cap, false);
+		virtq_unpop(vq, nch);
+		rx->len = (size_t)got;
+		return RX_WAITS;
+	}
+	for (left = (size_t)got; left; used++) {
+		size_t len = MIN(left, n->rx_chains[used].len);
+
+		n->used[used] =
+		    (struct vring_used_elem){.id = n->rx_chains[used].head, .len = (uint32_t)len};
+		left -= len;
+	}
+	virtq_unpop(vq, nch - used);
+	nb[0] = iov_byte(n->rx_iov, n->rx_chains[0].niov, nb_off);
+	nb[1] = iov_byte(n->rx_iov, n->rx_chains[0].niov, nb_off + 1);
+	*nb[0] = (uint8_t)used;
+	*nb[1] = (uint8_t)(used >> 8);
+	rx_chains_dirty(n, used); /* after the last write into them */
+	for (unsigned int i = 0; i < used; i++)
+		virtq_push(vq, (uint16_t)n->used[i].id, n->used[i].len);
+	n->stats.rx_packets++;
+	n->stats.rx_bytes += (size_t)got - HDR_LEN;
+	return RX_DONE;
+}
+
 /* Read and deliver packets of queue pair p until the tap runs dry, the
  * driver runs out of buffers or the budget is spent. */
 static void rx_run(struct net *n, struct net_rxq *rx)
@@ -311,6 +426,21 @@ static void rx_run(struct net *n, struct net_rxq *rx)
 	while (done < NET_BUDGET) {
 		int r;
 
+		if (!rx->len && !n->stream && virtio_negotiated(d, VIRTIO_NET_F_MRG_RXBUF)) {
+			size_t oversize = 0;
+
+			r = rx_direct(n, rx, &oversize);
+			if (r == RX_BROKEN)
+				return;
+			if (r == RX_DRY)
+				break;
+			if (oversize)
+				oversized(n, oversize);
+			if (r == RX_DONE) {
+				done++;
+				continue;
+			}
+		}
 		if (!rx->len) {
 			/* One byte more than any frame we take: a datagram that
 			 * fills it was cut short, and tun reports the full
@@ -328,11 +458,7 @@ static void rx_run(struct net *n, struct net_rxq *rx)
 				break; /* EAGAIN: dry */
 			if ((size_t)got > RX_BUF_LEN) {
 				n->stats.rx_dropped++;
-				n->stats.rx_oversize++;
-				log_ratelimited(LOG_WARN, n->name,
-						"dropped a %zd-byte frame from the "
-						"backend: larger than %zu bytes",
-						got, (size_t)RX_BUF_LEN);
+				oversized(n, (size_t)got);
 				done++; /* dropped frames count: a flood of them is bounded too */
 				continue;
 			}

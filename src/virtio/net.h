@@ -85,7 +85,20 @@ struct net_rxq {
 	int fd;
 	uint8_t *buf;  /* bounce buffer: header + frame (+ 1, see rx_run) */
 	size_t len;    /* a packet waiting for buffers, or 0 */
+	size_t want;   /* rx_direct: buffer space to offer the next frame */
 	bool watching; /* fd in the I/O thread's epoll set */
+};
+
+/*
+ * rx_direct (net.c): a tap's frame read straight into the driver's RX
+ * buffers, at most this many chains and segments of them at once.
+ */
+#define RX_DIRECT_CHAINS 64
+#define RX_DIRECT_IOVS	 128
+struct net_rx_chain {
+	uint16_t head;
+	unsigned int iov, niov; /* its segments in net.rx_iov */
+	size_t len;		/* bytes it holds */
 };
 
 /*
@@ -119,6 +132,8 @@ struct net {
 	struct virtq_chain chain;		     /* scratch for every pop */
 	struct iovec tx_iov[VIRTQ_MAX_SEGS + 1];     /* TX: header copy, frame */
 	struct vring_used_elem used[NET_QUEUE_SIZE]; /* RX chains of one packet */
+	struct iovec rx_iov[RX_DIRECT_IOVS + 1];     /* rx_direct: chains, bounce buffer */
+	struct net_rx_chain rx_chains[RX_DIRECT_CHAINS];
 	struct net_stats stats;
 };
 

@@ -548,6 +548,55 @@ static void test_rx_merge_buffers(void **state)
 	fx_stop(f);
 }
 
+/*
+ * A tap's frames go straight into the driver's buffers: as many chains as
+ * recent frames needed are offered, what a frame does not fill goes back
+ * to the ring in order, and a frame larger than the offer is still
+ * delivered whole. Buffers no frame reached are left untouched.
+ */
+static void test_rx_direct(void **state)
+{
+	static const size_t lens[] = {1000, 40, 600, 1000};
+	struct fx *f = fx_start(1, ALL_FEATURES);
+	uint64_t b[60];
+	uint8_t got[HDR + 1000], want[1000], poison[64];
+	unsigned int id = 0;
+
+	(void)state;
+	memset(poison, 0xaa, sizeof(poison));
+	for (unsigned int i = 0; i < 60; i++) {
+		b[i] = buf(f, 64);
+		memcpy(hva(b[i], 64), poison, 64);
+		post(f, 0, (struct seg[]){{b[i], 64, true}}, 1);
+	}
+	for (unsigned int k = 0; k < 4; k++)
+		send_pkt(f, 0, lens[k], (uint8_t)(20 + k));
+	rx_ready(f, 0);
+	/* 1012, 52, 612 and 1012 bytes in 64-byte buffers: 16, 1, 10, 16 */
+	assert_int_equal(used(0)->idx, 43);
+	for (unsigned int k = 0; k < 4; k++) {
+		unsigned int nbufs = (unsigned int)((HDR + lens[k] + 63) / 64);
+
+		for (unsigned int i = 0; i < nbufs; i++, id++) {
+			size_t len = MIN(64, HDR + lens[k] - 64 * i);
+
+			assert_int_equal(used(0)->ring[id].id, id);
+			assert_int_equal(used(0)->ring[id].len, len);
+			memcpy(got + 64 * i, hva(b[id], 64), len);
+		}
+		assert_int_equal(((struct virtio_net_hdr_mrg_rxbuf *)got)->num_buffers, nbufs);
+		frame(want, lens[k], (uint8_t)(20 + k));
+		assert_memory_equal(got + HDR, want, lens[k]);
+	}
+	for (unsigned int i = 43; i < 60; i++)
+		assert_memory_equal(hva(b[i], 64), poison, 64);
+	assert_int_equal(f->d->vqs[0].last_avail, 43);
+	assert_int_equal(g_notified[0], 1);
+	assert_int_equal(net_get_stats(f->d)->rx_packets, 4);
+	assert_int_equal(net_get_stats(f->d)->rx_dropped, 0);
+	fx_stop(f);
+}
+
 static void test_rx_waits_for_buffers(void **state)
 {
 	struct fx *f = fx_start(1, ALL_FEATURES);
@@ -1202,6 +1251,7 @@ int main(void)
 	    cmocka_unit_test(test_tx_budget),
 	    cmocka_unit_test(test_rx_single_buffer),
 	    cmocka_unit_test(test_rx_merge_buffers),
+	    cmocka_unit_test(test_rx_direct),
 	    cmocka_unit_test(test_rx_waits_for_buffers),
 	    cmocka_unit_test(test_rx_no_mergeable),
 	    cmocka_unit_test(test_rx_bigger_than_ring),
