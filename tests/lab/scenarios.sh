@@ -1572,7 +1572,9 @@ lab_expectations() {
     check_note snap-restore first = 0
     check_note snap-restore gaps -eq 0
     check_note snap-restore lines -ge 61
-    check_note snap-restore skew_drift_s -le 1
+    # each skew is read to the second (the guest's stamp, L1's date +%s):
+    # 2 is the jitter of two readings; a clock restored wrong is off by far more
+    check_note snap-restore skew_drift_s -le 2
     check_note snap-smp snapshot_ok = 1
     check_note snap-smp-restore gaps -eq 0
     check_note snap-smp-restore lines -ge 5
