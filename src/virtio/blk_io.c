@@ -77,10 +77,27 @@ static int64_t sync_rw(int fd, struct blk_req *r, bool write)
 	return n < 0 ? -errno : n;
 }
 
+/*
+ * Requests go to the kernel at most this many to a call. What one call
+ * submits reaches the disk together, and a disk that then completes it
+ * together (the virtio disk of this project's machines does) keeps the
+ * queue in lockstep: everything in flight finishes, then the next batch
+ * is made while the disk idles. blkbench at QD32 there, against fio at
+ * its best (batches of 8): 0.79 / 0.72 (random read / write) with whole
+ * batches, which is what fio itself gives in lockstep
+ * (--iodepth_batch_submit=32 --iodepth_batch_complete_min=32); 0.88 /
+ * 0.99 with batches of 8.
+ */
+#define BLK_SUBMIT_BATCH 8
+
+/* A free sqe, the batch prepared so far submitted first when it is full. */
 static struct io_uring_sqe *get_sqe(struct blk_engine *e)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&e->ring);
+	struct io_uring_sqe *sqe;
 
+	if (io_uring_sq_ready(&e->ring) >= BLK_SUBMIT_BATCH)
+		io_uring_submit(&e->ring);
+	sqe = io_uring_get_sqe(&e->ring);
 	if (!sqe) { /* ring full: hand the batch over and try again */
 		io_uring_submit(&e->ring);
 		sqe = io_uring_get_sqe(&e->ring);
