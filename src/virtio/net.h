@@ -139,6 +139,19 @@ struct net {
 
 extern const struct virtio_dev_ops net_ops;
 
+/* Shared by net.c and net_rx.c (I/O thread, dev->lock held). */
+/* Watch the queue pair's fd for frames (on) or not. */
+void net_rx_watch(struct net_rxq *rx, bool on);
+/* Interrupt the driver for queue q, unless EVENT_IDX says it need not be. */
+void net_notify(struct net *n, unsigned int q);
+/* Copy len bytes between a flat buffer and an iovec list, from offset off. */
+size_t net_iov_copy(const struct iovec *iov, unsigned int niov, size_t off, void *buf, size_t len,
+		    bool to_iov);
+/* The host address of byte off of an iovec list (the caller checked it exists). */
+uint8_t *net_iov_byte(const struct iovec *iov, unsigned int niov, size_t off);
+/* Read and deliver queue pair rx's frames, until dry, out of buffers or the budget. */
+void net_rx_run(struct net *n, struct net_rxq *rx);
+
 /*
  * The stream backend's halves, I/O thread, dev->lock held. read: the next
  * frame into rx->buf behind a zero virtio header: its length, or -1 when
