@@ -646,6 +646,24 @@ static struct {
  * lock keeps a vCPU that was descheduled from publishing a stale index (a
  * 16-bit one wraps within milliseconds here).
  */
+/*
+ * The device's used index, read until two reads agree. This project's
+ * hosts emulate a tiny guest's ring 0, and the emulator may read the two
+ * bytes apart, across the device's store: a value that never was (the
+ * new high byte with the old low one), once 121 past the device's index,
+ * published as avail->idx + 256, stopped the queue.
+ */
+static uint16_t used_now(volatile const uint16_t *idx)
+{
+	uint16_t a, b;
+
+	do {
+		a = *idx;
+		b = *idx;
+	} while (a != b);
+	return a;
+}
+
 static void flood_loop(void)
 {
 	volatile uint16_t *used_idx = &flood_ring.used.idx, *avail_idx = &flood_ring.avail.idx;
@@ -655,7 +673,7 @@ static void flood_loop(void)
 		int moved;
 
 		spin_lock(&flood_lock);
-		want = (uint16_t)(*used_idx + FLOOD_QSZ);
+		want = (uint16_t)(used_now(used_idx) + FLOOD_QSZ);
 		moved = (int16_t)(want - *avail_idx) > 0;
 		if (moved)
 			*avail_idx = want;
