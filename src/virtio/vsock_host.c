@@ -257,9 +257,15 @@ static uint32_t local_port(struct vsock *v)
 	}
 }
 
+/*
+ * Take waiting host connections, VSOCK_MAX_CONNS at most a turn: a
+ * client connecting again as fast as it is refused would otherwise keep
+ * the I/O thread here. What is left stays queued and the listener
+ * readable (level-triggered): the next turn takes it.
+ */
 static void accept_all(struct vsock *v)
 {
-	for (;;) {
+	for (unsigned int turn = 0; turn < VSOCK_MAX_CONNS; turn++) {
 		int fd = accept4(v->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		struct vconn *c;
 
