@@ -68,6 +68,20 @@ static bool kicks_for_load(struct blk *b, unsigned int q)
 	return virtq_has_work(vq);
 }
 
+/* For a migration: a read's payload and the status byte (GET_ID: see handle). */
+static void dirty(const struct blk *b, const struct blk_req *r)
+{
+	const struct guest_mem *mem = b->dev.mem;
+
+	if (!__atomic_load_n(&mem->tracking, __ATOMIC_ACQUIRE))
+		return;
+	if (r->type == VIRTIO_BLK_T_IN)
+		for (unsigned int i = 0; i < r->ndata; i++)
+			mem_dirty_hva(mem, r->data[i].iov_base, r->data[i].iov_len);
+	if (r->status)
+		mem_dirty_hva(mem, r->status, 1);
+}
+
 /* Finish r with a status: push it and remember to notify its queue. */
 static void complete(struct blk_req *r, uint8_t status)
 {
@@ -77,8 +91,8 @@ static void complete(struct blk_req *r, uint8_t status)
 		*r->status = status;
 		r->used_len++;
 	}
-	virtq_chain_dirty(b->dev.mem, &r->chain);
-	virtq_push(&b->dev.vqs[r->q], r->chain.head, r->used_len);
+	dirty(b, r);
+	virtq_push(&b->dev.vqs[r->q], r->head, r->used_len);
 	b->notify_mask |= 1ULL << r->q;
 	req_put(b, r);
 }
@@ -184,19 +198,19 @@ static void rw_done(struct blk_req *r, int64_t res)
 }
 
 /* DISCARD and WRITE_ZEROES: ranges from the payload, done in place. */
-static uint8_t discard_or_zero(struct blk *b, struct blk_req *r)
+static uint8_t discard_or_zero(struct blk *b, const struct blk_req *r, const struct virtq_chain *c)
 {
 	struct virtio_blk_discard_write_zeroes seg;
-	uint64_t payload = r->chain.out_len - HDR_LEN;
+	uint64_t payload = c->out_len - HDR_LEN;
 	bool zero = r->type == VIRTIO_BLK_T_WRITE_ZEROES;
 
 	if (payload == 0 || payload % sizeof(seg) || payload / sizeof(seg) > MAX_DISCARD_SEG)
 		return VIRTIO_BLK_S_IOERR;
-	for (uint64_t off = HDR_LEN; off < r->chain.out_len; off += sizeof(seg)) {
+	for (uint64_t off = HDR_LEN; off < c->out_len; off += sizeof(seg)) {
 		uint64_t start, len;
 		int mode;
 
-		iov_copy_out(r->chain.iov, r->chain.nout, off, &seg, sizeof(seg));
+		iov_copy_out(c->iov, c->nout, off, &seg, sizeof(seg));
 		/* Unknown flags, or UNMAP on a discard: not ours to guess (5.2.6.2). */
 		if ((seg.flags & ~(uint32_t)VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) ||
 		    (!zero && seg.flags))
@@ -222,14 +236,18 @@ static uint8_t discard_or_zero(struct blk *b, struct blk_req *r)
 	return VIRTIO_BLK_S_OK;
 }
 
-/* Parse and start one request; it completes now or later in rw_done. */
+/* Parse and start one request (popped into b->chain); it completes now or
+ * later in rw_done. */
 static void handle(struct blk *b, struct blk_req *r)
 {
-	struct virtq_chain *c = &r->chain;
+	const struct virtq_chain *c = &b->chain;
 	struct virtio_blk_outhdr hdr;
 	int64_t res = 0;
 	int started;
 
+	r->head = c->head;
+	r->type = UINT32_MAX; /* none yet: nothing but the status to mark dirty */
+	r->ndata = 0;
 	r->status = NULL;
 	r->used_len = 0;
 	/* The status byte: the last byte of the device-writable side. */
@@ -291,6 +309,7 @@ static void handle(struct blk *b, struct blk_req *r)
 			size_t l = MIN(id[i].iov_len, want - done);
 
 			memcpy(id[i].iov_base, serial + done, l);
+			mem_dirty_hva(b->dev.mem, id[i].iov_base, l);
 			done += l;
 		}
 		r->used_len = (uint32_t)done;
@@ -299,7 +318,7 @@ static void handle(struct blk *b, struct blk_req *r)
 	}
 	case VIRTIO_BLK_T_DISCARD:
 	case VIRTIO_BLK_T_WRITE_ZEROES:
-		complete(r, b->cfg->readonly ? VIRTIO_BLK_S_IOERR : discard_or_zero(b, r));
+		complete(r, b->cfg->readonly ? VIRTIO_BLK_S_IOERR : discard_or_zero(b, r, c));
 		return;
 	default: complete(r, VIRTIO_BLK_S_UNSUPP); return;
 	}
@@ -328,7 +347,7 @@ static void blk_kick(struct virtio_dev *d, unsigned int q)
 		r = req_get(b, q);
 		if (!r)
 			break; /* all in flight: completions will come back here */
-		n = virtq_pop(vq, d->mem, &r->chain);
+		n = virtq_pop(vq, d->mem, &b->chain);
 		if (n <= 0) {
 			req_put(b, r);
 			if (n < 0) {

@@ -21,7 +21,7 @@ struct blk;
 struct blk_req {
 	struct blk *blk;
 	unsigned int q;
-	struct virtq_chain chain;
+	uint16_t head;			   /* the chain's, for virtq_push */
 	struct iovec data[VIRTQ_MAX_SEGS]; /* the payload part of the chain */
 	unsigned int ndata;
 	uint64_t offset, len; /* bytes */
@@ -123,6 +123,10 @@ struct blk {
 	struct blk_engine engine;
 	bool engine_ready;
 	struct virtio_blk_config config;
+	/* The chain being parsed (blk_kick, under dev.lock): a request keeps
+	 * only its head, payload and status byte, so that a pool of them
+	 * stays small */
+	struct virtq_chain chain;
 	struct blk_req *reqs[VIRTIO_MAX_QUEUES]; /* per-queue pools */
 	struct blk_req *free_list[VIRTIO_MAX_QUEUES];
 	/* reqs[q][fresh[q]..size) were never used: they stay untouched (and

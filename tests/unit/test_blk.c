@@ -871,6 +871,49 @@ static void test_get_id(void **state)
 
 /* ---- 5. DISCARD / WRITE_ZEROES ---- */
 
+/* Page p of guest RAM in a collected bitmap. */
+static bool page_dirty(const unsigned long *bits, uint64_t gpa)
+{
+	uint64_t p = gpa >> 12;
+
+	return bits[p / (8 * sizeof(long))] >> (p % (8 * sizeof(long))) & 1;
+}
+
+/*
+ * While a migration tracks, the device reports what it wrote into guest RAM:
+ * a read's payload, every status byte, GET_ID's buffer, the used ring; not a
+ * write's payload (the device only read it).
+ */
+static void test_dirty_pages(void **state)
+{
+	struct fx *f = *state;
+	unsigned long bits[RAM_BYTES / 4096 / (8 * sizeof(long))];
+	struct req r[3];
+
+	assert_int_equal(g_mem.nr_regions, 1);
+	assert_int_equal(mem_bitmap_longs(&g_mem, 0), ARRAY_SIZE(bits));
+	fx_start_default(f);
+	assert_int_equal(mem_track_start(&g_mem), 0);
+	r[0] = post_req(f, VIRTIO_BLK_T_IN, 8, &WR(BUF_GPA, 8192), 1);
+	r[1] = post_req(f, VIRTIO_BLK_T_OUT, 64, &RD(BUF_GPA + 0x10000, 4096), 1);
+	r[2] = post_req(f, VIRTIO_BLK_T_GET_ID, 0, &WR(BUF_GPA + 0x20000, 20), 1);
+	run_all(f);
+	for (unsigned int i = 0; i < 3; i++)
+		assert_int_equal(status_of(r[i]), VIRTIO_BLK_S_OK);
+	memset(bits, 0, sizeof(bits));
+	mem_track_collect(&g_mem, 0, bits);
+	mem_track_stop(&g_mem);
+	assert_true(page_dirty(bits, BUF_GPA));
+	assert_true(page_dirty(bits, BUF_GPA + 4096));
+	assert_false(page_dirty(bits, BUF_GPA + 8192));
+	assert_false(page_dirty(bits, BUF_GPA + 0x10000));
+	assert_true(page_dirty(bits, BUF_GPA + 0x20000));
+	assert_true(page_dirty(bits, r[0].status));
+	assert_true(page_dirty(bits, used_gpa(0)));
+	assert_false(page_dirty(bits, r[0].hdr));
+	assert_false(page_dirty(bits, desc_gpa(0)));
+}
+
 static void test_discard_write_zeroes(void **state)
 {
 	struct fx *f = *state;
@@ -2467,6 +2510,7 @@ int main(void)
 	    ENG(test_write_split),
 	    ENG(test_flush),
 	    ENG(test_get_id),
+	    ENG(test_dirty_pages),
 	    ENG(test_discard_write_zeroes),
 	    ENG(test_unsupported),
 	    ENG(test_bad_lengths),
