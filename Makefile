@@ -5,9 +5,18 @@ CFLAGS  ?= -O2 -g
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
            -Wmissing-prototypes -Wformat=2 -Wformat-security -Wvla \
            -Wpointer-arith -Wcast-align -Wundef
-XCFLAGS := -std=gnu11 -D_GNU_SOURCE -Iinclude $(WARN) -MMD -MP \
-           -fno-strict-aliasing
-LDLIBS  := -luring -laio -lseccomp -ljansson -lz -llzma -lzstd -lnettle -lpthread
+XCFLAGS = -std=gnu11 -D_GNU_SOURCE -Iinclude $(WARN) -MMD -MP \
+           -fno-strict-aliasing $(SONAMES)
+LDLIBS  := -luring -laio -lseccomp -ljansson -lz -lpthread
+TEST_LIBS := -llzma -lzstd -lnettle # unit tests make payloads and hash them
+# liblzma, libzstd and nettle are opened only while vmm sets up (dynlib.h):
+# their sonames, from the development links the headers came with
+soname   = $(or $(shell objdump -p "$$($(CC) -print-file-name=lib$(1).so)" 2>/dev/null | \
+                 awk '$$1 == "SONAME" { print $$2 }'),$(2))
+SONAMES := -DLZMA_SONAME='"$(call soname,lzma,liblzma.so.5)"' \
+           -DZSTD_SONAME='"$(call soname,zstd,libzstd.so.1)"' \
+           -DNETTLE_SONAME='"$(call soname,nettle,libnettle.so.8)"'
+
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer \
            -fno-sanitize-recover=undefined
 
@@ -41,10 +50,10 @@ asan: $(BUILD)/vmm-asan
 # Unit tests (cmocka, no KVM), plain and sanitized.
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka $(WRAP)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(TEST_LIBS) -lcmocka $(WRAP)
 $(BUILD)/tests-asan/%: $(BUILD)/asan/tests/unit/%.o $(LIB_OBJ_ASAN)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS) -lcmocka $(WRAP)
+	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS) $(TEST_LIBS) -lcmocka $(WRAP)
 # The PCI device tests (virtio-pci, VFIO: no VFIO, the device is a file)
 # and fuzzers replace the KVM plumbing with one fake (tests/unit/fake_kvm.c).
 FAKE_KVM_WRAP := $(foreach f,irq_msi_alloc irq_msi_set irq_irqfd irq_irqfd_resample \
@@ -160,7 +169,7 @@ FUZZ_OBJ     := $(LIB_SRC:%.c=$(BUILD)/fuzz/obj/%.o)
 FUZZ_WARN    := $(filter-out -Wcast-align,$(WARN)) -Wno-gnu-variable-sized-type-not-at-end
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
                 -fno-omit-frame-pointer
-FUZZ_CFLAGS  := -std=gnu11 -D_GNU_SOURCE -Iinclude $(FUZZ_WARN) -MMD -MP \
+FUZZ_CFLAGS  := -std=gnu11 -D_GNU_SOURCE -Iinclude $(FUZZ_WARN) -MMD -MP $(SONAMES) \
                 -fno-strict-aliasing -g -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link
 
 $(BUILD)/fuzz/obj/%.o: %.c

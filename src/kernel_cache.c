@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "boot.h"
+#include "dynlib.h"
 #include "kernel_cache.h"
 #include "log.h"
 
@@ -70,17 +71,34 @@ static int make_dirs(char *dir)
 	}
 }
 
-static void entry_name(const uint8_t *bz, size_t len, char *name, size_t size)
+/* The entry's name from the bzImage's SHA-256 (nettle, opened for the call). */
+static int entry_name(const uint8_t *bz, size_t len, char *name, size_t size, char *err,
+		      size_t errlen)
 {
+	struct {
+		typeof(&sha256_init) init;
+		typeof(&sha256_update) update;
+		typeof(&sha256_digest) digest;
+	} sha;
+	const struct dynlib_sym syms[] = {
+	    {DYNLIB_NAME(sha256_init), (void **)&sha.init},
+	    {DYNLIB_NAME(sha256_update), (void **)&sha.update},
+	    {DYNLIB_NAME(sha256_digest), (void **)&sha.digest},
+	};
 	uint8_t d[SHA256_DIGEST_SIZE];
 	struct sha256_ctx c;
 	int n = snprintf(name, size, "vmlinux-");
+	void *lib;
 
-	sha256_init(&c);
-	sha256_update(&c, len, bz);
-	sha256_digest(&c, sizeof(d), d);
+	if (dynlib_open(&lib, NETTLE_SONAME, syms, ARRAY_SIZE(syms), err, errlen))
+		return -ENOENT;
+	sha.init(&c);
+	sha.update(&c, len, bz);
+	sha.digest(&c, sizeof(d), d);
+	dynlib_close(&lib);
 	for (unsigned int i = 0; i < sizeof(d) && (size_t)n + 3 <= size; i++)
 		n += snprintf(name + n, size - (size_t)n, "%02x", d[i]);
+	return 0;
 }
 
 /* An entry at path: mapped when whole; -ENOENT when absent, -EINVAL when not whole. */
@@ -163,18 +181,22 @@ int kernel_cache_unpack(const uint8_t *bz, size_t len, const struct kernel_info 
 	int r;
 
 	memset(u, 0, sizeof(*u));
-	if (use_cache && cache_dir(dir, sizeof(dir)) == 0) {
-		entry_name(bz, len, name, sizeof(name));
+	if (use_cache && cache_dir(dir, sizeof(dir))) {
+		log_info("boot",
+			 "kernel cache: no XDG_CACHE_HOME or HOME; decompressing each boot");
+		use_cache = false;
+	}
+	if (use_cache && entry_name(bz, len, name, sizeof(name), err, sizeof(err))) {
+		log_info("boot", "kernel cache: no SHA-256 (%s); decompressing each boot", err);
+		use_cache = false;
+	}
+	if (use_cache) {
 		if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
 			return -ENAMETOOLONG; /* cannot be: KC_DIR_MAX */
 		if (cache_read(path, u) == 0) {
 			u->hit = true;
 			return 0;
 		}
-	} else if (use_cache) {
-		log_info("boot",
-			 "kernel cache: no XDG_CACHE_HOME or HOME; decompressing each boot");
-		use_cache = false;
 	}
 	r = bzimage_unpack(bz, len, ki, &out, &out_len, &comp, err, sizeof(err));
 	if (r) {

@@ -8,7 +8,9 @@
  * appends the decompressed size as a little-endian 32-bit word. vmm
  * decompresses what Debian's and most distributions' kernels use: XZ
  * (liblzma), ZSTD (libzstd) and gzip (zlib, also upstream's default).
- * Anything else is left to the kernel's own decompressor.
+ * Anything else is left to the kernel's own decompressor. liblzma and
+ * libzstd are opened for the one call (dynlib.h); zlib is linked in, for
+ * the CRC-32 of snapshots and migration streams.
  */
 #include <errno.h>
 #include <lzma.h>
@@ -19,6 +21,7 @@
 #include <zstd.h>
 
 #include "boot.h"
+#include "dynlib.h"
 
 #define UNPACK_MAX  (1ULL << 30) /* a decompressed kernel larger than this is not one */
 #define XZ_MEMLIMIT (256ULL << 20)
@@ -37,31 +40,64 @@ static const struct {
     {"lz4", {0x02, 0x21, 0x4c, 0x18}, 4},
 };
 
-static int unpack_xz(const uint8_t *in, size_t in_len, uint8_t *out, size_t out_len)
+static int unpack_xz(const uint8_t *in, size_t in_len, uint8_t *out, size_t out_len, char *err,
+		     size_t errlen)
 {
+	struct {
+		typeof(&lzma_stream_decoder) stream_decoder;
+		typeof(&lzma_code) code;
+		typeof(&lzma_end) end;
+	} xz;
+	const struct dynlib_sym syms[] = {
+	    {DYNLIB_NAME(lzma_stream_decoder), (void **)&xz.stream_decoder},
+	    {DYNLIB_NAME(lzma_code), (void **)&xz.code},
+	    {DYNLIB_NAME(lzma_end), (void **)&xz.end},
+	};
 	lzma_stream s = LZMA_STREAM_INIT;
 	lzma_ret r;
+	void *lib;
 
+	if (dynlib_open(&lib, LZMA_SONAME, syms, ARRAY_SIZE(syms), err, errlen))
+		return -ENOENT;
 	/* The kernel's build uses a 32 MiB dictionary; a payload that asks for
 	 * far more memory than that is not a kernel's */
-	if (lzma_stream_decoder(&s, XZ_MEMLIMIT, 0) != LZMA_OK)
+	if (xz.stream_decoder(&s, XZ_MEMLIMIT, 0) != LZMA_OK) {
+		dynlib_close(&lib);
 		return -ENOMEM;
+	}
 	s.next_in = in;
 	s.avail_in = in_len;
 	s.next_out = out;
 	s.avail_out = out_len;
 	do /* past the last byte out: the index and footer */
-		r = lzma_code(&s, LZMA_FINISH);
+		r = xz.code(&s, LZMA_FINISH);
 	while (r == LZMA_OK);
-	lzma_end(&s);
+	xz.end(&s);
+	dynlib_close(&lib);
 	return r == LZMA_STREAM_END && s.avail_out == 0 ? 0 : -EINVAL;
 }
 
-static int unpack_zstd(const uint8_t *in, size_t in_len, uint8_t *out, size_t out_len)
+static int unpack_zstd(const uint8_t *in, size_t in_len, uint8_t *out, size_t out_len, char *err,
+		       size_t errlen)
 {
-	size_t n = ZSTD_decompress(out, out_len, in, in_len);
+	struct {
+		typeof(&ZSTD_decompress) decompress;
+		typeof(&ZSTD_isError) is_error;
+	} zs;
+	const struct dynlib_sym syms[] = {
+	    {DYNLIB_NAME(ZSTD_decompress), (void **)&zs.decompress},
+	    {DYNLIB_NAME(ZSTD_isError), (void **)&zs.is_error},
+	};
+	size_t n;
+	void *lib;
+	int r;
 
-	return !ZSTD_isError(n) && n == out_len ? 0 : -EINVAL;
+	if (dynlib_open(&lib, ZSTD_SONAME, syms, ARRAY_SIZE(syms), err, errlen))
+		return -ENOENT;
+	n = zs.decompress(out, out_len, in, in_len);
+	r = !zs.is_error(n) && n == out_len ? 0 : -EINVAL;
+	dynlib_close(&lib);
+	return r;
 }
 
 static int unpack_gzip(const uint8_t *in, size_t in_len, uint8_t *out, size_t out_len)
@@ -120,13 +156,15 @@ int bzimage_unpack(const uint8_t *buf, size_t len, const struct kernel_info *ki,
 	if (!dst)
 		return boot_fail(-ENOMEM, err, errlen, "no memory for %u bytes", size);
 	if (f == 0)
-		r = unpack_xz(p, plen - 4, dst, size);
+		r = unpack_xz(p, plen - 4, dst, size, err, errlen);
 	else if (f == 1)
-		r = unpack_zstd(p, plen - 4, dst, size);
+		r = unpack_zstd(p, plen - 4, dst, size, err, errlen);
 	else
 		r = unpack_gzip(p, plen - 4, dst, size);
 	if (r) {
 		free(dst);
+		if (r == -ENOENT) /* the library: err says why */
+			return r;
 		return boot_fail(r, err, errlen, "%s payload does not decompress to %u bytes",
 				 *name, size);
 	}
