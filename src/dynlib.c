@@ -10,6 +10,8 @@ int dynlib_open(void **handle, const char *soname, const struct dynlib_sym *syms
 	void *h;
 
 	*handle = NULL;
+	for (size_t i = 0; i < n; i++)
+		*syms[i].slot = NULL;
 	if (!soname || !soname[0]) {
 		snprintf(err, errlen, "no library name for %s", n ? syms[0].name : "?");
 		return -1;
@@ -25,7 +27,7 @@ int dynlib_open(void **handle, const char *soname, const struct dynlib_sym *syms
 		*syms[i].slot = dlsym(h, syms[i].name);
 		if (!*syms[i].slot) {
 			snprintf(err, errlen, "%s has no %s", soname, syms[i].name);
-			for (size_t j = 0; j <= i; j++)
+			for (size_t j = 0; j < i; j++)
 				*syms[j].slot = NULL;
 			dlclose(h);
 			return -1;
