@@ -69,7 +69,7 @@ lab_cannot_run() { printf '%s: cannot run: %s\n' "${LAB_PROG:-lab}" "$*"; exit 7
 # Host tools the lab needs; missing ones mean "cannot run", not "failed".
 lab_require_host_tools() {
     local t
-    for t in qemu-system-x86_64 cpio ldd apt-get dpkg-deb timeout; do
+    for t in qemu-system-x86_64 cpio ldd strings apt-get dpkg-deb timeout; do
         command -v "$t" >/dev/null 2>&1 || lab_cannot_run "no $t on this host"
     done
 }
@@ -98,12 +98,23 @@ lab_add_busybox() {
 # Copy an ELF program to ROOT/DEST plus every shared library ldd lists (and
 # the dynamic loader) at the same absolute paths, so it runs unchanged in an
 # initramfs without ld.so.cache (Debian's loader searches the multiarch dirs).
+# Libraries the program opens itself (dlopen) are not in ldd's list: their
+# sonames are strings in the program (vmm opens liblzma, libzstd and nettle
+# while it unpacks a kernel), so each such string that ldconfig knows is
+# copied too, with what ldd lists for it.
 lab_add_elf() {
-    local root=$1 src=$2 dest=$3 lib
+    local root=$1 src=$2 dest=$3 lib so dl ldc
     mkdir -p "$root/$(dirname "$dest")"
     cp -L "$src" "$root/$dest"
+    dl="" ldc=$(command -v ldconfig || echo /sbin/ldconfig) # /sbin: not in a user's PATH
+    for so in $(strings -a "$src" | grep -xE 'lib[A-Za-z0-9_+-]+\.so\.[0-9]+' | sort -u); do
+        lib=$("$ldc" -p | awk -v s="$so" '$1 == s && /x86-64/ { print $NF; exit }')
+        [ -n "$lib" ] && dl="$dl $lib"
+    done
     # "not a dynamic executable" (static build) makes ldd fail: nothing to add
-    for lib in $(ldd "$src" 2>/dev/null | grep -o '/[^ ]*' || true); do
+    # shellcheck disable=SC2086  # word splitting intended: a list of paths
+    for lib in $(ldd "$src" 2>/dev/null | grep -o '/[^ ]*' || true) \
+        $dl $(for so in $dl; do ldd "$so" 2>/dev/null | grep -o '/[^ ]*' || true; done); do
         [ -e "$root/$lib" ] && continue
         mkdir -p "$root/$(dirname "$lib")"
         cp -L "$lib" "$root/$lib"
