@@ -66,6 +66,12 @@ lab_die() { printf '%s: error: %s\n' "${LAB_PROG:-lab}" "$*" >&2; exit 1; }
 # Exit 77 ("cannot run here") with one reason line on stdout.
 lab_cannot_run() { printf '%s: cannot run: %s\n' "${LAB_PROG:-lab}" "$*"; exit 77; }
 
+# A command that fails outside any check stops the caller (set -e) with no
+# word of its own; say which one, once (not again from each subshell).
+set -E
+# shellcheck disable=SC2154  # _lab_rc is set inside the trap string
+trap '_lab_rc=$?; [ "$BASHPID" != "$$" ] || lab_log "stopped: status $_lab_rc at ${BASH_SOURCE[0]##*/}:$LINENO: $BASH_COMMAND"' ERR
+
 # Host tools the lab needs; missing ones mean "cannot run", not "failed".
 lab_require_host_tools() {
     local t
@@ -103,13 +109,16 @@ lab_add_busybox() {
 # while it unpacks a kernel), so each such string that ldconfig knows is
 # copied too, with what ldd lists for it.
 lab_add_elf() {
-    local root=$1 src=$2 dest=$3 lib so dl ldc
+    local root=$1 src=$2 dest=$3 lib so dl ldc cache
     mkdir -p "$root/$(dirname "$dest")"
     cp -L "$src" "$root/$dest"
     dl="" ldc=$(command -v ldconfig || echo /sbin/ldconfig) # /sbin: not in a user's PATH
+    # the cache is read whole (awk must not stop early: under pipefail the
+    # writer's SIGPIPE would fail the caller)
+    cache=$("$ldc" -p)
     for so in $(strings -a "$src" | grep -xE 'lib[A-Za-z0-9_+-]+\.so\.[0-9]+' | sort -u); do
-        lib=$("$ldc" -p | awk -v s="$so" '$1 == s && /x86-64/ { print $NF; exit }')
-        [ -n "$lib" ] && dl="$dl $lib"
+        lib=$(awk -v s="$so" '$1 == s && /x86-64/ && !found { print $NF; found = 1 }' <<<"$cache")
+        if [ -n "$lib" ]; then dl="$dl $lib"; fi
     done
     # "not a dynamic executable" (static build) makes ldd fail: nothing to add
     # shellcheck disable=SC2086  # word splitting intended: a list of paths
