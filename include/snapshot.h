@@ -56,6 +56,8 @@ int snapshot_build_hello(struct machine *m, struct state_writer *w, char *why, s
 
 /* The config section (src/snapshot_config.c). */
 int snapshot_disk_identity(const char *path, struct disk_identity *id) WUR;
+/* The same from the open image (a jailed VMM may no longer reach the path). */
+int snapshot_disk_identity_fd(int fd, struct disk_identity *id) WUR;
 /* JSON text (malloc'd) of cfg's machine part; disk_paths: absolute. NULL: no memory. */
 char *snapshot_config_dump(const struct vmm_config *cfg, const char *const *disk_paths,
 			   const struct disk_identity *ids);

@@ -216,6 +216,8 @@ int blk_image_size(const char *path, const struct stat *st, uint64_t *size) WUR;
  * One error line printed on failure; *usage says whether the user's input
  * was at fault.
  */
+/* The open image of the disk made from dc, or -ENOENT (no such disk). */
+int blk_image_fd(const struct device_list *l, const struct disk_config *dc);
 int blk_add(const struct dev_services *svc, struct device_list *l, const struct disk_config *dc,
 	    unsigned int index, unsigned int slot, bool *usage) WUR;
 

@@ -16,6 +16,7 @@
 #include "machine.h"
 #include "snapshot.h"
 #include "state.h"
+#include "virtio.h"
 
 const char *snapshot_refusal(struct machine *m, char *why, size_t whylen)
 {
@@ -49,8 +50,11 @@ static int put_config(struct machine *m, struct state_writer *w, char *why, size
 	for (unsigned int i = 0; i < cfg->nr_disks; i++) {
 		int r;
 
+		int fd = blk_image_fd(&m->devices, &cfg->disks[i]);
+
 		paths[i] = cfg->disk_abs[i] ? cfg->disk_abs[i] : cfg->disks[i].path;
-		if ((r = snapshot_disk_identity(paths[i], &ids[i]))) {
+		if ((r = fd >= 0 ? snapshot_disk_identity_fd(fd, &ids[i])
+				 : snapshot_disk_identity(paths[i], &ids[i]))) {
 			snprintf(why, whylen, "vd%c: image '%s': %s", 'a' + i, paths[i],
 				 strerror(-r));
 			return r;

@@ -14,13 +14,33 @@
 
 #include "snapshot.h"
 
+static void identity_of(const struct stat *st, struct disk_identity *id);
+
 int snapshot_disk_identity(const char *path, struct disk_identity *id)
 {
 	struct stat st;
-	bool blk;
 
 	if (stat(path, &st) < 0)
 		return -errno;
+	identity_of(&st, id);
+	return 0;
+}
+
+int snapshot_disk_identity_fd(int fd, struct disk_identity *id)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	identity_of(&st, id);
+	return 0;
+}
+
+static void identity_of(const struct stat *st_in, struct disk_identity *id)
+{
+	const struct stat st = *st_in;
+	bool blk;
+
 	/*
 	 * A block device: its node only, 0 for size and time. Its size would
 	 * take an open and an ioctl, which a confined snapshot may not make,
@@ -32,7 +52,6 @@ int snapshot_disk_identity(const char *path, struct disk_identity *id)
 	    .dev = (uint64_t)st.st_dev,
 	    .ino = (uint64_t)st.st_ino,
 	    .mtime_ns = blk ? 0 : (int64_t)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec};
-	return 0;
 }
 
 char *snapshot_config_dump(const struct vmm_config *cfg, const char *const *disk_paths,

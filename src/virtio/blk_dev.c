@@ -268,6 +268,17 @@ static const struct device_ops blk_device_ops = {
     .destroy = blk_dev_destroy,
 };
 
+int blk_image_fd(const struct device_list *l, const struct disk_config *dc)
+{
+	for (unsigned int i = 0; i < l->n; i++) {
+		const struct virtio_dev *d = l->devs[i].opaque;
+
+		if (l->devs[i].ops == &blk_device_ops && ((struct blk *)d->priv)->cfg == dc)
+			return ((struct blk *)d->priv)->fd;
+	}
+	return -ENOENT;
+}
+
 int blk_add(const struct dev_services *svc, struct device_list *l, const struct disk_config *dc,
 	    unsigned int index, unsigned int slot, bool *usage)
 {
