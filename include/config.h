@@ -117,6 +117,8 @@ struct vmm_config {
 	const char *console_path; /* CONSOLE_FILE */
 	int verbosity;		  /* 0 normal, -1 quiet, 1.. verbose */
 	bool no_seccomp;	  /* --no-seccomp: no filter (debugging) */
+	bool no_jail;		  /* --no-jail: keep privilege and the host's view */
+	const char *user;	  /* --user USER[:GROUP]: whom root becomes (jail.h) */
 	/* For scripted runs (src/supervise.c). */
 	double timeout_s; /* --timeout: 0 none */
 	/* --expect REGEX (any one matching a console line: exit 0) and
@@ -139,7 +141,8 @@ struct vmm_config {
 	unsigned int nr_fs;
 	/* Snapshots (src/snapshot.c, src/restore.c). */
 	const char *snapshot_at;  /* --snapshot-at REGEX: snapshot, then exit 0 */
-	const char *snapshot_dir; /* --snapshot-dir DIR, with it */
+	const char *snapshot_dir; /* --snapshot-dir DIR, with it; or with --api-socket:
+				   * where `snapshot` may write under the jail */
 	const char *restore_dir;  /* vmm restore DIR */
 	const char *incoming;	  /* run --incoming ADDR (migrate.h) */
 	bool start_paused;	  /* restore --paused */

@@ -17,6 +17,7 @@
 
 #include "api.h"
 #include "io_loop.h"
+#include "jail.h"
 #include "log.h"
 #include "machine.h"
 #include "result.h"
@@ -263,7 +264,8 @@ static void snapshot_start(struct api *s, struct api_client *c, const char *dir)
 				     "--snapshot-at: %s", e);
 		return;
 	}
-	if (snapshot_refusal(s->m, why, sizeof(why))) {
+	if (snapshot_refusal(s->m, why, sizeof(why)) ||
+	    (c && jail_snapshot_refusal(dir, s->m->cfg->snapshot_dir, why, sizeof(why)))) {
 		if (c)
 			reply_error(s, c, why);
 		else
@@ -583,7 +585,7 @@ void api_destroy(struct api *a)
 			close(fds[i]);
 	if (a->listen_fd >= 0) {
 		close(a->listen_fd);
-		unlink(a->path);
+		(void)!jail_unlink_socket(a->path); /* the keeper's, when jailed */
 	}
 	a->ready = false;
 }

@@ -151,6 +151,8 @@ enum {
 	OPT_NET,
 	OPT_VFIO,
 	OPT_NO_SECCOMP,
+	OPT_NO_JAIL,
+	OPT_USER,
 	OPT_TIMEOUT,
 	OPT_EXPECT,
 	OPT_FAIL,
@@ -243,6 +245,8 @@ static int parse(struct vmm_config *cfg, int argc, char *const argv[], bool *hel
 	    {"net", required_argument, NULL, OPT_NET},
 	    {"vfio", required_argument, NULL, OPT_VFIO},
 	    {"no-seccomp", no_argument, NULL, OPT_NO_SECCOMP},
+	    {"no-jail", no_argument, NULL, OPT_NO_JAIL},
+	    {"user", required_argument, NULL, OPT_USER},
 	    {"timeout", required_argument, NULL, OPT_TIMEOUT},
 	    {"expect", required_argument, NULL, OPT_EXPECT},
 	    {"fail", required_argument, NULL, OPT_FAIL},
@@ -397,6 +401,13 @@ again:
 			cfg->nr_vfio++;
 			break;
 		case OPT_NO_SECCOMP: cfg->no_seccomp = true; break;
+		case OPT_NO_JAIL: cfg->no_jail = true; break;
+		case OPT_USER:
+			if (!*optarg || *optarg == ':')
+				return config_fail(err, errlen, "--user: '%s' names no user",
+						   optarg);
+			cfg->user = optarg;
+			break;
 		case OPT_TIMEOUT: {
 			char *end;
 
@@ -513,10 +524,12 @@ again:
 	}
 	if (optind < argc)
 		return config_fail(err, errlen, "unexpected argument '%s'", argv[optind]);
-	if (!cfg->snapshot_at != !cfg->snapshot_dir)
-		return config_fail(err, errlen, "%s needs %s",
-				   cfg->snapshot_at ? "--snapshot-at" : "--snapshot-dir",
-				   cfg->snapshot_at ? "--snapshot-dir DIR" : "--snapshot-at REGEX");
+	/* --snapshot-dir alone: where the API's snapshots may go (the jail's) */
+	if (cfg->snapshot_at && !cfg->snapshot_dir)
+		return config_fail(err, errlen, "--snapshot-at needs --snapshot-dir DIR");
+	if (cfg->snapshot_dir && !cfg->snapshot_at && !cfg->api_socket)
+		return config_fail(err, errlen,
+				   "--snapshot-dir needs --snapshot-at REGEX or --api-socket PATH");
 	if (cfg->incoming && machine_opt)
 		return config_fail(err, errlen,
 				   "--%s: not an option of run --incoming: the machine comes from "

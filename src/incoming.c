@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "jail.h"
 #include "log.h"
 #include "mem.h"
 #include "migrate.h"
@@ -194,6 +195,8 @@ int incoming_receive(struct incoming *in, struct vmm_config *cfg, struct guest_m
 	struct mig_addr a;
 	char why[512];
 	uint32_t type;
+	uid_t uid;
+	gid_t gid;
 	int r;
 
 	memset(in, 0, sizeof(*in));
@@ -212,6 +215,9 @@ int incoming_receive(struct incoming *in, struct vmm_config *cfg, struct guest_m
 		*usage = r == -EADDRNOTAVAIL || r == -ENOENT || r == -EACCES;
 		return r;
 	}
+	if (!a.tcp && jail_drops(&uid, &gid) && chown(a.path, uid, gid) < 0)
+		log_info("migrate", "%s: cannot give it to the jail's user: %s", a.path,
+			 strerror(errno)); /* root's own source still connects */
 	log_info("migrate", "waiting for a migration on %s", cfg->incoming);
 	r = accept_one(in, cfg);
 	if (!a.tcp)

@@ -15,6 +15,7 @@
 #include <zlib.h>
 
 #include "config.h"
+#include "jail.h"
 #include "log.h"
 #include "machine.h"
 #include "migrate.h"
@@ -91,13 +92,18 @@ static const char usage_run[] =
     "  --console SINK       stdio|file:PATH|none (default stdio; on a terminal,\n"
     "                       Ctrl-A x quits and Ctrl-A Ctrl-A sends Ctrl-A)\n"
     "  --no-seccomp         run without the seccomp filter (debugging)\n"
+    "  --user USER[:GROUP]  whom vmm becomes after setup when started as root\n"
+    "                       (default nobody)\n"
+    "  --no-jail            keep privilege and the host's network and files\n"
+    "                       after setup (debugging; see JAIL below)\n"
     "  --timeout SECONDS    stop the guest after this long: exit 124\n"
     "  --expect REGEX       exit 0 as soon as a console line matches\n"
     "  --fail REGEX         exit 1 as soon as a console line matches\n"
     "  --result json:PATH   write a JSON summary of the run at exit\n"
     "  --api-socket PATH    control socket (see vmm ctl)\n"
     "  --snapshot-at REGEX  when a console line matches, snapshot the VM into\n"
-    "  --snapshot-dir DIR   DIR (new or empty) and exit 0 (see vmm restore)\n"
+    "  --snapshot-dir DIR   DIR (new or empty) and exit 0 (see vmm restore);\n"
+    "                       with --api-socket alone: where `snapshot` may write\n"
     "  --incoming ADDR      unix:PATH or tcp:HOST:PORT: wait there for one\n"
     "                       migration (vmm ctl SOCKET migrate ADDR), then run\n"
     "                       the guest; the machine comes from the source, so\n"
@@ -107,6 +113,15 @@ static const char usage_run[] =
     "  -v, --verbose        more detail on stderr (repeat for debug)\n"
     "  -q, --quiet          errors only\n"
     "  -h, --help           this text\n"
+    "\n"
+    "JAIL (unless --no-jail): once everything is open, vmm enters new mount,\n"
+    "IPC, UTS and network namespaces (a user namespace when not root), sees\n"
+    "only its snapshot and vsock directories, is held to --snapshot-dir by\n"
+    "Landlock, drops root for --user with no capabilities and no_new_privs,\n"
+    "then loads seccomp. With --api-socket it keeps the host's network and\n"
+    "file view (migrations) and writes snapshots only beneath --snapshot-dir.\n"
+    "A child that stays as vmm started puts --result in place and removes\n"
+    "the sockets.\n"
     "\n"
     "exit status:\n"
     "  0      the guest rebooted, reset or powered off\n"
@@ -125,8 +140,9 @@ static const char usage_restore[] =
     "Resume the guest saved in DIR (vmm ctl SOCKET snapshot DIR, or run's\n"
     "--snapshot-at) in this process. The machine (memory, vCPUs, disks, NICs)\n"
     "comes from the snapshot; these host-side options may be given again:\n"
-    "  --console, --no-seccomp, --timeout, --expect, --fail, --result,\n"
-    "  --api-socket, --snapshot-at/--snapshot-dir, -v, -q (as for run)\n"
+    "  --console, --no-seccomp, --no-jail, --user, --timeout, --expect,\n"
+    "  --fail, --result, --api-socket, --snapshot-at/--snapshot-dir, -v, -q\n"
+    "  (as for run)\n"
     "  --paused             restore, then wait for 'vmm ctl SOCKET resume'\n"
     "  --disk-copy vdX=PATH use PATH, a copy of that disk's image as it was at\n"
     "                       the snapshot, instead of the image itself\n"
@@ -156,7 +172,26 @@ static void resolve_disks(struct vmm_config *cfg)
  * Build the machine (booted, restored from st, or migrated in: in), run
  * it: the exit status.
  */
+static int launch_jailed(struct vmm_config *cfg, const struct state_stream *st,
+			 struct incoming *in);
+
 static int launch(struct vmm_config *cfg, const struct state_stream *st, struct incoming *in)
+{
+	bool usage;
+	int r;
+
+	if (machine_check(cfg))
+		return VMM_EXIT_USAGE;
+	if ((r = jail_plan(cfg, &usage))) { /* first: the keeper forks small */
+		jail_finish();
+		return usage ? VMM_EXIT_USAGE : VMM_EXIT_FAILURE;
+	}
+	r = launch_jailed(cfg, st, in);
+	jail_finish(); /* the result is in place, the keeper gone */
+	return r;
+}
+
+static int launch_jailed(struct vmm_config *cfg, const struct state_stream *st, struct incoming *in)
 {
 	struct result_file result = {.fd = -1};
 	static struct machine m; /* large (the device list): not on the stack */
@@ -165,8 +200,6 @@ static int launch(struct vmm_config *cfg, const struct state_stream *st, struct 
 	bool usage;
 	int r;
 
-	if (machine_check(cfg))
-		return VMM_EXIT_USAGE;
 	if (result_open(&result, cfg->result_path))
 		return VMM_EXIT_FAILURE;
 	if (in && (r = incoming_receive(in, cfg, &ram, &mst, &usage))) {

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "jail.h"
 #include "log.h"
 #include "result.h"
 #include "stats.h"
@@ -35,14 +36,11 @@ int result_check(const char *path)
 
 int result_open(struct result_file *r, const char *path)
 {
-	int n;
-
 	r->path = path;
 	r->fd = -1;
 	if (!path)
 		return 0;
-	n = snprintf(r->tmp, sizeof(r->tmp), "%s.tmp.%d", path, (int)getpid());
-	if (n < 0 || (size_t)n >= sizeof(r->tmp)) {
+	if (jail_result_tmp_name(r->tmp, sizeof(r->tmp), path)) {
 		log_err(NULL, "--result: '%s' is too long a path", path);
 		return -ENAMETOOLONG;
 	}
@@ -86,11 +84,11 @@ int result_commit(struct result_file *r, json_t *obj)
 	close(r->fd);
 	r->fd = -1;
 	/* Whole or not at all: the name appears only when the file is done. */
-	if (!ret && rename(r->tmp, r->path) < 0)
-		ret = -errno;
+	if (!ret)
+		ret = jail_result_rename(r->tmp, r->path);
 	if (ret) {
 		log_err(NULL, "--result: cannot write '%s': %s", r->path, strerror(-ret));
-		unlink(r->tmp);
+		(void)!jail_result_unlink(r->tmp);
 	}
 	return ret;
 }
@@ -101,7 +99,7 @@ void result_discard(struct result_file *r)
 		return;
 	close(r->fd);
 	r->fd = -1;
-	unlink(r->tmp);
+	(void)!jail_result_unlink(r->tmp);
 }
 
 json_t *result_bytes(const char *s, size_t len)

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "confine.h"
+#include "jail.h"
 #include "log.h"
 #include "machine.h"
 
@@ -157,6 +158,16 @@ int machine_run(struct machine *m)
 	if (r) /* nothing started: say why, or the run "ends" with 0 */
 		stop_request(&m->stop, OUTCOME_HOST_ERROR, VMM_EXIT_FAILURE, "starting the run: %s",
 			     strerror(-r));
+	if (!r) { /* one thread still: see the order in include/jail.h */
+		struct jail_report rep;
+
+		r = jail_enter(m->cfg, &rep);
+		if (r)
+			stop_request(&m->stop, OUTCOME_HOST_ERROR, VMM_EXIT_FAILURE, "jail: %s",
+				     strerror(-r));
+		else
+			jail_test_hook(); /* VMM_TEST_JAIL, see jail.h */
+	}
 	if (!r && m->cfg->start_paused)
 		vcpus_pause(&m->vcpus, true); /* restore --paused: parked until "resume" */
 	if (!r)

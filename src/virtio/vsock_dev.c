@@ -14,6 +14,7 @@
 
 #include "device.h"
 #include "io_loop.h"
+#include "jail.h"
 #include "log.h"
 #include "vsock.h"
 
@@ -89,7 +90,7 @@ void vsock_close(struct virtio_dev *d)
 	if (v->listen_fd >= 0)
 		close(v->listen_fd);
 	if (v->unlink_path)
-		unlink(v->path);
+		(void)!jail_unlink_socket(v->path); /* the keeper's, when jailed */
 	close(v->epfd);
 	close(v->wake_fd);
 	pthread_mutex_destroy(&d->lock);
@@ -120,7 +121,7 @@ static int vsock_dev_release(struct device *dev)
 		close(v->listen_fd);
 	v->listen_fd = -1;
 	if (v->unlink_path)
-		unlink(v->path);
+		(void)!jail_unlink_socket(v->path); /* the keeper's, when jailed */
 	v->unlink_path = false;
 	return 0;
 }

@@ -53,6 +53,7 @@ def listen(path):
         os.unlink(path)
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(path)
+    os.chmod(path, 0o666)  # the source, jailed, connects as nobody
     srv.listen(1)
     srv.settimeout(30)
     conn, _ = srv.accept()

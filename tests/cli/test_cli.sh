@@ -10,6 +10,9 @@ set -u
 VMM=${VMM:-build/vmm}
 G=build/guests
 T=$(mktemp -d /tmp/vmm-cli.XXXXXX)
+# Run as root, vmm becomes nobody after setup (the jail): sockets and
+# snapshot directories it reaches then must be reachable for nobody.
+chmod 0711 "$T"
 # Only this shell cleans up: a child killed between its fork and its exec
 # runs the EXIT trap too (a watchdog below, killed early, removed $T once).
 trap '[ "$BASHPID" != $$ ] || rm -rf "$T"' EXIT
@@ -601,12 +604,13 @@ print("ok")' "$T/b.json" 2>&1 | tail -n 1)
 	# --- vsock's host side (the tiny guests have no driver for it) ------
 	V=$T/vs
 	mkdir -p "$V"
+	chmod 1777 "$V" # the jail writes the snapshot as nobody (and T is 0711)
 	: >"$V/file"
 	run "$VMM" run -q --kernel "$G/hello.elf" --mem 16M --vsock "cid=3,socket=$V/file"
 	[ "$rc" = 2 ] && [ "$err" = "vmm: --vsock: socket=$V/file: exists and is not a socket" ] && [ -f "$V/file" ] &&
 		ok "--vsock: a file at the socket's path: refused, left alone" || bad "--vsock on a file" "rc=$rc $err"
 	"$VMM" run -q --kernel "$G/chatty.elf" --mem 64M --cmdline mode=count --vsock "cid=3,socket=$V/v.sock" \
-		--api-socket "$V/a.sock" >"$V/out" 2>&1 </dev/null &
+		--api-socket "$V/a.sock" --snapshot-dir "$V" >"$V/out" 2>&1 </dev/null &
 	pid=$!
 	for _ in $(seq 50); do [ -S "$V/a.sock" ] && break; sleep 0.1; done
 	run "$VMM" run -q --kernel "$G/hello.elf" --mem 16M --vsock "cid=4,socket=$V/v.sock"
@@ -672,6 +676,7 @@ print("ok")' "$T/b.json" 2>&1 | tail -n 1)
 	# --- snapshots: chatty mode=count prints "count N" forever ----------
 	S=$T/snap
 	mkdir -p "$S"
+	chmod 1777 "$S" # the jail writes API snapshots as nobody (and T is 0711)
 	truncate -s 8M "$T/sdisk.img"
 	count_run=(run -q --kernel "$G/chatty.elf" --mem 64M --cmdline mode=count --disk "path=$T/sdisk.img")
 	run "$VMM" "${count_run[@]}" --snapshot-at 'count 0000000000000003' --snapshot-dir "$S/a"
@@ -685,7 +690,7 @@ print("ok")' "$T/b.json" 2>&1 | tail -n 1)
 		ok "restore: the counter goes on with the next number" || bad "restore: counter" "rc=$rc first='$first' after $last lines err=$err"
 	# Restored paused, snapshotted again: the same state but the clocks.
 	rm -f "$T/r.sock"
-	"$VMM" restore "$S/a" --paused --api-socket "$T/r.sock" >"$T/rp.out" 2>&1 </dev/null &
+	"$VMM" restore "$S/a" --paused --api-socket "$T/r.sock" --snapshot-dir "$S" >"$T/rp.out" 2>&1 </dev/null &
 	pid=$!
 	for _ in $(seq 50); do [ -S "$T/r.sock" ] && break; sleep 0.1; done
 	got=$("$VMM" ctl "$T/r.sock" status)
@@ -697,9 +702,9 @@ print("ok")' "$T/b.json" 2>&1 | tail -n 1)
 	got=$("$VMM" ctl "$T/r.sock" snapshot "$S/b")
 	[ "$got" = '{"ok":false,"error":"'"'$S/b'"' is not empty: a snapshot needs a directory of its own"}' ] &&
 		ok "snapshot into a non-empty directory: refused" || bad "snapshot non-empty dir" "$got"
-	got=$("$VMM" ctl "$T/r.sock" snapshot /proc/nonexistent/snap)
+	got=$("$VMM" ctl "$T/r.sock" snapshot "$S/nonexistent/snap")
 	st=$("$VMM" ctl "$T/r.sock" status)
-	[[ "$got" == '{"ok":false,"error":"cannot create '"'/proc/nonexistent/snap'"': '* ]] && [[ "$st" == '{"ok":true,"state":"paused",'* ]] &&
+	[[ "$got" == '{"ok":false,"error":"cannot create '"'$S/nonexistent/snap'"': '* ]] && [[ "$st" == '{"ok":true,"state":"paused",'* ]] &&
 		ok "a snapshot that cannot be written: the VM as it was" || bad "unwritable snapshot" "$got $st"
 	got=$("$VMM" ctl "$T/r.sock" resume)
 	for _ in $(seq 50); do grep -q '^count 0000000000000006' "$T/rp.out" && break; sleep 0.1; done
@@ -956,6 +961,8 @@ print("ok")' "$T/b.json" 2>&1 | tail -n 1)
 	[ "$dst_rc" = 130 ] && [ "$(cat "$M/cd.err")" = "vmm: incoming: stopped by SIGINT while waiting for the source" ] &&
 		[ ! -e "$M/in.sock" ] && ok "--incoming: Ctrl-C while it waits: exit 130, one line" ||
 		bad "--incoming Ctrl-C" "rc=$dst_rc $(cat "$M/cd.err")"
+	# shellcheck source=tests/cli/test_jail.sh
+	. tests/cli/test_jail.sh
 else
 	skipped "boot cases" "/dev/kvm is not usable here (the lab runs vmm on a real KVM)"
 fi

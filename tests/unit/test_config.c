@@ -238,6 +238,32 @@ static void test_restore_refuses(void **state)
 	}
 }
 
+static void test_run_jail_options(void **state)
+{
+	struct parsed p;
+
+	(void)state;
+	PARSE(&p, "--kernel", "k");
+	assert_int_equal(p.r, 0);
+	assert_false(p.cfg.no_jail);
+	assert_null(p.cfg.user);
+	config_free(&p.cfg);
+	PARSE(&p, "--kernel", "k", "--no-jail");
+	assert_int_equal(p.r, 0);
+	assert_true(p.cfg.no_jail);
+	config_free(&p.cfg);
+	PARSE(&p, "--kernel", "k", "--user", "vmm:kvm");
+	assert_int_equal(p.r, 0);
+	assert_string_equal(p.cfg.user, "vmm:kvm");
+	config_free(&p.cfg);
+	PARSE(&p, "--kernel", "k", "--user", "");
+	expect_usage_error(&p, "--user: '' names no user");
+	config_free(&p.cfg);
+	PARSE(&p, "--kernel", "k", "--user", ":kvm");
+	expect_usage_error(&p, "--user: ':kvm' names no user");
+	config_free(&p.cfg);
+}
+
 static void test_run_snapshot_options(void **state)
 {
 	struct parsed p;
@@ -249,7 +275,13 @@ static void test_run_snapshot_options(void **state)
 	assert_string_equal(p.cfg.snapshot_dir, "/s");
 	config_free(&p.cfg);
 	PARSE(&p, "--kernel", "k", "--snapshot-dir", "/s");
-	expect_usage_error(&p, "--snapshot-dir needs --snapshot-at REGEX");
+	expect_usage_error(&p, "--snapshot-dir needs --snapshot-at REGEX or --api-socket PATH");
+	config_free(&p.cfg);
+	/* with the API alone: where its snapshots may go under the jail */
+	PARSE(&p, "--kernel", "k", "--snapshot-dir", "/s", "--api-socket", "/a");
+	assert_int_equal(p.r, 0);
+	assert_string_equal(p.cfg.snapshot_dir, "/s");
+	assert_null(p.cfg.snapshot_at);
 	config_free(&p.cfg);
 	PARSE(&p, "--kernel", "k", "--paused");
 	expect_usage_error(&p, "--paused: an option of vmm restore, not of run");
@@ -923,6 +955,7 @@ int main(void)
 	    cmocka_unit_test(test_restore_options),
 	    cmocka_unit_test(test_restore_refuses),
 	    cmocka_unit_test(test_run_snapshot_options),
+	    cmocka_unit_test(test_run_jail_options),
 	    cmocka_unit_test(test_run_every_option),
 	    cmocka_unit_test(test_run_verbosity),
 	    cmocka_unit_test(test_run_repeated_parses_are_independent),
