@@ -45,13 +45,14 @@ struct jail_report {
 };
 
 /*
- * Step 1. 0; -EINVAL for bad input (an unknown --user, a snapshot
+ * Step 1. --snapshot-dir becomes its real path (the jail may change the
+ * working directory). 0; -EINVAL for bad input (an unknown --user, a snapshot
  * directory the user cannot write: said in one line, *usage set);
  * another -errno for a runtime failure (said). Nothing to undo on failure.
  */
-int jail_plan(const struct vmm_config *cfg, bool *usage) WUR;
-/* Step 3. 0 or -errno, said in one line. Nothing when the jail is off. */
-int jail_enter(const struct vmm_config *cfg, struct jail_report *rep) WUR;
+int jail_plan(struct vmm_config *cfg, bool *usage) WUR;
+/* Step 3. 0, or -errno with why (for the run's one line). Nothing when off. */
+int jail_enter(const struct vmm_config *cfg, struct jail_report *rep, char *why, size_t len) WUR;
 /* The user a root-started vmm becomes (own uid/gid otherwise). */
 bool jail_drops(uid_t *uid, gid_t *gid);
 /* Close the keeper's socket and reap it (vmm's exit path). */

@@ -57,10 +57,13 @@ static struct {
 	char user[64];
 	bool snap_made;		 /* the snapshot directory is ours: removed if still empty */
 	char snap_abs[PATH_MAX]; /* its real path, for the API's snapshots */
+	char snap_lex[PATH_MAX]; /* and as given, made absolute by its text */
 	char cwd[PATH_MAX];
 	char *path[K_NR];
 	int keeper_fd;
 } jail = {.keeper_fd = -1};
+
+static bool lexical_abs(const char *dir, char *out, size_t len);
 
 /* --user USER[:GROUP]: the user's own group unless GROUP says otherwise. */
 static int resolve_user(const char *spec)
@@ -133,9 +136,11 @@ static int prepare_snapshot_dir(const char *dir, bool *usage)
 		return 0;
 	}
 	if (errno != EEXIST) {
-		log_err(NULL, "--snapshot-dir: cannot make '%s': %s", dir, strerror(errno));
-		*usage = errno == ENOENT || errno == ENOTDIR;
-		return -errno;
+		int e = errno;
+
+		log_err(NULL, "--snapshot-dir: cannot make '%s': %s", dir, strerror(e));
+		*usage = e == ENOENT || e == ENOTDIR;
+		return -e;
 	}
 	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
 		log_err(NULL, "--snapshot-dir: '%s' is not a directory", dir);
@@ -168,6 +173,8 @@ static void keeper_serve(int fd)
 
 	for (unsigned int i = 0; i < sizeof(quiet) / sizeof(quiet[0]); i++)
 		signal(quiet[i], SIG_IGN);
+	if (fd < 3) /* stdio was closed: keep the socket out of the way */
+		fd = fcntl(fd, F_DUPFD, 3);
 	if (null >= 0) { /* hold no reader of vmm's output open */
 		dup2(null, 0);
 		dup2(null, 1);
@@ -182,6 +189,9 @@ static void keeper_serve(int fd)
 		if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, calls[i], 0))
 			_exit(1);
 	if (!ctx || seccomp_load(ctx))
+		_exit(1);
+	op = 0;
+	if (write(fd, &op, 1) != 1) /* ready */
 		_exit(1);
 	while (read(fd, &op, 1) == 1 && op != 'E') {
 		int r = 0;
@@ -212,6 +222,20 @@ static void keeper_serve(int fd)
 	_exit(0);
 }
 
+/* The keeper's answer: 0 or -errno (-EPIPE: it is gone). */
+static int keeper_reply(void)
+{
+	unsigned char res;
+	ssize_t n;
+
+	do
+		n = read(jail.keeper_fd, &res, 1);
+	while (n < 0 && errno == EINTR);
+	if (n != 1)
+		return n < 0 ? -errno : -EPIPE;
+	return -(int)res;
+}
+
 static int keeper_start(void)
 {
 	int sv[2];
@@ -233,6 +257,11 @@ static int keeper_start(void)
 	}
 	close(sv[1]);
 	jail.keeper_fd = sv[0];
+	if (keeper_reply() != 0) { /* its ready byte: it runs, confined */
+		close(jail.keeper_fd);
+		jail.keeper_fd = -1;
+		return -ECHILD;
+	}
 	return 0;
 }
 
@@ -243,7 +272,7 @@ static int keep_path(enum keeper_path k, const char *p)
 	return 0;
 }
 
-int jail_plan(const struct vmm_config *cfg, bool *usage)
+int jail_plan(struct vmm_config *cfg, bool *usage)
 {
 	char tmp[PATH_MAX];
 	int r;
@@ -274,32 +303,48 @@ int jail_plan(const struct vmm_config *cfg, bool *usage)
 			log_info("jail", "--user %s: vmm is not root; it stays uid %u", cfg->user,
 				 (unsigned int)jail.uid);
 	}
-	if (cfg->snapshot_dir && (r = prepare_snapshot_dir(cfg->snapshot_dir, usage)))
-		return r;
-	if (cfg->snapshot_dir && !realpath(cfg->snapshot_dir, jail.snap_abs))
-		jail.snap_abs[0] = '\0';
 	if (!getcwd(jail.cwd, sizeof(jail.cwd)))
 		snprintf(jail.cwd, sizeof(jail.cwd), "/");
+	if (cfg->snapshot_dir && (r = prepare_snapshot_dir(cfg->snapshot_dir, usage)))
+		return r;
+	if (cfg->snapshot_dir) {
+		/* by its real path from here on: the jail may change the working
+		 * directory; the text as given still names it for the API */
+		if (!lexical_abs(cfg->snapshot_dir, jail.snap_lex, sizeof(jail.snap_lex)))
+			jail.snap_lex[0] = '\0';
+		if (realpath(cfg->snapshot_dir, jail.snap_abs))
+			cfg->snapshot_dir = jail.snap_abs;
+		else
+			jail.snap_abs[0] = '\0';
+	}
 	if (cfg->result_path && jail_result_tmp_name(tmp, sizeof(tmp), cfg->result_path) == 0 &&
 	    ((r = keep_path(K_RESULT_TMP, tmp)) || (r = keep_path(K_RESULT, cfg->result_path))))
-		return r;
+		goto fail;
 	if ((r = keep_path(K_API, cfg->api_socket)) ||
 	    (r = keep_path(K_VSOCK, cfg->vsock.on ? cfg->vsock.path : NULL)) ||
 	    (r = keep_path(K_SNAPDIR, cfg->snapshot_dir)))
-		return r;
+		goto fail;
 	if ((r = keeper_start())) {
 		log_err(NULL, "jail: cannot start the keeper process: %s", strerror(-r));
-		return r;
+		goto fail;
 	}
 	return 0;
+fail:
+	if (r == -ENOMEM)
+		log_err(NULL, "jail: out of memory");
+	if (jail.snap_made) /* nothing else is left behind */
+		rmdir(cfg->snapshot_dir);
+	jail.snap_made = false;
+	return r;
 }
 
-int jail_enter(const struct vmm_config *cfg, struct jail_report *rep)
+int jail_enter(const struct vmm_config *cfg, struct jail_report *rep, char *why, size_t len)
 {
 	struct jail_who w = {.drop = jail.drop, .uid = jail.uid, .gid = jail.gid};
 
 	*rep = (struct jail_report){0};
-	return jail.on ? jail_walls(&w, cfg, rep) : 0;
+	snprintf(why, len, "failed");
+	return jail.on ? jail_walls(&w, cfg, rep, why, len) : 0;
 }
 
 bool jail_drops(uid_t *uid, gid_t *gid)
@@ -334,20 +379,14 @@ void jail_finish(void)
 /* Ask the keeper for op; 0 or -errno. */
 static int keeper_do(char op)
 {
-	unsigned char res;
 	ssize_t n;
 
-	do
-		n = write(jail.keeper_fd, &op, 1);
+	do /* no SIGPIPE from a keeper that died: it would end the run */
+		n = send(jail.keeper_fd, &op, 1, MSG_NOSIGNAL);
 	while (n < 0 && errno == EINTR);
 	if (n != 1)
 		return n < 0 ? -errno : -EIO;
-	do
-		n = read(jail.keeper_fd, &res, 1);
-	while (n < 0 && errno == EINTR);
-	if (n != 1)
-		return n < 0 ? -errno : -EPIPE;
-	return -(int)res;
+	return keeper_reply();
 }
 
 static bool same(const char *a, const char *b)
@@ -456,8 +495,9 @@ bool jail_snapshot_refusal(const char *dir, const char *area, char *why, size_t 
 			 "--snapshot-dir DIR (or --no-jail)");
 		return true;
 	}
-	if (!lexical_abs(dir, abs, sizeof(abs)) || !jail.snap_abs[0] ||
-	    !jail_beneath(abs, jail.snap_abs)) {
+	if (!lexical_abs(dir, abs, sizeof(abs)) ||
+	    !((jail.snap_abs[0] && jail_beneath(abs, jail.snap_abs)) ||
+	      (jail.snap_lex[0] && jail_beneath(abs, jail.snap_lex)))) {
 		snprintf(why, len,
 			 "snapshot: '%.200s' is not beneath --snapshot-dir '%.200s' (the jail's)",
 			 dir, area);

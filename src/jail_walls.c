@@ -41,7 +41,8 @@ static int write_proc(const char *file, const char *s)
 }
 
 /* The namespaces; *userns: made through a user namespace. */
-static int enter_namespaces(const struct jail_who *w, bool net, struct jail_report *rep)
+static int enter_namespaces(const struct jail_who *w, bool net, struct jail_report *rep, char *why,
+			    size_t len)
 {
 	int flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | (net ? CLONE_NEWNET : 0);
 	char map[64];
@@ -52,15 +53,19 @@ static int enter_namespaces(const struct jail_who *w, bool net, struct jail_repo
 	if (unshare(flags) < 0) {
 		int e = errno;
 
-		if (!w->drop && (e == EPERM || e == ENOSPC || e == EUSERS || e == EACCES)) {
+		if (e == EPERM || e == ENOSPC || e == EUSERS || e == EACCES) {
+			/* no user namespace for an ordinary user here, or root
+			 * without CAP_SYS_ADMIN (a container) */
 			log_info("jail",
-				 "no user namespace for an unprivileged vmm here (%s): "
-				 "no namespaces; Landlock and no_new_privs still apply",
+				 "%s (%s): no namespaces; Landlock, the drop and no_new_privs "
+				 "still apply",
+				 w->drop ? "no namespaces for this root"
+					 : "no user namespace for an unprivileged vmm here",
 				 strerror(e));
 			return 1;
 		}
-		log_err(NULL, "jail: unshare: %s%s", strerror(e),
-			e == EINVAL ? " (the process has more than one thread)" : "");
+		snprintf(why, len, "unshare: %s%s", strerror(e),
+			 e == EINVAL ? " (the process has more than one thread)" : "");
 		return -e;
 	}
 	if (!w->drop) {
@@ -79,7 +84,7 @@ static int enter_namespaces(const struct jail_who *w, bool net, struct jail_repo
 	}
 	return 0;
 fail:
-	log_err(NULL, "jail: setting up the namespaces: %s", strerror(-r));
+	snprintf(why, len, "setting up the namespaces: %s", strerror(-r));
 	return r;
 }
 
@@ -147,9 +152,22 @@ static int reduce_fs(char dirs[][PATH_MAX], unsigned int n)
 	if (!r && mount("vmm-jail", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
 			"size=64k,mode=0755") < 0)
 		r = -errno;
-	if (!r &&
-	    (mkdir("/tmp/.old", 0700) < 0 || syscall(SYS_pivot_root, "/tmp", "/tmp/.old") < 0 ||
-	     chdir("/") < 0 || umount2("/.old", MNT_DETACH) < 0 || rmdir("/.old") < 0))
+	/*
+	 * The tmpfs becomes the root; the old one goes (detached). An
+	 * initramfs root cannot be pivoted away (EINVAL): there the tmpfs is
+	 * moved over it and made the root by chroot(), which nobody without
+	 * CAP_SYS_CHROOT (dropped below) can leave.
+	 */
+	if (!r && chdir("/tmp") < 0)
+		r = -errno;
+	if (!r && syscall(SYS_pivot_root, ".", ".") == 0) {
+		if (umount2(".", MNT_DETACH) < 0)
+			r = -errno;
+	} else if (!r && (errno != EINVAL || mount(".", "/", NULL, MS_MOVE, NULL) < 0 ||
+			  chroot(".") < 0)) {
+		r = -errno;
+	}
+	if (!r && chdir("/") < 0)
 		r = -errno;
 	for (unsigned int j = 0; !r && j < n; j++)
 		if ((r = make_path(dirs[j])) ||
@@ -268,7 +286,8 @@ static int drop_privilege(const struct jail_who *w, bool all_caps)
 	return 0;
 }
 
-int jail_walls(const struct jail_who *w, const struct vmm_config *cfg, struct jail_report *rep)
+int jail_walls(const struct jail_who *w, const struct vmm_config *cfg, struct jail_report *rep,
+	       char *why, size_t len)
 {
 	bool api = cfg->api_socket != NULL;
 	char dirs[MAX_BINDS][PATH_MAX];
@@ -282,26 +301,26 @@ int jail_walls(const struct jail_who *w, const struct vmm_config *cfg, struct ja
 		add_dir(dirs, &n, cfg->vsock.path, true);
 	if (SANITIZER_RUNTIME)
 		add_dir(dirs, &n, "/proc", false);
-	r = r_ns = enter_namespaces(w, !api, rep);
+	r = r_ns = enter_namespaces(w, !api, rep, why, len);
 	if (r < 0)
 		return r;
 	if (r == 0 && !api) {
 		if ((r = reduce_fs(dirs, n))) {
-			log_err(NULL, "jail: reducing the file system: %s", strerror(-r));
+			snprintf(why, len, "reducing the file system: %s", strerror(-r));
 			return r;
 		}
 		rep->pivot = true;
 	}
 	r = landlock(cfg->snapshot_dir);
 	if (r < 0) {
-		log_err(NULL, "jail: Landlock: %s", strerror(-r));
+		snprintf(why, len, "Landlock: %s", strerror(-r));
 		return r;
 	}
 	rep->landlock = r;
 	if (!r)
 		log_info("jail", "no Landlock in this kernel: the other walls still apply");
 	if ((r = drop_privilege(w, w->drop || rep->userns))) {
-		log_err(NULL, "jail: dropping privilege: %s", strerror(-r));
+		snprintf(why, len, "dropping privilege: %s", strerror(-r));
 		return r;
 	}
 	rep->dropped = w->drop;

@@ -16,8 +16,9 @@ struct jail_who {
 	gid_t gid;
 };
 
-/* Raise every wall, in order (one thread only). 0 or -errno, said. */
-int jail_walls(const struct jail_who *w, const struct vmm_config *cfg, struct jail_report *rep) WUR;
+/* Raise every wall, in order (one thread only). 0, or -errno with why. */
+int jail_walls(const struct jail_who *w, const struct vmm_config *cfg, struct jail_report *rep,
+	       char *why, size_t len) WUR;
 /* Is path dir or beneath it (by their text)? */
 bool jail_beneath(const char *path, const char *dir);
 

@@ -172,56 +172,62 @@ static void resolve_disks(struct vmm_config *cfg)
  * Build the machine (booted, restored from st, or migrated in: in), run
  * it: the exit status.
  */
-static int launch_jailed(struct vmm_config *cfg, const struct state_stream *st,
-			 struct incoming *in);
+static int launch_jailed(struct vmm_config *cfg, const struct state_stream *st, struct incoming *in,
+			 struct result_file *result);
 
 static int launch(struct vmm_config *cfg, const struct state_stream *st, struct incoming *in)
 {
+	struct result_file result = {.fd = -1};
 	bool usage;
 	int r;
 
 	if (machine_check(cfg))
 		return VMM_EXIT_USAGE;
-	if ((r = jail_plan(cfg, &usage))) { /* first: the keeper forks small */
+	if (result_open(&result, cfg->result_path))
+		return VMM_EXIT_FAILURE;
+	if ((r = jail_plan(cfg, &usage))) { /* before anything opens: the keeper forks small */
+		if (usage)
+			result_discard(&result);
+		else
+			(void)result_commit(&result, result_new(VMM_EXIT_FAILURE,
+								outcome_name(OUTCOME_HOST_ERROR),
+								log_last_error()));
 		jail_finish();
 		return usage ? VMM_EXIT_USAGE : VMM_EXIT_FAILURE;
 	}
-	r = launch_jailed(cfg, st, in);
+	r = launch_jailed(cfg, st, in, &result);
 	jail_finish(); /* the result is in place, the keeper gone */
 	return r;
 }
 
-static int launch_jailed(struct vmm_config *cfg, const struct state_stream *st, struct incoming *in)
+static int launch_jailed(struct vmm_config *cfg, const struct state_stream *st, struct incoming *in,
+			 struct result_file *result)
 {
-	struct result_file result = {.fd = -1};
 	static struct machine m; /* large (the device list): not on the stack */
 	static struct state_stream mst;
 	struct guest_mem ram = {0};
 	bool usage;
 	int r;
-
-	if (result_open(&result, cfg->result_path))
-		return VMM_EXIT_FAILURE;
 	if (in && (r = incoming_receive(in, cfg, &ram, &mst, &usage))) {
 		mem_destroy(&ram);
 		if (r == -EINTR && in->signo) { /* stopped by a signal: 128+N, as a run */
-			(void)result_commit(&result, result_new(VMM_EXIT_SIGNAL + in->signo,
-								outcome_name(OUTCOME_SIGNAL),
-								log_last_error()));
+			(void)result_commit(result, result_new(VMM_EXIT_SIGNAL + in->signo,
+							       outcome_name(OUTCOME_SIGNAL),
+							       log_last_error()));
 			return VMM_EXIT_SIGNAL + in->signo;
 		}
 		if (!usage)
-			(void)result_commit(&result, result_new(VMM_EXIT_FAILURE,
-								outcome_name(OUTCOME_HOST_ERROR),
-								log_last_error()));
+			(void)result_commit(result, result_new(VMM_EXIT_FAILURE,
+							       outcome_name(OUTCOME_HOST_ERROR),
+							       log_last_error()));
 		else
-			result_discard(&result);
+			result_discard(result);
 		return usage ? VMM_EXIT_USAGE : VMM_EXIT_FAILURE;
 	}
 	if (in)
 		st = &mst;
 	resolve_disks(cfg);
-	r = machine_create_mem(&m, cfg, &result, in ? &ram : NULL, &usage);
+	r = machine_create_mem(&m, cfg, result, in ? &ram : NULL, &usage);
 	if (!r)
 		r = st ? restore_apply(&m, st, &usage) : machine_load(&m, &usage);
 	if (in && (r = incoming_finish(in, r, log_last_error()))) {
@@ -232,12 +238,12 @@ static int launch_jailed(struct vmm_config *cfg, const struct state_stream *st, 
 	if (r) {
 		machine_destroy(&m);
 		if (usage) {
-			result_discard(&result); /* bad input writes nothing */
+			result_discard(result); /* bad input writes nothing */
 		} else {
 			/* A run that failed before the guest started still reports. */
-			(void)result_commit(&result, result_new(VMM_EXIT_FAILURE,
-								outcome_name(OUTCOME_HOST_ERROR),
-								log_last_error()));
+			(void)result_commit(result, result_new(VMM_EXIT_FAILURE,
+							       outcome_name(OUTCOME_HOST_ERROR),
+							       log_last_error()));
 		}
 		return usage ? VMM_EXIT_USAGE : VMM_EXIT_FAILURE;
 	}
@@ -247,7 +253,7 @@ static int launch_jailed(struct vmm_config *cfg, const struct state_stream *st, 
 			 "Linux kernels will not boot here; scripts/lab runs them on a real KVM");
 	r = machine_run(&m);
 	machine_destroy(&m);
-	result_discard(&result); /* only if the run could not write it */
+	result_discard(result); /* only if the run could not write it */
 	return r;
 }
 

@@ -160,11 +160,12 @@ int machine_run(struct machine *m)
 			     strerror(-r));
 	if (!r) { /* one thread still: see the order in include/jail.h */
 		struct jail_report rep;
+		char why[256];
 
-		r = jail_enter(m->cfg, &rep);
+		r = jail_enter(m->cfg, &rep, why, sizeof(why));
 		if (r)
-			stop_request(&m->stop, OUTCOME_HOST_ERROR, VMM_EXIT_FAILURE, "jail: %s",
-				     strerror(-r));
+			stop_request(&m->stop, OUTCOME_HOST_ERROR, VMM_EXIT_FAILURE,
+				     "jail: %s (--no-jail runs without it)", why);
 		else
 			jail_test_hook(); /* VMM_TEST_JAIL, see jail.h */
 	}

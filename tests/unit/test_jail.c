@@ -9,7 +9,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -56,7 +58,7 @@ static void test_off(void **state)
 	assert_false(jail_drops(&uid, &gid));
 	assert_false(jail_snapshot_refusal("/anywhere", NULL, why, sizeof(why)));
 	assert_string_equal(why, "");
-	assert_int_equal(jail_enter(&cfg, &rep), 0);
+	assert_int_equal(jail_enter(&cfg, &rep, why, sizeof(why)), 0);
 	assert_false(rep.dropped || rep.pivot || rep.net || rep.userns);
 	jail_finish();
 	cfg.user = "daemon";
@@ -65,12 +67,54 @@ static void test_off(void **state)
 	jail_finish();
 }
 
+/*
+ * A jail planned as root: API snapshots beneath --snapshot-dir only, by
+ * the path's text (as given or real); the unused directory vmm made goes
+ * at the end (the keeper's).
+ */
+static void test_snapshot_area(void **state)
+{
+	char base[] = "/tmp/vmm-jail-unit.XXXXXX", area[64], in[80], out[80], up[96], why[256];
+	struct vmm_config cfg = {0};
+	bool usage = true;
+	uid_t uid;
+	gid_t gid;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip(); /* the plan of a root-started vmm */
+	assert_non_null(mkdtemp(base));
+	assert_int_equal(chmod(base, 0711), 0);
+	snprintf(area, sizeof(area), "%s/area", base);
+	snprintf(in, sizeof(in), "%s/area/one", base);
+	snprintf(out, sizeof(out), "%s/other", base);
+	snprintf(up, sizeof(up), "%s/area/../other", base);
+	cfg.snapshot_dir = area;
+	cfg.api_socket = "/nonexistent/api.sock";
+	assert_int_equal(jail_plan(&cfg, &usage), 0);
+	assert_false(usage);
+	assert_true(jail_drops(&uid, &gid));
+	assert_int_not_equal(uid, 0);
+	assert_false(jail_snapshot_refusal(in, cfg.snapshot_dir, why, sizeof(why)));
+	assert_false(jail_snapshot_refusal(area, cfg.snapshot_dir, why, sizeof(why)));
+	assert_true(jail_snapshot_refusal(out, cfg.snapshot_dir, why, sizeof(why)));
+	assert_non_null(strstr(why, "is not beneath --snapshot-dir"));
+	assert_true(jail_snapshot_refusal(up, cfg.snapshot_dir, why, sizeof(why)));
+	assert_true(jail_snapshot_refusal(in, NULL, why, sizeof(why)));
+	assert_non_null(strstr(why, "start it with --snapshot-dir DIR"));
+	assert_int_equal(access(area, F_OK), 0); /* made, the user's */
+	jail_finish();
+	assert_int_equal(access(area, F_OK), -1); /* unused: gone */
+	assert_int_equal(rmdir(base), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_beneath),
 	    cmocka_unit_test(test_result_tmp_name),
 	    cmocka_unit_test(test_off),
+	    cmocka_unit_test(test_snapshot_area),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
