@@ -320,11 +320,13 @@ lab_snapshot_scenarios() {
     ss_boot="--kernel $KERNEL --initrd $INITRD"
     rm -rf /tmp/snap
     mkdir -p /tmp/snap
+    # the jail: vmm writes API snapshots as nobody, beneath --snapshot-dir
+    chmod 1777 /tmp/snap
     # y1. a 512 MiB counter guest, paused and snapshotted; restored: the
     #     next N, no gap, and the guest's clock as right as before
     rm -f /tmp/snap-console
     # shellcheck disable=SC2086  # $ss_boot: word splitting intended
-    lab_bg_start snap-run "$VMM" run $ss_boot --mem 512M --api-socket /tmp/snap-run.sock \
+    lab_bg_start snap-run "$VMM" run $ss_boot --mem 512M --api-socket /tmp/snap-run.sock --snapshot-dir /tmp/snap \
         --cmdline "$GUEST_CMDLINE vmmtest=snap-run vmmcount=1"
     if lab_bg_wait snap-run "VMMCOUNT 30 " "$BOOT_SECS"; then
         snap_take snap-run /tmp/snap/run
@@ -346,7 +348,7 @@ lab_snapshot_scenarios() {
     echo 300 >/proc/sys/vm/nr_hugepages
     # shellcheck disable=SC2086
     lab_bg_start snap-smp "$VMM" run $ss_boot --mem 256M --cpus 2 --hugepages 2M \
-        --api-socket /tmp/snap-smp.sock --cmdline "$GUEST_CMDLINE vmmtest=snap-smp vmmbusy=2 vmmcount=1"
+        --api-socket /tmp/snap-smp.sock --snapshot-dir /tmp/snap --cmdline "$GUEST_CMDLINE vmmtest=snap-smp vmmbusy=2 vmmcount=1"
     if lab_bg_wait snap-smp "VMMCOUNT 20 " "$BOOT_SECS"; then
         snap_reply snap-smp "$("$VMM" ctl /tmp/snap-smp.sock snapshot /tmp/snap/smp)"
         sleep 1
@@ -366,12 +368,12 @@ lab_snapshot_scenarios() {
     # y3. three generations: restore, count, snapshot, restore, ...
     rm -f /tmp/snap-console
     # shellcheck disable=SC2086
-    lab_bg_start snap-g1 "$VMM" run $ss_boot --mem 256M --api-socket /tmp/snap-g1.sock \
+    lab_bg_start snap-g1 "$VMM" run $ss_boot --mem 256M --api-socket /tmp/snap-g1.sock --snapshot-dir /tmp/snap \
         --cmdline "$GUEST_CMDLINE vmmtest=snap-g1 vmmcount=1"
     lab_bg_wait snap-g1 "VMMCOUNT 10 " "$BOOT_SECS" && snap_take snap-g1 /tmp/snap/g1
     for ss_g in 2 3; do
         lab_bg_start "snap-g$ss_g" "$VMM" restore "/tmp/snap/g$((ss_g - 1))" \
-            --api-socket "/tmp/snap-g$ss_g.sock"
+            --api-socket "/tmp/snap-g$ss_g.sock" --snapshot-dir /tmp/snap
         lab_bg_wait "snap-g$ss_g" "VMMCOUNT $((snap_last + 10)) " 60 &&
             snap_take "snap-g$ss_g" "/tmp/snap/g$ss_g"
         rm -rf "/tmp/snap/g$((ss_g - 1))"
@@ -391,7 +393,7 @@ lab_snapshot_scenarios() {
         truncate -s 128M /img/snap.img
         /sbin/mke2fs -q -F -t ext4 /img/snap.img
         # shellcheck disable=SC2086
-        lab_bg_start snap-blk "$VMM" run $ss_boot --mem 256M --api-socket /tmp/snap-blk.sock \
+        lab_bg_start snap-blk "$VMM" run $ss_boot --mem 256M --api-socket /tmp/snap-blk.sock --snapshot-dir /tmp/snap \
             --disk path=/img/snap.img --cmdline "$GUEST_CMDLINE vmmtest=snap-blk vmmblk=fsstream:vda"
         if lab_bg_wait snap-blk "VMMBLK fsynced=4" "$BOOT_SECS"; then
             lab_note snap-blk "pause=$("$VMM" ctl /tmp/snap-blk.sock pause)"
@@ -432,7 +434,7 @@ lab_snapshot_scenarios() {
         ip link set vmtap5 up
         httpd -p 10.0.78.1:8080 -h /srv
         # shellcheck disable=SC2086
-        lab_bg_start snap-net "$VMM" run $ss_boot --mem 256M --api-socket /tmp/snap-net.sock \
+        lab_bg_start snap-net "$VMM" run $ss_boot --mem 256M --api-socket /tmp/snap-net.sock --snapshot-dir /tmp/snap \
             --net tap=vmtap5 --cmdline "$GUEST_CMDLINE vmmtest=snap-net vmmnet=10.0.78.2/24 vmmnet_peer=10.0.78.1 vmmnet_mib=8"
         if lab_bg_wait snap-net "VMMNET up=1" "$BOOT_SECS"; then
             lab_note snap-net "pause=$("$VMM" ctl /tmp/snap-net.sock pause)"
@@ -465,7 +467,7 @@ lab_snapshot_scenarios() {
     #     clocks' (vm: kvmclock, PIT; vcpuN: TSC, LAPIC timer) byte for byte
     #     the same, and guest RAM too but for the 12 bytes of kvmclock's wall
     #     clock structure, which KVM rewrites when its MSR is restored
-    lab_bg_start snap-paused "$VMM" restore /tmp/snap/ci --paused --api-socket /tmp/snap-paused.sock
+    lab_bg_start snap-paused "$VMM" restore /tmp/snap/ci --paused --api-socket /tmp/snap-paused.sock --snapshot-dir /tmp/snap
     ss_i=0
     while [ ! -S /tmp/snap-paused.sock ] && [ "$ss_i" -lt 50 ]; do sleep 0.2; ss_i=$((ss_i + 1)); done
     lab_note snap-paused "status=$("$VMM" ctl /tmp/snap-paused.sock status)"
@@ -863,7 +865,7 @@ lab_script_scenarios() {
 # seccomp, a user without root, and VMMs killed in the middle of guest
 # writes (the images on the RAM disk at /img, from lab_blk_scenarios).
 # shellcheck disable=SC2034  # the list of what follows; nothing reads it yet
-FAULT_SCENARIOS="sc-kill sc-off nonroot term-stream kill-stream fs-kill fs-verify"
+FAULT_SCENARIOS="sc-kill sc-off nonroot jail term-stream kill-stream fs-kill fs-verify"
 lab_fault_scenarios() {
     lab_img_fs
     fault_boot="--kernel $KERNEL --initrd $INITRD"
@@ -901,6 +903,50 @@ NONROOT
         rm -f /img/user.img
     else
         lab_skip nonroot "no /img RAM disk, no /dev/net/tun or no iproute2 in L1"
+    fi
+
+    # q2. the jail, vmm started as root: while the guest writes its disk and
+    #     moves data both ways over a tap, vmm is nobody with no capability,
+    #     no_new_privs, seccomp and namespaces of its own; its console works
+    #     and --snapshot-at writes the snapshot into --snapshot-dir
+    if [ -d /img ] && [ -c /dev/net/tun ] && command -v tunctl >/dev/null; then
+        truncate -s 64M /img/jail.img
+        mkdir -p /srv
+        dd if=/dev/urandom of=/srv/data bs=1M count=8 2>/dev/null
+        lab_note jail "down_sha256=$(lab_sha256 /srv/data)"
+        tunctl -t vmtapj >/dev/null
+        ip addr add 10.0.76.1/24 dev vmtapj
+        ip link set vmtapj up
+        httpd -p 10.0.76.1:8080 -h /srv
+        rm -rf /tmp/jail-snap
+        # shellcheck disable=SC2086
+        lab_bg_start jail "$VMM" run $fault_boot --mem 256M --disk path=/img/jail.img --net tap=vmtapj \
+            --snapshot-at '^VMMREADY' --snapshot-dir /tmp/jail-snap \
+            --cmdline "$GUEST_CMDLINE vmmtest=jail vmmblk=raw:vda vmmblk_mib=8 vmmnet=10.0.76.2/24 vmmnet_peer=10.0.76.1 vmmnet_mib=8 vmmcmd=1"
+        if lab_bg_wait jail "VMMNET up=1" "$BOOT_SECS"; then
+            jail_pid=$(cat /tmp/jail.pid)
+            lab_note jail "uid=$(awk '/^Uid:/ { print $2 }' "/proc/$jail_pid/status")"
+            lab_note jail "gid=$(awk '/^Gid:/ { print $2 }' "/proc/$jail_pid/status")"
+            lab_note jail "caps_set=$(grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb):' "/proc/$jail_pid/status" | grep -vc ':[[:space:]]*0000000000000000$')"
+            lab_note jail "no_new_privs=$(awk '/^NoNewPrivs:/ { print $2 }' "/proc/$jail_pid/status")"
+            lab_note jail "seccomp=$(awk '/^Seccomp:/ { print $2 }' "/proc/$jail_pid/status")"
+            jail_own=0
+            for jail_ns in mnt net ipc uts; do
+                [ "$(readlink "/proc/$jail_pid/ns/$jail_ns")" = "$(readlink "/proc/self/ns/$jail_ns")" ] ||
+                    jail_own=$((jail_own + 1))
+            done
+            lab_note jail "own_namespaces=$jail_own"
+        fi
+        lab_net_exchange jail 10.0.76.2
+        jail_files=0
+        for jail_f in state memory; do [ ! -f "/tmp/jail-snap/$jail_f" ] || jail_files=$((jail_files + 1)); done
+        lab_note jail "snapshot_files=$jail_files"
+        lab_note jail "snapshot_by_nobody=$([ "$(stat -c %u /tmp/jail-snap/state 2>/dev/null)" = 65534 ] && echo 1 || echo 0)"
+        killall httpd 2>/dev/null
+        tunctl -d vmtapj >/dev/null
+        rm -rf /tmp/jail-snap /srv /img/jail.img
+    else
+        lab_skip jail "no /img RAM disk, no /dev/net/tun or no tunctl in L1"
     fi
 
     # r. SIGTERM, then SIGKILL, while the guest streams fsync'd 4 MiB chunks
@@ -1085,7 +1131,8 @@ PASST
         mkdir -p /srv/vsock
         dd if=/dev/urandom of=/srv/vsock/data bs=1M count="$VSOCK_MIB" 2>/dev/null
         lab_note vsock "data_sha256=$(lab_sha256 /srv/vsock/data)"
-        (vmmvsock hlisten /tmp/vsock.sock_6000 </srv/vsock/data 2>/tmp/vsock-g.err |
+        # (umask 0: a socket the jailed vmm, nobody, may connect to)
+        (umask 0 && vmmvsock hlisten /tmp/vsock.sock_6000 </srv/vsock/data 2>/tmp/vsock-g.err |
             sha256sum | cut -d ' ' -f 1 >/tmp/vsock-g.sha) &
         vsock_pid=$!
         # shellcheck disable=SC2086
@@ -1546,6 +1593,19 @@ lab_expectations() {
     check_boot nonroot nproc=1 cmdline=vmmtest=nonroot
     check_guest nonroot write disks=1 data_bytes=8388608 error=
     check_same nonroot/image g:nonroot:data_sha256 l1:nonroot:image_sha256
+    check_exit jail 0
+    check_guest jail write disks=1 data_bytes=8388608 error=
+    check_net jail tcp down_rc=0 fetched=yes done=1 error=
+    check_same jail/down l1:jail:down_sha256 n:jail:down_sha256
+    check_same jail/up l1:jail:up_sha256 n:jail:up_sha256
+    check_note jail uid = 65534
+    check_note jail gid = 65534
+    check_note jail caps_set = 0
+    check_note jail no_new_privs = 1
+    check_note jail seccomp = 2
+    check_note jail own_namespaces = 4
+    check_note jail snapshot_files = 2
+    check_note jail snapshot_by_nobody = 1
     check_exit term-stream 143
     check_exit kill-stream 137
     for n in term-stream kill-stream; do
